@@ -1,0 +1,46 @@
+# quotes — build, run, test, benchmark. `make help` lists the targets.
+GO       ?= go
+BIN      := bin/quotes
+VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+FUZZTIME ?= 10s
+RUNDIR   ?= .run
+
+.PHONY: help build run test test-unit deps lint fuzz bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+build: ## build bin/quotes
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/quotes
+
+run: build ## simulator + ingest on embedded storage under .run/
+	@bash scripts/run.sh $(BIN) $(RUNDIR)
+
+deps: ## install what the integration tests need (ClickHouse, S3 gateway)
+	@bash scripts/deps.sh
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+test: deps lint build ## everything: deps, lint, all tests with -race, a short fuzz run
+	$(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) fuzz FUZZTIME=5s
+
+test-unit: ## unit tests only, no external servers
+	$(GO) test -short -count=1 ./...
+
+fuzz: ## run every fuzz target for FUZZTIME each
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$f"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+bench: build ## micro-benchmarks (go test -bench) for every package
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean: ## remove build output and local run data
+	rm -rf bin $(RUNDIR)

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// rootOptions are the flags every subcommand shares.
+type rootOptions struct {
+	logLevel  string
+	logFormat string
+}
+
+// newRootCmd builds the whole command tree. Each subcommand is a constructor with its flags
+// bound to its own options struct: no globals, no init().
+func newRootCmd() *cobra.Command {
+	opts := &rootOptions{}
+	root := &cobra.Command{
+		Use:   "quotes",
+		Short: "Turn a partner's price feed into 1-minute candles and hot-instrument alerts",
+		Long: `quotes ingests a partner's instrument and quote websockets, writes every message to a
+write-ahead log, aggregates 1-minute candlesticks, flags hot instruments (a >10% move
+against the price 5 minutes earlier) and serves it all from the shell and over HTTP.
+
+Every flag can also be set through the environment as QUOTES_<FLAG>, e.g.
+QUOTES_DATA=/var/lib/quotes or QUOTES_LOG_LEVEL=debug; a flag on the command line wins.`,
+		Example: `  # a local partner simulator and a recording of 3 minutes of it
+  quotes generate --instruments 1000
+  quotes generate --record feed.jsonl --duration 3m --speed max --seed 42`,
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyEnv(cmd); err != nil {
+				return err
+			}
+			logger, err := newLogger(cmd.ErrOrStderr(), opts.logLevel, opts.logFormat)
+			if err != nil {
+				return err
+			}
+			slog.SetDefault(logger)
+			return nil
+		},
+	}
+	root.PersistentFlags().StringVar(&opts.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.PersistentFlags().StringVar(&opts.logFormat, "log-format", "text", "log format: text or json")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+
+	root.AddCommand(
+	// subcommands are added here, one constructor each
+	)
+	return root
+}
+
+// usageError marks an error as the user's (bad flag, argument or input file): exit code 2.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// usagef returns a usage error (exit code 2) with a formatted message.
+func usagef(format string, args ...any) error { return &usageError{fmt.Errorf(format, args...)} }
+
+// isCobraUsageError recognises the argument errors cobra returns itself.
+func isCobraUsageError(err error) bool {
+	msg := err.Error()
+	return strings.HasPrefix(msg, "unknown command") ||
+		strings.Contains(msg, "arg(s)") ||
+		strings.HasPrefix(msg, "required flag")
+}
+
+// applyEnv sets every flag that was not given on the command line from QUOTES_<FLAG>
+// (upper case, dashes as underscores), if that variable is set.
+func applyEnv(cmd *cobra.Command) error {
+	var errs []error
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if f.Changed {
+			return
+		}
+		name := "QUOTES_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		v, ok := os.LookupEnv(name)
+		if !ok {
+			return
+		}
+		if err := cmd.Flags().Set(f.Name, v); err != nil {
+			errs = append(errs, usagef("%s=%q: %w", name, v, err))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", level)
+	}
+	hopts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, hopts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, hopts)), nil
+	}
+	return nil, usagef("--log-format %q: want text or json", format)
+}

@@ -1,0 +1,138 @@
+// Package feed speaks the partner's protocol: the ADD/DELETE/QUOTE messages of the two
+// websocket streams (SPEC §2), the recorded JSONL form of them (SPEC §3), exact fixed-point
+// prices (SPEC §4.1), and the reasons a message is rejected (SPEC §8).
+//
+// Everything downstream (WAL, candles, hot detection) works on the types defined here:
+// ISIN, Price, Kind and Message. Time is carried as int64 Unix nanoseconds (UTC) on the hot
+// path; conversion to time.Time happens at the edges.
+package feed
+
+import (
+	"strconv"
+	"time"
+)
+
+// ISINLen is the length of an ISIN: 12 characters [A-Z0-9].
+const ISINLen = 12
+
+// ISIN is an instrument identifier: exactly 12 characters of [A-Z0-9]. The partner's ISINs
+// are random (no check digit is verified). The zero value is not a valid ISIN.
+type ISIN [ISINLen]byte
+
+// String returns the 12-character ISIN.
+func (i ISIN) String() string { return string(i[:]) }
+
+// IsZero reports whether i is the zero value.
+func (i ISIN) IsZero() bool { return i == ISIN{} }
+
+// ParseISIN validates s as an ISIN.
+func ParseISIN(s string) (ISIN, bool) {
+	var isin ISIN
+	if len(s) != ISINLen {
+		return isin, false
+	}
+	for j := 0; j < ISINLen; j++ {
+		c := s[j]
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return isin, false
+		}
+		isin[j] = c
+	}
+	return isin, true
+}
+
+// ParseISINBytes is ParseISIN for a byte slice; it does not allocate.
+func ParseISINBytes(b []byte) (ISIN, bool) {
+	var isin ISIN
+	if len(b) != ISINLen {
+		return isin, false
+	}
+	for j := 0; j < ISINLen; j++ {
+		c := b[j]
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return isin, false
+		}
+		isin[j] = c
+	}
+	return isin, true
+}
+
+// Price is a fixed-point price in micro-units: price × 1,000,000 (SPEC §4.1).
+type Price int64
+
+// PriceScale is the number of micro-units in one price unit.
+const PriceScale = 1_000_000
+
+// MaxPrice is the largest valid price (1,000,000,000 units). Valid prices satisfy
+// 0 < p ≤ MaxPrice.
+const MaxPrice Price = 1_000_000_000 * PriceScale
+
+// String prints the exact decimal with no trailing zeros: 1365.25, 11, 0.000001.
+func (p Price) String() string { return string(p.AppendText(nil)) }
+
+// AppendText appends the exact decimal form of p to b.
+func (p Price) AppendText(b []byte) []byte {
+	v := int64(p)
+	if v < 0 {
+		b = append(b, '-')
+		v = -v // MinInt64 cannot occur: prices are bounded
+	}
+	b = strconv.AppendInt(b, v/PriceScale, 10)
+	frac := v % PriceScale
+	if frac == 0 {
+		return b
+	}
+	var digits [6]byte
+	for i := 5; i >= 0; i-- {
+		digits[i] = byte('0' + frac%10)
+		frac /= 10
+	}
+	n := 6
+	for n > 0 && digits[n-1] == '0' {
+		n--
+	}
+	b = append(b, '.')
+	return append(b, digits[:n]...)
+}
+
+// MarshalJSON prints the price as an exact JSON number.
+func (p Price) MarshalJSON() ([]byte, error) { return p.AppendText(nil), nil }
+
+// Kind is the type of a partner message.
+type Kind uint8
+
+// The message kinds of the partner protocol. The numeric values are part of the WAL format
+// and must never change.
+const (
+	KindAdd    Kind = 1 // an instrument became active
+	KindDelete Kind = 2 // an instrument was removed
+	KindQuote  Kind = 3 // a price for an active instrument
+)
+
+// String returns the protocol name of the kind ("ADD", "DELETE", "QUOTE").
+func (k Kind) String() string {
+	switch k {
+	case KindAdd:
+		return "ADD"
+	case KindDelete:
+		return "DELETE"
+	case KindQuote:
+		return "QUOTE"
+	}
+	return "Kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Message is one decoded partner message, stamped with its arrival time.
+type Message struct {
+	// TS is the arrival time in Unix nanoseconds, UTC. Zero until stamped.
+	TS   int64
+	Kind Kind
+	ISIN ISIN
+	// Price is set for KindQuote only.
+	Price Price
+	// Description is set for KindAdd and KindDelete.
+	Description string
+}
+
+// Time returns TS as a UTC time.Time.
+func (m *Message) Time() time.Time { return time.Unix(0, m.TS).UTC() }

@@ -1,5 +1,59 @@
 #!/usr/bin/env bash
-# Installs what the integration tests need when it is missing. Nothing yet beyond Go itself;
-# ClickHouse and the S3 gateway join with their sinks.
+# Installs what the integration tests need when it is missing: ClickHouse (Debian's
+# clickhouse-server and clickhouse-client, 18.16 on bookworm). One function per dependency,
+# each idempotent: it does nothing when its dependency is already installed. Runs as root on
+# Debian (make test, CI); elsewhere through sudo. The tests start private servers of their own
+# (internal/chtest), so no system service is started or left running.
 set -euo pipefail
-exit 0
+
+export DEBIAN_FRONTEND=noninteractive
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+	SUDO="sudo -n"
+fi
+
+apt_updated=0
+
+# apt_install PKG… installs packages quietly, running apt-get update once per run.
+apt_install() {
+	if [ "$apt_updated" = 0 ]; then
+		$SUDO apt-get update -qq >/dev/null
+		apt_updated=1
+	fi
+	$SUDO env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# no_service_start runs a command with a policy-rc.d that keeps package scripts from
+# starting services (exit 101 = action forbidden), removing it again afterwards.
+no_service_start() {
+	local policy=/usr/sbin/policy-rc.d created=0 rc=0
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+		$SUDO chmod 755 "$policy"
+		created=1
+	fi
+	"$@" || rc=$?
+	if [ "$created" = 1 ]; then
+		$SUDO rm -f "$policy"
+	fi
+	return "$rc"
+}
+
+# deps_clickhouse installs clickhouse-server and clickhouse-client (the multi-call
+# /usr/bin/clickhouse binary). A system service that started anyway is stopped and disabled.
+deps_clickhouse() {
+	if command -v clickhouse-server >/dev/null 2>&1 && command -v clickhouse-client >/dev/null 2>&1; then
+		return 0
+	fi
+	echo "deps.sh: installing clickhouse-server clickhouse-client" >&2
+	no_service_start apt_install clickhouse-server clickhouse-client
+	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+		$SUDO systemctl disable --now clickhouse-server >/dev/null 2>&1 || true
+	elif [ -x /etc/init.d/clickhouse-server ]; then
+		$SUDO /etc/init.d/clickhouse-server stop >/dev/null 2>&1 || true
+	fi
+}
+
+deps_clickhouse

@@ -1,0 +1,305 @@
+package feed
+
+import (
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/valyala/fastjson"
+)
+
+// Decoder decodes partner frames (SPEC §2) and recorded lines (SPEC §3) into Messages.
+//
+// A Decoder keeps its parse buffers between calls, so decoding a QUOTE allocates nothing in
+// steady state; reuse one per goroutine. It is not safe for concurrent use. The zero value is
+// ready to use.
+//
+// Decoding rules:
+//   - the frame must be one JSON object (else ReasonMalformedJSON);
+//   - "type" must be a string (else ReasonMissingField) naming ADD, DELETE or QUOTE, exactly
+//     in upper case (else ReasonUnknownType);
+//   - "data" must be an object with a string "isin" (else ReasonMissingField) that is a valid
+//     ISIN (else ReasonBadISIN);
+//   - QUOTE: "data.price" must be present (else ReasonMissingField) and a JSON number that
+//     ParsePrice accepts (else ReasonBadPrice: strings, null and booleans included);
+//   - ADD: "data.description" must be a string (else ReasonMissingField);
+//   - DELETE: "data.description" may be absent or null (it is not needed to delete an
+//     instrument) and then decodes as ""; when present otherwise it must be a string (else
+//     ReasonMissingField);
+//   - descriptions that are not valid UTF-8 get each invalid byte replaced by U+FFFD, as
+//     AppendJSONString does, so that every decoded message re-encodes to itself;
+//   - unknown fields, and fields that do not belong to the type (a QUOTE's description, an
+//     ADD's price), are ignored.
+type Decoder struct {
+	// MaxSize rejects frames longer than MaxSize bytes with ReasonOversized; 0 means no
+	// limit.
+	MaxSize int
+
+	p   fastjson.Parser
+	num []byte // scratch for the text of the price
+}
+
+// NewDecoder returns a Decoder that rejects frames longer than maxSize bytes (0: no limit).
+func NewDecoder(maxSize int) *Decoder { return &Decoder{MaxSize: maxSize} }
+
+// Decode decodes one partner frame such as
+//
+//	{"type":"QUOTE","data":{"isin":"LS342I184454","price":1365.25}}
+//
+// into m, setting Kind, ISIN, Price (0 unless a QUOTE) and Description ("" for a QUOTE).
+// It does not touch m.TS. A rejected frame returns a *DecodeError and leaves m unchanged.
+func (d *Decoder) Decode(frame []byte, m *Message) error {
+	if d.MaxSize > 0 && len(frame) > d.MaxSize {
+		return oversized(len(frame), d.MaxSize)
+	}
+	o, err := d.parseObject(frame)
+	if err != nil {
+		return err
+	}
+	return d.decodeBody(o, m)
+}
+
+// DecodeRecorded decodes one recorded line (SPEC §3), without its line terminator: the
+// partner message as for Decode plus "ts", an RFC 3339 timestamp (UTC or with an offset,
+// which is converted to UTC; up to 9 fractional digits), stored in m.TS as Unix nanoseconds.
+// A missing or invalid "ts" is rejected with ReasonBadTimestamp (checked before the rest of
+// the message). A rejected line returns a *DecodeError and leaves m unchanged.
+func (d *Decoder) DecodeRecorded(line []byte, m *Message) error {
+	if d.MaxSize > 0 && len(line) > d.MaxSize {
+		return oversized(len(line), d.MaxSize)
+	}
+	o, err := d.parseObject(line)
+	if err != nil {
+		return err
+	}
+	tv := o.Get("ts")
+	if tv == nil {
+		return &DecodeError{Reason: ReasonBadTimestamp, Detail: `"ts" missing`}
+	}
+	if tv.Type() != fastjson.TypeString {
+		return &DecodeError{Reason: ReasonBadTimestamp, Detail: `"ts" is a ` + tv.Type().String() + ", not a string"}
+	}
+	tb, _ := tv.StringBytes()
+	ts, ok := parseRFC3339(tb)
+	if !ok {
+		return &DecodeError{Reason: ReasonBadTimestamp, Detail: `"ts" ` + quoteDetail(tb) + ": not an RFC 3339 time in range"}
+	}
+	var tmp Message
+	if err := d.decodeBody(o, &tmp); err != nil {
+		return err
+	}
+	tmp.TS = ts
+	*m = tmp
+	return nil
+}
+
+func oversized(n, limit int) *DecodeError {
+	return &DecodeError{Reason: ReasonOversized, Detail: strconv.Itoa(n) + " bytes, limit " + strconv.Itoa(limit)}
+}
+
+// parseObject parses b as one JSON object.
+func (d *Decoder) parseObject(b []byte) (*fastjson.Object, error) {
+	v, err := d.p.ParseBytes(b)
+	if err != nil {
+		return nil, &DecodeError{Reason: ReasonMalformedJSON, Detail: err.Error()}
+	}
+	if v.Type() != fastjson.TypeObject {
+		return nil, &DecodeError{Reason: ReasonMalformedJSON, Detail: "a JSON " + v.Type().String() + ", not an object"}
+	}
+	o, _ := v.Object()
+	return o, nil
+}
+
+// decodeBody decodes "type" and "data" of the parsed object o into m (all fields but TS).
+func (d *Decoder) decodeBody(o *fastjson.Object, m *Message) error {
+	tv := o.Get("type")
+	if tv == nil {
+		return missing(`"type" missing`)
+	}
+	if tv.Type() != fastjson.TypeString {
+		return missing(`"type" is a ` + tv.Type().String() + ", not a string")
+	}
+	tb, _ := tv.StringBytes()
+	var kind Kind
+	switch {
+	case string(tb) == "QUOTE": // the comparison does not allocate
+		kind = KindQuote
+	case string(tb) == "ADD":
+		kind = KindAdd
+	case string(tb) == "DELETE":
+		kind = KindDelete
+	default:
+		return &DecodeError{Reason: ReasonUnknownType, Detail: `"type" ` + quoteDetail(tb)}
+	}
+	dv := o.Get("data")
+	if dv == nil {
+		return missing(`"data" missing`)
+	}
+	if dv.Type() != fastjson.TypeObject {
+		return missing(`"data" is a ` + dv.Type().String() + ", not an object")
+	}
+	data, _ := dv.Object()
+
+	iv := data.Get("isin")
+	if iv == nil {
+		return missing(`"data.isin" missing`)
+	}
+	if iv.Type() != fastjson.TypeString {
+		return missing(`"data.isin" is a ` + iv.Type().String() + ", not a string")
+	}
+	ib, _ := iv.StringBytes()
+	isin, ok := ParseISINBytes(ib)
+	if !ok {
+		return &DecodeError{Reason: ReasonBadISIN, Detail: `"data.isin" ` + quoteDetail(ib) + ": not 12 characters [A-Z0-9]"}
+	}
+
+	switch kind {
+	case KindQuote:
+		pv := data.Get("price")
+		if pv == nil {
+			return missing(`"data.price" missing`)
+		}
+		if pv.Type() != fastjson.TypeNumber {
+			return &DecodeError{Reason: ReasonBadPrice, Detail: `"data.price" is a ` + pv.Type().String() + ", not a number"}
+		}
+		d.num = pv.MarshalTo(d.num[:0]) // a number marshals to its exact source text
+		price, err := ParsePrice(d.num)
+		if err != nil {
+			return err
+		}
+		m.Kind, m.ISIN, m.Price, m.Description = kind, isin, price, ""
+		return nil
+	default:
+		var desc string
+		dsv := data.Get("description")
+		switch {
+		case dsv == nil || dsv.Type() == fastjson.TypeNull:
+			if kind == KindAdd {
+				return missing(`"data.description" missing`)
+			}
+		case dsv.Type() != fastjson.TypeString:
+			return missing(`"data.description" is a ` + dsv.Type().String() + ", not a string")
+		default:
+			db, _ := dsv.StringBytes()
+			desc = validUTF8(db)
+		}
+		m.Kind, m.ISIN, m.Price, m.Description = kind, isin, 0, desc
+		return nil
+	}
+}
+
+func missing(detail string) *DecodeError {
+	return &DecodeError{Reason: ReasonMissingField, Detail: detail}
+}
+
+// validUTF8 returns b as a string with every byte that is not part of valid UTF-8 replaced
+// by U+FFFD, exactly as AppendJSONString encodes it.
+func validUTF8(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	out := make([]byte, 0, len(b)+8)
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size == 1 {
+			out = append(out, "\ufffd"...)
+		} else {
+			out = append(out, b[i:i+size]...)
+		}
+		i += size
+	}
+	return string(out)
+}
+
+// Bounds, in Unix seconds, of the timestamps accepted: whole seconds whose nanoseconds
+// (plus up to 999,999,999) fit in an int64 (1677-09-21 to 2262-04-11).
+const (
+	minTSSec = -9_223_372_036
+	maxTSSec = 9_223_372_035
+)
+
+// parseRFC3339 parses an RFC 3339 date-time ("2026-11-26T13:00:01.25Z",
+// "2026-11-26T14:00:01+01:00") into Unix nanoseconds UTC without allocating. It accepts 'T'
+// or 't' and 'Z' or 'z' (RFC 3339 §5.6), 1 to 9 fractional digits, and rejects leap seconds
+// and instants outside the int64 nanosecond range.
+func parseRFC3339(b []byte) (int64, bool) {
+	// YYYY-MM-DDTHH:MM:SS at least, plus a zone.
+	if len(b) < 20 || b[4] != '-' || b[7] != '-' || (b[10] != 'T' && b[10] != 't') || b[13] != ':' || b[16] != ':' {
+		return 0, false
+	}
+	year, ok1 := digits(b[0:4])
+	month, ok2 := digits(b[5:7])
+	day, ok3 := digits(b[8:10])
+	hour, ok4 := digits(b[11:13])
+	minute, ok5 := digits(b[14:16])
+	sec, ok6 := digits(b[17:19])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) {
+		return 0, false
+	}
+	if month < 1 || month > 12 || day < 1 || day > daysIn(month, year) || hour > 23 || minute > 59 || sec > 59 {
+		return 0, false
+	}
+	rest := b[19:]
+	var nanos int
+	if rest[0] == '.' {
+		k := 1
+		for k < len(rest) && isDigit(rest[k]) {
+			k++
+		}
+		nd := k - 1
+		if nd < 1 || nd > 9 {
+			return 0, false
+		}
+		nanos, _ = digits(rest[1:k])
+		for j := nd; j < 9; j++ {
+			nanos *= 10
+		}
+		rest = rest[k:]
+	}
+	var offset int // seconds east of UTC
+	switch {
+	case len(rest) == 1 && (rest[0] == 'Z' || rest[0] == 'z'):
+	case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':':
+		oh, ok1 := digits(rest[1:3])
+		om, ok2 := digits(rest[4:6])
+		if !ok1 || !ok2 || oh > 23 || om > 59 {
+			return 0, false
+		}
+		offset = oh*3600 + om*60
+		if rest[0] == '-' {
+			offset = -offset
+		}
+	default:
+		return 0, false
+	}
+	unix := time.Date(year, time.Month(month), day, hour, minute, sec, 0, time.UTC).Unix() - int64(offset)
+	if unix < minTSSec || unix > maxTSSec {
+		return 0, false
+	}
+	return unix*1e9 + int64(nanos), true
+}
+
+// digits parses b, all ASCII digits, as a non-negative int.
+func digits(b []byte) (int, bool) {
+	n := 0
+	for _, c := range b {
+		if !isDigit(c) {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
+}
+
+func daysIn(month, year int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
+}

@@ -1,0 +1,466 @@
+// Package source is the websocket client for the partner's two streams (SPEC §2):
+// /instruments (ADD/DELETE) and /quotes (QUOTE), both below one base URL.
+//
+// # Delivery
+//
+// Client.Run keeps one connection per stream, decodes every text frame with feed.Decoder and
+// hands the accepted messages to the caller's deliver function, from the goroutine that called
+// Run, in batches of up to Options.BatchSize. Batching is opportunistic: a batch is delivered
+// as soon as at least one message is waiting; whatever else has arrived meanwhile rides along.
+//
+// Every message is stamped with its arrival time: Options.Clock.Now() taken when its frame
+// was read. Both streams feed one queue; a message's place in the queue is its arrival order,
+// and its TS is clamped to be at least the TS of the message before it, so delivered TS never
+// decrease, even if the clock steps back. The queue is bounded (8 batches): while deliver is
+// slow, the readers stop reading (TCP backpressure towards the partner) instead of growing
+// memory; time spent waiting for the consumer never counts as a stall.
+//
+// Nothing accepted is lost: a decoded message is either delivered or Run returns an error.
+// When ctx is done, Run stops reading, delivers everything already queued (deliver is
+// called after ctx is done in that case), and returns nil.
+//
+// # Snapshot truth
+//
+// The client tracks the set of active ISINs (with their descriptions) from the ADD and DELETE
+// messages it accepted (Options.Active seeds it, e.g. with the registry recovered from a WAL).
+// On every connect of /instruments the partner sends one ADD per active instrument, the
+// snapshot, without an end marker. This package defines the end of the snapshot as:
+//
+//	the first moment, measured by Options.Clock, at which no /instruments frame (accepted or
+//	rejected) has arrived for Options.SnapshotQuiet since the connect or since the last such
+//	frame, and the /instruments reader is not blocked handing a message to the consumer.
+//
+// At that moment every ISIN that was active before and was neither ADDed nor DELETEd during
+// the snapshot (on either stream) gets a synthetic DELETE, with the description we held and
+// TS = now (clamped as above), queued in ISIN order behind everything that arrived before.
+// ADDs during the snapshot are delivered immediately, like any other message: an ADD of an
+// active ISIN only updates its description downstream (SPEC §4.4). If the /instruments
+// connection ends before its snapshot ended, the snapshot is abandoned without synthetic
+// DELETEs; the next connection starts a new one. The first connection is no exception: with
+// an empty (or seeded) set, its snapshot deletes whatever seeded ISIN it does not mention.
+// A partner that pauses for longer than SnapshotQuiet in the middle of its snapshot would
+// cause spurious DELETEs (followed by fresh ADDs); choose SnapshotQuiet well above the
+// partner's inter-frame gap.
+//
+// # Bad input (SPEC §8)
+//
+// Every rejected frame is counted by reason (Stats.Rejects), passed to Options.OnReject and
+// logged, rate-limited (Options.Logger):
+//   - text frames that feed.Decoder rejects (garbage, unknown type, bad ISIN or price, …), with
+//     the decoder's reason;
+//   - binary frames: feed.ReasonBinaryFrame, the frame is read and discarded;
+//   - frames longer than Options.MaxFrame: feed.ReasonOversized. The connection's read limit is
+//     set to 16×MaxFrame: a frame up to that size is read into a MaxFrame buffer and the rest is
+//     discarded, so the connection survives; a larger frame makes coder/websocket close the
+//     connection (StatusMessageTooBig), the frame is counted as oversized all the same and the
+//     stream reconnects with backoff. Memory stays bounded by MaxFrame per stream either way.
+//
+// # Stalls and reconnects
+//
+// A watchdog ticks every ReadTimeout/4 (Options.Clock). When a stream has seen neither a frame
+// nor a pong for ReadTimeout/2 it sends a ping; after ReadTimeout without either, the
+// connection is declared stalled (Stats.*.Stalls), closed, and re-established. Any failure
+// (dial error, handshake refused, read error, stall, oversized beyond the read limit) ends the
+// connection and the stream reconnects on its own, independently of the other stream, after
+// a delay of capped exponential backoff with jitter: attempt n (0-based) waits a uniformly
+// random duration in [b/2, b] where b = min(BackoffMax, BackoffMin×2ⁿ). The attempt counter is
+// reset when a connection accepted at least one message or stayed up for BackoffMax. The
+// very first connect of a stream is immediate. Dialing (TCP + handshake) is bounded by
+// ReadTimeout. On shutdown connections are closed without a close handshake.
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/benbjohnson/clock"
+
+	"github.com/quotesdev/quotes/feed"
+)
+
+// Defaults of Options; DefaultOptions returns them, and New uses them for zero fields.
+const (
+	DefaultMaxFrame      = 64 << 10
+	DefaultReadTimeout   = 15 * time.Second
+	DefaultBackoffMin    = 100 * time.Millisecond
+	DefaultBackoffMax    = 10 * time.Second
+	DefaultSnapshotQuiet = 500 * time.Millisecond
+	DefaultBatchSize     = 1024
+)
+
+// maxMaxFrame bounds Options.MaxFrame so that the connection read limit (16×MaxFrame) cannot
+// overflow and a misconfiguration cannot ask for absurd buffers.
+const maxMaxFrame = 1 << 30
+
+// queueBatches is the queue capacity, in batches.
+const queueBatches = 8
+
+// Options configures a Client. Zero fields take the defaults of DefaultOptions (except URL,
+// which is required).
+type Options struct {
+	// URL is the partner's base URL (ws, wss, http or https), e.g. ws://127.0.0.1:8032; the
+	// streams are URL+"/instruments" and URL+"/quotes".
+	URL string
+	// Clock stamps arrivals and drives backoff, stall detection and the snapshot end.
+	// Default: the wall clock.
+	Clock clock.Clock
+	// MaxFrame is the largest accepted frame in bytes (default 64 KiB); larger frames are
+	// rejected with feed.ReasonOversized (see the package doc).
+	MaxFrame int64
+	// ReadTimeout: no frame and no pong within it means the connection stalled and is
+	// re-established (default 15s). It also bounds a dial.
+	ReadTimeout time.Duration
+	// BackoffMin and BackoffMax bound the reconnect backoff (defaults 100ms and 10s).
+	BackoffMin, BackoffMax time.Duration
+	// SnapshotQuiet ends a /instruments snapshot (default 500ms; see the package doc).
+	SnapshotQuiet time.Duration
+	// BatchSize is the largest batch handed to deliver (default 1024).
+	BatchSize int
+	// Active seeds the set of active instruments (ISIN → description), e.g. from the registry
+	// recovered at startup, so that the first snapshot also deletes what vanished while we
+	// were away. The map is copied by New.
+	Active map[feed.ISIN]string
+	// OnReject, if set, is called for every rejected frame. It is called from the stream
+	// goroutines, possibly concurrently, and must be fast and safe for concurrent use.
+	OnReject func(err *feed.DecodeError)
+	// Logger receives rate-limited logs of rejects, connects and disconnects (default:
+	// discard).
+	Logger *slog.Logger
+	// Rand is the source of backoff jitter (set it for deterministic tests). The Client
+	// serialises its use; do not use it elsewhere concurrently. Default: seeded from the clock.
+	Rand *rand.Rand
+}
+
+// DefaultOptions returns the default options for the partner at url.
+func DefaultOptions(url string) Options {
+	return Options{
+		URL:           url,
+		Clock:         clock.New(),
+		MaxFrame:      DefaultMaxFrame,
+		ReadTimeout:   DefaultReadTimeout,
+		BackoffMin:    DefaultBackoffMin,
+		BackoffMax:    DefaultBackoffMax,
+		SnapshotQuiet: DefaultSnapshotQuiet,
+		BatchSize:     DefaultBatchSize,
+	}
+}
+
+// Client is the websocket client of both partner streams. Create it with New, run it once
+// with Run; Connected and Stats may be called concurrently at any time.
+type Client struct {
+	opts      Options
+	clk       clock.Clock
+	transport *http.Transport
+	http      *http.Client
+
+	streams [2]*stream // instruments, quotes
+	q       *queue
+	state   instruments
+
+	rndMu sync.Mutex
+	rnd   *rand.Rand
+
+	rejectLog *limitedLog
+	connLog   *limitedLog
+
+	ran              atomic.Bool
+	rejectsMu        sync.Mutex
+	rejects          map[feed.Reason]uint64
+	syntheticDeletes atomic.Uint64
+	snapshots        atomic.Uint64
+	delivered        atomic.Uint64
+
+	hooks hooks
+}
+
+// hooks are test seams; all nil in production.
+type hooks struct {
+	// backoff is called by a stream after its backoff timer of d was armed and before it
+	// waits for it.
+	backoff func(stream string, attempt int, d time.Duration)
+}
+
+// New validates opts, fills in defaults and returns a Client.
+func New(opts Options) (*Client, error) {
+	def := DefaultOptions(opts.URL)
+	if opts.Clock == nil {
+		opts.Clock = def.Clock
+	}
+	if opts.MaxFrame == 0 {
+		opts.MaxFrame = def.MaxFrame
+	}
+	if opts.ReadTimeout == 0 {
+		opts.ReadTimeout = def.ReadTimeout
+	}
+	if opts.BackoffMin == 0 {
+		opts.BackoffMin = def.BackoffMin
+	}
+	if opts.BackoffMax == 0 {
+		opts.BackoffMax = max(def.BackoffMax, opts.BackoffMin)
+	}
+	if opts.SnapshotQuiet == 0 {
+		opts.SnapshotQuiet = def.SnapshotQuiet
+	}
+	if opts.BatchSize == 0 {
+		opts.BatchSize = def.BatchSize
+	}
+	switch {
+	case opts.MaxFrame < 0 || opts.MaxFrame > maxMaxFrame:
+		return nil, fmt.Errorf("source: max frame %d: want 1 to %d bytes", opts.MaxFrame, maxMaxFrame)
+	case opts.ReadTimeout < 0:
+		return nil, fmt.Errorf("source: read timeout %v: must be positive", opts.ReadTimeout)
+	case opts.BackoffMin < 0 || opts.BackoffMax < opts.BackoffMin:
+		return nil, fmt.Errorf("source: backoff %v..%v: want 0 < min <= max", opts.BackoffMin, opts.BackoffMax)
+	case opts.SnapshotQuiet < 0:
+		return nil, fmt.Errorf("source: snapshot quiet %v: must be positive", opts.SnapshotQuiet)
+	case opts.BatchSize < 0:
+		return nil, fmt.Errorf("source: batch size %d: must be positive", opts.BatchSize)
+	}
+	instrURL, quotesURL, err := endpoints(opts.URL)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	rnd := opts.Rand
+	if rnd == nil {
+		seed := uint64(opts.Clock.Now().UnixNano())
+		rnd = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	}
+	// An own transport: no shared global pool, and idle connections of failed handshakes
+	// are closed when Run returns.
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          4,
+		IdleConnTimeout:       30 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+	c := &Client{
+		opts:      opts,
+		clk:       opts.Clock,
+		transport: tr,
+		http:      &http.Client{Transport: tr},
+		q:         newQueue(opts.BatchSize * queueBatches),
+		rnd:       rnd,
+		rejectLog: newLimitedLog(opts.Logger, opts.Clock),
+		connLog:   newLimitedLog(opts.Logger, opts.Clock),
+		rejects:   make(map[feed.Reason]uint64),
+	}
+	c.state.active = make(map[feed.ISIN]string, len(opts.Active))
+	for isin, desc := range opts.Active {
+		c.state.active[isin] = desc
+	}
+	c.streams[0] = newStream(c, "instruments", instrURL, true)
+	c.streams[1] = newStream(c, "quotes", quotesURL, false)
+	return c, nil
+}
+
+// endpoints derives the two stream URLs from the base URL.
+func endpoints(base string) (instruments, quotes string, err error) {
+	if base == "" {
+		return "", "", errors.New("source: partner URL is empty")
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", "", fmt.Errorf("source: partner URL %q: %w", base, err)
+	}
+	switch u.Scheme {
+	case "ws", "wss", "http", "https":
+	default:
+		return "", "", fmt.Errorf("source: partner URL %q: scheme must be ws, wss, http or https", base)
+	}
+	if u.Host == "" {
+		return "", "", fmt.Errorf("source: partner URL %q: no host", base)
+	}
+	path := strings.TrimSuffix(u.Path, "/")
+	u.RawPath = ""
+	u.Path = path + "/instruments"
+	instruments = u.String()
+	u.Path = path + "/quotes"
+	quotes = u.String()
+	return instruments, quotes, nil
+}
+
+// Run connects both streams and delivers every accepted message, stamped with its arrival
+// time, to deliver: from the calling goroutine, in arrival order across both streams, in
+// batches, until ctx is done. The batch slice is reused after deliver returns; deliver must
+// not retain it. deliver's error stops Run (the messages still queued are dropped) and is
+// returned wrapped. When ctx is done, Run stops reading, delivers what is queued and returns
+// nil. Each stream reconnects independently with backoff on any failure; Run itself never
+// fails for network reasons. Run may be called only once per Client.
+func (c *Client) Run(ctx context.Context, deliver func(batch []feed.Message) error) error {
+	if deliver == nil {
+		return errors.New("source: run: deliver is nil")
+	}
+	if !c.ran.CompareAndSwap(false, true) {
+		return errors.New("source: run: a Client can be run only once")
+	}
+	defer c.transport.CloseIdleConnections()
+
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, s := range c.streams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.run(sctx)
+		}()
+	}
+	stop := func() {
+		cancel()
+		wg.Wait()
+	}
+
+	batch := make([]feed.Message, 0, c.opts.BatchSize)
+	for {
+		select {
+		case <-ctx.Done():
+			stop()
+			for {
+				batch = c.q.take(batch[:0], c.opts.BatchSize)
+				if len(batch) == 0 {
+					return nil
+				}
+				if err := deliver(batch); err != nil {
+					return fmt.Errorf("source: deliver %d messages at shutdown: %w", len(batch), err)
+				}
+				c.delivered.Add(uint64(len(batch)))
+			}
+		case <-c.q.ready:
+		}
+		batch = c.q.take(batch[:0], c.opts.BatchSize)
+		if len(batch) == 0 {
+			continue
+		}
+		if err := deliver(batch); err != nil {
+			stop()
+			return fmt.Errorf("source: deliver %d messages: %w", len(batch), err)
+		}
+		c.delivered.Add(uint64(len(batch)))
+	}
+}
+
+// Connected reports whether both streams are currently connected (for /readyz).
+func (c *Client) Connected() bool {
+	return c.streams[0].connected.Load() && c.streams[1].connected.Load()
+}
+
+// StreamStats are the counters of one stream.
+type StreamStats struct {
+	// Connected reports whether the stream is connected now.
+	Connected bool
+	// Connects counts successful websocket handshakes.
+	Connects uint64
+	// ConnectFailures counts failed dials and refused handshakes.
+	ConnectFailures uint64
+	// Disconnects counts connections that ended other than by shutdown.
+	Disconnects uint64
+	// Stalls counts the disconnects caused by stall detection (no frame nor pong within
+	// ReadTimeout).
+	Stalls uint64
+	// Frames counts data frames read (text and binary, accepted or rejected).
+	Frames uint64
+	// Accepted counts the messages decoded and queued for delivery.
+	Accepted uint64
+}
+
+// Stats is a snapshot of the Client's counters.
+type Stats struct {
+	// Instruments and Quotes are the per-stream counters.
+	Instruments, Quotes StreamStats
+	// Rejects counts rejected frames by reason (only reasons that occurred are present).
+	Rejects map[feed.Reason]uint64
+	// SyntheticDeletes counts the DELETEs made up at the end of a snapshot.
+	SyntheticDeletes uint64
+	// Snapshots counts /instruments snapshots that ended (see the package doc).
+	Snapshots uint64
+	// Delivered counts the messages handed to deliver successfully.
+	Delivered uint64
+	// Active is the number of instruments the Client currently holds as active.
+	Active int
+}
+
+// Rejected returns the total number of rejected frames.
+func (s Stats) Rejected() uint64 {
+	var n uint64
+	for _, v := range s.Rejects {
+		n += v
+	}
+	return n
+}
+
+// Stats returns the current counters.
+func (c *Client) Stats() Stats {
+	st := Stats{
+		Instruments:      c.streams[0].stats(),
+		Quotes:           c.streams[1].stats(),
+		SyntheticDeletes: c.syntheticDeletes.Load(),
+		Snapshots:        c.snapshots.Load(),
+		Delivered:        c.delivered.Load(),
+	}
+	c.rejectsMu.Lock()
+	st.Rejects = make(map[feed.Reason]uint64, len(c.rejects))
+	for r, n := range c.rejects {
+		st.Rejects[r] = n
+	}
+	c.rejectsMu.Unlock()
+	c.state.mu.Lock()
+	st.Active = len(c.state.active)
+	c.state.mu.Unlock()
+	return st
+}
+
+// reject counts, reports and logs one rejected frame.
+func (c *Client) reject(stream string, de *feed.DecodeError) {
+	c.rejectsMu.Lock()
+	c.rejects[de.Reason]++
+	c.rejectsMu.Unlock()
+	if c.opts.OnReject != nil {
+		c.opts.OnReject(de)
+	}
+	c.rejectLog.log(slog.LevelWarn, "source: frame rejected", "stream", stream, "reason", string(de.Reason), "detail", de.Detail)
+}
+
+// backoff returns the delay before reconnect attempt n (0-based): uniform in [b/2, b],
+// b = min(BackoffMax, BackoffMin×2ⁿ).
+func (c *Client) backoff(attempt int) time.Duration {
+	b := c.opts.BackoffMin
+	for i := 0; i < attempt && b < c.opts.BackoffMax; i++ {
+		b *= 2
+	}
+	b = min(b, c.opts.BackoffMax)
+	half := b / 2
+	c.rndMu.Lock()
+	j := c.rnd.Int64N(int64(b-half) + 1)
+	c.rndMu.Unlock()
+	return half + time.Duration(j)
+}
+
+// wait waits d on the clock; false if ctx ended first.
+func (c *Client) wait(ctx context.Context, stream string, attempt int, d time.Duration) bool {
+	t := c.clk.Timer(d)
+	defer t.Stop()
+	if c.hooks.backoff != nil {
+		c.hooks.backoff(stream, attempt, d)
+	}
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

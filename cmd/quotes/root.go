@@ -57,7 +57,8 @@ QUOTES_DATA=/var/lib/quotes or QUOTES_LOG_LEVEL=debug; a flag on the command lin
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 
 	root.AddCommand(
-	// subcommands are added here, one constructor each
+		// subcommands are added here, one constructor each
+		newGenerateCmd(),
 	)
 	return root
 }

@@ -1,0 +1,365 @@
+package aggregate
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/wal"
+)
+
+func TestApplyScenarios(t *testing.T) {
+	type check func(t *testing.T, a *Aggregator)
+	tests := []struct {
+		name     string
+		grace    time.Duration // 0 means the default
+		recs     *builder
+		closeAll bool
+		want     []string
+		stats    *Stats
+		check    check
+	}{
+		{
+			name: "ties ordered by (ts, seq)",
+			recs: new(builder).ADD(sec(0), "AAAA", "a").
+				Q(sec(1), "AAAA", 10).Q(sec(1), "AAAA", 12).Q(sec(0.5), "AAAA", 9).Q(sec(1), "AAAA", 8).
+				TICK(sec(65)),
+			want: []string{
+				"Q AAAA/1 1s #2 10",
+				"Q AAAA/1 1s #3 12",
+				"Q AAAA/1 0.5s #4 9",
+				"Q AAAA/1 1s #5 8",
+				"C AAAA/1 m0 o=9 h=12 l=8 c=8 n=4 [0.5s#4..1s#5]",
+			},
+			check: func(t *testing.T, a *Aggregator) {
+				in, _ := a.Instrument(isinOf("AAAA"))
+				if in.Price != px(8) || in.PriceSeq != 5 || in.PriceTS != sec(1) {
+					t.Errorf("latest price %+v, want 8 at 1s #5", in)
+				}
+			},
+		},
+		{
+			name: "minute closes exactly at m+60s+grace",
+			recs: new(builder).ADD(sec(0), "AAAA", "a").Q(sec(10), "AAAA", 1).
+				TICK(sec(65)-1).Q(sec(30), "AAAA", 2).
+				TICK(sec(65)).Q(sec(40), "AAAA", 3),
+			want: []string{
+				"Q AAAA/1 10s #2 1",
+				"Q AAAA/1 30s #4 2",
+				"C AAAA/1 m0 o=1 h=2 l=1 c=2 n=2 [10s#2..30s#4]",
+				"L AAAA/1 m0 o=3 h=3 l=3 c=3 n=1 [40s#6..40s#6]",
+				"Q AAAA/1 40s #6 3 late",
+			},
+			check: func(t *testing.T, a *Aggregator) {
+				if a.ClosedThrough() != sec(60) || a.Watermark() != sec(65) {
+					t.Errorf("closed through %s, watermark %s", rel(a.ClosedThrough()), rel(a.Watermark()))
+				}
+				in, _ := a.Instrument(isinOf("AAAA"))
+				if !in.HasLastClose || in.LastClose != px(3) || in.LastCloseMinute != t0 {
+					t.Errorf("last close %+v, want 3 in m0 (the correction's later quote)", in)
+				}
+			},
+		},
+		{
+			name:  "grace 0 closes at m+60s",
+			grace: -1,
+			recs:  new(builder).ADD(sec(0), "AAAA", "a").Q(sec(10), "AAAA", 1).TICK(sec(60)),
+			want:  []string{"Q AAAA/1 10s #2 1", "C AAAA/1 m0 o=1 h=1 l=1 c=1 n=1 [10s#2..10s#2]"},
+		},
+		{
+			name: "several minutes close at once, by minute then ISIN; late correction",
+			recs: new(builder).ADD(sec(0), "BBBB", "b").ADD(sec(0), "AAAA", "a").
+				Q(sec(10), "BBBB", 5).Q(sec(20), "AAAA", 6).Q(sec(61), "AAAA", 7).
+				TICK(sec(125)).Q(sec(50), "BBBB", 4),
+			want: []string{
+				"Q BBBB/1 10s #3 5",
+				"Q AAAA/2 20s #4 6",
+				"Q AAAA/2 61s #5 7",
+				"C AAAA/2 m0 o=6 h=6 l=6 c=6 n=1 [20s#4..20s#4]",
+				"C BBBB/1 m0 o=5 h=5 l=5 c=5 n=1 [10s#3..10s#3]",
+				"C AAAA/2 m1 o=7 h=7 l=7 c=7 n=1 [61s#5..61s#5]",
+				"L BBBB/1 m0 o=4 h=4 l=4 c=4 n=1 [50s#7..50s#7]",
+				"Q BBBB/1 50s #7 4 late",
+			},
+			check: func(t *testing.T, a *Aggregator) {
+				in, _ := a.Instrument(isinOf("BBBB"))
+				if in.Price != px(4) || in.LastClose != px(4) || in.FirstMinute != t0 {
+					t.Errorf("BBBB %+v", in)
+				}
+				if s := a.Stats(); s.Late != 1 || s.CandlesClosed != 3 {
+					t.Errorf("stats %+v", s)
+				}
+			},
+		},
+		{
+			name: "late quote earlier than the first quote moves FirstMinute back",
+			recs: new(builder).ADD(sec(0), "AAAA", "a").Q(sec(130), "AAAA", 1).Q(sec(10), "AAAA", 2),
+			want: []string{
+				"Q AAAA/1 130s #2 1",
+				"L AAAA/1 m0 o=2 h=2 l=2 c=2 n=1 [10s#3..10s#3]",
+				"Q AAAA/1 10s #3 2 late",
+			},
+			check: func(t *testing.T, a *Aggregator) {
+				in, _ := a.Instrument(isinOf("AAAA"))
+				if in.FirstMinute != t0 || in.Price != px(1) || in.LastClose != px(2) || in.LastCloseMinute != t0 {
+					t.Errorf("AAAA %+v", in)
+				}
+			},
+		},
+		{
+			name: "ISIN reused within one minute never mixes",
+			recs: new(builder).ADD(sec(0), "AAAA", "one").Q(sec(1), "AAAA", 10).DEL(sec(2), "AAAA").
+				ADD(sec(3), "AAAA", "two").Q(sec(4), "AAAA", 20).TICK(sec(65)),
+			want: []string{
+				"Q AAAA/1 1s #2 10",
+				"E AAAA/1 #3",
+				"Q AAAA/4 4s #5 20",
+				"C AAAA/1 m0 o=10 h=10 l=10 c=10 n=1 [1s#2..1s#2]",
+				"C AAAA/4 m0 o=20 h=20 l=20 c=20 n=1 [4s#5..4s#5]",
+			},
+			check: func(t *testing.T, a *Aggregator) {
+				in, ok := a.Instrument(isinOf("AAAA"))
+				if !ok || in.Incarnation != 4 || in.Description != "two" || in.Price != px(20) {
+					t.Errorf("AAAA %+v", in)
+				}
+			},
+		},
+		{
+			name: "grace in: quote 4.9s before ADD is released",
+			recs: new(builder).Q(sec(0), "AAAA", 10).ADD(sec(4.9), "AAAA", "a").TICK(sec(65)),
+			want: []string{
+				"Q AAAA/2 0s #1 10 released",
+				"C AAAA/2 m0 o=10 h=10 l=10 c=10 n=1 [0s#1..0s#1]",
+			},
+			stats: &Stats{Records: 3, Ticks: 1, QuoteRecords: 1, Aggregated: 1, HeldQuotes: 1, Released: 1,
+				AddsNew: 1, CandlesClosed: 1, Active: 1},
+		},
+		{
+			name: "grace edge: quote exactly 5s before ADD is released",
+			recs: new(builder).Q(sec(0), "AAAA", 10).ADD(sec(5), "AAAA", "a"),
+			want: []string{"Q AAAA/2 0s #1 10 released"},
+		},
+		{
+			name: "grace out: quote 5.1s before ADD is dropped",
+			recs: new(builder).Q(sec(0), "AAAA", 10).ADD(sec(5.1), "AAAA", "a").TICK(sec(65)),
+			want: nil,
+			stats: &Stats{Records: 3, Ticks: 1, QuoteRecords: 1, HeldQuotes: 1, DroppedExpired: 1,
+				AddsNew: 1, Active: 1},
+		},
+		{
+			name: "held quote dropped by the watermark, not by the ADD's own ts",
+			recs: new(builder).Q(sec(0), "AAAA", 10).TICK(sec(5.1)).ADD(sec(4), "AAAA", "a"),
+			want: nil,
+			check: func(t *testing.T, a *Aggregator) {
+				if s := a.Stats(); s.DroppedExpired != 1 || s.Holding != 0 {
+					t.Errorf("stats %+v", s)
+				}
+			},
+		},
+		{
+			name: "quote arriving already past its grace is dropped at once",
+			recs: new(builder).TICK(sec(20)).Q(sec(10), "AAAA", 10).ADD(sec(20), "AAAA", "a"),
+			want: nil,
+			stats: &Stats{Records: 3, Ticks: 1, QuoteRecords: 1, HeldQuotes: 1, DroppedExpired: 1,
+				AddsNew: 1, Active: 1},
+		},
+		{
+			name: "held quotes released in sequence order, expired one dropped",
+			recs: new(builder).Q(sec(0), "AAAA", 1).Q(sec(3), "AAAA", 2).Q(sec(2), "AAAA", 3).
+				ADD(sec(5.5), "AAAA", "a").TICK(sec(65)),
+			want: []string{
+				"Q AAAA/4 3s #2 2 released",
+				"Q AAAA/4 2s #3 3 released",
+				"C AAAA/4 m0 o=3 h=3 l=2 c=2 n=2 [2s#3..3s#2]",
+			},
+			stats: &Stats{Records: 5, Ticks: 1, QuoteRecords: 3, Aggregated: 2, HeldQuotes: 3, Released: 2,
+				DroppedExpired: 1, AddsNew: 1, CandlesClosed: 1, Active: 1},
+		},
+		{
+			name: "quote shortly after DELETE is held, then dropped",
+			recs: new(builder).ADD(sec(0), "AAAA", "a").Q(sec(1), "AAAA", 10).DEL(sec(2), "AAAA").
+				Q(sec(2.5), "AAAA", 11).TICK(sec(7.6)).TICK(sec(65)),
+			want: []string{
+				"Q AAAA/1 1s #2 10",
+				"E AAAA/1 #3",
+				"C AAAA/1 m0 o=10 h=10 l=10 c=10 n=1 [1s#2..1s#2]",
+			},
+			stats: &Stats{Records: 6, Ticks: 2, QuoteRecords: 2, Aggregated: 1, HeldQuotes: 1, DroppedExpired: 1,
+				AddsNew: 1, Deletes: 1, CandlesClosed: 1},
+			check: func(t *testing.T, a *Aggregator) {
+				if _, ok := a.Instrument(isinOf("AAAA")); ok {
+					t.Error("deleted instrument still listed")
+				}
+				if a.OpenCandles(isinOf("AAAA")) != nil {
+					t.Error("open candles of a deleted instrument")
+				}
+			},
+		},
+		{
+			name: "quote shortly after DELETE is given to a reuse within grace",
+			recs: new(builder).ADD(sec(0), "AAAA", "a").Q(sec(1), "AAAA", 10).DEL(sec(2), "AAAA").
+				Q(sec(2.5), "AAAA", 11).ADD(sec(7), "AAAA", "b").TICK(sec(65)),
+			want: []string{
+				"Q AAAA/1 1s #2 10",
+				"E AAAA/1 #3",
+				"Q AAAA/5 2.5s #4 11 released",
+				"C AAAA/1 m0 o=10 h=10 l=10 c=10 n=1 [1s#2..1s#2]",
+				"C AAAA/5 m0 o=11 h=11 l=11 c=11 n=1 [2.5s#4..2.5s#4]",
+			},
+		},
+		{
+			name: "duplicate ADD keeps history and updates the description",
+			recs: new(builder).ADD(sec(0), "AAAA", "old").Q(sec(1), "AAAA", 10).ADD(sec(2), "AAAA", "new").
+				Q(sec(3), "AAAA", 12).TICK(sec(65)),
+			want: []string{
+				"Q AAAA/1 1s #2 10",
+				"Q AAAA/1 3s #4 12",
+				"C AAAA/1 m0 o=10 h=12 l=10 c=12 n=2 [1s#2..3s#4]",
+			},
+			check: func(t *testing.T, a *Aggregator) {
+				in, _ := a.Instrument(isinOf("AAAA"))
+				if in.Incarnation != 1 || in.Description != "new" {
+					t.Errorf("AAAA %+v", in)
+				}
+				if s := a.Stats(); s.AddsNew != 1 || s.AddsDuplicate != 1 {
+					t.Errorf("stats %+v", s)
+				}
+			},
+		},
+		{
+			name: "DELETE of an unknown or deleted ISIN is counted",
+			recs: new(builder).DEL(sec(0), "AAAA").ADD(sec(1), "AAAA", "a").DEL(sec(2), "AAAA").DEL(sec(3), "AAAA"),
+			want: []string{"E AAAA/2 #3"},
+			stats: &Stats{Records: 4, AddsNew: 1, Deletes: 1, DeletesUnknown: 2},
+		},
+		{
+			name: "two open minutes, then CloseAll closes them and drops held quotes",
+			recs: new(builder).ADD(sec(0), "AAAA", "a").Q(sec(10), "AAAA", 1).Q(sec(61), "AAAA", 2).
+				Q(sec(62), "BBBB", 3),
+			closeAll: true,
+			want: []string{
+				"Q AAAA/1 10s #2 1",
+				"Q AAAA/1 61s #3 2",
+				"C AAAA/1 m0 o=1 h=1 l=1 c=1 n=1 [10s#2..10s#2]",
+				"C AAAA/1 m1 o=2 h=2 l=2 c=2 n=1 [61s#3..61s#3]",
+			},
+			stats: &Stats{Records: 4, QuoteRecords: 3, Aggregated: 2, HeldQuotes: 1, DroppedAtEnd: 1,
+				AddsNew: 1, CandlesClosed: 2, Active: 1},
+			check: func(t *testing.T, a *Aggregator) {
+				if a.ClosedThrough() != sec(120) {
+					t.Errorf("closed through %s", rel(a.ClosedThrough()))
+				}
+				var r recorder
+				a.Apply(wal.Record{Seq: 5, Message: feed.Message{Kind: feed.KindQuote, TS: sec(62), ISIN: isinOf("AAAA"), Price: px(3)}}, &r)
+				if want := "L AAAA/1 m1 o=3 h=3 l=3 c=3 n=1 [62s#5..62s#5]\nQ AAAA/1 62s #5 3 late"; r.String() != want {
+					t.Errorf("after CloseAll got\n%s\nwant\n%s", r.String(), want)
+				}
+			},
+		},
+		{
+			name: "open candles, oldest first, while two minutes are open",
+			recs: new(builder).ADD(sec(0), "AAAA", "a").Q(sec(61), "AAAA", 2).Q(sec(59), "AAAA", 1).TICK(sec(64)),
+			want: []string{"Q AAAA/1 61s #2 2", "Q AAAA/1 59s #3 1"},
+			check: func(t *testing.T, a *Aggregator) {
+				oc := a.OpenCandles(isinOf("AAAA"))
+				if len(oc) != 2 || oc[0].Minute != t0 || oc[1].Minute != sec(60) || oc[0].Close != px(1) {
+					t.Errorf("open candles %+v", oc)
+				}
+				in, _ := a.Instrument(isinOf("AAAA"))
+				if in.HasLastClose || in.FirstMinute != t0 || in.Price != px(2) {
+					t.Errorf("AAAA %+v", in)
+				}
+			},
+		},
+		{
+			name: "records of unknown kind are ignored, even their ts",
+			recs: new(builder).ADD(sec(0), "AAAA", "a").add(9, sec(500), "AAAA", 0, ""),
+			want: nil,
+			check: func(t *testing.T, a *Aggregator) {
+				if a.Watermark() != t0 || a.Stats().Ignored != 1 {
+					t.Errorf("watermark %s stats %+v", rel(a.Watermark()), a.Stats())
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := DefaultOptions()
+			if tt.grace < 0 {
+				opts.Grace = 0
+			} else if tt.grace > 0 {
+				opts.Grace = tt.grace
+			}
+			a := New(opts)
+			var r recorder
+			for _, rec := range tt.recs.recs {
+				a.Apply(rec, &r)
+			}
+			if tt.closeAll {
+				a.CloseAll(&r)
+			}
+			if got, want := r.String(), strings.Join(tt.want, "\n"); got != want {
+				t.Errorf("outputs:\n%s\nwant:\n%s", got, want)
+			}
+			if tt.stats != nil {
+				if got := a.Stats(); got != *tt.stats {
+					t.Errorf("stats\n got %+v\nwant %+v", got, *tt.stats)
+				}
+			}
+			checkInvariants(t, a)
+			if tt.check != nil {
+				tt.check(t, a)
+			}
+		})
+	}
+}
+
+func checkInvariants(t *testing.T, a *Aggregator) {
+	t.Helper()
+	s := a.Stats()
+	if s.HeldQuotes != s.Released+s.DroppedExpired+s.DroppedAtEnd+s.Holding {
+		t.Errorf("held quotes don't add up: %+v", s)
+	}
+	if s.QuoteRecords+s.Released != s.Aggregated+s.HeldQuotes {
+		t.Errorf("quotes don't add up: %+v", s)
+	}
+	if s.Records != s.QuoteRecords+s.AddsNew+s.AddsDuplicate+s.Deletes+s.DeletesUnknown+s.Ticks+s.Ignored {
+		t.Errorf("records don't add up: %+v", s)
+	}
+}
+
+func TestEmptyAggregator(t *testing.T) {
+	a := New(DefaultOptions())
+	if a.Watermark() != math.MinInt64 || a.ClosedThrough() != math.MinInt64 {
+		t.Error("fresh aggregator has a watermark")
+	}
+	if _, ok := a.CurrentMinute(); ok {
+		t.Error("fresh aggregator has a current minute")
+	}
+	var r recorder
+	a.CloseAll(&r)
+	if len(r.lines) != 0 || len(a.Instruments()) != 0 || a.Grace() != DefaultGrace {
+		t.Error("empty aggregator produced something")
+	}
+}
+
+func TestInstrumentsSorted(t *testing.T) {
+	a := New(DefaultOptions())
+	var r recorder
+	b := new(builder).ADD(sec(0), "CCCC", "c").ADD(sec(0), "AAAA", "a").ADD(sec(0), "BBBB", "b").DEL(sec(0), "BBBB").Q(sec(1), "CCCC", 3)
+	for _, rec := range b.recs {
+		a.Apply(rec, &r)
+	}
+	ins := a.Instruments()
+	if len(ins) != 2 || ins[0].ISIN != isinOf("AAAA") || ins[1].ISIN != isinOf("CCCC") {
+		t.Fatalf("instruments %+v", ins)
+	}
+	if ins[0].HasPrice || !ins[1].HasPrice || ins[1].Price != px(3) || ins[1].Incarnation != 1 {
+		t.Errorf("instruments %+v", ins)
+	}
+	if m, ok := a.CurrentMinute(); !ok || m != t0 {
+		t.Errorf("current minute %v %v", m, ok)
+	}
+}

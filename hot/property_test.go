@@ -1,0 +1,397 @@
+package hot
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/big"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quotesdev/quotes/feed"
+)
+
+// naive is the reference implementation of SPEC §4.5: it keeps every quote forever, scans
+// them all for the reference and decides with math/big.
+type naive struct {
+	thr    *big.Rat
+	window int64
+	hist   map[uint64][]naiveQuote
+	hot    map[uint64]bool
+	last   map[uint64]uint64
+}
+
+type naiveQuote struct {
+	ts    int64
+	seq   uint64
+	price int64
+}
+
+func newNaive(th Threshold, window time.Duration) *naive {
+	return &naive{
+		thr:    new(big.Rat).SetFrac(new(big.Int).SetUint64(th.num), new(big.Int).SetUint64(th.den)),
+		window: int64(window),
+		hist:   map[uint64][]naiveQuote{},
+		hot:    map[uint64]bool{},
+		last:   map[uint64]uint64{},
+	}
+}
+
+// ref returns the quote with the largest (ts, seq) among those with ts ≤ ts − window.
+func (n *naive) ref(inc uint64, ts int64) (naiveQuote, bool) {
+	var best naiveQuote
+	found := false
+	for _, q := range n.hist[inc] {
+		if q.ts > ts-n.window {
+			continue
+		}
+		if !found || q.ts > best.ts || q.ts == best.ts && q.seq > best.seq {
+			best, found = q, true
+		}
+	}
+	return best, found
+}
+
+// naiveChange formats (p − r)/r × 100 rounded half to even to 6 decimals, trailing zeros cut.
+func naiveChange(p, r int64) string {
+	num := new(big.Int).Mul(big.NewInt(p-r), big.NewInt(100_000_000))
+	neg := num.Sign() < 0
+	num.Abs(num)
+	den := big.NewInt(r)
+	q, m := new(big.Int).QuoRem(num, den, new(big.Int))
+	m2 := new(big.Int).Lsh(m, 1)
+	if c := m2.Cmp(den); c > 0 || c == 0 && q.Bit(0) == 1 {
+		q.Add(q, big.NewInt(1))
+	}
+	s := q.String()
+	for len(s) < 7 {
+		s = "0" + s
+	}
+	s = s[:len(s)-6] + "." + s[len(s)-6:]
+	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	if neg && s != "0" {
+		s = "-" + s
+	}
+	return s
+}
+
+type naiveEvent struct {
+	ev     Event // ChangePercent left zero
+	change string
+}
+
+func (n *naive) observe(isin feed.ISIN, inc uint64, ts int64, seq uint64, p int64) (naiveEvent, bool) {
+	if last, ok := n.last[inc]; ok && seq <= last {
+		return naiveEvent{}, false
+	}
+	n.last[inc] = seq
+	r, ok := n.ref(inc, ts)
+	hot := false
+	if ok {
+		d := new(big.Rat).SetFrac(big.NewInt(p-r.price), big.NewInt(r.price))
+		d.Abs(d).Mul(d, big.NewRat(100, 1))
+		hot = d.Cmp(n.thr) > 0
+	}
+	edge := hot && !n.hot[inc]
+	n.hot[inc] = hot
+	n.hist[inc] = append(n.hist[inc], naiveQuote{ts: ts, seq: seq, price: p})
+	if !edge {
+		return naiveEvent{}, false
+	}
+	return naiveEvent{
+		ev: Event{ID: seq, ISIN: isin, Incarnation: inc, TS: ts, Price: feed.Price(p),
+			ReferencePrice: feed.Price(r.price), ReferenceTS: r.ts},
+		change: naiveChange(p, r.price),
+	}, true
+}
+
+func (n *naive) forget(inc uint64) {
+	delete(n.hist, inc)
+	delete(n.hot, inc)
+	delete(n.last, inc)
+}
+
+// op is one step of a generated stream.
+type op struct {
+	kind  byte // 'q' quote, 'f' forget, 'e' expire
+	isin  feed.ISIN
+	inc   uint64
+	ts    int64
+	seq   uint64
+	price feed.Price
+}
+
+// stream is a generated input with the naive implementation's answers.
+type stream struct {
+	opts   Options
+	ops    []op
+	events []naiveEvent
+	hot    map[uint64]bool // final hot flags by incarnation
+}
+
+// genStream generates a random stream over nInst instruments and runs it through the naive
+// detector. Quotes lag the clock by less than the lateness, Expire is called with the clock:
+// the conditions under which the Detector must be exact.
+func genStream(seed uint64, nInst, nOps int) stream {
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	thresholds := []string{"10", "10", "7.5", "0.5", "33.333333", "150"}
+	th, err := ParseThreshold(thresholds[rng.IntN(len(thresholds))])
+	if err != nil {
+		panic(err)
+	}
+	windows := []time.Duration{20 * time.Second, 30 * time.Second, time.Minute}
+	opts := Options{Threshold: th, Window: windows[rng.IntN(len(windows))], Lateness: 10 * time.Second}
+	nv := newNaive(th, opts.Window)
+
+	type inst struct {
+		isin  feed.ISIN
+		inc   uint64
+		price int64
+	}
+	randPrice := func() int64 {
+		switch rng.IntN(10) {
+		case 0:
+			return 1 + rng.Int64N(100) // tiny
+		case 1:
+			return int64(feed.MaxPrice) - rng.Int64N(1_000_000_000) // huge
+		default:
+			return (100 + rng.Int64N(1900)) * feed.PriceScale / 100 * 100 // 4 decimals
+		}
+	}
+	clamp := func(p int64) int64 { return min(max(p, 1), int64(feed.MaxPrice)) }
+	var seq uint64
+	insts := make([]inst, nInst)
+	for i := range insts {
+		seq++
+		for j := range insts[i].isin {
+			insts[i].isin[j] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[rng.IntN(36)]
+		}
+		insts[i].inc = seq
+		insts[i].price = randPrice()
+	}
+	s := stream{opts: opts}
+	clock := t0
+	coarse := seed%2 == 0
+	for len(s.ops) < nOps {
+		seq++
+		switch {
+		case rng.IntN(10) == 0: // equal ts
+		case coarse: // ts − window often hits an earlier ts exactly
+			clock += rng.Int64N(4) * int64(100*time.Millisecond)
+		default:
+			clock += rng.Int64N(int64(300 * time.Millisecond))
+		}
+		in := &insts[rng.IntN(nInst)]
+		switch x := rng.IntN(1000); {
+		case x < 3: // delete; the ISIN is reused by a new incarnation
+			s.ops = append(s.ops, op{kind: 'f', inc: in.inc})
+			nv.forget(in.inc)
+			in.inc = seq
+			in.price = randPrice()
+			continue
+		case x < 5:
+			s.ops = append(s.ops, op{kind: 'e', ts: clock})
+			continue
+		}
+		ts := clock
+		switch rng.IntN(40) {
+		case 0:
+			ts -= rng.Int64N(int64(opts.Lateness)) // late, but within the lateness
+		case 1:
+			ts -= rng.Int64N(10) * int64(100*time.Millisecond) // late by whole steps
+		}
+		p := in.price
+		r, hasRef := nv.ref(in.inc, ts)
+		switch x := rng.IntN(100); {
+		case x < 8 && hasRef: // on the threshold, or one micro-unit either side
+			delta := new(big.Int).Mul(big.NewInt(r.price), new(big.Int).SetUint64(th.num))
+			delta.Quo(delta, new(big.Int).Mul(big.NewInt(100), new(big.Int).SetUint64(th.den)))
+			dv := delta.Int64()
+			if rng.IntN(2) == 0 {
+				dv = -dv
+			}
+			p = r.price + dv + rng.Int64N(3) - 1
+		case x < 20: // jump
+			f := 5 + rng.Int64N(40)
+			if rng.IntN(2) == 0 {
+				f = -min(f, 90)
+			}
+			p += p / 100 * f
+		default: // small walk
+			p += p / 1000 * (rng.Int64N(11) - 5)
+		}
+		p = clamp(p)
+		in.price = p
+		o := op{kind: 'q', isin: in.isin, inc: in.inc, ts: ts, seq: seq, price: feed.Price(p)}
+		s.ops = append(s.ops, o)
+		if ev, ok := nv.observe(o.isin, o.inc, o.ts, o.seq, p); ok {
+			s.events = append(s.events, ev)
+		}
+	}
+	s.hot = nv.hot
+	return s
+}
+
+// run applies ops to d and returns the events.
+func run(d *Detector, ops []op) []Event {
+	var out []Event
+	for _, o := range ops {
+		switch o.kind {
+		case 'q':
+			if ev, ok := d.Observe(o.isin, o.inc, o.ts, o.seq, o.price); ok {
+				out = append(out, ev)
+			}
+		case 'f':
+			d.Forget(o.inc)
+		case 'e':
+			d.Expire(o.ts)
+		}
+	}
+	return out
+}
+
+func compareEvents(t *testing.T, got []Event, want []naiveEvent) {
+	t.Helper()
+	for i := 0; i < len(got) || i < len(want); i++ {
+		switch {
+		case i >= len(got):
+			t.Fatalf("event %d missing: want %+v", i, want[i].ev)
+		case i >= len(want):
+			t.Fatalf("extra event %d: %+v", i, got[i])
+		}
+		g := got[i]
+		change := g.ChangePercent.String()
+		g.ChangePercent = Percent{}
+		if g != want[i].ev || change != want[i].change {
+			t.Fatalf("event %d:\n got %+v change %s\nwant %+v change %s", i, g, change, want[i].ev, want[i].change)
+		}
+	}
+}
+
+func TestAgainstNaive(t *testing.T) {
+	seeds := 12
+	if testing.Short() {
+		seeds = 3
+	}
+	total := 0
+	for seed := range uint64(seeds) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			s := genStream(seed, 5+int(seed)*7, 6000)
+			d := New(s.opts)
+			got := run(d, s.ops)
+			compareEvents(t, got, s.events)
+			for inc, h := range s.hot {
+				if d.Hot(inc) != h {
+					t.Errorf("Hot(%d) = %v, want %v", inc, d.Hot(inc), h)
+				}
+			}
+			if d.Len() != len(s.hot) {
+				t.Errorf("Len = %d, want %d", d.Len(), len(s.hot))
+			}
+			total += len(got)
+		})
+	}
+	t.Logf("%d events", total)
+	if total < 100 {
+		t.Errorf("only %d events over all seeds: the generator does not exercise the detector", total)
+	}
+}
+
+func TestStateSnapshot(t *testing.T) {
+	s := genStream(99, 30, 8000)
+	full := New(s.opts)
+	want := run(full, s.ops)
+	wantState := full.AppendState(nil)
+	for _, k := range []int{0, 1, 777, len(s.ops) / 2, len(s.ops) - 1, len(s.ops)} {
+		t.Run(fmt.Sprint(k), func(t *testing.T) {
+			a := New(s.opts)
+			got := run(a, s.ops[:k])
+			snap := a.AppendState([]byte("prefix"))[len("prefix"):]
+			b := New(s.opts)
+			b.Observe(testISIN, 1<<60, t0, 1, 1) // state that the restore must replace
+			if err := b.RestoreState(snap); err != nil {
+				t.Fatal(err)
+			}
+			if again := b.AppendState(nil); !bytes.Equal(again, snap) {
+				t.Fatalf("AppendState after RestoreState differs")
+			}
+			if b.Len() != a.Len() {
+				t.Fatalf("Len %d after restore, want %d", b.Len(), a.Len())
+			}
+			got = append(got, run(b, s.ops[k:])...)
+			compareEvents(t, got, s.events)
+			if len(got) != len(want) {
+				t.Fatalf("%d events, uninterrupted %d", len(got), len(want))
+			}
+			if !bytes.Equal(b.AppendState(nil), wantState) {
+				t.Fatalf("final state differs from the uninterrupted run")
+			}
+		})
+	}
+	t.Logf("snapshot of %d incarnations: %d bytes", full.Len(), len(wantState))
+}
+
+func TestRestoreStateErrors(t *testing.T) {
+	d := New(DefaultOptions())
+	d.Observe(testISIN, 5, t0, 6, 100_000_000)
+	d.Observe(testISIN, 5, t0+int64(time.Second), 7, 120_000_000)
+	good := d.AppendState(nil)
+	bad := map[string][]byte{
+		"empty":      nil,
+		"version":    append([]byte{9}, good[1:]...),
+		"truncated":  good[:len(good)-1],
+		"trailing":   append(slices.Clone(good), 0),
+		"count":      {stateVersion, 0xff, 0xff, 0xff, 0x0f},
+		"no entries": {stateVersion, 1, 5, 6, 0, 0},
+		"flags":      {stateVersion, 1, 5, 6, 4, 1, 2, 2},
+		"price":      {stateVersion, 1, 5, 6, 0, 1, 2, 0},
+		"duplicate":  {stateVersion, 2, 5, 6, 0, 1, 2, 2, 5, 6, 0, 1, 2, 2},
+	}
+	for name, b := range bad {
+		before := d.AppendState(nil)
+		if err := d.RestoreState(b); !errors.Is(err, ErrCorruptState) {
+			t.Errorf("%s: err %v, want ErrCorruptState", name, err)
+		}
+		if !bytes.Equal(d.AppendState(nil), before) {
+			t.Errorf("%s: failed restore changed the state", name)
+		}
+	}
+	empty := New(DefaultOptions()).AppendState(nil)
+	if err := d.RestoreState(empty); err != nil || d.Len() != 0 {
+		t.Errorf("restore of empty state: %v, Len %d", err, d.Len())
+	}
+}
+
+func FuzzRestoreState(f *testing.F) {
+	s := genStream(7, 4, 300)
+	d := New(s.opts)
+	run(d, s.ops)
+	f.Add(d.AppendState(nil))
+	f.Add(New(DefaultOptions()).AppendState(nil))
+	f.Add([]byte{stateVersion, 1, 5, 6, 1, 3, 2, 2, 4, 2})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d := New(DefaultOptions())
+		if err := d.RestoreState(b); err != nil {
+			if !errors.Is(err, ErrCorruptState) {
+				t.Fatalf("error %v does not wrap ErrCorruptState", err)
+			}
+			return
+		}
+		snap := d.AppendState(nil)
+		e := New(DefaultOptions())
+		if err := e.RestoreState(snap); err != nil {
+			t.Fatalf("re-restore: %v", err)
+		}
+		if !bytes.Equal(e.AppendState(nil), snap) {
+			t.Fatalf("snapshot not stable")
+		}
+		// The restored detector keeps working.
+		for i := range uint64(50) {
+			d.Observe(testISIN, i%7, t0+int64(i)*int64(20*time.Second), 1<<62+i, feed.Price(1+i*1_000_000))
+		}
+		d.Expire(t0 + int64(time.Hour))
+	})
+}

@@ -77,7 +77,7 @@ func (d *Decoder) DecodeRecorded(line []byte, m *Message) error {
 		return &DecodeError{Reason: ReasonBadTimestamp, Detail: `"ts" missing`}
 	}
 	if tv.Type() != fastjson.TypeString {
-		return &DecodeError{Reason: ReasonBadTimestamp, Detail: `"ts" is a ` + tv.Type().String() + ", not a string"}
+		return &DecodeError{Reason: ReasonBadTimestamp, Detail: `"ts" is ` + typeName(tv) + ", not a string"}
 	}
 	tb, _ := tv.StringBytes()
 	ts, ok := parseRFC3339(tb)
@@ -104,7 +104,7 @@ func (d *Decoder) parseObject(b []byte) (*fastjson.Object, error) {
 		return nil, &DecodeError{Reason: ReasonMalformedJSON, Detail: err.Error()}
 	}
 	if v.Type() != fastjson.TypeObject {
-		return nil, &DecodeError{Reason: ReasonMalformedJSON, Detail: "a JSON " + v.Type().String() + ", not an object"}
+		return nil, &DecodeError{Reason: ReasonMalformedJSON, Detail: "a JSON value that is " + typeName(v) + ", not an object"}
 	}
 	o, _ := v.Object()
 	return o, nil
@@ -117,7 +117,7 @@ func (d *Decoder) decodeBody(o *fastjson.Object, m *Message) error {
 		return missing(`"type" missing`)
 	}
 	if tv.Type() != fastjson.TypeString {
-		return missing(`"type" is a ` + tv.Type().String() + ", not a string")
+		return missing(`"type" is ` + typeName(tv) + ", not a string")
 	}
 	tb, _ := tv.StringBytes()
 	var kind Kind
@@ -136,7 +136,7 @@ func (d *Decoder) decodeBody(o *fastjson.Object, m *Message) error {
 		return missing(`"data" missing`)
 	}
 	if dv.Type() != fastjson.TypeObject {
-		return missing(`"data" is a ` + dv.Type().String() + ", not an object")
+		return missing(`"data" is ` + typeName(dv) + ", not an object")
 	}
 	data, _ := dv.Object()
 
@@ -145,7 +145,7 @@ func (d *Decoder) decodeBody(o *fastjson.Object, m *Message) error {
 		return missing(`"data.isin" missing`)
 	}
 	if iv.Type() != fastjson.TypeString {
-		return missing(`"data.isin" is a ` + iv.Type().String() + ", not a string")
+		return missing(`"data.isin" is ` + typeName(iv) + ", not a string")
 	}
 	ib, _ := iv.StringBytes()
 	isin, ok := ParseISINBytes(ib)
@@ -160,7 +160,7 @@ func (d *Decoder) decodeBody(o *fastjson.Object, m *Message) error {
 			return missing(`"data.price" missing`)
 		}
 		if pv.Type() != fastjson.TypeNumber {
-			return &DecodeError{Reason: ReasonBadPrice, Detail: `"data.price" is a ` + pv.Type().String() + ", not a number"}
+			return &DecodeError{Reason: ReasonBadPrice, Detail: `"data.price" is ` + typeName(pv) + ", not a number"}
 		}
 		d.num = pv.MarshalTo(d.num[:0]) // a number marshals to its exact source text
 		price, err := ParsePrice(d.num)
@@ -178,13 +178,31 @@ func (d *Decoder) decodeBody(o *fastjson.Object, m *Message) error {
 				return missing(`"data.description" missing`)
 			}
 		case dsv.Type() != fastjson.TypeString:
-			return missing(`"data.description" is a ` + dsv.Type().String() + ", not a string")
+			return missing(`"data.description" is ` + typeName(dsv) + ", not a string")
 		default:
 			db, _ := dsv.StringBytes()
 			desc = validUTF8(db)
 		}
 		m.Kind, m.ISIN, m.Price, m.Description = kind, isin, 0, desc
 		return nil
+	}
+}
+
+// typeName names the JSON type of v for error details: "a string", "null", …
+func typeName(v *fastjson.Value) string {
+	switch v.Type() {
+	case fastjson.TypeNull:
+		return "null"
+	case fastjson.TypeTrue, fastjson.TypeFalse:
+		return "a boolean"
+	case fastjson.TypeObject:
+		return "an object"
+	case fastjson.TypeArray:
+		return "an array"
+	case fastjson.TypeString:
+		return "a string"
+	default:
+		return "a number"
 	}
 }
 

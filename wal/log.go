@@ -1,0 +1,399 @@
+package wal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/quotesdev/quotes/feed"
+)
+
+// Log is the write-ahead log. All methods are safe for concurrent use.
+type Log struct {
+	opts Options
+	db   *badger.DB
+
+	// mu guards closed. Every operation that touches the DB holds it shared for its
+	// duration (Append while it hands its request to the writer), so Close, which takes it
+	// exclusively, never closes the DB under a running operation.
+	mu      sync.RWMutex
+	closed  bool
+	closing chan struct{} // closed by Close after closed is set: the writer drains and exits
+	stopped chan struct{} // closed by the writer when it has exited
+
+	reqs chan *appendReq
+	pool sync.Pool // of *appendReq
+
+	lastSeq  atomic.Uint64 // last acknowledged sequence
+	firstSeq atomic.Uint64 // first retained sequence (lastSeq+1 when nothing is retained)
+
+	notifyMu sync.Mutex
+	notify   chan struct{} // closed and replaced whenever lastSeq advances
+
+	truncMu sync.Mutex // serialises Truncate
+
+	// Owned by the writer goroutine (and by Open before it starts).
+	nextSeq  uint64
+	cumMaxTS int64
+	failed   error
+	encs     []blockEncoder
+	gathered atomic.Int64 // records gathered for the current group (test hook)
+}
+
+// appendReq is one Append waiting for the writer.
+type appendReq struct {
+	msgs   []feed.Message
+	source string
+	pos    []byte
+	hasPos bool
+	first  uint64
+	err    error
+	done   chan struct{}
+}
+
+// Open opens (creating if needed) the log in opts.Dir and recovers its sequence from the last
+// block. A corrupt last block fails Open with a *CorruptionError unless opts.Repair is set.
+func Open(opts Options) (*Log, error) {
+	opts = opts.withDefaults()
+	if opts.Dir == "" && !opts.InMemory {
+		return nil, errors.New("wal: open: Options.Dir is empty")
+	}
+	if opts.Sync < SyncBatch || opts.Sync > SyncNone {
+		return nil, fmt.Errorf("wal: open: invalid sync mode %d", int(opts.Sync))
+	}
+	db, err := badger.Open(opts.badgerOptions())
+	if err != nil {
+		return nil, fmt.Errorf("wal: open badger in %q: %w", opts.Dir, err)
+	}
+	l := &Log{
+		opts:    opts,
+		db:      db,
+		closing: make(chan struct{}),
+		stopped: make(chan struct{}),
+		reqs:    make(chan *appendReq, 1024),
+		notify:  make(chan struct{}),
+	}
+	l.pool.New = func() any { return &appendReq{done: make(chan struct{}, 1)} }
+	if err := l.recover(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	go l.run()
+	return l, nil
+}
+
+// recover finds the first and last block and sets the sequence state.
+func (l *Log) recover() error {
+	if l.opts.Repair {
+		if err := l.repair(); err != nil {
+			return err
+		}
+	}
+	var first, last uint64
+	var lastHdr blockHeader
+	var found bool
+	err := l.db.View(func(txn *badger.Txn) error {
+		fwd := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(keyPrefixBlock)})
+		fwd.Rewind()
+		if fwd.Valid() {
+			found = true
+			first, _ = parseBlockKey(fwd.Item().Key())
+		}
+		fwd.Close()
+		if !found {
+			return nil
+		}
+		rit := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(keyPrefixBlock), Reverse: true})
+		defer rit.Close()
+		// Reverse Rewind would seek to the bare prefix; seek past every block key instead.
+		rit.Seek(blockKey(^uint64(0)))
+		if !rit.Valid() {
+			return errors.New("block vanished during recovery")
+		}
+		item := rit.Item()
+		key := item.KeyCopy(nil)
+		seq, ok := parseBlockKey(key)
+		if !ok {
+			return &CorruptionError{Key: key, Err: errors.New("malformed block key")}
+		}
+		return item.Value(func(v []byte) error {
+			h, err := decodeHeader(v, seq)
+			if err != nil {
+				return &CorruptionError{Seq: seq, Key: key, Kept: seq - 1,
+					Err: fmt.Errorf("last block: %w (open with Repair to drop it)", err)}
+			}
+			lastHdr = h
+			return nil
+		})
+	})
+	if err != nil {
+		var ce *CorruptionError
+		if errors.As(err, &ce) {
+			return err
+		}
+		return fmt.Errorf("wal: recover sequence: %w", err)
+	}
+	if !found {
+		l.nextSeq = 1
+		l.firstSeq.Store(1)
+		return nil
+	}
+	last = lastHdr.lastSeq()
+	l.nextSeq = last + 1
+	l.cumMaxTS = lastHdr.CumMaxTS
+	l.lastSeq.Store(last)
+	l.firstSeq.Store(first)
+	return nil
+}
+
+// Close stops the writer (appends already handed to it are completed), and closes the DB.
+// Appends and reads after Close fail with ErrClosed.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	l.closed = true
+	close(l.closing)
+	<-l.stopped
+	err := l.db.Close()
+	l.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("wal: close badger: %w", err)
+	}
+	return nil
+}
+
+// acquire takes the shared lock for an operation on the DB; release with l.mu.RUnlock.
+func (l *Log) acquire() error {
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+// DB returns the Badger database. Other packages keep their own key prefixes in it (see
+// ARCHITECTURE.md); the Log owns it and closes it in Close.
+func (l *Log) DB() *badger.DB { return l.db }
+
+// LastSeq returns the last acknowledged sequence, 0 if the log is empty. Readers never go
+// beyond it.
+func (l *Log) LastSeq() uint64 { return l.lastSeq.Load() }
+
+// FirstSeq returns the first sequence still retained, or LastSeq()+1 if nothing is (1 for an
+// empty log).
+func (l *Log) FirstSeq() uint64 { return l.firstSeq.Load() }
+
+// Append appends msgs as consecutive records and returns the sequence of the first one, once
+// they are durable per the sync mode. Concurrent appends are group-committed into one Badger
+// write; the records of one Append are always consecutive and written atomically. With no
+// messages nothing is written and first is the sequence the next record will get.
+func (l *Log) Append(msgs []feed.Message) (first uint64, err error) {
+	return l.append(msgs, "", nil, false)
+}
+
+// AppendFrom is Append that also records pos as the position of source, in the same atomic
+// Badger write as the records: after a crash, SourcePosition(source) tells exactly how far the
+// source got into the log (resumable replay). pos may be written with no messages.
+func (l *Log) AppendFrom(msgs []feed.Message, source string, pos []byte) (first uint64, err error) {
+	if source == "" {
+		return 0, errors.New("wal: append from: empty source name")
+	}
+	return l.append(msgs, source, pos, true)
+}
+
+func (l *Log) append(msgs []feed.Message, source string, pos []byte, hasPos bool) (uint64, error) {
+	if err := l.acquire(); err != nil {
+		return 0, err
+	}
+	r := l.pool.Get().(*appendReq)
+	r.msgs, r.source, r.pos, r.hasPos = msgs, source, pos, hasPos
+	l.reqs <- r // the writer keeps receiving until closing, which needs l.mu exclusively
+	l.mu.RUnlock()
+	<-r.done
+	first, err := r.first, r.err
+	*r = appendReq{done: r.done}
+	l.pool.Put(r)
+	return first, err
+}
+
+// Wait blocks until LastSeq() > after, ctx is done (its error is returned) or the log is
+// closed (ErrClosed).
+func (l *Log) Wait(ctx context.Context, after uint64) error {
+	for {
+		l.notifyMu.Lock()
+		ch := l.notify
+		l.notifyMu.Unlock()
+		if l.LastSeq() > after {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-l.closing:
+			return ErrClosed
+		}
+	}
+}
+
+// publish advances lastSeq and wakes waiters.
+func (l *Log) publish(last uint64) {
+	l.lastSeq.Store(last)
+	l.notifyMu.Lock()
+	close(l.notify)
+	l.notify = make(chan struct{})
+	l.notifyMu.Unlock()
+}
+
+// run is the writer goroutine: it gathers appends into groups and commits each group as one
+// Badger transaction.
+func (l *Log) run() {
+	defer close(l.stopped)
+	var (
+		batch     []*appendReq
+		lastWrite time.Time
+		n         int
+	)
+	add := func(r *appendReq) {
+		batch = append(batch, r)
+		n += len(r.msgs)
+		l.gathered.Store(int64(n))
+	}
+	for {
+		batch, n = batch[:0], 0
+		select {
+		case r := <-l.reqs:
+			add(r)
+		case <-l.closing:
+			for {
+				select {
+				case r := <-l.reqs:
+					add(r)
+					continue
+				default:
+				}
+				break
+			}
+			if len(batch) > 0 {
+				l.commit(batch)
+			}
+			return
+		}
+		if l.opts.Sync == SyncBatch {
+			if wait := lastWrite.Add(l.opts.BatchInterval).Sub(l.opts.Clock.Now()); wait > 0 && n < l.opts.MaxGroupRecords {
+				t := l.opts.Clock.Timer(wait)
+			gather:
+				for n < l.opts.MaxGroupRecords {
+					select {
+					case r := <-l.reqs:
+						add(r)
+					case <-t.C:
+						break gather
+					case <-l.closing:
+						break gather
+					}
+				}
+				t.Stop()
+			}
+		}
+	drain:
+		for n < l.opts.MaxGroupRecords {
+			select {
+			case r := <-l.reqs:
+				add(r)
+			default:
+				break drain
+			}
+		}
+		lastWrite = l.opts.Clock.Now()
+		l.commit(batch)
+	}
+}
+
+// commit writes one group as one Badger transaction and acknowledges its appends.
+func (l *Log) commit(batch []*appendReq) {
+	defer func() {
+		l.gathered.Store(0)
+		for _, r := range batch {
+			r.done <- struct{}{}
+		}
+	}()
+	if l.failed != nil {
+		for _, r := range batch {
+			r.err = l.failed
+		}
+		return
+	}
+	txn := l.db.NewTransaction(true)
+	defer txn.Discard()
+	seq := l.nextSeq
+	cum := l.cumMaxTS
+	nblocks := 0
+	var cur *blockEncoder
+	var err error
+	flush := func() {
+		if cur == nil || cur.count == 0 || err != nil {
+			return
+		}
+		var v []byte
+		v, cum = cur.finish(cum)
+		if e := txn.Set(blockKey(cur.first), v); e != nil {
+			err = fmt.Errorf("wal: stage block at seq %d: %w", cur.first, e)
+		}
+		cur = nil
+	}
+	for _, r := range batch {
+		r.first = seq
+		for i := range r.msgs {
+			if cur == nil {
+				if nblocks == len(l.encs) {
+					l.encs = append(l.encs, blockEncoder{})
+				}
+				cur = &l.encs[nblocks]
+				nblocks++
+				cur.reset(seq)
+			}
+			cur.add(&r.msgs[i])
+			seq++
+			if cur.size() >= l.opts.MaxBlockBytes {
+				flush()
+			}
+		}
+	}
+	flush()
+	writes := nblocks > 0
+	for _, r := range batch {
+		if r.hasPos && err == nil {
+			writes = true
+			if e := txn.Set(positionKey(r.source), r.pos); e != nil {
+				err = fmt.Errorf("wal: stage position of %q: %w", r.source, e)
+			}
+		}
+	}
+	if err == nil && writes {
+		if e := txn.Commit(); e != nil {
+			err = fmt.Errorf("wal: commit seqs %d-%d: %w", l.nextSeq, seq-1, e)
+		}
+	}
+	if err != nil {
+		l.failed = fmt.Errorf("%w: %w", ErrFailed, err)
+		l.opts.Logger.Error("wal: write failed; appends refused until reopen", "err", err)
+		for _, r := range batch {
+			r.err, r.first = err, 0
+		}
+		return
+	}
+	if seq != l.nextSeq {
+		l.nextSeq = seq
+		l.cumMaxTS = cum
+		l.publish(seq - 1)
+	}
+}

@@ -188,6 +188,11 @@ type hooks struct {
 	// backoff is called by a stream after its backoff timer of d was armed and before it
 	// waits for it.
 	backoff func(stream string, attempt int, d time.Duration)
+	// snapshot is called by the /instruments watchdog after each snapshot-end check with
+	// the time still to wait (0: the snapshot ended or was no longer in progress).
+	snapshot func(remaining time.Duration)
+	// tick is called by a watchdog after it handled a ticker tick without declaring a stall.
+	tick func(stream string)
 }
 
 // New validates opts, fills in defaults and returns a Client.

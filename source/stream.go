@@ -71,11 +71,11 @@ func (s *stream) run(ctx context.Context) {
 			attempt = 0
 		}
 		d := s.c.backoff(attempt)
-		if attempt < 64 {
-			attempt++
-		}
 		if !s.c.wait(ctx, s.name, attempt, d) {
 			return
+		}
+		if attempt < 64 {
+			attempt++
 		}
 	}
 }
@@ -183,12 +183,19 @@ func (s *stream) watchdog(ctx context.Context, cancel context.CancelFunc, conn *
 					}
 				}()
 			}
+			if c.hooks.tick != nil {
+				c.hooks.tick(s.name)
+			}
 		case <-snapC:
 			snap.Stop()
 			snap, snapC = nil, nil
-			if d := c.finishSnapshot(ctx, s); d > 0 {
+			d := c.finishSnapshot(ctx, s)
+			if d > 0 {
 				snap = c.clk.Timer(d)
 				snapC = snap.C
+			}
+			if c.hooks.snapshot != nil {
+				c.hooks.snapshot(d)
 			}
 		}
 	}

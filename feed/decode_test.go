@@ -426,8 +426,8 @@ func TestDecodeAllocs(t *testing.T) {
 	rec := []byte(`{"ts":"2026-11-26T13:00:01.250Z","type":"QUOTE","data":{"isin":"DJ40J281M584","price":11}}`)
 	del := []byte(`{"type":"DELETE","data":{"isin":"LS342I184454"}}`)
 	for name, f := range map[string]func(){
-		"Decode QUOTE":         func() { mustNil(t, d.Decode(quote, &m)) },
-		"DecodeRecorded QUOTE": func() { mustNil(t, d.DecodeRecorded(rec, &m)) },
+		"Decode QUOTE":          func() { mustNil(t, d.Decode(quote, &m)) },
+		"DecodeRecorded QUOTE":  func() { mustNil(t, d.DecodeRecorded(rec, &m)) },
 		"Decode DELETE no desc": func() { mustNil(t, d.Decode(del, &m)) },
 	} {
 		if n := testing.AllocsPerRun(1000, f); n != 0 {

@@ -226,7 +226,7 @@ func trailingLineEnd(s string) int {
 func TestRecordingReaderLongLines(t *testing.T) {
 	isin := mustISIN("DJ40J281M584")
 	big := Message{TS: t0, Kind: KindAdd, ISIN: isin, Description: strings.Repeat("é", 300_000)} // 600 kB
-	huge := Message{TS: t0, Kind: KindAdd, ISIN: isin, Description: strings.Repeat("z", 3<<20)} // 3 MiB
+	huge := Message{TS: t0, Kind: KindAdd, ISIN: isin, Description: strings.Repeat("z", 3<<20)}  // 3 MiB
 	quote := Message{TS: t0, Kind: KindQuote, ISIN: isin, Price: 1}
 	data := writeRecording(t, []Message{quote, big, huge, quote, huge})
 	data = bytes.TrimSuffix(data, []byte("\n")) // last line without newline
@@ -354,4 +354,41 @@ func BenchmarkRecordingWriter(b *testing.B) {
 	if err := w.Flush(); err != nil {
 		b.Fatal(err)
 	}
+}
+
+func FuzzRecordingReader(f *testing.F) {
+	f.Add([]byte(`{"ts":"2026-11-26T13:00:01.250Z","type":"ADD","data":{"isin":"DJ40J281M584","description":"x y z"}}`+"\r\n\n"+
+		`{"ts":"2026-11-26T13:00:01.500Z","type":"QUOTE","data":{"isin":"DJ40J281M584","price":11}}`), 0)
+	f.Add([]byte("garbage\n\n{\"ts\":1}\r\n"+strings.Repeat("x", 100)), 64)
+	f.Fuzz(func(t *testing.T, data []byte, maxLine int) {
+		rr := NewRecordingReader(bytes.NewReader(data))
+		rr.MaxLine = maxLine % 256
+		var lastLine, lastOffset int64
+		for i := 0; ; i++ {
+			var m Message
+			err := rr.Next(&m)
+			if err == io.EOF {
+				break
+			}
+			var de *DecodeError
+			if err != nil && !errors.As(err, &de) {
+				t.Fatalf("Next: %v", err)
+			}
+			if err != nil && de.Line != rr.Line() {
+				t.Fatalf("DecodeError.Line %d != Line() %d", de.Line, rr.Line())
+			}
+			if rr.Line() <= lastLine || rr.Offset() <= lastOffset || rr.Offset() > int64(len(data)) {
+				t.Fatalf("line %d → %d, offset %d → %d of %d", lastLine, rr.Line(), lastOffset, rr.Offset(), len(data))
+			}
+			lastLine, lastOffset = rr.Line(), rr.Offset()
+			if err == nil {
+				line := AppendRecordingLine(nil, &m)
+				var again Message
+				var d Decoder
+				if err := d.DecodeRecorded(line[:len(line)-1], &again); err != nil || again != m {
+					t.Fatalf("%+v re-encoded as %s decodes to %+v, %v", m, line, again, err)
+				}
+			}
+		}
+	})
 }

@@ -136,3 +136,13 @@ type Message struct {
 
 // Time returns TS as a UTC time.Time.
 func (m *Message) Time() time.Time { return time.Unix(0, m.TS).UTC() }
+
+// UnmarshalJSON parses an exact JSON number (see ParsePrice).
+func (p *Price) UnmarshalJSON(b []byte) error {
+	v, err := ParsePrice(b)
+	if err != nil {
+		return err
+	}
+	*p = v
+	return nil
+}

@@ -59,6 +59,8 @@ QUOTES_DATA=/var/lib/quotes or QUOTES_LOG_LEVEL=debug; a flag on the command lin
 	root.AddCommand(
 		// subcommands are added here, one constructor each
 		newGenerateCmd(),
+		newReplayCmd(),
+		newQueryCmd(),
 	)
 	return root
 }

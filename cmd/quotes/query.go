@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/quotesdev/quotes/api"
+	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/pipeline"
+)
+
+// queryOptions are the flags every `quotes query` subcommand shares.
+type queryOptions struct {
+	data   dataOptions
+	format string
+}
+
+func (o *queryOptions) bind(cmd *cobra.Command, formats string) {
+	f := cmd.Flags()
+	o.data.bindDir(f)
+	o.data.bindPipeline(f)
+	f.StringVar(&o.format, "format", "table", "output format: "+formats)
+}
+
+// withBackend runs fn against the data directory: opened in-process (finishing any
+// interrupted recovery), or — when a running ingest/serve holds it — through that process's
+// HTTP API, found via <data>/running.json.
+func (o *queryOptions) withBackend(ctx context.Context, fn func(api.Backend) error) error {
+	if err := o.data.validate(); err != nil {
+		return err
+	}
+	if !dirExists(o.data.dir) {
+		return fmt.Errorf("no data directory at %s: run `quotes ingest` or `quotes replay` first, or pass --data", o.data.dir)
+	}
+	log, p, err := o.data.open(slog.Default())
+	if errors.Is(err, errDataLocked) {
+		rp, ok := readRunning(o.data.dir)
+		if !ok || rp.HTTP == "" {
+			return fmt.Errorf("%w; start it with --http to query it while it runs", err)
+		}
+		return fn(api.NewClient("http://" + rp.HTTP))
+	}
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	defer p.Close()
+	return fn(api.PipelineBackend{P: p})
+}
+
+func newQueryCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "query",
+		Short: "Read candles, instruments and hot events from a data directory",
+		Long: `query reads from --data: directly when no other process holds it, or through the HTTP
+API of the ingest or serve process that does (found via --data/running.json), so it works
+while ingest is running and includes the still-open minute.
+
+--format json prints exactly the HTTP API's JSON; table is aligned for people; csv has a
+header row.`,
+		Example: `  quotes query instruments
+  quotes query candles DJ40J281M584 --last 30m
+  quotes query candles DJ40J281M584 --from 2026-11-26T13:00:00Z --to 2026-11-26T14:00:00Z --format csv`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(newQueryCandlesCmd(), newQueryInstrumentsCmd())
+	return cmd
+}
+
+func newQueryInstrumentsCmd() *cobra.Command {
+	o := &queryOptions{}
+	cmd := &cobra.Command{
+		Use:   "instruments",
+		Short: "List the active instruments with their latest price",
+		Example: `  quotes query instruments --data ./data
+  quotes query instruments --format json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkFormat(o.format, "table", "json", "csv"); err != nil {
+				return err
+			}
+			return o.withBackend(cmd.Context(), func(b api.Backend) error {
+				ins, err := b.Instruments(cmd.Context())
+				if err != nil {
+					return err
+				}
+				return writeInstruments(cmd.OutOrStdout(), o.format, ins)
+			})
+		},
+	}
+	o.bind(cmd, "table, json, csv")
+	return cmd
+}
+
+// candlesQuery is `quotes query candles`.
+type candlesQuery struct {
+	queryOptions
+	last     time.Duration
+	from, to string
+}
+
+func newQueryCandlesCmd() *cobra.Command {
+	o := &candlesQuery{}
+	cmd := &cobra.Command{
+		Use:   "candles ISIN",
+		Short: "Print the 1-minute candles of an instrument",
+		Long: `candles prints one candle per minute, oldest first. --last 30m (the default) is the 30
+minutes ending with the current, still open, minute; --from/--to select the minutes that
+start in [from, to). Minutes without quotes after the first quote are flat at the previous
+close, with 0 quotes.`,
+		Example: `  quotes query candles DJ40J281M584
+  quotes query candles DJ40J281M584 --last 2h --format csv
+  quotes query candles DJ40J281M584 --from 2026-11-26T13:00:00Z --to 2026-11-26T13:30:00Z --format json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			isin, ok := feed.ParseISIN(args[0])
+			if !ok {
+				return usagef("ISIN %q: want 12 characters A-Z, 0-9", args[0])
+			}
+			if err := checkFormat(o.format, "table", "json", "csv"); err != nil {
+				return err
+			}
+			r, err := candleRange(cmd.Flags().Changed("last"), o.last, o.from, o.to)
+			if err != nil {
+				return err
+			}
+			return o.withBackend(cmd.Context(), func(b api.Backend) error {
+				cs, err := b.Candles(cmd.Context(), isin, r)
+				if errors.Is(err, pipeline.ErrUnknownInstrument) {
+					return fmt.Errorf("instrument %s: %w", isin, err)
+				}
+				if err != nil {
+					return err
+				}
+				return writeCandles(cmd.OutOrStdout(), o.format, cs)
+			})
+		},
+	}
+	o.bind(cmd, "table, json, csv")
+	cmd.Flags().DurationVar(&o.last, "last", 30*time.Minute, "the minutes ending with the current one (rounded up to whole minutes)")
+	cmd.Flags().StringVar(&o.from, "from", "", "first minute (RFC 3339), with --to")
+	cmd.Flags().StringVar(&o.to, "to", "", "end of the range, exclusive (RFC 3339), with --from")
+	return cmd
+}
+
+// candleRange validates --last/--from/--to into a pipeline.CandleRange.
+func candleRange(lastSet bool, last time.Duration, from, to string) (pipeline.CandleRange, error) {
+	if from != "" || to != "" {
+		if lastSet {
+			return pipeline.CandleRange{}, usagef("--last and --from/--to exclude each other")
+		}
+		if from == "" || to == "" {
+			return pipeline.CandleRange{}, usagef("--from and --to go together")
+		}
+		f, err := time.Parse(time.RFC3339Nano, from)
+		if err != nil {
+			return pipeline.CandleRange{}, usagef("--from %q: want RFC 3339, e.g. 2026-11-26T13:00:00Z", from)
+		}
+		t, err := time.Parse(time.RFC3339Nano, to)
+		if err != nil {
+			return pipeline.CandleRange{}, usagef("--to %q: want RFC 3339, e.g. 2026-11-26T14:00:00Z", to)
+		}
+		if !t.After(f) {
+			return pipeline.CandleRange{}, usagef("--to %s is not after --from %s", to, from)
+		}
+		return pipeline.CandleRange{From: f.UnixNano(), To: t.UnixNano()}, nil
+	}
+	return lastRange(last)
+}
+
+// lastRange converts a --last / ?last= duration to whole minutes.
+func lastRange(last time.Duration) (pipeline.CandleRange, error) {
+	if last <= 0 {
+		return pipeline.CandleRange{}, usagef("--last %s: must be positive", last)
+	}
+	n := int((last + time.Minute - 1) / time.Minute)
+	if n > 100_000 {
+		return pipeline.CandleRange{}, usagef("--last %s: at most 100000 minutes", last)
+	}
+	return pipeline.CandleRange{Last: n}, nil
+}
+
+func checkFormat(format string, allowed ...string) error {
+	for _, a := range allowed {
+		if format == a {
+			return nil
+		}
+	}
+	return usagef("--format %q: want one of %v", format, allowed)
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	return enc.Encode(v)
+}
+
+const tableTime = "2006-01-02 15:04:05"
+
+func writeInstruments(w io.Writer, format string, ins []api.Instrument) error {
+	switch format {
+	case "json":
+		return writeJSON(w, ins)
+	case "csv":
+		cw := csv.NewWriter(w)
+		cw.Write([]string{"isin", "description", "price", "priceTs"})
+		for _, in := range ins {
+			price, ts := "", ""
+			if in.Price != nil {
+				price, ts = in.Price.String(), in.PriceTS.Format(time.RFC3339Nano)
+			}
+			cw.Write([]string{in.ISIN, in.Description, price, ts})
+		}
+		cw.Flush()
+		return cw.Error()
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ISIN\tPRICE\tPRICE TIME (UTC)\tDESCRIPTION")
+	for _, in := range ins {
+		price, ts := "-", "-"
+		if in.Price != nil {
+			price, ts = in.Price.String(), in.PriceTS.Format(tableTime+".000")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", in.ISIN, price, ts, in.Description)
+	}
+	fmt.Fprintf(tw, "(%d instruments)\n", len(ins))
+	return tw.Flush()
+}
+
+func writeCandles(w io.Writer, format string, cs []api.Candle) error {
+	switch format {
+	case "json":
+		return writeJSON(w, cs)
+	case "csv":
+		cw := csv.NewWriter(w)
+		cw.Write([]string{"openTimestamp", "closeTimestamp", "openPrice", "highPrice", "lowPrice", "closePrice", "quotes"})
+		for _, c := range cs {
+			cw.Write([]string{c.OpenTimestamp.Format(time.RFC3339), c.CloseTimestamp.Format(time.RFC3339),
+				c.OpenPrice.String(), c.HighPrice.String(), c.LowPrice.String(), c.ClosePrice.String(),
+				strconv.FormatUint(c.Quotes, 10)})
+		}
+		cw.Flush()
+		return cw.Error()
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "MINUTE (UTC)\tOPEN\tHIGH\tLOW\tCLOSE\tQUOTES\t")
+	for _, c := range cs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t\n", c.OpenTimestamp.Format("2006-01-02 15:04"),
+			c.OpenPrice, c.HighPrice, c.LowPrice, c.ClosePrice, c.Quotes)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,230 @@
+package pipeline
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/quotesdev/quotes/wal"
+)
+
+// Checkpoint layout in Badger:
+//
+//	k/current               → header: version(1) seq(be64) watermark(be64) chunks(be32) size(be64) crc32c(be32)
+//	k/d/ seq(be64) idx(be32) → chunk idx of the state blob (at most checkpointChunk bytes)
+//
+// The state blob is uvarint(len(aggregator state)) aggregator state, then the hot detector
+// state. The chunks are written first, then k/current in its own transaction, then the older
+// checkpoint's chunks are deleted: a crash leaves either the old or the new checkpoint whole.
+var (
+	keyCheckpoint    = []byte("k/current")
+	prefixCkptChunks = []byte("k/d/")
+	castagnoli       = crc32.MakeTable(crc32.Castagnoli)
+)
+
+const (
+	checkpointVersion = 1
+	checkpointChunk   = 4 << 20
+	checkpointHeader  = 1 + 8 + 8 + 4 + 8 + 4
+	// WatermarkCheckpoint is the WAL watermark name under which the last checkpoint's
+	// sequence is kept: retention never removes records after it.
+	WatermarkCheckpoint = "checkpoint"
+)
+
+// ErrCheckpointCorrupt means the stored checkpoint fails its checksum or cannot be decoded.
+var ErrCheckpointCorrupt = errors.New("pipeline: checkpoint corrupt")
+
+func chunkKey(seq uint64, idx uint32) []byte {
+	k := append([]byte(nil), prefixCkptChunks...)
+	k = binary.BigEndian.AppendUint64(k, seq)
+	return binary.BigEndian.AppendUint32(k, idx)
+}
+
+// checkpoint writes the current state; p.mu must be held and the pending batch flushed.
+func (p *Pipeline) checkpoint() error {
+	blob := p.agg.AppendState(make([]byte, binary.MaxVarintLen64, 1<<16))
+	n := binary.PutUvarint(blob, uint64(len(blob)-binary.MaxVarintLen64))
+	blob = append(blob[:n], blob[binary.MaxVarintLen64:]...)
+	blob = p.det.AppendState(blob)
+
+	db := p.log.DB()
+	seq := p.applied
+	wb := db.NewWriteBatch()
+	defer wb.Cancel()
+	chunks := uint32(0)
+	for off := 0; off < len(blob) || chunks == 0; off += checkpointChunk {
+		end := min(off+checkpointChunk, len(blob))
+		if err := wb.Set(chunkKey(seq, chunks), blob[off:end]); err != nil {
+			return fmt.Errorf("pipeline: write checkpoint chunk: %w", err)
+		}
+		chunks++
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("pipeline: write checkpoint at seq %d: %w", seq, err)
+	}
+	hdr := make([]byte, 0, checkpointHeader)
+	hdr = append(hdr, checkpointVersion)
+	hdr = binary.BigEndian.AppendUint64(hdr, seq)
+	hdr = binary.BigEndian.AppendUint64(hdr, uint64(p.agg.Watermark()))
+	hdr = binary.BigEndian.AppendUint32(hdr, chunks)
+	hdr = binary.BigEndian.AppendUint64(hdr, uint64(len(blob)))
+	hdr = binary.BigEndian.AppendUint32(hdr, crc32.Checksum(blob, castagnoli))
+	err := db.Update(func(txn *badger.Txn) error {
+		if err := txn.Set(keyCheckpoint, hdr); err != nil {
+			return err
+		}
+		return txn.Set(wal.WatermarkKey(WatermarkCheckpoint), wal.EncodeWatermark(seq))
+	})
+	if err != nil {
+		return fmt.Errorf("pipeline: commit checkpoint at seq %d: %w", seq, err)
+	}
+	prev := p.ckptSeq
+	p.ckptSeq, p.lastCkpt = seq, p.agg.Watermark()
+	if prev != seq {
+		if err := deleteChunks(db, seq); err != nil {
+			p.opts.Logger.Warn("could not delete old checkpoint", "seq", prev, "err", err)
+		}
+	}
+	return nil
+}
+
+// deleteChunks removes the chunks of every checkpoint but keep.
+func deleteChunks(db *badger.DB, keep uint64) error {
+	var keys [][]byte
+	err := db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefixCkptChunks
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if binary.BigEndian.Uint64(k[len(prefixCkptChunks):]) != keep {
+				keys = append(keys, it.Item().KeyCopy(nil))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	wb := db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, k := range keys {
+		if err := wb.Delete(k); err != nil {
+			return err
+		}
+	}
+	return wb.Flush()
+}
+
+// loadCheckpoint restores the last checkpoint, if any, and returns its sequence (0: none).
+func (p *Pipeline) loadCheckpoint() (uint64, error) {
+	db := p.log.DB()
+	var blob []byte
+	var seq uint64
+	err := db.View(func(txn *badger.Txn) (err error) {
+		item, err := txn.Get(keyCheckpoint)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		hdr, err := item.ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		if len(hdr) != checkpointHeader || hdr[0] != checkpointVersion {
+			return fmt.Errorf("%w: header of %d bytes, version %d", ErrCheckpointCorrupt, len(hdr), hdr[0])
+		}
+		seq = binary.BigEndian.Uint64(hdr[1:])
+		chunks := binary.BigEndian.Uint32(hdr[17:])
+		size := binary.BigEndian.Uint64(hdr[21:])
+		sum := binary.BigEndian.Uint32(hdr[29:])
+		blob = make([]byte, 0, size)
+		defer func() {
+			if err == nil && (uint64(len(blob)) != size || crc32.Checksum(blob, castagnoli) != sum) {
+				err = fmt.Errorf("%w: checksum of checkpoint at seq %d", ErrCheckpointCorrupt, seq)
+			}
+		}()
+		for i := uint32(0); i < chunks; i++ {
+			item, err := txn.Get(chunkKey(seq, i))
+			if err != nil {
+				return fmt.Errorf("%w: chunk %d of checkpoint at seq %d: %w", ErrCheckpointCorrupt, i, seq, err)
+			}
+			if err := item.Value(func(v []byte) error { blob = append(blob, v...); return nil }); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("pipeline: read checkpoint: %w", err)
+	}
+	if seq == 0 {
+		return 0, nil
+	}
+	return seq, p.restore(seq, blob)
+}
+
+func (p *Pipeline) restore(seq uint64, blob []byte) error {
+	n, k := binary.Uvarint(blob)
+	if k <= 0 || uint64(len(blob)-k) < n {
+		return fmt.Errorf("%w: state lengths at seq %d", ErrCheckpointCorrupt, seq)
+	}
+	if err := p.agg.RestoreState(blob[k : k+int(n)]); err != nil {
+		return fmt.Errorf("%w: aggregator state at seq %d: %w", ErrCheckpointCorrupt, seq, err)
+	}
+	if err := p.det.RestoreState(blob[k+int(n):]); err != nil {
+		return fmt.Errorf("%w: hot state at seq %d: %w", ErrCheckpointCorrupt, seq, err)
+	}
+	return nil
+}
+
+// recover loads the last checkpoint and re-applies the WAL after it. Items derived from
+// records the store already reflects are not written again.
+func (p *Pipeline) recover() error {
+	skip, err := p.store.Applied()
+	if err != nil {
+		return err
+	}
+	seq, err := p.loadCheckpoint()
+	if err != nil {
+		return err
+	}
+	if first := p.log.FirstSeq(); first > seq+1 {
+		return fmt.Errorf("pipeline: WAL starts at seq %d but the checkpoint is at %d: records in between are gone", first, seq)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.skipTo, p.applied, p.ckptSeq, p.lastCkpt = skip, seq, seq, p.agg.Watermark()
+	r := p.log.NewReader(seq + 1)
+	n := 0
+	for {
+		rec, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("pipeline: recover from WAL after seq %d: %w", p.applied, err)
+		}
+		if rec.Seq != p.applied+1 {
+			return fmt.Errorf("pipeline: recover: WAL jumps from seq %d to %d", p.applied, rec.Seq)
+		}
+		p.apply(rec)
+		if n++; n%65536 == 0 {
+			if err := p.flushLocked(false); err != nil {
+				return err
+			}
+		}
+	}
+	if n > 0 {
+		p.opts.Logger.Info("recovered from WAL", "checkpoint", seq, "replayed", n, "applied", p.applied)
+	}
+	return p.flushLocked(false)
+}

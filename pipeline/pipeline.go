@@ -1,0 +1,261 @@
+// Package pipeline is the one loop between the write-ahead log and everything derived from
+// it: each WAL record is applied, in sequence order, to the aggregator (registry, candles)
+// and the hot detector, and what they derive is flushed to the embedded store. It also
+// recovers that state after a restart, and answers queries against it.
+//
+// Exactly once. Everything derived is a pure function of the WAL. Every derived item (a
+// closed candle, a late correction, a hot event) is tagged with the sequence of the record
+// that produced it; the store commits its watermark with the items, and recovery re-applies
+// the WAL after the last checkpoint while skipping items at or below that watermark. So a
+// crash at any moment leaves the store equal to an uninterrupted run, and a hot event is
+// published once, with the same id.
+//
+// Checkpoints. Periodically (every Options.CheckpointEvery of event time) and on Close the
+// full aggregator and hot detector state is written to Badger under k/ together with the
+// sequence it reflects; recovery loads it and re-applies only the WAL after it. WAL retention
+// never removes records after the last checkpoint.
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/quotesdev/quotes/aggregate"
+	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/hot"
+	"github.com/quotesdev/quotes/store"
+	"github.com/quotesdev/quotes/wal"
+)
+
+// ErrUnknownInstrument is returned by queries for an ISIN that is not active (never added,
+// or deleted).
+var ErrUnknownInstrument = errors.New("unknown or deleted instrument")
+
+// Options configure a Pipeline.
+type Options struct {
+	Aggregate aggregate.Options
+	Hot       hot.Options
+	// CheckpointEvery is the event time between state checkpoints (default 5m). Shorter
+	// means faster restarts and more writes.
+	CheckpointEvery time.Duration
+	// EventRetention is how long hot events are kept in the store (default 24h, at least the
+	// hot window).
+	EventRetention time.Duration
+	Logger         *slog.Logger
+}
+
+// DefaultOptions returns the defaults.
+func DefaultOptions() Options {
+	return Options{
+		Aggregate:       aggregate.DefaultOptions(),
+		Hot:             hot.DefaultOptions(),
+		CheckpointEvery: 5 * time.Minute,
+		EventRetention:  24 * time.Hour,
+	}
+}
+
+// Pipeline applies WAL records to the aggregator and the hot detector and flushes what they
+// derive to the store. Writes (Append, AppendFrom, Tick, Finish, Close) must be called from
+// one goroutine at a time; queries may run concurrently with them.
+type Pipeline struct {
+	opts  Options
+	log   *wal.Log
+	store *store.Store
+
+	mu       sync.RWMutex // guards agg, det and the fields below against queries
+	agg      *aggregate.Aggregator
+	det      *hot.Detector
+	applied  uint64 // last WAL sequence applied
+	skipTo   uint64 // items derived from records ≤ skipTo are already in the store
+	batch    store.Batch
+	cur      uint64 // sequence of the record being applied
+	lastCkpt int64  // watermark at the last checkpoint
+	ckptSeq  uint64
+	hotTotal uint64 // hot events derived (including recovered ones)
+
+	events *notifier
+	closed bool
+}
+
+// Open recovers the pipeline over log: it loads the last checkpoint and re-applies the WAL
+// records after it.
+func Open(log *wal.Log, opts Options) (*Pipeline, error) {
+	def := DefaultOptions()
+	if opts.CheckpointEvery <= 0 {
+		opts.CheckpointEvery = def.CheckpointEvery
+	}
+	if opts.EventRetention <= 0 {
+		opts.EventRetention = def.EventRetention
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	p := &Pipeline{
+		opts:   opts,
+		log:    log,
+		store:  store.New(log.DB()),
+		agg:    aggregate.New(opts.Aggregate),
+		det:    hot.New(opts.Hot),
+		events: newNotifier(),
+	}
+	if err := p.recover(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Store returns the embedded store the pipeline flushes to.
+func (p *Pipeline) Store() *store.Store { return p.store }
+
+// Applied returns the last WAL sequence applied.
+func (p *Pipeline) Applied() uint64 {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.applied
+}
+
+// Append writes msgs to the WAL (durably, per its sync mode) and then applies them.
+func (p *Pipeline) Append(msgs []feed.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	first, err := p.log.Append(msgs)
+	if err != nil {
+		return fmt.Errorf("pipeline: append to WAL: %w", err)
+	}
+	return p.applyMessages(first, msgs)
+}
+
+// AppendFrom is Append that also records pos as the position of source in the WAL, in the
+// same write (resumable replay).
+func (p *Pipeline) AppendFrom(msgs []feed.Message, source string, pos []byte) error {
+	first, err := p.log.AppendFrom(msgs, source, pos)
+	if err != nil {
+		return fmt.Errorf("pipeline: append to WAL: %w", err)
+	}
+	return p.applyMessages(first, msgs)
+}
+
+// Tick records that the clock reached ts (a wal.KindTick record), closing the minutes that
+// ended at least a grace period before it.
+func (p *Pipeline) Tick(ts int64) error {
+	return p.Append([]feed.Message{{TS: ts, Kind: wal.KindTick}})
+}
+
+func (p *Pipeline) applyMessages(first uint64, msgs []feed.Message) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if first != p.applied+1 {
+		return fmt.Errorf("pipeline: WAL returned sequence %d, expected %d: another writer on this log?", first, p.applied+1)
+	}
+	for i := range msgs {
+		p.apply(wal.Record{Seq: first + uint64(i), Message: msgs[i]})
+	}
+	return p.flushLocked(false)
+}
+
+// apply applies one record; p.mu must be held.
+func (p *Pipeline) apply(r wal.Record) {
+	p.cur = r.Seq
+	p.agg.Apply(r, (*output)(p))
+	p.applied = r.Seq
+}
+
+// Finish closes every open minute at the end of a replay's input, flushes and
+// checkpoints. Closing is itself a WAL record (a tick one minute plus the grace period past
+// the watermark's minute), so a crash during Finish and the re-run that follows derive the
+// same candles as one uninterrupted run. Nothing is appended when nothing is open.
+func (p *Pipeline) Finish() error {
+	p.mu.RLock()
+	pending := p.agg.Pending()
+	wm := p.agg.Watermark()
+	p.mu.RUnlock()
+	if pending {
+		end := aggregate.MinuteOf(wm) + aggregate.MinuteNanos + int64(p.agg.Grace())
+		if err := p.Tick(end); err != nil {
+			return err
+		}
+	}
+	return p.Flush()
+}
+
+// Flush writes what is derived so far and checkpoints the state.
+func (p *Pipeline) Flush() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.flushLocked(true)
+}
+
+// Close flushes and checkpoints. It does not close the WAL.
+func (p *Pipeline) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	err := p.flushLocked(true)
+	p.events.close()
+	return err
+}
+
+// flushLocked writes the pending batch to the store and, when due (or forced), a checkpoint.
+func (p *Pipeline) flushLocked(forceCheckpoint bool) error {
+	newEvents := len(p.batch.Events) > 0
+	if !p.batch.Empty() {
+		p.batch.Seq = p.applied
+		if err := p.store.Apply(&p.batch); err != nil {
+			return err
+		}
+		p.batch.Reset()
+	}
+	if newEvents {
+		p.events.notify()
+	}
+	wm := p.agg.Watermark()
+	if forceCheckpoint || wm-p.lastCkpt >= int64(p.opts.CheckpointEvery) {
+		if p.ckptSeq == p.applied && !forceCheckpoint {
+			return nil
+		}
+		if err := p.checkpoint(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// output receives what the aggregator derives from the record being applied.
+type output Pipeline
+
+func (o *output) Quote(q aggregate.AcceptedQuote) {
+	p := (*Pipeline)(o)
+	ev, ok := p.det.Observe(q.ISIN, q.Incarnation, q.TS, q.Seq, q.Price)
+	if !ok {
+		return
+	}
+	p.hotTotal++
+	if p.cur > p.skipTo {
+		p.batch.Events = append(p.batch.Events, ev)
+	}
+}
+
+func (o *output) Ended(_ feed.ISIN, incarnation uint64, _ uint64) {
+	(*Pipeline)(o).det.Forget(incarnation)
+}
+
+func (o *output) Closed(c *aggregate.Candle) {
+	p := (*Pipeline)(o)
+	if p.cur > p.skipTo {
+		p.batch.Closed = append(p.batch.Closed, *c)
+	}
+}
+
+func (o *output) Late(c *aggregate.Candle) {
+	p := (*Pipeline)(o)
+	if p.cur > p.skipTo {
+		p.batch.Late = append(p.batch.Late, *c)
+	}
+}

@@ -1,0 +1,157 @@
+package pipeline
+
+import (
+	"context"
+	"sync"
+
+	"github.com/quotesdev/quotes/aggregate"
+	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/hot"
+)
+
+// Now returns the pipeline's "now": the largest event time applied (ticks included), and
+// false before the first record.
+func (p *Pipeline) Now() (int64, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	_, ok := p.agg.CurrentMinute()
+	return p.agg.Watermark(), ok
+}
+
+// Stats returns the aggregator's counters.
+func (p *Pipeline) Stats() aggregate.Stats {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.agg.Stats()
+}
+
+// HotEventsDerived returns how many hot events the pipeline has derived since it opened
+// (including those re-derived during recovery).
+func (p *Pipeline) HotEventsDerived() uint64 {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.hotTotal
+}
+
+// Instruments returns the active instruments sorted by ISIN.
+func (p *Pipeline) Instruments() []aggregate.Instrument {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.agg.Instruments()
+}
+
+// Instrument returns the active instrument isin.
+func (p *Pipeline) Instrument(isin feed.ISIN) (aggregate.Instrument, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.agg.Instrument(isin)
+}
+
+// CandleRange selects the candles of a query: either the last N minutes ending with the
+// current minute, or the minutes starting in [From, To).
+type CandleRange struct {
+	Last     int // number of minutes; used when > 0
+	From, To int64
+}
+
+// Candles returns the candles of the active instrument isin for r, oldest first, with gaps
+// filled (SPEC §4.3): closed minutes from the store, the open minutes from memory.
+func (p *Pipeline) Candles(isin feed.ISIN, r CandleRange) ([]aggregate.Candle, error) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	inst, ok := p.agg.Instrument(isin)
+	if !ok {
+		return nil, ErrUnknownInstrument
+	}
+	current, ok := p.agg.CurrentMinute()
+	if !ok || !inst.HasPrice {
+		return []aggregate.Candle{}, nil
+	}
+	from, to := r.From, r.To
+	if r.Last > 0 {
+		from, to = aggregate.LastRange(current, r.Last)
+	}
+	gr := inst.Range(from, to, current)
+	if from < gr.First {
+		from = gr.First
+	}
+	closed, err := p.store.Candles(isin, inst.Incarnation, from, to)
+	if err != nil {
+		return nil, err
+	}
+	lists := [][]aggregate.Candle{closed, p.agg.OpenCandles(isin)}
+	if !gr.HasPrev {
+		prev, found, err := p.store.CandleBefore(isin, inst.Incarnation, from)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			lists = append(lists, []aggregate.Candle{prev})
+		}
+	}
+	out := aggregate.FillGaps(gr, lists...)
+	if out == nil {
+		out = []aggregate.Candle{}
+	}
+	return out, nil
+}
+
+// HotEvents returns stored hot events with id > afterID and TS ≥ since, in id order, at most
+// limit (≤ 0: all).
+func (p *Pipeline) HotEvents(afterID uint64, since int64, limit int) ([]hot.Event, error) {
+	return p.store.Events(afterID, since, limit)
+}
+
+// WaitHotEvents blocks until hot events newer than the last call may be stored, ctx is
+// done, or the pipeline closes (then it returns false). Pair it with HotEvents(lastID…).
+func (p *Pipeline) WaitHotEvents(ctx context.Context, since <-chan struct{}) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-since:
+		return !p.events.isClosed()
+	}
+}
+
+// HotEventsChanged returns a channel closed at the next change of stored hot events.
+func (p *Pipeline) HotEventsChanged() <-chan struct{} { return p.events.wait() }
+
+// notifier is a broadcast: wait returns a channel that notify closes.
+type notifier struct {
+	mu     sync.Mutex
+	ch     chan struct{}
+	closed bool
+}
+
+func newNotifier() *notifier { return &notifier{ch: make(chan struct{})} }
+
+func (n *notifier) wait() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.ch
+}
+
+func (n *notifier) notify() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return
+	}
+	close(n.ch)
+	n.ch = make(chan struct{})
+}
+
+func (n *notifier) close() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.closed {
+		n.closed = true
+		close(n.ch)
+	}
+}
+
+func (n *notifier) isClosed() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.closed
+}

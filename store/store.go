@@ -1,0 +1,336 @@
+// Package store is the embedded candle store: closed 1-minute candles and hot events, kept in
+// the same Badger database as the write-ahead log so that a flush of derived data and the WAL
+// sequence it reflects commit together.
+//
+// Key layout (see ARCHITECTURE.md for the whole key space):
+//
+//	c/ ISIN(12) incarnation(be64) minute(be64, Unix ns)  → candle state (candleSize bytes)
+//	h/ id(be64)                                          → hot event
+//	s/applied                                            → be64 WAL sequence the store reflects
+//
+// Exactly-once: every item written carries the sequence of the WAL record that produced it,
+// and Apply writes the batch's last sequence as the store's watermark in the same
+// transaction as the non-idempotent writes (late corrections merge into what is stored). A
+// recovery that re-derives items from the WAL skips those at or below Applied().
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/quotesdev/quotes/aggregate"
+	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/hot"
+)
+
+var (
+	prefixCandle  = []byte("c/")
+	prefixEvent   = []byte("h/")
+	keyApplied    = []byte("s/applied")
+	candleKeySize = len(prefixCandle) + feed.ISINLen + 8 + 8
+)
+
+// ErrCorrupt means a stored value could not be decoded.
+var ErrCorrupt = errors.New("store: corrupt value")
+
+// Store reads and writes candles and hot events in a Badger DB it does not own.
+type Store struct {
+	db *badger.DB
+}
+
+// New returns a Store over db (usually wal.Log.DB()).
+func New(db *badger.DB) *Store { return &Store{db: db} }
+
+// Batch is one flush: everything derived from WAL records up to Seq.
+type Batch struct {
+	// Seq is the last WAL sequence this batch reflects; it becomes Applied().
+	Seq uint64
+	// Closed are final states of minutes at their close: written as they are (idempotent).
+	Closed []aggregate.Candle
+	// Late are corrections for already closed minutes: merged into the stored state.
+	Late []aggregate.Candle
+	// Events are hot events, keyed by their id (idempotent).
+	Events []hot.Event
+}
+
+// Empty reports whether the batch writes nothing but the watermark.
+func (b *Batch) Empty() bool { return len(b.Closed) == 0 && len(b.Late) == 0 && len(b.Events) == 0 }
+
+// Reset empties the batch for reuse, keeping its buffers.
+func (b *Batch) Reset() {
+	b.Seq = 0
+	b.Closed = b.Closed[:0]
+	b.Late = b.Late[:0]
+	b.Events = b.Events[:0]
+}
+
+// Apply writes the batch. Closed candles and events are idempotent puts and go first, in as
+// many write batches as their size needs; the late merges and the watermark follow in one
+// transaction, so a crash anywhere leaves Applied() at a point from which re-applying the
+// same derived items gives the same result.
+func (s *Store) Apply(b *Batch) error {
+	if len(b.Closed) > 0 || len(b.Events) > 0 {
+		wb := s.db.NewWriteBatch()
+		defer wb.Cancel()
+		for i := range b.Closed {
+			c := &b.Closed[i]
+			if err := wb.Set(candleKey(c.Key), encodeCandle(c)); err != nil {
+				return fmt.Errorf("store: write candle %s: %w", c.ISIN, err)
+			}
+		}
+		for i := range b.Events {
+			e := &b.Events[i]
+			if err := wb.Set(eventKey(e.ID), encodeEvent(e)); err != nil {
+				return fmt.Errorf("store: write hot event %d: %w", e.ID, err)
+			}
+		}
+		if err := wb.Flush(); err != nil {
+			return fmt.Errorf("store: flush closed candles: %w", err)
+		}
+	}
+	err := s.db.Update(func(txn *badger.Txn) error {
+		for i := range b.Late {
+			c := b.Late[i]
+			key := candleKey(c.Key)
+			item, err := txn.Get(key)
+			switch {
+			case err == nil:
+				var stored aggregate.Candle
+				if err := item.Value(func(v []byte) error { return decodeCandle(v, &stored) }); err != nil {
+					return err
+				}
+				stored.Key = c.Key
+				stored.Merge(&c)
+				c = stored
+			case !errors.Is(err, badger.ErrKeyNotFound):
+				return err
+			}
+			if err := txn.Set(key, encodeCandle(&c)); err != nil {
+				return err
+			}
+		}
+		return txn.Set(keyApplied, binary.BigEndian.AppendUint64(nil, b.Seq))
+	})
+	if err != nil {
+		return fmt.Errorf("store: apply batch up to seq %d: %w", b.Seq, err)
+	}
+	return nil
+}
+
+// Applied returns the WAL sequence the store reflects (0 for a new store).
+func (s *Store) Applied() (uint64, error) {
+	var seq uint64
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(keyApplied)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			if len(v) != 8 {
+				return fmt.Errorf("%w: watermark of %d bytes", ErrCorrupt, len(v))
+			}
+			seq = binary.BigEndian.Uint64(v)
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: read watermark: %w", err)
+	}
+	return seq, nil
+}
+
+// Candles returns the stored candles of one incarnation with from ≤ minute < to, oldest
+// first.
+func (s *Store) Candles(isin feed.ISIN, incarnation uint64, from, to int64) ([]aggregate.Candle, error) {
+	var out []aggregate.Candle
+	start := candleKey(aggregate.Key{ISIN: isin, Incarnation: incarnation, Minute: from})
+	prefix := start[:candleKeySize-8]
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(start); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			m := int64(binary.BigEndian.Uint64(k[candleKeySize-8:]))
+			if m >= to {
+				break
+			}
+			c := aggregate.Candle{Key: aggregate.Key{ISIN: isin, Incarnation: incarnation, Minute: m}}
+			if err := it.Item().Value(func(v []byte) error { return decodeCandle(v, &c) }); err != nil {
+				return err
+			}
+			out = append(out, c)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: read candles of %s: %w", isin, err)
+	}
+	return out, nil
+}
+
+// CandleBefore returns the latest stored candle of the incarnation whose minute is before
+// minute, if any: the previous close that gap filling starts from.
+func (s *Store) CandleBefore(isin feed.ISIN, incarnation uint64, minute int64) (aggregate.Candle, bool, error) {
+	var (
+		c     aggregate.Candle
+		found bool
+	)
+	seek := candleKey(aggregate.Key{ISIN: isin, Incarnation: incarnation, Minute: minute - 1})
+	prefix := seek[:candleKeySize-8]
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefix
+		opts.Reverse = true
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		it.Seek(seek)
+		if !it.Valid() {
+			return nil
+		}
+		k := it.Item().Key()
+		c.Key = aggregate.Key{ISIN: isin, Incarnation: incarnation, Minute: int64(binary.BigEndian.Uint64(k[candleKeySize-8:]))}
+		found = true
+		return it.Item().Value(func(v []byte) error { return decodeCandle(v, &c) })
+	})
+	if err != nil {
+		return c, false, fmt.Errorf("store: read candle before %d of %s: %w", minute, isin, err)
+	}
+	return c, found, nil
+}
+
+// Events returns the stored hot events with id > afterID and TS ≥ since, in id order, at
+// most limit of them (limit ≤ 0: all).
+func (s *Store) Events(afterID uint64, since int64, limit int) ([]hot.Event, error) {
+	var out []hot.Event
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefixEvent
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(eventKey(afterID + 1)); it.Valid(); it.Next() {
+			var e hot.Event
+			if err := it.Item().Value(func(v []byte) error { return decodeEvent(v, &e) }); err != nil {
+				return err
+			}
+			if e.TS < since {
+				continue
+			}
+			out = append(out, e)
+			if limit > 0 && len(out) == limit {
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: read hot events: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteEventsBefore removes hot events whose TS is before ts (retention: events are kept
+// at least as long as the hot window).
+func (s *Store) DeleteEventsBefore(ts int64) error {
+	var keys [][]byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefixEvent
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var e hot.Event
+			if err := it.Item().Value(func(v []byte) error { return decodeEvent(v, &e) }); err != nil {
+				return err
+			}
+			if e.TS >= ts {
+				continue
+			}
+			keys = append(keys, it.Item().KeyCopy(nil))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: scan hot events for retention: %w", err)
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, k := range keys {
+		if err := wb.Delete(k); err != nil {
+			return fmt.Errorf("store: delete hot event: %w", err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("store: delete hot events: %w", err)
+	}
+	return nil
+}
+
+func candleKey(k aggregate.Key) []byte {
+	b := make([]byte, 0, candleKeySize)
+	b = append(b, prefixCandle...)
+	b = append(b, k.ISIN[:]...)
+	b = binary.BigEndian.AppendUint64(b, k.Incarnation)
+	return binary.BigEndian.AppendUint64(b, uint64(k.Minute))
+}
+
+func eventKey(id uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), prefixEvent...), id)
+}
+
+// candleSize is the encoded size of a candle state: 4 prices, 2 timestamps, 2 sequences and
+// the count, 8 bytes each.
+const candleSize = 9 * 8
+
+func encodeCandle(c *aggregate.Candle) []byte {
+	b := make([]byte, 0, candleSize)
+	for _, v := range [...]uint64{
+		uint64(c.Open), uint64(c.High), uint64(c.Low), uint64(c.Close),
+		uint64(c.OpenTS), uint64(c.CloseTS), c.OpenSeq, c.CloseSeq, c.Quotes,
+	} {
+		b = binary.BigEndian.AppendUint64(b, v)
+	}
+	return b
+}
+
+func decodeCandle(v []byte, c *aggregate.Candle) error {
+	if len(v) != candleSize {
+		return fmt.Errorf("%w: candle of %d bytes", ErrCorrupt, len(v))
+	}
+	u := func(i int) uint64 { return binary.BigEndian.Uint64(v[i*8:]) }
+	c.Open, c.High, c.Low, c.Close = feed.Price(u(0)), feed.Price(u(1)), feed.Price(u(2)), feed.Price(u(3))
+	c.OpenTS, c.CloseTS = int64(u(4)), int64(u(5))
+	c.OpenSeq, c.CloseSeq, c.Quotes = u(6), u(7), u(8)
+	return nil
+}
+
+// eventSize: id, incarnation, ts, price, reference price, reference ts (8 bytes each) + ISIN.
+const eventSize = 6*8 + feed.ISINLen
+
+func encodeEvent(e *hot.Event) []byte {
+	b := make([]byte, 0, eventSize)
+	for _, v := range [...]uint64{e.ID, e.Incarnation, uint64(e.TS), uint64(e.Price), uint64(e.ReferencePrice), uint64(e.ReferenceTS)} {
+		b = binary.BigEndian.AppendUint64(b, v)
+	}
+	return append(b, e.ISIN[:]...)
+}
+
+func decodeEvent(v []byte, e *hot.Event) error {
+	if len(v) != eventSize {
+		return fmt.Errorf("%w: hot event of %d bytes", ErrCorrupt, len(v))
+	}
+	u := func(i int) uint64 { return binary.BigEndian.Uint64(v[i*8:]) }
+	e.ID, e.Incarnation, e.TS = u(0), u(1), int64(u(2))
+	e.Price, e.ReferencePrice, e.ReferenceTS = feed.Price(u(3)), feed.Price(u(4)), int64(u(5))
+	copy(e.ISIN[:], v[48:])
+	e.ChangePercent = hot.Change(e.Price, e.ReferencePrice)
+	return nil
+}

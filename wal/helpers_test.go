@@ -49,11 +49,9 @@ func identify(m feed.Message) (g, n uint64, ok bool) {
 	case feed.KindQuote:
 		g, n = uint64(m.Price)>>40, uint64(m.Price)&(1<<40-1)
 	default:
-		var s string
 		if _, err := fmt.Sscanf(m.Description, "g%d n%d", &g, &n); err != nil {
 			return 0, 0, false
 		}
-		_ = s
 	}
 	return g, n, testMsg(g, n) == m
 }

@@ -288,10 +288,10 @@ func (l *Log) run() {
 			return
 		}
 		if l.opts.Sync == SyncBatch {
-			if wait := lastWrite.Add(l.opts.BatchInterval).Sub(l.opts.Clock.Now()); wait > 0 && n < l.opts.MaxGroupRecords {
+			if wait := lastWrite.Add(l.opts.BatchInterval).Sub(l.opts.Clock.Now()); wait > 0 && n < l.opts.BatchFullRecords {
 				t := l.opts.Clock.Timer(wait)
 			gather:
-				for n < l.opts.MaxGroupRecords {
+				for n < l.opts.BatchFullRecords {
 					select {
 					case r := <-l.reqs:
 						add(r)

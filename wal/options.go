@@ -16,8 +16,9 @@ import (
 type SyncMode int
 
 const (
-	// SyncBatch (the default) group-commits: the writer starts at most one write+fsync per
-	// BatchInterval, gathering the appends that arrive meanwhile into one block; an append
+	// SyncBatch (the default) group-commits: after a write+fsync the writer waits until
+	// BatchInterval has passed since that write started (unless BatchFullRecords records are
+	// already waiting), gathering the appends that arrive meanwhile into one block; an append
 	// returns after the fsync covering it. Acknowledged records survive process crashes,
 	// kernel crashes and power loss.
 	SyncBatch SyncMode = iota
@@ -67,9 +68,14 @@ type Options struct {
 	// Sync is the durability mode; default SyncBatch.
 	Sync SyncMode
 	// BatchInterval is, for SyncBatch, the minimum time between the starts of two
-	// write+fsync rounds, so the most an append waits before its group is written
-	// (default 2ms). Ignored by the other modes.
+	// write+fsync rounds of small groups, so the most an append waits before its group is
+	// written (default 2ms). Ignored by the other modes.
 	BatchInterval time.Duration
+	// BatchFullRecords is, for SyncBatch, the group size from which the writer stops waiting
+	// for BatchInterval and writes at once (default 1024): a big append (ingest and replay
+	// append thousands of quotes at a time) already amortises its fsync, and waiting would
+	// only cap a single appender at one append per interval.
+	BatchFullRecords int
 	// Clock drives BatchInterval and Retain; default clock.New().
 	Clock clock.Clock
 	// Logger receives repair reports, retention errors and Badger's own messages (Badger's
@@ -88,9 +94,12 @@ type Options struct {
 	// (default 262144); an Append larger than that is still written whole.
 	MaxGroupRecords int
 
-	// MemTableSize is Badger's memtable size (default 16 MiB). Blocks live in the value log,
-	// so the memtable only holds keys and value pointers; a small memtable flushes (and lets
-	// compaction account for deleted blocks, which value-log GC needs) sooner.
+	// MemTableSize is Badger's memtable size (default 32 MiB). Blocks live in the value log,
+	// so the memtable only holds their keys and value pointers (~110 bytes a block) plus the
+	// other packages' small values. A smaller memtable flushes sooner, and only flushed and
+	// compacted deletions let value-log GC give disk space back; but Badger caps one
+	// transaction at 15% of it (4.8 MiB by default), which the other packages' transactions
+	// in the same DB must respect.
 	MemTableSize int64
 	// ValueLogFileSize is the size of one Badger value-log file (default 64 MiB), the unit in
 	// which retention gives disk space back.
@@ -117,6 +126,9 @@ func (o Options) withDefaults() Options {
 	if o.BatchInterval <= 0 {
 		o.BatchInterval = 2 * time.Millisecond
 	}
+	if o.BatchFullRecords <= 0 {
+		o.BatchFullRecords = 1024
+	}
 	if o.Clock == nil {
 		o.Clock = clock.New()
 	}
@@ -131,7 +143,7 @@ func (o Options) withDefaults() Options {
 		o.MaxGroupRecords = 1 << 18
 	}
 	if o.MemTableSize <= 0 {
-		o.MemTableSize = 16 << 20
+		o.MemTableSize = 32 << 20
 	}
 	if o.ValueLogFileSize <= 0 {
 		o.ValueLogFileSize = 64 << 20

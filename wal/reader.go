@@ -132,6 +132,8 @@ func (l *Log) findBlock(txn *badger.Txn, seq uint64, fn func(first uint64, val [
 // non-decreasing, so a binary search finds the first block whose running maximum reaches ts.
 // All records before that block have TS < ts, and that block holds a record with TS >= ts;
 // the answer is the first such record. Records after the answer may still have TS < ts.
+// (If truncated records pushed the running maximum to ts, the search degrades to a scan from
+// FirstSeq; the answer is still exact.)
 func (l *Log) SeqAtTime(ts int64) (uint64, error) {
 	if err := l.acquire(); err != nil {
 		return 0, err

@@ -1,0 +1,93 @@
+// Package wal is the durable, replayable write-ahead log of quotes: every partner message is
+// appended here, with its arrival time, before it affects any output (SPEC §7). It is stored in
+// Badger (github.com/dgraph-io/badger/v4), in the same DB as the embedded store, which lets a
+// consumer commit its data and its watermark atomically.
+//
+// The structure follows Prometheus tsdb/wlog + tsdb/record: the record encoding (block.go) is
+// separate from the mechanics (log.go: group commit, recovery; reader.go; retention.go), and a
+// damaged block is reported as a typed *CorruptionError.
+//
+// # Key space
+//
+//	w/ + be64(first seq)   one block of records per group commit (or per MaxBlockBytes of one)
+//	m/ + name              consumer watermark, be64 seq (WatermarkKey, EncodeWatermark)
+//	p/ + source            resumable source position, opaque bytes (AppendFrom)
+//
+// # Block layout (format version 1)
+//
+//	+---------+-----------+--------------+-----------+-----------+--------------+
+//	| version | count     | first seq    | min TS    | max TS    | cum max TS   |  header,
+//	| u8 = 1  | u32 BE    | u64 BE       | i64 BE    | i64 BE    | i64 BE       |  37 bytes
+//	+---------+-----------+--------------+-----------+-----------+--------------+
+//	| record 0 | record 1 | ... | record count-1                                 |
+//	+-------------------------------------------------------------------------- +
+//	| crc32c (Castagnoli) of everything above, u32 BE                           |  4 bytes
+//	+---------------------------------------------------------------------------+
+//
+//	record:
+//	+-------------------+------+-----------+-----------------+------------+-------------+
+//	| TS delta          | kind | ISIN      | price           | desc len   | description |
+//	| zigzag varint     | u8   | 12 bytes  | zigzag varint   | uvarint    | desc len B  |
+//	+-------------------+------+-----------+-----------------+------------+-------------+
+//
+// The record's sequence is first seq + its index. TS delta is relative to the previous record
+// of the block (to 0 for the first), so out-of-order arrival times cost nothing special. Kind
+// is feed.Kind (1 ADD, 2 DELETE, 3 QUOTE) or KindTick (4); ticks carry a zero ISIN. Price is
+// feed.Price in micro-units. A quote takes about 22 bytes. "cum max TS" is the largest TS of
+// all records written up to the end of this block: non-decreasing along the log, it makes
+// SeqAtTime an exact binary search although TS itself is not monotonic.
+//
+// Reading seeks the block with the largest first seq <= the target; every block is verified
+// (checksum, header against key, exact decoding) before any of its records is returned, and
+// a block that fails, or a sequence no block covers, stops the reader with a
+// *CorruptionError: records after a damaged block are never silently skipped.
+//
+// # Sequences and recovery
+//
+// Sequences start at 1 and have no gaps. Open recovers the next sequence from the last block
+// (verifying it; a corrupt last block fails Open unless Options.Repair, which verifies every
+// block and deletes the first bad one and everything after it, logging what was dropped). The
+// block holding the last sequence is never truncated, so the sequence survives retention.
+//
+// # Group commit and durability
+//
+// One writer goroutine takes appends from a channel, assigns sequences, encodes the whole
+// group (all appends waiting at that moment) into one or more blocks, and writes them, with
+// the source positions of AppendFrom, in ONE Badger transaction: a group, and in particular
+// each Append, is on disk entirely or not at all. An append returns when its group is durable
+// per the mode; LastSeq and readers only ever show acknowledged groups.
+//
+//   - SyncAlways: Badger runs with SyncWrites, so the transaction is fsynced (value log and
+//     memtable WAL) before it returns; the next group is written right away. Acknowledged
+//     records survive process crashes (kill -9, OOM kill, panics), kernel crashes and power
+//     loss (given a disk that honours fsync).
+//   - SyncBatch (default): as SyncAlways, but after a write the writer waits until
+//     BatchInterval (2ms) has passed since that write started, gathering the appends that
+//     arrive meanwhile into the next group, so small concurrent appends share one fsync
+//     ("fsync at most every few ms"). A group already holding BatchFullRecords (1024)
+//     records is written at once: big appends need no help amortising. Same guarantee as
+//     SyncAlways; an append waits at most BatchInterval plus one write+fsync.
+//   - SyncNone: the transaction is written to Badger's memory-mapped files, i.e. the OS page
+//     cache, and acknowledged without fsync. Acknowledged records survive a crash of the
+//     process (the kernel still writes the pages back), not a kernel crash or power loss,
+//     which can lose the last seconds; what survives is still a consistent prefix, because
+//     Badger discards torn transactions on open and every block carries its own checksum.
+//
+// Durable modes rely on Badger's SyncWrites rather than on calling DB.Sync after the write:
+// Sync only syncs the current memtable WAL and value-log file, and either may rotate between
+// the write and the Sync (other packages write to the same DB).
+//
+// TestCrash kill -9s a writer subprocess 20 times per mode and checks that every
+// acknowledged record is there, intact, in order, without gaps or duplicates, and that each
+// AppendFrom position matches its records exactly.
+//
+// # Retention
+//
+// Blocks are stored in Badger's value log (values over ValueThreshold), the LSM tree only
+// holds their keys. Truncate(before) deletes whole blocks entirely below before and then runs
+// value-log GC. Badger only learns that a value-log file is garbage when compaction meets the
+// deletions, i.e. after the memtable holding them was flushed; a value-log file
+// (ValueLogFileSize, 64 MiB by default) is then deleted. Disk use is therefore bounded by the
+// retained records plus roughly a few memtable flushes' worth of log plus one value-log file
+// (TestRetentionBoundsDisk). Retain drives Truncate periodically on the injected clock.
+package wal

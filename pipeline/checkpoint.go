@@ -89,7 +89,38 @@ func (p *Pipeline) checkpoint() error {
 			p.opts.Logger.Warn("could not delete old checkpoint", "seq", prev, "err", err)
 		}
 	}
+	if p.retaining.TryLock() {
+		go func(wm int64) {
+			defer p.retaining.Unlock()
+			p.retain(seq, wm)
+		}(p.agg.Watermark())
+	}
 	return nil
+}
+
+// retain removes WAL records nobody needs any more — before the checkpoint at ckpt, before
+// what consumers still need, older than WALRetention — and hot events older than
+// EventRetention. It runs in the background after a checkpoint, holding p.retaining; a pass
+// still running makes the next one skip, and Close waits for it.
+func (p *Pipeline) retain(ckpt uint64, watermark int64) {
+	keep := ckpt + 1
+	if p.opts.Consumers != nil {
+		keep = min(keep, p.opts.Consumers())
+	}
+	if p.opts.WALRetention >= 0 {
+		s, err := p.log.SeqAtTime(watermark - int64(p.opts.WALRetention))
+		if err != nil {
+			p.opts.Logger.Warn("WAL retention: find sequence by time", "err", err)
+			return
+		}
+		keep = min(keep, s)
+	}
+	if err := p.log.Truncate(keep); err != nil && !errors.Is(err, wal.ErrClosed) {
+		p.opts.Logger.Warn("WAL retention", "before", keep, "err", err)
+	}
+	if err := p.store.DeleteEventsBefore(watermark - int64(p.opts.EventRetention)); err != nil {
+		p.opts.Logger.Warn("hot event retention", "err", err)
+	}
 }
 
 // deleteChunks removes the chunks of every checkpoint but keep.

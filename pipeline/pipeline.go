@@ -44,7 +44,14 @@ type Options struct {
 	// EventRetention is how long hot events are kept in the store (default 24h, at least the
 	// hot window).
 	EventRetention time.Duration
-	Logger         *slog.Logger
+	// WALRetention keeps WAL records younger than this (by event time) even when no
+	// consumer needs them, for `replay DATA_DIR` and `backfill --source wal` (default 24h;
+	// negative: keep only what consumers need).
+	WALRetention time.Duration
+	// Consumers, if set, returns the lowest WAL sequence any further consumer (a sink)
+	// still needs; retention keeps it and everything after.
+	Consumers func() uint64
+	Logger    *slog.Logger
 }
 
 // DefaultOptions returns the defaults.
@@ -54,6 +61,7 @@ func DefaultOptions() Options {
 		Hot:             hot.DefaultOptions(),
 		CheckpointEvery: 5 * time.Minute,
 		EventRetention:  24 * time.Hour,
+		WALRetention:    24 * time.Hour,
 	}
 }
 
@@ -78,6 +86,8 @@ type Pipeline struct {
 
 	events *notifier
 	closed bool
+
+	retaining sync.Mutex // held while a retention pass runs
 }
 
 // Open recovers the pipeline over log: it loads the last checkpoint and re-applies the WAL
@@ -199,6 +209,8 @@ func (p *Pipeline) Close() error {
 	p.closed = true
 	err := p.flushLocked(true)
 	p.events.close()
+	p.retaining.Lock() // let a background retention pass finish before the WAL closes
+	p.retaining.Unlock()
 	return err
 }
 

@@ -334,3 +334,35 @@ func decodeEvent(v []byte, e *hot.Event) error {
 	e.ChangePercent = hot.Change(e.Price, e.ReferencePrice)
 	return nil
 }
+
+// ScanCandles calls fn for every stored candle, in key order (ISIN, incarnation, minute),
+// deleted incarnations included. It is meant for exports, backfills and tests.
+func (s *Store) ScanCandles(fn func(c aggregate.Candle) error) error {
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefixCandle
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if len(k) != candleKeySize {
+				return fmt.Errorf("%w: candle key of %d bytes", ErrCorrupt, len(k))
+			}
+			var c aggregate.Candle
+			copy(c.ISIN[:], k[len(prefixCandle):])
+			c.Incarnation = binary.BigEndian.Uint64(k[len(prefixCandle)+feed.ISINLen:])
+			c.Minute = int64(binary.BigEndian.Uint64(k[candleKeySize-8:]))
+			if err := it.Item().Value(func(v []byte) error { return decodeCandle(v, &c) }); err != nil {
+				return err
+			}
+			if err := fn(c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: scan candles: %w", err)
+	}
+	return nil
+}

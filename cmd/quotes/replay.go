@@ -164,16 +164,21 @@ func (o *replayOptions) run(ctx context.Context, cmd *cobra.Command, args []stri
 	hotBefore := p.HotEventsDerived()
 	start := o.clock.Now()
 	pacer := newPacer(o.clock, speed)
+	w := p.NewWriter(2)
 	for _, s := range srcs {
 		var err error
 		if s.wal {
-			err = o.replayWAL(ctx, p, log, s, st, pacer, bar)
+			err = o.replayWAL(ctx, w, log, s, st, pacer, bar)
 		} else {
-			err = o.replayFile(ctx, p, log, s, st, pacer, bar)
+			err = o.replayFile(ctx, w, log, s, st, pacer, bar)
 		}
 		if err != nil {
+			w.Close()
 			return err
 		}
+	}
+	if err := w.Close(); err != nil {
+		return err
 	}
 	if bar != nil {
 		bar.Finish()
@@ -227,7 +232,7 @@ type fileBatch struct {
 	err          error
 }
 
-func (o *replayOptions) replayFile(ctx context.Context, p *pipeline.Pipeline, log *wal.Log, s replaySource, st *replayStats, pacer *pacer, bar *progressbar.ProgressBar) error {
+func (o *replayOptions) replayFile(ctx context.Context, w *pipeline.Writer, log *wal.Log, s replaySource, st *replayStats, pacer *pacer, bar *progressbar.ProgressBar) error {
 	f, err := os.Open(s.path)
 	if err != nil {
 		return usagef("source %q: %v", s.arg, err)
@@ -255,8 +260,9 @@ func (o *replayOptions) replayFile(ctx context.Context, p *pipeline.Pipeline, lo
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	batches := make(chan *fileBatch, 2)
-	free := make(chan *fileBatch, 3)
-	for i := 0; i < 3; i++ {
+	const buffers = 6 // reading, queued, appending, applying, …
+	free := make(chan *fileBatch, buffers)
+	for i := 0; i < buffers; i++ {
 		free <- &fileBatch{msgs: make([]feed.Message, 0, o.batch)}
 	}
 	go readBatches(ctx, feed.NewRecordingReaderAt(f, offset, line), o.batch, pacer.paced(), batches, free)
@@ -272,18 +278,22 @@ func (o *replayOptions) replayFile(ctx context.Context, p *pipeline.Pipeline, lo
 		if err := pacer.wait(ctx, b.msgs); err != nil {
 			return err
 		}
-		if b.offset != last {
-			if err := p.AppendFrom(b.msgs, s.name, encodeFilePos(b.offset, b.line)); err != nil {
-				return err
-			}
-		}
 		st.count(b.msgs)
 		if bar != nil {
 			bar.Add64(b.offset - last)
 		}
+		release := func() {
+			b.msgs, b.rejects = b.msgs[:0], b.rejects[:0]
+			free <- b
+		}
+		if b.offset == last {
+			release()
+			continue
+		}
 		last = b.offset
-		b.msgs, b.rejects = b.msgs[:0], b.rejects[:0]
-		free <- b
+		if err := w.Write(b.msgs, s.name, encodeFilePos(b.offset, b.line), release); err != nil {
+			return err
+		}
 	}
 	return ctx.Err()
 }
@@ -336,7 +346,7 @@ func readBatches(ctx context.Context, rr *feed.RecordingReader, size int, paced 
 	}
 }
 
-func (o *replayOptions) replayWAL(ctx context.Context, p *pipeline.Pipeline, log *wal.Log, s replaySource, st *replayStats, pacer *pacer, bar *progressbar.ProgressBar) error {
+func (o *replayOptions) replayWAL(ctx context.Context, w *pipeline.Writer, log *wal.Log, s replaySource, st *replayStats, pacer *pacer, bar *progressbar.ProgressBar) error {
 	var next uint64 = 1
 	if pos, ok, err := log.SourcePosition(s.name); err != nil {
 		return fmt.Errorf("read position of %s: %w", s.arg, err)
@@ -371,14 +381,14 @@ func (o *replayOptions) replayWAL(ctx context.Context, p *pipeline.Pipeline, log
 		if err := pacer.wait(ctx, msgs); err != nil {
 			return err
 		}
-		if err := p.AppendFrom(msgs, s.name, binary.BigEndian.AppendUint64(nil, seq)); err != nil {
-			return err
-		}
 		st.count(msgs)
 		if bar != nil && last > 0 {
 			bar.Add64(int64(uint64(len(msgs)) * uint64(s.size) / last))
 		}
-		msgs = msgs[:0]
+		if err := w.Write(msgs, s.name, binary.BigEndian.AppendUint64(nil, seq), nil); err != nil {
+			return err
+		}
+		msgs = make([]feed.Message, 0, o.batch)
 		return nil
 	}
 	for {

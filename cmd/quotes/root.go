@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -17,8 +18,11 @@ var version = "dev"
 
 // rootOptions are the flags every subcommand shares.
 type rootOptions struct {
-	logLevel  string
-	logFormat string
+	logLevel   string
+	logFormat  string
+	cpuProfile string
+	memProfile string
+	stopProf   func()
 }
 
 // newRootCmd builds the whole command tree. Each subcommand is a constructor with its flags
@@ -49,11 +53,18 @@ QUOTES_DATA=/var/lib/quotes or QUOTES_LOG_LEVEL=debug; a flag on the command lin
 				return err
 			}
 			slog.SetDefault(logger)
-			return nil
+			return opts.startProfiles()
+		},
+		PersistentPostRunE: func(*cobra.Command, []string) error {
+			return opts.stopProfiles()
 		},
 	}
 	root.PersistentFlags().StringVar(&opts.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&opts.logFormat, "log-format", "text", "log format: text or json")
+	root.PersistentFlags().StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile to this file (for go tool pprof)")
+	root.PersistentFlags().StringVar(&opts.memProfile, "memprofile", "", "write a heap profile to this file at exit")
+	root.PersistentFlags().MarkHidden("cpuprofile")
+	root.PersistentFlags().MarkHidden("memprofile")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 
 	root.AddCommand(
@@ -61,6 +72,7 @@ QUOTES_DATA=/var/lib/quotes or QUOTES_LOG_LEVEL=debug; a flag on the command lin
 		newGenerateCmd(),
 		newReplayCmd(),
 		newQueryCmd(),
+		newServeCmd(),
 	)
 	return root
 }
@@ -115,4 +127,36 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, hopts)), nil
 	}
 	return nil, usagef("--log-format %q: want text or json", format)
+}
+
+func (o *rootOptions) startProfiles() error {
+	if o.cpuProfile == "" {
+		return nil
+	}
+	f, err := os.Create(o.cpuProfile)
+	if err != nil {
+		return usagef("--cpuprofile: %v", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("start CPU profile: %w", err)
+	}
+	o.stopProf = func() { pprof.StopCPUProfile(); f.Close() }
+	return nil
+}
+
+func (o *rootOptions) stopProfiles() error {
+	if o.stopProf != nil {
+		o.stopProf()
+		o.stopProf = nil
+	}
+	if o.memProfile == "" {
+		return nil
+	}
+	f, err := os.Create(o.memProfile)
+	if err != nil {
+		return fmt.Errorf("--memprofile: %w", err)
+	}
+	defer f.Close()
+	return pprof.WriteHeapProfile(f)
 }

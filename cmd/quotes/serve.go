@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/quotesdev/quotes/api"
+)
+
+// serveOptions are the flags of `quotes serve`.
+type serveOptions struct {
+	data            dataOptions
+	http            string
+	requestTimeout  time.Duration
+	shutdownTimeout time.Duration
+}
+
+func newServeCmd() *cobra.Command {
+	o := &serveOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the HTTP API over an existing data directory, read-only",
+		Long: `serve recovers the state in --data (the same as ingest would) and serves the HTTP API
+on --http, without a partner connection and without writing to the WAL: instruments, candles
+(the open minutes included, as of the last message received), hot events (JSON and
+Server-Sent Events), /metrics, /healthz and /readyz.
+
+While it runs, serve holds --data: ` + "`quotes query`" + ` on the same directory asks it over HTTP
+(it finds the address in --data/running.json). A data directory held by a running ingest
+cannot be served a second time: query that ingest's own API instead.
+
+SIGINT or SIGTERM stops it gracefully: requests in flight finish (up to
+--shutdown-timeout) and event streams end.`,
+		Example: `  quotes serve --data ./data
+  quotes serve --data ./data --http 127.0.0.1:8080
+  curl -s localhost:5000/instruments
+  curl -s 'localhost:5000/instruments/DJ40J281M584/candles?last=2h'
+  curl -sN -H 'Accept: text/event-stream' localhost:5000/hot`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd.Context(), cmd)
+		},
+	}
+	f := cmd.Flags()
+	o.data.bindDir(f)
+	o.data.bindPipeline(f)
+	f.StringVar(&o.http, "http", "127.0.0.1:5000", "address of the HTTP API (host:port; port 0 picks a free one)")
+	f.DurationVar(&o.requestTimeout, "request-timeout", api.DefaultRequestTimeout, "time limit of one HTTP request (event streams excepted)")
+	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful stop waits for requests in flight")
+	return cmd
+}
+
+func (o *serveOptions) run(ctx context.Context, cmd *cobra.Command) error {
+	if o.http == "" {
+		return usagef("--http must not be empty: serve has nothing else to do")
+	}
+	if o.requestTimeout <= 0 {
+		return usagef("--request-timeout %s: must be positive", o.requestTimeout)
+	}
+	if o.shutdownTimeout <= 0 {
+		return usagef("--shutdown-timeout %s: must be positive", o.shutdownTimeout)
+	}
+	if err := o.data.validate(); err != nil {
+		return err
+	}
+	if !dirExists(o.data.dir) {
+		return fmt.Errorf("no data directory at %s: run `quotes ingest` or `quotes replay` first, or pass --data", o.data.dir)
+	}
+	logger := slog.Default()
+	log, p, err := o.data.open(logger)
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	defer p.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		api.NewPipelineCollector(p),
+	)
+	h := api.NewHandler(api.Options{
+		Backend:        api.PipelineBackend{P: p},
+		Gatherer:       reg,
+		Registerer:     reg,
+		Logger:         logger,
+		RequestTimeout: o.requestTimeout,
+	})
+	srv, err := api.Listen(o.http, h)
+	if err != nil {
+		return fmt.Errorf("--http %s: %w", o.http, err)
+	}
+	remove, err := writeRunning(o.data.dir, runningProcess{PID: os.Getpid(), Command: "serve", HTTP: srv.Addr()})
+	if err != nil {
+		_ = srv.Shutdown(context.Background())
+		return err
+	}
+	defer remove()
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	logger.Info("serving the HTTP API", "addr", "http://"+srv.Addr(), "data", o.data.dir, "applied", p.Applied())
+
+	select {
+	case err := <-served:
+		return err // Serve fails only on a listener error
+	case <-ctx.Done():
+	}
+	logger.Info("stopping the HTTP API")
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	if serr := <-served; serr != nil {
+		err = errors.Join(err, serr)
+	}
+	return err
+}

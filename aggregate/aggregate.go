@@ -157,8 +157,18 @@ type incarnation struct {
 	lastCloseTS     int64
 	lastCloseSeq    uint64
 
-	// open holds the still-open minutes, sorted by Minute.
-	open []Candle
+	// open holds the still-open minutes, sorted by Minute; it starts on openBuf so that
+	// the usual one or two open minutes live inside the incarnation (one cache line less
+	// per quote).
+	open    []Candle
+	openBuf [2]Candle
+}
+
+// newIncarnation returns an incarnation with its open candles on its inline buffer.
+func newIncarnation(isin feed.ISIN, id uint64, desc string) *incarnation {
+	inc := &incarnation{isin: isin, id: id, desc: desc}
+	inc.open = inc.openBuf[:0]
+	return inc
 }
 
 // Aggregator is the registry and candle state machine. It is not safe for concurrent use:
@@ -172,7 +182,7 @@ type Aggregator struct {
 	// closedAll is set by CloseAll; it only matters for the snapshot round trip.
 	closedAll bool
 
-	active map[feed.ISIN]*incarnation
+	active isinTable
 	// dirty lists the incarnations with open candles (and some that just lost them);
 	// dirty[:dirtySorted] is sorted by (ISIN, incarnation).
 	dirty       []*incarnation
@@ -200,7 +210,6 @@ func (a *Aggregator) init(grace time.Duration) {
 		grace:         int64(grace),
 		watermark:     math.MinInt64,
 		closedThrough: math.MinInt64,
-		active:        make(map[feed.ISIN]*incarnation),
 		held:          heldQuotes{byISIN: make(map[feed.ISIN][]heldQuote)},
 	}
 }
@@ -241,7 +250,7 @@ func (a *Aggregator) Apply(r wal.Record, out Output) {
 	switch r.Kind {
 	case feed.KindQuote:
 		a.stats.QuoteRecords++
-		if inc := a.active[r.ISIN]; inc != nil {
+		if inc := a.active.get(&r.ISIN); inc != nil {
 			a.aggregate(inc, r.TS, r.Seq, r.Price, false, out)
 		} else {
 			a.hold(r.ISIN, heldQuote{ts: r.TS, seq: r.Seq, price: r.Price})
@@ -249,12 +258,12 @@ func (a *Aggregator) Apply(r wal.Record, out Output) {
 	case feed.KindAdd:
 		a.add(&r, out)
 	case feed.KindDelete:
-		inc := a.active[r.ISIN]
+		inc := a.active.get(&r.ISIN)
 		if inc == nil {
 			a.stats.DeletesUnknown++
 			return
 		}
-		delete(a.active, r.ISIN)
+		a.active.del(&r.ISIN)
 		inc.active = false
 		a.stats.Deletes++
 		out.Ended(inc.isin, inc.id, r.Seq)
@@ -292,7 +301,7 @@ func (a *Aggregator) isClosed(m int64) bool {
 }
 
 func (a *Aggregator) add(r *wal.Record, out Output) {
-	if inc := a.active[r.ISIN]; inc != nil {
+	if inc := a.active.get(&r.ISIN); inc != nil {
 		a.stats.AddsDuplicate++
 		if inc.desc != r.Description {
 			inc.desc = r.Description
@@ -300,8 +309,9 @@ func (a *Aggregator) add(r *wal.Record, out Output) {
 		return
 	}
 	a.stats.AddsNew++
-	inc := &incarnation{isin: r.ISIN, id: r.Seq, desc: r.Description, active: true}
-	a.active[r.ISIN] = inc
+	inc := newIncarnation(r.ISIN, r.Seq, r.Description)
+	inc.active = true
+	a.active.put(&inc.isin, inc)
 	// Expired quotes were dropped by advance: every quote still held for this ISIN has
 	// ts ≥ watermark − grace ≥ ADD.TS − grace, so all of them are within grace.
 	hq := a.held.take(r.ISIN)
@@ -480,7 +490,7 @@ func (a *Aggregator) CloseAll(out Output) {
 // Stats returns the counters.
 func (a *Aggregator) Stats() Stats {
 	s := a.stats
-	s.Active = uint64(len(a.active))
+	s.Active = uint64(a.active.len())
 	s.Holding = uint64(a.held.n)
 	return s
 }
@@ -503,17 +513,15 @@ func (inc *incarnation) instrument() Instrument {
 
 // Instruments returns the active instruments sorted by ISIN.
 func (a *Aggregator) Instruments() []Instrument {
-	out := make([]Instrument, 0, len(a.active))
-	for _, inc := range a.active {
-		out = append(out, inc.instrument())
-	}
+	out := make([]Instrument, 0, a.active.len())
+	a.active.each(func(inc *incarnation) { out = append(out, inc.instrument()) })
 	slices.SortFunc(out, func(x, y Instrument) int { return compareISIN(&x.ISIN, &y.ISIN) })
 	return out
 }
 
 // Instrument returns the active instrument isin, if any.
 func (a *Aggregator) Instrument(isin feed.ISIN) (Instrument, bool) {
-	inc := a.active[isin]
+	inc := a.active.get(&isin)
 	if inc == nil {
 		return Instrument{}, false
 	}
@@ -523,7 +531,7 @@ func (a *Aggregator) Instrument(isin feed.ISIN) (Instrument, bool) {
 // OpenCandles returns a copy of the still-open minutes of the active incarnation of isin,
 // oldest first (nil if it is not active or has none).
 func (a *Aggregator) OpenCandles(isin feed.ISIN) []Candle {
-	inc := a.active[isin]
+	inc := a.active.get(&isin)
 	if inc == nil || len(inc.open) == 0 {
 		return nil
 	}

@@ -229,9 +229,9 @@ func TestApplyScenarios(t *testing.T) {
 			},
 		},
 		{
-			name: "DELETE of an unknown or deleted ISIN is counted",
-			recs: new(builder).DEL(sec(0), "AAAA").ADD(sec(1), "AAAA", "a").DEL(sec(2), "AAAA").DEL(sec(3), "AAAA"),
-			want: []string{"E AAAA/2 #3"},
+			name:  "DELETE of an unknown or deleted ISIN is counted",
+			recs:  new(builder).DEL(sec(0), "AAAA").ADD(sec(1), "AAAA", "a").DEL(sec(2), "AAAA").DEL(sec(3), "AAAA"),
+			want:  []string{"E AAAA/2 #3"},
 			stats: &Stats{Records: 4, AddsNew: 1, Deletes: 1, DeletesUnknown: 2},
 		},
 		{

@@ -36,10 +36,8 @@ func (a *Aggregator) AppendState(b []byte) []byte {
 		b = binary.AppendUvarint(b, *c)
 	}
 
-	incs := make([]*incarnation, 0, len(a.active)+8)
-	for _, inc := range a.active {
-		incs = append(incs, inc)
-	}
+	incs := make([]*incarnation, 0, a.active.len()+8)
+	a.active.each(func(inc *incarnation) { incs = append(incs, inc) })
 	for _, inc := range a.dirty {
 		if !inc.active && len(inc.open) > 0 {
 			incs = append(incs, inc)
@@ -226,9 +224,9 @@ func (a *Aggregator) restore(b []byte) error {
 
 	ni := r.count(feed.ISINLen+12, "incarnations")
 	for i := 0; i < ni && r.err == nil; i++ {
-		inc := &incarnation{isin: r.isin("isin")}
-		inc.id = r.uvarint("incarnation")
-		inc.desc = string(r.bytes(r.uvarint("description length"), "description"))
+		isin := r.isin("isin")
+		id := r.uvarint("incarnation")
+		inc := newIncarnation(isin, id, string(r.bytes(r.uvarint("description length"), "description")))
 		f := r.bytes(1, "incarnation flags")
 		if r.err != nil {
 			break
@@ -243,9 +241,10 @@ func (a *Aggregator) restore(b []byte) error {
 		inc.lastCloseTS = r.varint("last close ts")
 		inc.lastCloseSeq = r.uvarint("last close seq")
 		no := r.count(10, "open candles")
-		if no > 0 {
-			inc.open = make([]Candle, no, max(no, 2))
+		if no > len(inc.openBuf) {
+			inc.open = make([]Candle, 0, no)
 		}
+		inc.open = inc.open[:no]
 		for j := 0; j < no && r.err == nil; j++ {
 			c := &inc.open[j]
 			c.Key = Key{ISIN: inc.isin, Incarnation: inc.id, Minute: r.varint("minute")}
@@ -266,11 +265,11 @@ func (a *Aggregator) restore(b []byte) error {
 			break
 		}
 		if inc.active {
-			if a.active[inc.isin] != nil {
+			if a.active.get(&inc.isin) != nil {
 				r.fail("duplicate active ISIN")
 				break
 			}
-			a.active[inc.isin] = inc
+			a.active.put(&inc.isin, inc)
 		} else if no == 0 {
 			r.fail("inactive incarnation without open candles")
 			break
@@ -285,7 +284,7 @@ func (a *Aggregator) restore(b []byte) error {
 	for i := 0; i < nh && r.err == nil; i++ {
 		isin := r.isin("held isin")
 		nq := r.count(3, "held quotes")
-		if r.err == nil && (nq == 0 || a.held.byISIN[isin] != nil || a.active[isin] != nil) {
+		if r.err == nil && (nq == 0 || a.held.byISIN[isin] != nil || a.active.get(&isin) != nil) {
 			r.fail("invalid held ISIN")
 		}
 		for j := 0; j < nq && r.err == nil; j++ {

@@ -1,0 +1,73 @@
+package aggregate
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/wal"
+)
+
+// BenchmarkApplyQuote measures Apply for quotes at 50,000 active instruments, each quoting
+// about once per second (50k quotes/s of event time), so minutes close as they would live
+// (the closing work is amortised into ns/op).
+func BenchmarkApplyQuote(b *testing.B) {
+	const n = 50_000
+	a := New(DefaultOptions())
+	var out nopOutput
+	isins := make([]feed.ISIN, n)
+	var seq uint64
+	for i := range isins {
+		isins[i] = isinOf(fmt.Sprintf("B%07d", i*7919%10_000_000))
+		seq++
+		r := wal.Record{Seq: seq}
+		r.Kind, r.TS, r.ISIN, r.Description = feed.KindAdd, t0, isins[i], "bench"
+		a.Apply(r, &out)
+	}
+	step := int64(time.Second) / n
+	ts := t0
+	r := wal.Record{}
+	r.Kind = feed.KindQuote
+	// Warm up two minutes so open-candle slices and the close lists have their capacity.
+	for i := 0; i < 2*60*n; i++ {
+		seq++
+		ts += step
+		r.Seq, r.TS, r.ISIN, r.Price = seq, ts, isins[i%n], feed.Price(100_000_000+int64(i%1000))
+		a.Apply(r, &out)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		seq++
+		ts += step
+		r.Seq, r.TS, r.ISIN, r.Price = seq, ts, isins[i%n], feed.Price(100_000_000+int64(i%1000))
+		a.Apply(r, &out)
+	}
+	b.StopTimer()
+	if s := a.Stats(); s.Aggregated == 0 || s.CandlesClosed == 0 {
+		b.Fatalf("nothing aggregated or closed: %+v", s)
+	}
+}
+
+// BenchmarkAppendState measures a checkpoint of 50,000 instruments with open candles.
+func BenchmarkAppendState(b *testing.B) {
+	const n = 50_000
+	a := New(DefaultOptions())
+	var out nopOutput
+	for i := 0; i < n; i++ {
+		isin := isinOf(fmt.Sprintf("B%07d", i))
+		r := wal.Record{Seq: uint64(2*i + 1)}
+		r.Kind, r.TS, r.ISIN, r.Description = feed.KindAdd, t0, isin, "bench"
+		a.Apply(r, &out)
+		r.Seq, r.Kind, r.Price = uint64(2*i+2), feed.KindQuote, 123_450_000
+		a.Apply(r, &out)
+	}
+	var buf []byte
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		buf = a.AppendState(buf[:0])
+	}
+	b.ReportMetric(float64(len(buf)), "bytes")
+}

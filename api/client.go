@@ -72,12 +72,16 @@ func (c *Client) HotEvents(ctx context.Context, afterID uint64, since int64, lim
 	return out, nil
 }
 
-// HotEventsChanged implements Backend: a client polls, so the channel is closed at once.
+// HotEventsChanged implements Backend: a client polls, so the channel closes after
+// PollInterval.
 func (c *Client) HotEventsChanged() <-chan struct{} {
 	ch := make(chan struct{})
-	close(ch)
+	time.AfterFunc(PollInterval, func() { close(ch) })
 	return ch
 }
+
+// PollInterval is how often a Client following hot events asks the server again.
+const PollInterval = 500 * time.Millisecond
 
 // get fetches path and decodes the JSON body into v; a 404 is pipeline.ErrUnknownInstrument.
 func (c *Client) get(ctx context.Context, path string, v any) error {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/quotesdev/quotes/api"
 	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/hot"
 	"github.com/quotesdev/quotes/pipeline"
 )
 
@@ -74,7 +75,7 @@ header row.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newQueryCandlesCmd(), newQueryInstrumentsCmd())
+	cmd.AddCommand(newQueryCandlesCmd(), newQueryInstrumentsCmd(), newQueryHotCmd())
 	return cmd
 }
 
@@ -257,6 +258,113 @@ func writeCandles(w io.Writer, format string, cs []api.Candle) error {
 	for _, c := range cs {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t\n", c.OpenTimestamp.Format("2006-01-02 15:04"),
 			c.OpenPrice, c.HighPrice, c.LowPrice, c.ClosePrice, c.Quotes)
+	}
+	return tw.Flush()
+}
+
+// hotQuery is `quotes query hot`.
+type hotQuery struct {
+	queryOptions
+	since  string
+	follow bool
+}
+
+func newQueryHotCmd() *cobra.Command {
+	o := &hotQuery{}
+	cmd := &cobra.Command{
+		Use:   "hot",
+		Short: "Print hot-instrument events (moves of more than 10 % against 5 minutes earlier)",
+		Long: `hot prints the stored hot events (SPEC §4.5), oldest first. Events are kept at least as
+long as the hot window. --since limits them to events at or after a time; --follow keeps
+printing new events as they happen (one JSON object per line with --format json) until
+Ctrl-C. Event ids are the WAL sequence of the triggering quote: stable across restarts and
+replays.`,
+		Example: `  quotes query hot
+  quotes query hot --since 2026-11-26T13:00:00Z --format json
+  quotes query hot --follow --format json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkFormat(o.format, "table", "json"); err != nil {
+				return err
+			}
+			var since int64
+			if o.since != "" {
+				t, err := time.Parse(time.RFC3339Nano, o.since)
+				if err != nil {
+					return usagef("--since %q: want RFC 3339, e.g. 2026-11-26T13:00:00Z", o.since)
+				}
+				since = t.UnixNano()
+			}
+			return o.withBackend(cmd.Context(), func(b api.Backend) error {
+				return o.run(cmd.Context(), cmd.OutOrStdout(), b, since)
+			})
+		},
+	}
+	o.bind(cmd, "table, json")
+	cmd.Flags().StringVar(&o.since, "since", "", "only events at or after this time (RFC 3339)")
+	cmd.Flags().BoolVar(&o.follow, "follow", false, "keep printing new events until interrupted")
+	return cmd
+}
+
+func (o *hotQuery) run(ctx context.Context, w io.Writer, b api.Backend, since int64) error {
+	changed := b.HotEventsChanged()
+	events, err := b.HotEvents(ctx, 0, since, 0)
+	if err != nil {
+		return err
+	}
+	if !o.follow {
+		if o.format == "json" {
+			out := make([]json.RawMessage, len(events))
+			for i := range events {
+				out[i] = events[i].AppendJSON(nil)
+			}
+			return writeJSON(w, out)
+		}
+		return writeHotTable(w, events, true)
+	}
+	var last uint64
+	header := true
+	for {
+		if o.format == "json" {
+			for i := range events {
+				if _, err := w.Write(append(events[i].AppendJSON(nil), '\n')); err != nil {
+					return err
+				}
+			}
+		} else if len(events) > 0 || header {
+			if err := writeHotTable(w, events, header); err != nil {
+				return err
+			}
+			header = false
+		}
+		if n := len(events); n > 0 {
+			last = events[n-1].ID
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		}
+		changed = b.HotEventsChanged()
+		if events, err = b.HotEvents(ctx, last, since, 0); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+func writeHotTable(w io.Writer, events []hot.Event, header bool) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if header {
+		fmt.Fprintln(tw, "ID\tTIME (UTC)\tISIN\tPRICE\tREFERENCE\tREFERENCE TIME\tCHANGE %")
+	}
+	for i := range events {
+		e := &events[i]
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID,
+			time.Unix(0, e.TS).UTC().Format(tableTime+".000"), e.ISIN, e.Price, e.ReferencePrice,
+			time.Unix(0, e.ReferenceTS).UTC().Format(tableTime+".000"), e.ChangePercent)
 	}
 	return tw.Flush()
 }

@@ -70,6 +70,7 @@ QUOTES_DATA=/var/lib/quotes or QUOTES_LOG_LEVEL=debug; a flag on the command lin
 	root.AddCommand(
 		// subcommands are added here, one constructor each
 		newGenerateCmd(),
+		newIngestCmd(),
 		newReplayCmd(),
 		newQueryCmd(),
 		newServeCmd(),

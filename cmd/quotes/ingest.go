@@ -269,4 +269,3 @@ func (r *recorder) close() {
 	r.w.Flush()
 	r.f.Close()
 }
-

@@ -109,6 +109,13 @@ type Instrument struct {
 	LastCloseMinute int64
 }
 
+// The reasons a held quote is dropped, as metric label values (Stats.DroppedExpired and
+// Stats.DroppedAtEnd).
+const (
+	DropInactiveExpired = "inactive_expired" // its ISIN got no ADD within grace
+	DropInactiveAtEnd   = "inactive_at_end"  // still held when CloseAll ended the input
+)
+
 // Stats are the aggregator's counters (all cumulative except the gauges Active and Holding).
 // Invariants: HeldQuotes = Released + DroppedExpired + DroppedAtEnd + Holding, and
 // QuoteRecords + Released = Aggregated + HeldQuotes.
@@ -121,7 +128,7 @@ type Stats struct {
 	QuoteRecords, Aggregated, Late uint64
 	// HeldQuotes counts QUOTEs that arrived for an inactive ISIN; Released those later
 	// given to a new incarnation; DroppedExpired those dropped because their grace ran out
-	// (reason "inactive_expired"); DroppedAtEnd those dropped by CloseAll ("inactive_at_end").
+	// (DropInactiveExpired); DroppedAtEnd those dropped by CloseAll (DropInactiveAtEnd).
 	HeldQuotes, Released, DroppedExpired, DroppedAtEnd uint64
 	// AddsNew counts ADDs that started an incarnation, AddsDuplicate those of an active
 	// ISIN (description update only).
@@ -179,8 +186,6 @@ type Aggregator struct {
 	hasWM         bool
 	watermark     int64
 	closedThrough int64
-	// closedAll is set by CloseAll; it only matters for the snapshot round trip.
-	closedAll bool
 
 	active isinTable
 	// dirty lists the incarnations with open candles (and some that just lost them);
@@ -480,7 +485,6 @@ func (a *Aggregator) CloseAll(out Output) {
 	if !a.hasWM {
 		return
 	}
-	a.closedAll = true
 	if ct := MinuteOf(a.watermark) + MinuteNanos; ct > a.closedThrough {
 		a.closedThrough = ct
 	}

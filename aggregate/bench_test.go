@@ -13,7 +13,12 @@ import (
 // about once per second (50k quotes/s of event time), so minutes close as they would live
 // (the closing work is amortised into ns/op).
 func BenchmarkApplyQuote(b *testing.B) {
-	const n = 50_000
+	for _, n := range []int{50_000, 1_000} {
+		b.Run(fmt.Sprintf("instruments=%d", n), func(b *testing.B) { benchApplyQuote(b, n) })
+	}
+}
+
+func benchApplyQuote(b *testing.B, n int) {
 	a := New(DefaultOptions())
 	var out nopOutput
 	isins := make([]feed.ISIN, n)
@@ -25,7 +30,7 @@ func BenchmarkApplyQuote(b *testing.B) {
 		r.Kind, r.TS, r.ISIN, r.Description = feed.KindAdd, t0, isins[i], "bench"
 		a.Apply(r, &out)
 	}
-	step := int64(time.Second) / n
+	step := int64(time.Second) / int64(n)
 	ts := t0
 	r := wal.Record{}
 	r.Kind = feed.KindQuote

@@ -31,8 +31,11 @@ type GapRange struct {
 // current minute. PrevClose is taken from LastClose when that minute is before the range;
 // otherwise (a range starting at or before the last closed minute) the caller supplies the
 // candles before the range — e.g. the store's latest candle before From — among FillGaps'
-// candles, or sets PrevClose itself.
+// candles, or sets PrevClose itself. Without a quote yet (!HasPrice) the range is empty.
 func (i Instrument) Range(from, to, current int64) GapRange {
+	if !i.HasPrice {
+		to = from
+	}
 	r := GapRange{ISIN: i.ISIN, Incarnation: i.Incarnation, From: from, To: to, First: i.FirstMinute, Current: current}
 	if i.HasLastClose && i.LastCloseMinute < from {
 		r.PrevClose, r.HasPrev = i.LastClose, true

@@ -23,9 +23,6 @@ func (a *Aggregator) AppendState(b []byte) []byte {
 	if a.hasWM {
 		flags |= 1
 	}
-	if a.closedAll {
-		flags |= 2
-	}
 	b = append(b, flags)
 	b = binary.AppendVarint(b, a.watermark)
 	b = binary.AppendVarint(b, a.closedThrough)
@@ -208,7 +205,6 @@ func (a *Aggregator) restore(b []byte) error {
 	flags := r.bytes(1, "flags")
 	if r.err == nil {
 		a.hasWM = flags[0]&1 != 0
-		a.closedAll = flags[0]&2 != 0
 	}
 	a.watermark = r.varint("watermark")
 	a.closedThrough = r.varint("closed-through")

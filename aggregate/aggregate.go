@@ -121,8 +121,9 @@ const (
 // QuoteRecords + Released = Aggregated + HeldQuotes.
 type Stats struct {
 	// Records counts every record applied; Ticks the wal.KindTick ones; Ignored those of
-	// an unknown kind (they change nothing, not even the watermark).
-	Records, Ticks, Ignored uint64
+	// an unknown kind (they change nothing, not even the watermark). Stale counts records
+	// not applied because their Seq was not above LastSeq (not part of Records).
+	Records, Ticks, Ignored, Stale uint64
 	// QuoteRecords counts QUOTE records; Aggregated the quotes folded into an incarnation
 	// (direct or released); Late those of them that went to a correction.
 	QuoteRecords, Aggregated, Late uint64
@@ -183,6 +184,7 @@ func newIncarnation(isin feed.ISIN, id uint64, desc string) *incarnation {
 type Aggregator struct {
 	grace int64
 
+	lastSeq       uint64
 	hasWM         bool
 	watermark     int64
 	closedThrough int64
@@ -219,6 +221,10 @@ func (a *Aggregator) init(grace time.Duration) {
 	}
 }
 
+// LastSeq returns the sequence of the last record applied (0 before the first): a snapshot
+// taken now reflects the WAL up to and including it.
+func (a *Aggregator) LastSeq() uint64 { return a.lastSeq }
+
 // Grace returns the grace period in use.
 func (a *Aggregator) Grace() time.Duration { return time.Duration(a.grace) }
 
@@ -240,9 +246,16 @@ func (a *Aggregator) CurrentMinute() (int64, bool) {
 // first record.
 func (a *Aggregator) ClosedThrough() int64 { return a.closedThrough }
 
-// Apply applies one WAL record. Records must come in sequence order; each record's Seq is
-// used as its identity (incarnation ids, tie breaks, Ended).
+// Apply applies one WAL record. Records come in sequence order; each record's Seq is its
+// identity (incarnation ids, tie breaks, Ended). A record whose Seq is not above the last
+// applied one (LastSeq) is ignored and counted as Stats.Stale, so that re-applying the WAL
+// from slightly before a restored checkpoint cannot count anything twice.
 func (a *Aggregator) Apply(r wal.Record, out Output) {
+	if r.Seq <= a.lastSeq {
+		a.stats.Stale++
+		return
+	}
+	a.lastSeq = r.Seq
 	switch r.Kind {
 	case feed.KindQuote, feed.KindAdd, feed.KindDelete, wal.KindTick:
 	default:

@@ -274,6 +274,21 @@ func TestApplyScenarios(t *testing.T) {
 			},
 		},
 		{
+			name: "records at or below the last sequence are stale and ignored",
+			recs: func() *builder {
+				b := new(builder).ADD(sec(0), "AAAA", "a").Q(sec(1), "AAAA", 1)
+				b.recs = append(b.recs, b.recs...)
+				return b.Q(sec(2), "AAAA", 2)
+			}(),
+			want:  []string{"Q AAAA/1 1s #2 1", "Q AAAA/1 2s #5 2"},
+			stats: &Stats{Records: 3, Stale: 2, QuoteRecords: 2, Aggregated: 2, AddsNew: 1, Active: 1},
+			check: func(t *testing.T, a *Aggregator) {
+				if a.LastSeq() != 5 {
+					t.Errorf("last seq %d", a.LastSeq())
+				}
+			},
+		},
+		{
 			name: "records of unknown kind are ignored, even their ts",
 			recs: new(builder).ADD(sec(0), "AAAA", "a").add(9, sec(500), "AAAA", 0, ""),
 			want: nil,

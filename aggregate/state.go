@@ -12,7 +12,7 @@ import (
 // stateMagic starts a snapshot; the last byte is the format version.
 const stateMagic = "QAGG\x01"
 
-// AppendState appends a compact binary snapshot of the whole state to b: watermark,
+// AppendState appends a compact binary snapshot of the whole state to b: LastSeq, watermark,
 // closed-through, the registry (active incarnations with latest price, first minute and last
 // close), the open candles of every incarnation (deleted ones included), the held quotes
 // and the counters. The encoding is deterministic: equal states give equal bytes. The grace
@@ -24,6 +24,7 @@ func (a *Aggregator) AppendState(b []byte) []byte {
 		flags |= 1
 	}
 	b = append(b, flags)
+	b = binary.AppendUvarint(b, a.lastSeq)
 	b = binary.AppendVarint(b, a.watermark)
 	b = binary.AppendVarint(b, a.closedThrough)
 
@@ -109,7 +110,7 @@ func (a *Aggregator) counters() []*uint64 {
 		&s.QuoteRecords, &s.Aggregated, &s.Late,
 		&s.HeldQuotes, &s.Released, &s.DroppedExpired, &s.DroppedAtEnd,
 		&s.AddsNew, &s.AddsDuplicate, &s.Deletes, &s.DeletesUnknown,
-		&s.CandlesClosed,
+		&s.CandlesClosed, &s.Stale,
 	}
 }
 
@@ -206,6 +207,7 @@ func (a *Aggregator) restore(b []byte) error {
 	if r.err == nil {
 		a.hasWM = flags[0]&1 != 0
 	}
+	a.lastSeq = r.uvarint("last seq")
 	a.watermark = r.varint("watermark")
 	a.closedThrough = r.varint("closed-through")
 

@@ -11,7 +11,8 @@ import "github.com/quotesdev/quotes/feed"
 // map instead. Iteration order is never observable: callers sort.
 type isinTable struct {
 	slots []isinSlot
-	n     int // entries in slots
+	shift uint8 // 64 − log2(len(slots))
+	n     int   // entries in slots
 	other map[feed.ISIN]*incarnation
 }
 
@@ -20,32 +21,36 @@ type isinSlot struct {
 	inc *incarnation
 }
 
+// base36 maps a byte to its base-36 digit value ('0'–'9' → 0–9, 'A'–'Z' → 10–35), or to
+// 0xff for any other byte.
+const base36 = "" +
+	"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff" +
+	"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\xff\xff\xff\xff\xff\xff" +
+	"\xff\x0a\x0b\x0c\x0d\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f\x20\x21\x22\x23\xff\xff\xff\xff\xff" +
+	"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff" +
+	"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff" +
+	"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff" +
+	"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff" +
+	"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"
+
 // packISIN returns the base-36 value of isin plus one, or 0 if isin is not valid.
 func packISIN(isin *feed.ISIN) uint64 {
 	var v uint64
+	var bad byte
 	for _, c := range isin {
-		var d byte
-		switch {
-		case c >= '0' && c <= '9':
-			d = c - '0'
-		case c >= 'A' && c <= 'Z':
-			d = c - 'A' + 10
-		default:
-			return 0
-		}
+		d := base36[c]
+		bad |= d
 		v = v*36 + uint64(d)
+	}
+	if bad&0x80 != 0 {
+		return 0
 	}
 	return v + 1
 }
 
-func hashKey(k uint64) uint64 {
-	k ^= k >> 33
-	k *= 0xff51afd7ed558ccd
-	k ^= k >> 33
-	k *= 0xc4ceb9fe1a85ec53
-	k ^= k >> 33
-	return k
-}
+// home returns the first slot to probe for key k (Fibonacci hashing: the top bits of the
+// product depend on every character).
+func (t *isinTable) home(k uint64) uint64 { return (k * 0x9e3779b97f4a7c15) >> t.shift }
 
 // get returns the incarnation of isin, or nil.
 func (t *isinTable) get(isin *feed.ISIN) *incarnation {
@@ -57,7 +62,7 @@ func (t *isinTable) get(isin *feed.ISIN) *incarnation {
 		return nil
 	}
 	mask := uint64(len(t.slots) - 1)
-	for i := hashKey(k) & mask; ; i = (i + 1) & mask {
+	for i := t.home(k); ; i = (i + 1) & mask {
 		s := &t.slots[i]
 		if s.key == k {
 			return s.inc
@@ -86,7 +91,7 @@ func (t *isinTable) put(isin *feed.ISIN, inc *incarnation) {
 
 func (t *isinTable) insert(k uint64, inc *incarnation) {
 	mask := uint64(len(t.slots) - 1)
-	for i := hashKey(k) & mask; ; i = (i + 1) & mask {
+	for i := t.home(k); ; i = (i + 1) & mask {
 		s := &t.slots[i]
 		if s.key == 0 {
 			*s = isinSlot{key: k, inc: inc}
@@ -111,7 +116,7 @@ func (t *isinTable) del(isin *feed.ISIN) {
 		return
 	}
 	mask := uint64(len(t.slots) - 1)
-	i := hashKey(k) & mask
+	i := t.home(k)
 	for ; ; i = (i + 1) & mask {
 		if t.slots[i].key == k {
 			break
@@ -123,7 +128,7 @@ func (t *isinTable) del(isin *feed.ISIN) {
 	// Backward shift: pull later entries of the probe run into the hole unless their home
 	// slot lies cyclically in (hole, j].
 	for j := (i + 1) & mask; t.slots[j].key != 0; j = (j + 1) & mask {
-		home := hashKey(t.slots[j].key) & mask
+		home := t.home(t.slots[j].key)
 		if (j-home)&mask >= (j-i)&mask {
 			t.slots[i] = t.slots[j]
 			i = j
@@ -135,11 +140,12 @@ func (t *isinTable) del(isin *feed.ISIN) {
 
 func (t *isinTable) grow() {
 	old := t.slots
-	size := 64
+	size, bits := 64, uint8(6)
 	for 5*(t.n+1) > 2*size { // after growing, load ≤ 0.4
-		size *= 2
+		size, bits = size*2, bits+1
 	}
 	t.slots = make([]isinSlot, size)
+	t.shift = 64 - bits
 	t.n = 0
 	for _, s := range old {
 		if s.key != 0 {

@@ -92,6 +92,12 @@ type handler struct {
 //	GET /hot[?since=RFC3339&after=ID&limit=N]         hot events as a JSON array (polling)
 //	GET /metrics, /healthz, /readyz
 //
+// Candles: ?last is a Go duration rounded up to whole minutes (at most MaxMinutes); from/to
+// go together and span at most MaxMinutes; no parameter means the last 30 minutes. Hot
+// events (JSON): since defaults to everything stored (the store keeps at least the hot
+// window), after to 0 and limit to 0 (no limit). A stream without Last-Event-ID starts
+// with the events stored after it connected.
+//
 // Errors are JSON {"error":"…"}: 400 for a malformed ISIN or parameter (named in the
 // message), 404 for an unknown or deleted instrument or path, 405 for a method other than
 // GET or HEAD, 503 for a timeout, 500 otherwise (logged).

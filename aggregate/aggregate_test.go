@@ -378,3 +378,36 @@ func TestInstrumentsSorted(t *testing.T) {
 		t.Errorf("current minute %v %v", m, ok)
 	}
 }
+
+func TestPending(t *testing.T) {
+	a := New(DefaultOptions())
+	var r recorder
+	if a.Pending() {
+		t.Fatal("fresh aggregator pending")
+	}
+	for _, rec := range new(builder).Q(sec(0), "BBBB", 1).recs {
+		a.Apply(rec, &r)
+	}
+	if !a.Pending() {
+		t.Fatal("held quote not pending")
+	}
+	for _, rec := range new(builder).TICK(sec(0)).TICK(sec(6)).recs[1:] {
+		rec.Seq = 10
+		a.Apply(rec, &r)
+	}
+	if a.Pending() {
+		t.Fatal("expired held quote still pending")
+	}
+	b := new(builder).ADD(sec(7), "AAAA", "a").Q(sec(8), "AAAA", 1)
+	for i, rec := range b.recs {
+		rec.Seq = uint64(20 + i)
+		a.Apply(rec, &r)
+	}
+	if !a.Pending() {
+		t.Fatal("open minute not pending")
+	}
+	a.CloseAll(&r)
+	if a.Pending() {
+		t.Fatal("pending after CloseAll")
+	}
+}

@@ -175,6 +175,9 @@ func candleRange(lastSet bool, last time.Duration, from, to string) (pipeline.Ca
 		if !t.After(f) {
 			return pipeline.CandleRange{}, usagef("--to %s is not after --from %s", to, from)
 		}
+		if t.Sub(f) > 100_000*time.Minute {
+			return pipeline.CandleRange{}, usagef("--from/--to span %s: at most 100000 minutes", t.Sub(f))
+		}
 		return pipeline.CandleRange{From: f.UnixNano(), To: t.UnixNano()}, nil
 	}
 	return lastRange(last)

@@ -137,9 +137,13 @@ func NewModel(opts Options) (*Model, error) {
 		m.slots[i] = m.newInstrument(m.newISIN())
 		m.active[m.slots[i].isin] = int32(i)
 	}
-	// First quotes spread evenly over one mean interval after Start.
+	// The first quotes: each instrument is as far into its current interval as in a feed
+	// that has run forever (the residual life of the renewal process: a uniform fraction of
+	// a length-biased interval), so the quote rate is flat from Start on.
 	for i := range m.heap {
-		m.heap[i] = entry{ts: m.start + int64(m.rng.Float64()*m.meanMs)*tickNanos, slot: int32(i)}
+		a, b := 0.5*m.meanMs, 1.5*m.meanMs
+		x := math.Sqrt(a*a + m.rng.Float64()*(b*b-a*a))
+		m.heap[i] = entry{ts: m.start + int64(m.rng.Float64()*x)*tickNanos, slot: int32(i)}
 	}
 	for i := (len(m.heap) - 2) / 4; i >= 0; i-- {
 		m.down(i)

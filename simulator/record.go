@@ -157,6 +157,12 @@ func (p *pacer) wait(ctx context.Context, ts int64, idle func() error) error {
 			return nil
 		}
 		t := p.clk.Timer(d)
+		// The clock may have moved on while the timer was set (a mock clock advanced by
+		// another goroutine): do not wait for a time that has passed.
+		if p.now = p.clk.Now(); !target.After(p.now) {
+			t.Stop()
+			return nil
+		}
 		select {
 		case <-ctx.Done():
 			t.Stop()

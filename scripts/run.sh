@@ -17,7 +17,8 @@ cleanup() {
   wait 2>/dev/null || true
   echo "stopped; data kept in $dir/data (query it with: $bin query instruments --data $dir/data)"
 }
-trap cleanup INT TERM EXIT
+trap "cleanup; exit 0" INT TERM
+trap cleanup EXIT
 
 "$bin" generate --listen "$feed_addr" --instruments "${QUOTES_RUN_INSTRUMENTS:-1000}" >"$dir/generate.log" 2>&1 &
 pids+=($!)
@@ -56,4 +57,5 @@ quotes is running: a simulated partner on ws://$feed_addr, ingest into $dir/data
   five minutes of history.  Ctrl-C stops both.
 MSG
 wait -n "${pids[@]}" || true
-echo "a process exited; see $dir/*.log"
+echo "a process exited unexpectedly; see $dir/*.log"
+exit 1

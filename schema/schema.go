@@ -42,7 +42,8 @@ import "strings"
 const Version = 1
 
 // MarkerISIN is the isin of the flush marker rows: 12 zero bytes, never a valid ISIN. In SQL
-// it is MarkerISINSQL (a FixedString('') compares unequal to its zero-padded value on 18.16).
+// it is MarkerISINSQL: on 18.16 a FixedString of zero bytes does not compare equal to the
+// empty string literal, so the marker is named by toFixedString of it.
 const MarkerISIN = "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
 
 // MarkerISINSQL is the SQL expression of MarkerISIN.

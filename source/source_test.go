@@ -576,7 +576,11 @@ func TestShutdownDeliversEverythingAccepted(t *testing.T) {
 	defer ms.close()
 	c := manual(t, ms, func(o *Options) { o.BatchSize = 4 })
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	release := make(chan struct{})
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	defer unblock() // a failed assertion must not leave Run stuck in deliver
 	var delivered int
 	done := make(chan error, 1)
 	go func() {
@@ -591,10 +595,11 @@ func TestShutdownDeliversEverythingAccepted(t *testing.T) {
 			return nil
 		})
 	}()
-	// The queue (8 batches of 4) fills up while deliver is stuck.
-	eventually(t, "queue full", func() bool { return c.Stats().Quotes.Accepted >= 4+32 })
+	// The queue (8 batches of 4) fills up while deliver is stuck on the first batch (1 to 4
+	// messages): the reader then waits for room.
+	eventually(t, "queue full", func() bool { return c.Stats().Quotes.Accepted >= 1+32 })
 	cancel()
-	close(release)
+	unblock()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
 	}

@@ -200,10 +200,14 @@ type Percent struct {
 }
 
 // Change returns (p − r) / r × 100 as a Percent, rounded to six decimals half to even.
-// r must be positive and p, r valid prices (0 < price ≤ feed.MaxPrice).
+// p and r must be valid prices (0 < price ≤ feed.MaxPrice); for anything else (e.g. a zero
+// reference from malformed input) it returns 0 rather than dividing by zero.
 func Change(p, r feed.Price) Percent {
-	d := int64(p) - int64(r)
 	var out Percent
+	if p <= 0 || r <= 0 || p > feed.MaxPrice || r > feed.MaxPrice {
+		return out
+	}
+	d := int64(p) - int64(r)
 	if d < 0 {
 		out.neg = true
 		d = -d

@@ -455,6 +455,11 @@ func TestChange(t *testing.T) {
 			t.Errorf("Change(%s, %s).Float64() = %v", tt.p, tt.r, f)
 		}
 	}
+	for _, pr := range [][2]feed.Price{{1, 0}, {0, 1}, {-5, 7}, {feed.MaxPrice + 1, 1}, {1, feed.MaxPrice + 1}} {
+		if c := Change(pr[0], pr[1]); c != (Percent{}) {
+			t.Errorf("Change(%d, %d) = %s, want 0 for invalid prices", pr[0], pr[1], c)
+		}
+	}
 	big := Change(feed.MaxPrice, 1)
 	if big.String() != "99999999999999900" {
 		t.Errorf("largest change %s", big)

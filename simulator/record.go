@@ -104,8 +104,9 @@ func drive(ctx context.Context, model *Model, opts Options, clk clock.Clock,
 	}
 	p := pacer{clk: clk, speed: opts.Speed, start: start, wall0: clk.Now()}
 	p.now = p.wall0
+	var m feed.Message // outside the loop: &m escapes to emit, allocate it once
 	for i := 0; ; i++ {
-		m := model.Next()
+		m = model.Next()
 		if m.TS >= end {
 			break
 		}

@@ -60,9 +60,15 @@ type ServerConfig struct {
 // Each message is one text frame in the wire form of feed.AppendJSON. Every client gets the
 // same stream. Slow clients: the generator never waits for a client. Each connection has a
 // queue bounded by QueueLimit messages; a client that falls so far behind that its queue
-// would overflow is disconnected (close status 1008, "client too slow") and its queue
-// freed, so memory stays bounded and the other clients are not affected. It may reconnect
-// and gets a fresh snapshot.
+// would overflow is disconnected and its queue freed, so memory stays bounded and the other
+// clients are not affected: a write blocked on the full TCP connection is cut (the client
+// sees the connection end), otherwise the close status is 1008 "client too slow". It may
+// reconnect and gets a fresh snapshot. The queue limit must exceed the bursts of the feed
+// (about Instruments/QuoteInterval × a few milliseconds at real speed).
+//
+// Shutdown (ctx done or Duration passed) sends each client what is queued for it, then a
+// close frame with status 1001; a client that does not answer the close handshake delays
+// Run by at most a few seconds.
 type Server struct {
 	opts       Options
 	clk        clock.Clock

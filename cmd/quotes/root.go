@@ -74,6 +74,7 @@ QUOTES_DATA=/var/lib/quotes or QUOTES_LOG_LEVEL=debug; a flag on the command lin
 		newReplayCmd(),
 		newQueryCmd(),
 		newServeCmd(),
+		newSchemaCmd(),
 	)
 	return root
 }

@@ -245,11 +245,15 @@ func (s *Server) logTail() string {
 	return b.String()
 }
 
-// Stop shuts the server down (SIGTERM, then SIGKILL after 10 s) and waits for it. Calling it
-// again, or after Kill, does nothing.
+// Stop shuts the server down and waits for it: SIGTERM, then SIGKILL after StopGrace (18.16
+// waits for its open client connections before it exits; committed inserts are on disk
+// either way). Calling it again, or after Kill, does nothing.
 func (s *Server) Stop() {
-	s.signal(syscall.SIGTERM, 10*time.Second)
+	s.signal(syscall.SIGTERM, StopGrace)
 }
+
+// StopGrace is how long Stop waits after SIGTERM before it kills the server.
+const StopGrace = 3 * time.Second
 
 // Kill kills the server at once (SIGKILL), like a crash, and waits until it is gone.
 // Restart brings it back on the same ports and data.
@@ -375,4 +379,3 @@ func (s *Server) Database(t testing.TB) string {
 
 // DSNFor returns the native protocol DSN of database db on this server.
 func (s *Server) DSNFor(db string) string { return "clickhouse://" + s.Addr + "/" + db }
-

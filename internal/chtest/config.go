@@ -37,6 +37,7 @@ const configXML = `<?xml version="1.0"?>
     <max_connections>256</max_connections>
     <max_concurrent_queries>64</max_concurrent_queries>
     <keep_alive_timeout>3</keep_alive_timeout>
+    <shutdown_wait_unfinished>1</shutdown_wait_unfinished>
     <uncompressed_cache_size>67108864</uncompressed_cache_size>
     <mark_cache_size>67108864</mark_cache_size>
     <mlock_executable>false</mlock_executable>

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -234,6 +235,10 @@ func (p *Pipeline) recover() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.skipTo, p.applied, p.ckptSeq, p.lastCkpt = skip, seq, seq, p.agg.Watermark()
+	p.expired = math.MinInt64
+	if m, ok := p.agg.CurrentMinute(); ok {
+		p.expired = m
+	}
 	r := p.log.NewReader(seq + 1)
 	n := 0
 	for {

@@ -83,6 +83,7 @@ type Pipeline struct {
 	lastCkpt int64  // watermark at the last checkpoint
 	ckptSeq  uint64
 	hotTotal uint64 // hot events derived (including recovered ones)
+	expired  int64  // minute of the last hot.Detector.Expire: MinuteOf(watermark) after every record
 
 	events *notifier
 	closed bool
@@ -172,6 +173,12 @@ func (p *Pipeline) apply(r wal.Record) {
 	p.cur = r.Seq
 	p.agg.Apply(r, (*output)(p))
 	p.applied = r.Seq
+	// Once per minute of event time, let the hot detector drop what can no longer matter.
+	// It is triggered by the record sequence alone, so recovery expires at the same points.
+	if m, ok := p.agg.CurrentMinute(); ok && m > p.expired {
+		p.expired = m
+		p.det.Expire(p.agg.Watermark())
+	}
 }
 
 // Finish closes every open minute at the end of a replay's input, flushes and

@@ -44,7 +44,7 @@ no_service_start() {
 # deps_clickhouse installs clickhouse-server and clickhouse-client (the multi-call
 # /usr/bin/clickhouse binary). A system service that started anyway is stopped and disabled.
 deps_clickhouse() {
-	if command -v clickhouse-server >/dev/null 2>&1 && command -v clickhouse-client >/dev/null 2>&1; then
+	if { command -v clickhouse-server || [ -x /usr/sbin/clickhouse-server ] || command -v clickhouse; } >/dev/null 2>&1; then
 		return 0
 	fi
 	echo "deps.sh: installing clickhouse-server clickhouse-client" >&2

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quotesdev/quotes/feed"
@@ -86,6 +87,7 @@ type instruments struct {
 	active     map[feed.ISIN]string // ISIN → description, from accepted ADD/DELETE
 	inSnapshot bool
 	seen       map[feed.ISIN]struct{} // ADDed or DELETEd during the snapshot
+	nActive    atomic.Int64           // len(active), readable without mu
 }
 
 // accept queues m, and for ADD/DELETE updates the active set under the same lock so the set
@@ -105,6 +107,7 @@ func (c *Client) accept(ctx context.Context, m feed.Message) error {
 	} else {
 		delete(st.active, m.ISIN)
 	}
+	st.nActive.Store(int64(len(st.active)))
 	if st.inSnapshot {
 		st.seen[m.ISIN] = struct{}{}
 	}
@@ -157,6 +160,7 @@ func (c *Client) finishSnapshot(ctx context.Context, s *stream) time.Duration {
 			return 0 // shutting down or reconnecting: the snapshot is abandoned
 		}
 		delete(st.active, isin)
+		st.nActive.Store(int64(len(st.active)))
 		c.syntheticDeletes.Add(1)
 	}
 	st.inSnapshot = false

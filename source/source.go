@@ -268,6 +268,7 @@ func New(opts Options) (*Client, error) {
 	for isin, desc := range opts.Active {
 		c.state.active[isin] = desc
 	}
+	c.state.nActive.Store(int64(len(c.state.active)))
 	c.streams[0] = newStream(c, "instruments", instrURL, true)
 	c.streams[1] = newStream(c, "quotes", quotesURL, false)
 	return c, nil
@@ -408,7 +409,8 @@ func (s Stats) Rejected() uint64 {
 	return n
 }
 
-// Stats returns the current counters.
+// Stats returns the current counters. It never blocks on the data path and may be called
+// from deliver.
 func (c *Client) Stats() Stats {
 	st := Stats{
 		Instruments:      c.streams[0].stats(),
@@ -423,9 +425,9 @@ func (c *Client) Stats() Stats {
 		st.Rejects[r] = n
 	}
 	c.rejectsMu.Unlock()
-	c.state.mu.Lock()
-	st.Active = len(c.state.active)
-	c.state.mu.Unlock()
+	// Not under state.mu: a reader may hold it while it waits for the consumer, and Stats
+	// must never block (deliver itself may call it).
+	st.Active = int(c.state.nActive.Load())
 	return st
 }
 

@@ -522,6 +522,7 @@ func TestBackpressureKeepsOrderAndEverything(t *testing.T) {
 	go func() {
 		done <- c.Run(ctx, func(batch []feed.Message) error {
 			time.Sleep(50 * time.Microsecond) // a slow consumer: the readers must wait
+			_ = c.Stats()                     // must not deadlock with a waiting reader
 			mu.Lock()
 			defer mu.Unlock()
 			got = append(got, batch...)

@@ -438,7 +438,6 @@ func (o *replayOptions) printSummary(w io.Writer, st *replayStats, before, after
 		rejected += n
 	}
 	fmt.Fprintf(tw, "messages\t%d\t(%d quotes, %d instrument events, %d ticks)\n", st.messages, st.quotes, st.instrumentEvents, st.ticks)
-	fmt.Fprintf(tw, "elapsed\t%s\t(%.0f messages/s)\n", elapsed.Round(time.Millisecond), rate)
 	fmt.Fprintf(tw, "quotes aggregated\t%d\t(%d late corrections, %d released from grace hold)\n", after.Aggregated-before.Aggregated, after.Late-before.Late, after.Released-before.Released)
 	fmt.Fprintf(tw, "quotes dropped\t%d\t(inactive_expired %d, inactive_at_end %d)\n",
 		after.DroppedExpired-before.DroppedExpired+after.DroppedAtEnd-before.DroppedAtEnd,
@@ -457,6 +456,8 @@ func (o *replayOptions) printSummary(w io.Writer, st *replayStats, before, after
 		fmt.Fprintf(tw, "resumed\t%d source(s)\tcontinued after the last durable message\n", st.resumed)
 	}
 	tw.Flush()
+	// Printed apart from the aligned counts so their layout does not depend on timing.
+	fmt.Fprintf(w, "elapsed %s (%.0f messages/s)\n", elapsed.Round(time.Millisecond), rate)
 }
 
 // pacer holds batches back so that event time advances at speed × wall time.

@@ -212,6 +212,12 @@ func TestServerStreams(t *testing.T) {
 		t.Fatalf("model has only %d churn events in 10 s at 2/s", len(events))
 	}
 
+	// Connect once the initial ADDs are published, so that they come as the snapshot.
+	waitFor(t, "the initial instruments", func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		return len(srv.active) == o.Instruments
+	})
 	inst1 := connect(t, srv.URL()+"/instruments")
 	inst2 := connect(t, srv.URL()+"/instruments")
 	quo := connect(t, srv.URL()+"/quotes")

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/quotesdev/quotes/feed"
 	"hash/crc32"
 	"io"
 	"math"
@@ -45,15 +46,14 @@ func chunkKey(seq uint64, idx uint32) []byte {
 	return binary.BigEndian.AppendUint32(k, idx)
 }
 
-// checkpoint writes the current state; p.mu must be held and the pending batch flushed.
-func (p *Pipeline) checkpoint() error {
-	blob := p.agg.AppendState(make([]byte, binary.MaxVarintLen64, 1<<16))
-	n := binary.PutUvarint(blob, uint64(len(blob)-binary.MaxVarintLen64))
-	blob = append(blob[:n], blob[binary.MaxVarintLen64:]...)
+// checkpoint writes the state as of seq: aggState (taken by derive) and the hot detector's
+// state, which p.commitMu holds at the same point.
+func (p *Pipeline) checkpoint(seq uint64, watermark int64, aggState []byte) error {
+	blob := binary.AppendUvarint(make([]byte, 0, len(aggState)+1<<16), uint64(len(aggState)))
+	blob = append(blob, aggState...)
 	blob = p.det.AppendState(blob)
 
 	db := p.log.DB()
-	seq := p.applied
 	wb := db.NewWriteBatch()
 	defer wb.Cancel()
 	chunks := uint32(0)
@@ -70,7 +70,7 @@ func (p *Pipeline) checkpoint() error {
 	hdr := make([]byte, 0, checkpointHeader)
 	hdr = append(hdr, checkpointVersion)
 	hdr = binary.BigEndian.AppendUint64(hdr, seq)
-	hdr = binary.BigEndian.AppendUint64(hdr, uint64(p.agg.Watermark()))
+	hdr = binary.BigEndian.AppendUint64(hdr, uint64(watermark))
 	hdr = binary.BigEndian.AppendUint32(hdr, chunks)
 	hdr = binary.BigEndian.AppendUint64(hdr, uint64(len(blob)))
 	hdr = binary.BigEndian.AppendUint32(hdr, crc32.Checksum(blob, castagnoli))
@@ -83,18 +83,14 @@ func (p *Pipeline) checkpoint() error {
 	if err != nil {
 		return fmt.Errorf("pipeline: commit checkpoint at seq %d: %w", seq, err)
 	}
-	prev := p.ckptSeq
-	p.ckptSeq, p.lastCkpt = seq, p.agg.Watermark()
-	if prev != seq {
-		if err := deleteChunks(db, seq); err != nil {
-			p.opts.Logger.Warn("could not delete old checkpoint", "seq", prev, "err", err)
-		}
+	if err := deleteChunks(db, seq); err != nil {
+		p.opts.Logger.Warn("could not delete old checkpoints", "err", err)
 	}
 	if p.retaining.TryLock() {
-		go func(wm int64) {
+		go func() {
 			defer p.retaining.Unlock()
-			p.retain(seq, wm)
-		}(p.agg.Watermark())
+			p.retain(seq, watermark)
+		}()
 	}
 	return nil
 }
@@ -240,7 +236,19 @@ func (p *Pipeline) recover() error {
 		p.expired = m
 	}
 	r := p.log.NewReader(seq + 1)
-	n := 0
+	var (
+		msgs  []feed.Message
+		first = seq + 1
+		n     int
+	)
+	flush := func() error {
+		d, err := p.derive(first, msgs, false)
+		if err != nil {
+			return err
+		}
+		first, msgs = p.applied+1, msgs[:0]
+		return p.commit(d)
+	}
 	for {
 		rec, err := r.Next()
 		if errors.Is(err, io.EOF) {
@@ -249,18 +257,21 @@ func (p *Pipeline) recover() error {
 		if err != nil {
 			return fmt.Errorf("pipeline: recover from WAL after seq %d: %w", p.applied, err)
 		}
-		if rec.Seq != p.applied+1 {
-			return fmt.Errorf("pipeline: recover: WAL jumps from seq %d to %d", p.applied, rec.Seq)
+		if rec.Seq != first+uint64(len(msgs)) {
+			return fmt.Errorf("pipeline: recover: WAL jumps from seq %d to %d", first+uint64(len(msgs))-1, rec.Seq)
 		}
-		p.apply(rec)
-		if n++; n%65536 == 0 {
-			if err := p.flushLocked(false); err != nil {
+		msgs = append(msgs, rec.Message)
+		if n++; len(msgs) == 65536 {
+			if err := flush(); err != nil {
 				return err
 			}
 		}
 	}
+	if err := flush(); err != nil {
+		return err
+	}
 	if n > 0 {
 		p.opts.Logger.Info("recovered from WAL", "checkpoint", seq, "replayed", n, "applied", p.applied)
 	}
-	return p.flushLocked(false)
+	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quotesdev/quotes/aggregate"
@@ -73,20 +74,25 @@ type Pipeline struct {
 	log   *wal.Log
 	store *store.Store
 
-	mu       sync.RWMutex // guards agg, det and the fields below against queries
+	// The aggregate half: mu guards agg and these fields against queries.
+	mu       sync.RWMutex
 	agg      *aggregate.Aggregator
-	det      *hot.Detector
-	applied  uint64 // last WAL sequence applied
-	skipTo   uint64 // items derived from records ≤ skipTo are already in the store
-	batch    store.Batch
-	cur      uint64 // sequence of the record being applied
-	lastCkpt int64  // watermark at the last checkpoint
-	ckptSeq  uint64
-	hotTotal uint64 // hot events derived (including recovered ones)
-	expired  int64  // minute of the last hot.Detector.Expire: MinuteOf(watermark) after every record
+	applied  uint64   // last WAL sequence applied to agg
+	skipTo   uint64   // items derived from records ≤ skipTo are already in the store
+	cur      uint64   // sequence of the record being applied
+	d        *derived // what the records being applied derive
+	lastCkpt int64    // watermark at the last checkpoint
+	ckptSeq  uint64   // sequence of the last checkpoint
+	expired  int64    // minute of the last hot.Detector.Expire: MinuteOf(watermark) after every record
 
-	events *notifier
-	closed bool
+	// The commit half: commitMu serialises the hot detector and the store writes.
+	commitMu sync.Mutex
+	det      *hot.Detector
+	events   []hot.Event
+	hotTotal atomic.Uint64 // hot events derived (including recovered ones)
+
+	eventsChanged *notifier
+	closed        bool
 
 	retaining sync.Mutex // held while a retention pass runs
 }
@@ -105,12 +111,12 @@ func Open(log *wal.Log, opts Options) (*Pipeline, error) {
 		opts.Logger = slog.Default()
 	}
 	p := &Pipeline{
-		opts:   opts,
-		log:    log,
-		store:  store.New(log.DB()),
-		agg:    aggregate.New(opts.Aggregate),
-		det:    hot.New(opts.Hot),
-		events: newNotifier(),
+		opts:          opts,
+		log:           log,
+		store:         store.New(log.DB()),
+		agg:           aggregate.New(opts.Aggregate),
+		det:           hot.New(opts.Hot),
+		eventsChanged: newNotifier(),
 	}
 	if err := p.recover(); err != nil {
 		return nil, err
@@ -159,16 +165,63 @@ func (p *Pipeline) Tick(ts int64) error {
 func (p *Pipeline) applyMessages(first uint64, msgs []feed.Message) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if first != p.applied+1 {
-		return fmt.Errorf("pipeline: WAL returned sequence %d, expected %d: another writer on this log?", first, p.applied+1)
+	d, err := p.derive(first, msgs, false)
+	if err != nil {
+		return err
 	}
+	return p.commit(d)
+}
+
+// derived is what applying a run of records to the aggregator produced, ready for the
+// commit half: the hot detector's operations in order, and the store's items.
+type derived struct {
+	last      uint64 // last sequence applied
+	skipTo    uint64 // hot events with an id ≤ skipTo are already stored
+	ops       []hotOp
+	closed    []aggregate.Candle
+	late      []aggregate.Candle
+	aggState  []byte // set when a checkpoint is due after this run
+	watermark int64
+}
+
+// hotOp is one operation for the hot detector, in record order.
+type hotOp struct {
+	kind        uint8 // opObserve, opForget, opExpire
+	isin        feed.ISIN
+	incarnation uint64
+	ts          int64 // quote time; watermark for opExpire
+	seq         uint64
+	price       feed.Price
+}
+
+const (
+	opObserve uint8 = iota
+	opForget
+	opExpire
+)
+
+// derive applies msgs (sequences first, first+1, …) to the aggregator; p.mu must be held.
+// forceCheckpoint makes the result carry a checkpoint of the aggregator.
+func (p *Pipeline) derive(first uint64, msgs []feed.Message, forceCheckpoint bool) (*derived, error) {
+	if len(msgs) > 0 && first != p.applied+1 {
+		return nil, fmt.Errorf("pipeline: WAL returned sequence %d, expected %d: another writer on this log?", first, p.applied+1)
+	}
+	d := &derived{skipTo: p.skipTo, ops: make([]hotOp, 0, len(msgs))}
+	p.d = d
 	for i := range msgs {
 		p.apply(wal.Record{Seq: first + uint64(i), Message: msgs[i]})
 	}
-	return p.flushLocked(false)
+	p.d = nil
+	d.last, d.watermark = p.applied, p.agg.Watermark()
+	due := d.watermark-p.lastCkpt >= int64(p.opts.CheckpointEvery) && p.ckptSeq != p.applied
+	if forceCheckpoint || due {
+		d.aggState = p.agg.AppendState(nil)
+		p.ckptSeq, p.lastCkpt = p.applied, d.watermark
+	}
+	return d, nil
 }
 
-// apply applies one record; p.mu must be held.
+// apply applies one record to the aggregator; p.mu must be held and p.d set.
 func (p *Pipeline) apply(r wal.Record) {
 	p.cur = r.Seq
 	p.agg.Apply(r, (*output)(p))
@@ -177,8 +230,45 @@ func (p *Pipeline) apply(r wal.Record) {
 	// It is triggered by the record sequence alone, so recovery expires at the same points.
 	if m, ok := p.agg.CurrentMinute(); ok && m > p.expired {
 		p.expired = m
-		p.det.Expire(p.agg.Watermark())
+		p.d.ops = append(p.d.ops, hotOp{kind: opExpire, ts: p.agg.Watermark()})
 	}
+}
+
+// commit runs the hot detector over d's operations and writes d's items and events to the
+// store, then the checkpoint d carries, if any.
+func (p *Pipeline) commit(d *derived) error {
+	p.commitMu.Lock()
+	defer p.commitMu.Unlock()
+	p.events = p.events[:0]
+	for i := range d.ops {
+		op := &d.ops[i]
+		switch op.kind {
+		case opObserve:
+			if ev, ok := p.det.Observe(op.isin, op.incarnation, op.ts, op.seq, op.price); ok {
+				p.hotTotal.Add(1)
+				if ev.ID > d.skipTo {
+					p.events = append(p.events, ev)
+				}
+			}
+		case opForget:
+			p.det.Forget(op.incarnation)
+		case opExpire:
+			p.det.Expire(op.ts)
+		}
+	}
+	b := store.Batch{Seq: d.last, Closed: d.closed, Late: d.late, Events: p.events}
+	if !b.Empty() {
+		if err := p.store.Apply(&b); err != nil {
+			return err
+		}
+	}
+	if len(p.events) > 0 {
+		p.eventsChanged.notify()
+	}
+	if d.aggState != nil {
+		return p.checkpoint(d.last, d.watermark, d.aggState)
+	}
+	return nil
 }
 
 // Finish closes every open minute at the end of a replay's input, flushes and
@@ -199,11 +289,23 @@ func (p *Pipeline) Finish() error {
 	return p.Flush()
 }
 
-// Flush writes what is derived so far and checkpoints the state.
+// Flush checkpoints the state (everything applied is already in the store).
 func (p *Pipeline) Flush() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.flushLocked(true)
+}
+
+// flushLocked commits a checkpoint when forced or due; p.mu must be held.
+func (p *Pipeline) flushLocked(force bool) error {
+	if force && p.ckptSeq == p.applied && p.ckptSeq != 0 {
+		return nil
+	}
+	d, err := p.derive(p.applied+1, nil, force)
+	if err != nil {
+		return err
+	}
+	return p.commit(d)
 }
 
 // Close flushes and checkpoints. It does not close the WAL.
@@ -215,66 +317,36 @@ func (p *Pipeline) Close() error {
 	}
 	p.closed = true
 	err := p.flushLocked(true)
-	p.events.close()
+	p.eventsChanged.close()
 	p.retaining.Lock() // let a background retention pass finish before the WAL closes
 	p.retaining.Unlock()
 	return err
 }
 
-// flushLocked writes the pending batch to the store and, when due (or forced), a checkpoint.
-func (p *Pipeline) flushLocked(forceCheckpoint bool) error {
-	newEvents := len(p.batch.Events) > 0
-	if !p.batch.Empty() {
-		p.batch.Seq = p.applied
-		if err := p.store.Apply(&p.batch); err != nil {
-			return err
-		}
-		p.batch.Reset()
-	}
-	if newEvents {
-		p.events.notify()
-	}
-	wm := p.agg.Watermark()
-	if forceCheckpoint || wm-p.lastCkpt >= int64(p.opts.CheckpointEvery) {
-		if p.ckptSeq == p.applied && !forceCheckpoint {
-			return nil
-		}
-		if err := p.checkpoint(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// output receives what the aggregator derives from the record being applied.
+// output receives what the aggregator derives from the record being applied (p.cur) and
+// records it in p.d.
 type output Pipeline
 
 func (o *output) Quote(q aggregate.AcceptedQuote) {
 	p := (*Pipeline)(o)
-	ev, ok := p.det.Observe(q.ISIN, q.Incarnation, q.TS, q.Seq, q.Price)
-	if !ok {
-		return
-	}
-	p.hotTotal++
-	if p.cur > p.skipTo {
-		p.batch.Events = append(p.batch.Events, ev)
-	}
+	p.d.ops = append(p.d.ops, hotOp{kind: opObserve, isin: q.ISIN, incarnation: q.Incarnation, ts: q.TS, seq: q.Seq, price: q.Price})
 }
 
 func (o *output) Ended(_ feed.ISIN, incarnation uint64, _ uint64) {
-	(*Pipeline)(o).det.Forget(incarnation)
+	p := (*Pipeline)(o)
+	p.d.ops = append(p.d.ops, hotOp{kind: opForget, incarnation: incarnation})
 }
 
 func (o *output) Closed(c *aggregate.Candle) {
 	p := (*Pipeline)(o)
 	if p.cur > p.skipTo {
-		p.batch.Closed = append(p.batch.Closed, *c)
+		p.d.closed = append(p.d.closed, *c)
 	}
 }
 
 func (o *output) Late(c *aggregate.Candle) {
 	p := (*Pipeline)(o)
 	if p.cur > p.skipTo {
-		p.batch.Late = append(p.batch.Late, *c)
+		p.d.late = append(p.d.late, *c)
 	}
 }

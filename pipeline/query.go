@@ -27,11 +27,7 @@ func (p *Pipeline) Stats() aggregate.Stats {
 
 // HotEventsDerived returns how many hot events the pipeline has derived since it opened
 // (including those re-derived during recovery).
-func (p *Pipeline) HotEventsDerived() uint64 {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	return p.hotTotal
-}
+func (p *Pipeline) HotEventsDerived() uint64 { return p.hotTotal.Load() }
 
 // Instruments returns the active instruments sorted by ISIN.
 func (p *Pipeline) Instruments() []aggregate.Instrument {
@@ -109,12 +105,12 @@ func (p *Pipeline) WaitHotEvents(ctx context.Context, since <-chan struct{}) boo
 	case <-ctx.Done():
 		return false
 	case <-since:
-		return !p.events.isClosed()
+		return !p.eventsChanged.isClosed()
 	}
 }
 
 // HotEventsChanged returns a channel closed at the next change of stored hot events.
-func (p *Pipeline) HotEventsChanged() <-chan struct{} { return p.events.wait() }
+func (p *Pipeline) HotEventsChanged() <-chan struct{} { return p.eventsChanged.wait() }
 
 // notifier is a broadcast: wait returns a channel that notify closes.
 type notifier struct {

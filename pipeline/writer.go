@@ -7,14 +7,21 @@ import (
 	"github.com/quotesdev/quotes/feed"
 )
 
-// Writer overlaps the two halves of Append for a bulk producer (replay): one goroutine
-// appends batches to the WAL, in order, and another applies each batch once it is durable.
-// So the WAL's fsync of batch n+1 runs while batch n is aggregated, and the rule "durable
-// before it affects anything" still holds batch by batch.
+// Writer overlaps the stages of Append for a bulk producer (replay): one goroutine appends
+// batches to the WAL, in order; a second applies each batch to the aggregator once it is
+// durable; a third runs the hot detector over what that derived and writes it to the store.
+// So the WAL's fsync of batch n+2, the aggregation of batch n+1 and the hot detection of
+// batch n run at once, and the rule "durable before it affects anything" still holds batch
+// by batch.
+//
+// While a Writer runs, a query may see a minute that is closing in neither the open
+// candles nor the store (it is between the stages); everything is consistent again once
+// Close returns.
 type Writer struct {
 	p       *Pipeline
 	appendQ chan *writeJob
 	applyQ  chan *writeJob
+	commitQ chan *writeJob
 	wg      sync.WaitGroup
 
 	mu  sync.Mutex
@@ -27,6 +34,7 @@ type writeJob struct {
 	pos     []byte
 	release func()
 	first   uint64
+	derived *derived
 }
 
 // NewWriter starts a Writer with up to depth batches in flight per stage. The caller must
@@ -35,10 +43,11 @@ func (p *Pipeline) NewWriter(depth int) *Writer {
 	if depth < 1 {
 		depth = 1
 	}
-	w := &Writer{p: p, appendQ: make(chan *writeJob, depth), applyQ: make(chan *writeJob, depth)}
-	w.wg.Add(2)
+	w := &Writer{p: p, appendQ: make(chan *writeJob, depth), applyQ: make(chan *writeJob, depth), commitQ: make(chan *writeJob, depth)}
+	w.wg.Add(3)
 	go w.appendLoop()
 	go w.applyLoop()
+	go w.commitLoop()
 	return w
 }
 
@@ -104,9 +113,32 @@ func (w *Writer) appendLoop() {
 
 func (w *Writer) applyLoop() {
 	defer w.wg.Done()
+	defer close(w.commitQ)
 	for j := range w.applyQ {
+		if w.Err() != nil {
+			j.done()
+			continue
+		}
+		w.p.mu.Lock()
+		d, err := w.p.derive(j.first, j.msgs, false)
+		w.p.mu.Unlock()
+		if err != nil {
+			w.fail(err)
+			j.done()
+			continue
+		}
+		j.derived = d
+		j.done() // the messages are no longer needed: derive copied what commit uses
+		j.release = nil
+		w.commitQ <- j
+	}
+}
+
+func (w *Writer) commitLoop() {
+	defer w.wg.Done()
+	for j := range w.commitQ {
 		if w.Err() == nil {
-			if err := w.p.applyMessages(j.first, j.msgs); err != nil {
+			if err := w.p.commit(j.derived); err != nil {
 				w.fail(err)
 			}
 		}

@@ -7,6 +7,11 @@
 //	c/ ISIN(12) incarnation(be64) minute(be64, Unix ns)  → candle state (candleSize bytes)
 //	h/ id(be64)                                          → hot event
 //	s/applied                                            → be64 WAL sequence the store reflects
+//	o/ tag(be64) idx(be32)                               → outbox item for the other sinks
+//	x/ consumer /wm|/epoch|/intent                       → an outbox consumer's position
+//
+// The outbox (outbox.go) carries closed candles, late corrections and instrument changes to
+// the sinks besides this store (export.Consumer), exactly once, from the same flush.
 //
 // Exactly-once: every item written carries the sequence of the WAL record that produced it,
 // and Apply writes the batch's last sequence as the store's watermark in the same
@@ -54,10 +59,15 @@ type Batch struct {
 	Late []aggregate.Candle
 	// Events are hot events, keyed by their id (idempotent).
 	Events []hot.Event
+	// Outbox are the items for the other sinks (see ScanOutbox), keyed by (tag, idx):
+	// idempotent puts.
+	Outbox []OutboxItem
 }
 
 // Empty reports whether the batch writes nothing but the watermark.
-func (b *Batch) Empty() bool { return len(b.Closed) == 0 && len(b.Late) == 0 && len(b.Events) == 0 }
+func (b *Batch) Empty() bool {
+	return len(b.Closed) == 0 && len(b.Late) == 0 && len(b.Events) == 0 && len(b.Outbox) == 0
+}
 
 // Reset empties the batch for reuse, keeping its buffers.
 func (b *Batch) Reset() {
@@ -65,14 +75,15 @@ func (b *Batch) Reset() {
 	b.Closed = b.Closed[:0]
 	b.Late = b.Late[:0]
 	b.Events = b.Events[:0]
+	b.Outbox = b.Outbox[:0]
 }
 
-// Apply writes the batch. Closed candles and events are idempotent puts and go first, in as
-// many write batches as their size needs; the late merges and the watermark follow in one
-// transaction, so a crash anywhere leaves Applied() at a point from which re-applying the
+// Apply writes the batch. Closed candles, events and outbox items are idempotent puts and go
+// first, in as many write batches as their size needs; the late merges and the watermark
+// follow in one transaction, so a crash anywhere leaves Applied() at a point from which re-applying the
 // same derived items gives the same result.
 func (s *Store) Apply(b *Batch) error {
-	if len(b.Closed) > 0 || len(b.Events) > 0 {
+	if len(b.Closed) > 0 || len(b.Events) > 0 || len(b.Outbox) > 0 {
 		wb := s.db.NewWriteBatch()
 		defer wb.Cancel()
 		for i := range b.Closed {
@@ -85,6 +96,12 @@ func (s *Store) Apply(b *Batch) error {
 			e := &b.Events[i]
 			if err := wb.Set(eventKey(e.ID), encodeEvent(e)); err != nil {
 				return fmt.Errorf("store: write hot event %d: %w", e.ID, err)
+			}
+		}
+		for i := range b.Outbox {
+			it := &b.Outbox[i]
+			if err := wb.Set(OutboxKey(it.Tag, it.Idx), encodeOutbox(it)); err != nil {
+				return fmt.Errorf("store: write outbox item %d/%d: %w", it.Tag, it.Idx, err)
 			}
 		}
 		if err := wb.Flush(); err != nil {
@@ -363,6 +380,26 @@ func (s *Store) ScanCandles(fn func(c aggregate.Candle) error) error {
 	})
 	if err != nil {
 		return fmt.Errorf("store: scan candles: %w", err)
+	}
+	return nil
+}
+
+// PutCandles writes full candle states as they are, replacing what is stored under their
+// keys (backfill: idempotent). Empty candles are skipped.
+func (s *Store) PutCandles(cs []aggregate.Candle) error {
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for i := range cs {
+		c := &cs[i]
+		if c.Empty() {
+			continue
+		}
+		if err := wb.Set(candleKey(c.Key), encodeCandle(c)); err != nil {
+			return fmt.Errorf("store: put candle %s: %w", c.ISIN, err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("store: put candles: %w", err)
 	}
 	return nil
 }

@@ -96,8 +96,9 @@ func (p *Pipeline) checkpoint(seq uint64, watermark int64, aggState []byte) erro
 }
 
 // retain removes WAL records nobody needs any more — before the checkpoint at ckpt, before
-// what consumers still need, older than WALRetention — and hot events older than
-// EventRetention. It runs in the background after a checkpoint, holding p.retaining; a pass
+// what consumers still need, older than WALRetention —, hot events older than
+// EventRetention, and the outbox items every registered outbox consumer has delivered (all
+// of them when none is registered). It runs in the background after a checkpoint, holding p.retaining; a pass
 // still running makes the next one skip, and Close waits for it.
 func (p *Pipeline) retain(ckpt uint64, watermark int64) {
 	keep := ckpt + 1
@@ -117,6 +118,9 @@ func (p *Pipeline) retain(ckpt uint64, watermark int64) {
 	}
 	if err := p.store.DeleteEventsBefore(watermark - int64(p.opts.EventRetention)); err != nil {
 		p.opts.Logger.Warn("hot event retention", "err", err)
+	}
+	if _, err := p.store.TrimDelivered(); err != nil && !errors.Is(err, badger.ErrDBClosed) {
+		p.opts.Logger.Warn("outbox retention", "err", err)
 	}
 }
 

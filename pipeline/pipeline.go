@@ -10,6 +10,12 @@
 // crash at any moment leaves the store equal to an uninterrupted run, and a hot event is
 // published once, with the same id.
 //
+// Outbox. Every closed candle, late correction and instrument change (an ADD that starts an
+// incarnation or changes a description, a DELETE) also goes, in the same store write, to
+// the store's outbox, keyed by (sequence of the producing record, index within it): the
+// feed of the other sinks (export.Consumer). Retention removes outbox items once every
+// registered consumer has delivered them. OutboxChanged wakes consumers.
+//
 // Checkpoints. Periodically (every Options.CheckpointEvery of event time) and on Close the
 // full aggregator and hot detector state is written to Badger under k/ together with the
 // sequence it reflects; recovery loads it and re-applies only the WAL after it. WAL retention
@@ -77,9 +83,11 @@ type Pipeline struct {
 	// The aggregate half: mu guards agg and these fields against queries.
 	mu       sync.RWMutex
 	agg      *aggregate.Aggregator
-	applied  uint64   // last WAL sequence applied to agg
-	skipTo   uint64   // items derived from records ≤ skipTo are already in the store
-	cur      uint64   // sequence of the record being applied
+	applied  uint64 // last WAL sequence applied to agg
+	skipTo   uint64 // items derived from records ≤ skipTo are already in the store
+	cur      uint64 // sequence of the record being applied
+	curRec   *wal.Record
+	outIdx   uint32   // index of the next outbox item of the record being applied
 	d        *derived // what the records being applied derive
 	lastCkpt int64    // watermark at the last checkpoint
 	ckptSeq  uint64   // sequence of the last checkpoint
@@ -92,6 +100,7 @@ type Pipeline struct {
 	hotTotal atomic.Uint64 // hot events derived (including recovered ones)
 
 	eventsChanged *notifier
+	outboxChanged *notifier
 	closed        bool
 
 	retaining sync.Mutex // held while a retention pass runs
@@ -117,6 +126,7 @@ func Open(log *wal.Log, opts Options) (*Pipeline, error) {
 		agg:           aggregate.New(opts.Aggregate),
 		det:           hot.New(opts.Hot),
 		eventsChanged: newNotifier(),
+		outboxChanged: newNotifier(),
 	}
 	if err := p.recover(); err != nil {
 		return nil, err
@@ -180,6 +190,7 @@ type derived struct {
 	ops       []hotOp
 	closed    []aggregate.Candle
 	late      []aggregate.Candle
+	outbox    []store.OutboxItem
 	aggState  []byte // set when a checkpoint is due after this run
 	watermark int64
 }
@@ -223,8 +234,24 @@ func (p *Pipeline) derive(first uint64, msgs []feed.Message, forceCheckpoint boo
 
 // apply applies one record to the aggregator; p.mu must be held and p.d set.
 func (p *Pipeline) apply(r wal.Record) {
-	p.cur = r.Seq
+	p.cur, p.curRec, p.outIdx = r.Seq, &r, 0
+	var prev aggregate.Instrument
+	wasActive := false
+	if r.Kind == feed.KindAdd && r.Seq > p.skipTo {
+		prev, wasActive = p.agg.Instrument(r.ISIN)
+	}
 	p.agg.Apply(r, (*output)(p))
+	if r.Kind == feed.KindAdd && r.Seq > p.skipTo {
+		// An ADD that starts an incarnation, or changes an active one's description, is an
+		// instrument event for the outbox; a repeated ADD (every reconnect snapshot) is not.
+		if in, ok := p.agg.Instrument(r.ISIN); ok && (in.Incarnation == r.Seq || wasActive && prev.Description != in.Description) {
+			p.addOutbox(store.OutboxItem{Kind: store.OutboxInstrument, Instrument: store.InstrumentEvent{
+				Seq: r.Seq, TS: r.TS, Kind: feed.KindAdd, New: in.Incarnation == r.Seq,
+				ISIN: r.ISIN, Incarnation: in.Incarnation, Description: in.Description,
+			}})
+		}
+	}
+	p.curRec = nil
 	p.applied = r.Seq
 	// Once per minute of event time, let the hot detector drop what can no longer matter.
 	// It is triggered by the record sequence alone, so recovery expires at the same points.
@@ -256,11 +283,14 @@ func (p *Pipeline) commit(d *derived) error {
 			p.det.Expire(op.ts)
 		}
 	}
-	b := store.Batch{Seq: d.last, Closed: d.closed, Late: d.late, Events: p.events}
+	b := store.Batch{Seq: d.last, Closed: d.closed, Late: d.late, Events: p.events, Outbox: d.outbox}
 	if !b.Empty() {
 		if err := p.store.Apply(&b); err != nil {
 			return err
 		}
+	}
+	if len(d.outbox) > 0 {
+		p.outboxChanged.notify()
 	}
 	if len(p.events) > 0 {
 		p.eventsChanged.notify()
@@ -318,6 +348,7 @@ func (p *Pipeline) Close() error {
 	p.closed = true
 	err := p.flushLocked(true)
 	p.eventsChanged.close()
+	p.outboxChanged.close()
 	p.retaining.Lock() // let a background retention pass finish before the WAL closes
 	p.retaining.Unlock()
 	return err
@@ -332,15 +363,22 @@ func (o *output) Quote(q aggregate.AcceptedQuote) {
 	p.d.ops = append(p.d.ops, hotOp{kind: opObserve, isin: q.ISIN, incarnation: q.Incarnation, ts: q.TS, seq: q.Seq, price: q.Price})
 }
 
-func (o *output) Ended(_ feed.ISIN, incarnation uint64, _ uint64) {
+func (o *output) Ended(isin feed.ISIN, incarnation uint64, seq uint64) {
 	p := (*Pipeline)(o)
 	p.d.ops = append(p.d.ops, hotOp{kind: opForget, incarnation: incarnation})
+	if p.cur > p.skipTo {
+		p.addOutbox(store.OutboxItem{Kind: store.OutboxInstrument, Instrument: store.InstrumentEvent{
+			Seq: seq, TS: p.curRec.TS, Kind: feed.KindDelete, ISIN: isin, Incarnation: incarnation,
+			Description: p.curRec.Description,
+		}})
+	}
 }
 
 func (o *output) Closed(c *aggregate.Candle) {
 	p := (*Pipeline)(o)
 	if p.cur > p.skipTo {
 		p.d.closed = append(p.d.closed, *c)
+		p.addOutbox(store.OutboxItem{Kind: store.OutboxClosed, Candle: *c})
 	}
 }
 
@@ -348,5 +386,14 @@ func (o *output) Late(c *aggregate.Candle) {
 	p := (*Pipeline)(o)
 	if p.cur > p.skipTo {
 		p.d.late = append(p.d.late, *c)
+		p.addOutbox(store.OutboxItem{Kind: store.OutboxLate, Candle: *c})
 	}
+}
+
+// addOutbox adds an item for the other sinks, tagged with the record being applied and its
+// index among that record's items: the same key whatever the batching.
+func (p *Pipeline) addOutbox(it store.OutboxItem) {
+	it.Tag, it.Idx = p.cur, p.outIdx
+	p.outIdx++
+	p.d.outbox = append(p.d.outbox, it)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/quotesdev/quotes/aggregate"
 	"github.com/quotesdev/quotes/feed"
 	"github.com/quotesdev/quotes/simulator"
+	"github.com/quotesdev/quotes/store"
 	"github.com/quotesdev/quotes/wal"
 )
 
@@ -40,6 +41,10 @@ func openPipeline(t testing.TB, dir string) (*wal.Log, *Pipeline) {
 	t.Helper()
 	log, err := wal.Open(wal.DefaultOptions(dir))
 	if err != nil {
+		t.Fatal(err)
+	}
+	// A registered outbox consumer that never delivers: retention keeps the whole outbox.
+	if _, err := store.New(log.DB()).RegisterConsumer("test"); err != nil {
 		t.Fatal(err)
 	}
 	opts := DefaultOptions()
@@ -74,6 +79,44 @@ func dump(t testing.TB, p *Pipeline) string {
 		fmt.Fprintf(&b, "H %s\n", e.AppendJSON(nil))
 	}
 	fmt.Fprintf(&b, "S %+v\n", p.Stats())
+	// The outbox: every item with its key. Its candles merged per key must be the stored
+	// candles.
+	merged := map[aggregate.Key]aggregate.Candle{}
+	kinds := map[string]int{}
+	err = p.Store().ScanOutbox(0, p.Applied(), func(it *store.OutboxItem) (bool, error) {
+		switch it.Kind {
+		case store.OutboxInstrument:
+			kinds[fmt.Sprintf("%s new=%v", it.Instrument.Kind, it.Instrument.New)]++
+			fmt.Fprintf(&b, "O %d/%d %+v\n", it.Tag, it.Idx, it.Instrument)
+		default:
+			kinds[it.Kind.String()]++
+			fmt.Fprintf(&b, "O %d/%d %s %+v\n", it.Tag, it.Idx, it.Kind, it.Candle)
+			c, ok := merged[it.Candle.Key]
+			if !ok {
+				c = it.Candle
+			} else {
+				c.Merge(&it.Candle)
+			}
+			merged[it.Candle.Key] = c
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(&b, "O kinds %v\n", kinds)
+	if err := p.Store().ScanCandles(func(c aggregate.Candle) error {
+		if m := merged[c.Key]; m != c {
+			t.Errorf("outbox candles of %+v merge to %+v, stored %+v", c.Key, m, c)
+		}
+		delete(merged, c.Key)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(merged) != 0 {
+		t.Errorf("%d outbox candles not in the store", len(merged))
+	}
 	return b.String()
 }
 
@@ -96,7 +139,7 @@ func TestRestartsEqualUninterrupted(t *testing.T) {
 	want := dump(t, ref)
 	ref.Close()
 	refLog.Close()
-	if !strings.Contains(want, "H {") || !regexp.MustCompile(` Late:[1-9]`).MatchString(want) {
+	if !strings.Contains(want, "H {") || !strings.Contains(want, "DELETE new=false") || !strings.Contains(want, "ADD new=true") || !strings.Contains(want, "late:") || !regexp.MustCompile(` Late:[1-9]`).MatchString(want) {
 		t.Fatalf("the feed derives no hot events or no late corrections; the test would prove little")
 	}
 

@@ -109,6 +109,10 @@ func (p *Pipeline) WaitHotEvents(ctx context.Context, since <-chan struct{}) boo
 	}
 }
 
+// OutboxChanged returns a channel closed when new outbox items are stored (or the pipeline
+// closes): export.Consumer waits on it.
+func (p *Pipeline) OutboxChanged() <-chan struct{} { return p.outboxChanged.wait() }
+
 // HotEventsChanged returns a channel closed at the next change of stored hot events.
 func (p *Pipeline) HotEventsChanged() <-chan struct{} { return p.eventsChanged.wait() }
 

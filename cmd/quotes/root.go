@@ -38,9 +38,17 @@ against the price 5 minutes earlier) and serves it all from the shell and over H
 
 Every flag can also be set through the environment as QUOTES_<FLAG>, e.g.
 QUOTES_DATA=/var/lib/quotes or QUOTES_LOG_LEVEL=debug; a flag on the command line wins.`,
-		Example: `  # a local partner simulator and a recording of 3 minutes of it
-  quotes generate --instruments 1000
-  quotes generate --record feed.jsonl --duration 3m --speed max --seed 42`,
+		Example: `  # a simulated partner, and ingest of it with the HTTP API on 127.0.0.1:5000
+  quotes generate &
+  quotes ingest --source ws://127.0.0.1:8032 --data ./data
+
+  # from another shell, while ingest runs
+  quotes query instruments --data ./data
+  quotes query candles DJ40J281M584 --last 30m --data ./data
+
+  # record 3 minutes of feed reproducibly, then replay it (resumable after a crash)
+  quotes generate --record feed.jsonl --duration 3m --speed max --seed 42
+  quotes replay feed.jsonl --data ./replayed`,
 		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,

@@ -124,7 +124,7 @@ type pipelineCollector struct {
 
 	applied, records, ignored, ticks, quoteRecords, aggregated, late *prometheus.Desc
 	held, released, dropped, holding, instrumentEvents, active       *prometheus.Desc
-	candlesClosed, hotEvents                                         *prometheus.Desc
+	candlesClosed, hotEvents, walLag                                 *prometheus.Desc
 }
 
 // NewPipelineCollector returns a collector of p's counters (pipeline.Pipeline.Stats, Applied
@@ -155,6 +155,7 @@ func NewPipelineCollector(p *pipeline.Pipeline) prometheus.Collector {
 	return &pipelineCollector{
 		p:                p,
 		applied:          d("quotes_wal_applied_seq", "Sequence of the last WAL record the pipeline applied."),
+		walLag:           d("quotes_wal_lag_records", "WAL records written but not yet applied by the pipeline."),
 		records:          d("quotes_records_applied_total", "WAL records applied by the pipeline (ticks included)."),
 		ticks:            d("quotes_ticks_applied_total", "Clock tick records applied (they close minutes)."),
 		ignored:          d("quotes_records_ignored_total", "WAL records of an unknown kind, ignored."),
@@ -174,7 +175,7 @@ func NewPipelineCollector(p *pipeline.Pipeline) prometheus.Collector {
 
 // Describe implements prometheus.Collector.
 func (c *pipelineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.applied, c.records, c.ticks, c.ignored, c.quoteRecords,
+	for _, d := range []*prometheus.Desc{c.applied, c.walLag, c.records, c.ticks, c.ignored, c.quoteRecords,
 		c.aggregated, c.late, c.held, c.released, c.dropped, c.holding, c.instrumentEvents, c.active,
 		c.candlesClosed, c.hotEvents} {
 		ch <- d
@@ -190,7 +191,13 @@ func (c *pipelineCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v uint64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
 	}
-	gauge(c.applied, c.p.Applied())
+	applied := c.p.Applied()
+	gauge(c.applied, applied)
+	if last := c.p.WALLastSeq(); last > applied {
+		gauge(c.walLag, last-applied)
+	} else {
+		gauge(c.walLag, 0)
+	}
 	counter(c.records, st.Records)
 	counter(c.ticks, st.Ticks)
 	counter(c.ignored, st.Ignored)

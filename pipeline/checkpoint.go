@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -49,6 +50,7 @@ func chunkKey(seq uint64, idx uint32) []byte {
 // checkpoint writes the state as of seq: aggState (taken by derive) and the hot detector's
 // state, which p.commitMu holds at the same point.
 func (p *Pipeline) checkpoint(seq uint64, watermark int64, aggState []byte) error {
+	start := time.Now()
 	blob := binary.AppendUvarint(make([]byte, 0, len(aggState)+1<<16), uint64(len(aggState)))
 	blob = append(blob, aggState...)
 	blob = p.det.AppendState(blob)
@@ -83,6 +85,7 @@ func (p *Pipeline) checkpoint(seq uint64, watermark int64, aggState []byte) erro
 	if err != nil {
 		return fmt.Errorf("pipeline: commit checkpoint at seq %d: %w", seq, err)
 	}
+	p.opts.Metrics.observeCheckpoint(start, len(blob))
 	if err := deleteChunks(db, seq); err != nil {
 		p.opts.Logger.Warn("could not delete old checkpoints", "err", err)
 	}

@@ -55,6 +55,8 @@ type Options struct {
 	// consumer needs them, for `replay DATA_DIR` and `backfill --source wal` (default 24h;
 	// negative: keep only what consumers need).
 	WALRetention time.Duration
+	// Metrics, if set, receives flush and checkpoint timings.
+	Metrics *Metrics
 	// Consumers, if set, returns the lowest WAL sequence any further consumer (a sink)
 	// still needs; retention keeps it and everything after.
 	Consumers func() uint64
@@ -266,6 +268,7 @@ func (p *Pipeline) apply(r wal.Record) {
 func (p *Pipeline) commit(d *derived) error {
 	p.commitMu.Lock()
 	defer p.commitMu.Unlock()
+	defer p.opts.Metrics.observeCommit(time.Now())
 	p.events = p.events[:0]
 	for i := range d.ops {
 		op := &d.ops[i]

@@ -28,6 +28,8 @@ type dataOptions struct {
 	hotThreshold hot.Threshold
 	hotWindow    time.Duration
 	checkpoint   time.Duration
+	// metrics, if set by the command, receives the pipeline's timings.
+	metrics *pipeline.Metrics
 }
 
 func (o *dataOptions) bindDir(f *pflag.FlagSet) {
@@ -77,6 +79,7 @@ func (o *dataOptions) pipelineOptions(logger *slog.Logger) pipeline.Options {
 		opts.CheckpointEvery = o.checkpoint
 	}
 	opts.Logger = logger
+	opts.Metrics = o.metrics
 	return opts
 }
 

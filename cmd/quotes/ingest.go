@@ -93,6 +93,7 @@ func (o *ingestOptions) run(ctx context.Context, cmd *cobra.Command) error {
 		defer rec.close()
 	}
 
+	o.data.metrics = pipeline.NewMetrics(reg)
 	log, p, err := o.data.open(logger)
 	if err != nil {
 		return err
@@ -121,6 +122,7 @@ func (o *ingestOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	}
 
 	ing := &ingester{p: p, rec: rec, clock: o.clock, grace: o.data.grace, logger: logger}
+	ing.durable = newDurableLatency(reg) // bench (issue 9): arrival-to-WAL-durable latency
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -193,6 +195,8 @@ type ingester struct {
 	clock  clock.Clock
 	grace  time.Duration
 	logger *slog.Logger
+	// durable observes clock.Now() − ts of each message once its WAL append returned.
+	durable prometheus.Histogram
 }
 
 func (in *ingester) deliver(batch []feed.Message) error {
@@ -200,6 +204,12 @@ func (in *ingester) deliver(batch []feed.Message) error {
 	defer in.mu.Unlock()
 	if err := in.p.Append(batch); err != nil {
 		return err
+	}
+	if in.durable != nil {
+		now := in.clock.Now().UnixNano()
+		for i := range batch {
+			in.durable.Observe(float64(now-batch[i].TS) / 1e9)
+		}
 	}
 	if in.rec != nil {
 		in.rec.write(batch, in.logger)
@@ -268,4 +278,17 @@ func (r *recorder) flush(logger *slog.Logger) {
 func (r *recorder) close() {
 	r.w.Flush()
 	r.f.Close()
+}
+
+// newDurableLatency registers quotes_ingest_durable_latency_seconds on reg: how long after
+// its arrival stamp a message was durable in the WAL (its append, with --sync, returned).
+// make bench reads its p50/p99 from /metrics.
+func newDurableLatency(reg prometheus.Registerer) prometheus.Histogram {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "quotes_ingest_durable_latency_seconds",
+		Help:    "Time from a message's arrival stamp until its WAL append returned (durable per --sync).",
+		Buckets: prometheus.ExponentialBuckets(0.00025, 2, 16), // 0.25 ms … 8.2 s
+	})
+	reg.MustRegister(h)
+	return h
 }

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -103,5 +105,22 @@ func TestQueryErrors(t *testing.T) {
 		if code != tc.code || !strings.Contains(errOut, tc.msg) {
 			t.Errorf("quotes %s: exit %d %q, want exit %d mentioning %q", strings.Join(args, " "), code, errOut, tc.code, tc.msg)
 		}
+	}
+}
+
+// TestReplayOversizedLine: a line longer than the 1 MiB limit is rejected as oversized and
+// the replay goes on.
+func TestReplayOversizedLine(t *testing.T) {
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "big.jsonl")
+	content := `{"ts":"2026-11-26T13:00:00Z","type":"ADD","data":{"isin":"OVERSIZED001","description":"x"}}` + "\n" +
+		`{"ts":"2026-11-26T13:00:01Z","type":"ADD","data":{"isin":"OVERSIZED002","description":"` + strings.Repeat("y", 2<<20) + `"}}` + "\n" +
+		`{"ts":"2026-11-26T13:00:02Z","type":"QUOTE","data":{"isin":"OVERSIZED001","price":12.5}}` + "\n"
+	if err := os.WriteFile(rec, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := mustExecute(t, "replay", rec, "--data", filepath.Join(dir, "data"), "--progress", "never")
+	if !regexp.MustCompile(`(?m)^  oversized +1 *$`).MatchString(out) || !strings.Contains(out, "quotes aggregated          1") {
+		t.Errorf("summary does not count the oversized line or lost the quote after it:\n%s", out)
 	}
 }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the integration tests need when it is missing: ClickHouse (Debian's
-# clickhouse-server and clickhouse-client, 18.16 on bookworm). One function per dependency,
+# clickhouse-server and clickhouse-client, 18.16 on bookworm), the Versity S3 gateway
+# (versitygw, into $(go env GOPATH)/bin) and the archive tests' independent Parquet reader
+# (hyparquet, with the machine's Node.js and npm, into export/testdata/node/node_modules). One function per dependency,
 # each idempotent: it does nothing when its dependency is already installed. Runs as root on
 # Debian (make test, CI); elsewhere through sudo. The tests start private servers of their own
 # (internal/chtest), so no system service is started or left running.
@@ -56,4 +58,35 @@ deps_clickhouse() {
 	fi
 }
 
+# deps_versitygw installs the Versity S3 gateway that internal/s3test starts, with the Go
+# toolchain, into $(go env GOPATH)/bin (where s3test looks when it is not in PATH).
+deps_versitygw() {
+	local gobin
+	gobin="$(go env GOBIN)"
+	[ -n "$gobin" ] || gobin="$(go env GOPATH | cut -d: -f1)/bin"
+	if command -v versitygw >/dev/null 2>&1 || [ -x "$gobin/versitygw" ]; then
+		return 0
+	fi
+	echo "deps.sh: installing versitygw v1.8.0 into $gobin" >&2
+	(cd / && GOFLAGS=-mod=mod go install github.com/versity/versitygw/cmd/versitygw@v1.8.0)
+}
+
+# deps_hyparquet installs the npm packages of export/testdata/node (hyparquet and its
+# decompressors, pinned by package-lock.json), and Node.js with npm if they are missing.
+deps_hyparquet() {
+	local dir
+	dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/export/testdata/node"
+	if [ -d "$dir/node_modules/hyparquet" ] && [ -d "$dir/node_modules/hyparquet-compressors" ]; then
+		return 0
+	fi
+	if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+		echo "deps.sh: installing nodejs npm" >&2
+		apt_install nodejs npm
+	fi
+	echo "deps.sh: npm ci in $dir" >&2
+	(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+}
+
 deps_clickhouse
+deps_versitygw
+deps_hyparquet

@@ -1,0 +1,243 @@
+// Package s3test starts private S3 servers for integration tests: the Versity S3 gateway
+// (versitygw, posix backend) on a free loopback port, storing under t.TempDir().
+//
+// Start launches `versitygw --port 127.0.0.1:PORT --access KEY --secret SECRET posix DIR`,
+// waits until it answers HTTP and creates a bucket; the server is killed by t.Cleanup.
+// Kill and Restart simulate an outage and its end (same port, same data).
+//
+// The binary is found in PATH, in $GOBIN, or in $(go env GOPATH)/bin, where
+// scripts/deps.sh installs it (`go install github.com/versity/versitygw/cmd/versitygw@v1.8.0`).
+// When it is missing or does not come up, Start skips the test, except when the CI
+// environment variable is set: then it fails, so a CI run never passes by skipping.
+package s3test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// StartTimeout bounds how long Start waits for the gateway to answer.
+const StartTimeout = 30 * time.Second
+
+// Credentials of every test server.
+const (
+	AccessKey = "quotestest"
+	SecretKey = "quotestestsecret"
+	Region    = "us-east-1"
+	// Bucket is the bucket Start creates.
+	Bucket = "quotes"
+)
+
+// Server is a private versitygw process.
+type Server struct {
+	// Addr is 127.0.0.1:PORT; Endpoint is http://Addr.
+	Addr, Endpoint string
+	// Dir is the posix backend's root (the bucket is a directory in it).
+	Dir string
+
+	bin  string
+	log  string
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Binary returns the path of versitygw: in PATH, $GOBIN, $GOPATH/bin or ~/go/bin.
+func Binary() (string, error) {
+	if p, err := exec.LookPath("versitygw"); err == nil {
+		return p, nil
+	}
+	var dirs []string
+	if d := os.Getenv("GOBIN"); d != "" {
+		dirs = append(dirs, d)
+	}
+	if gp := os.Getenv("GOPATH"); gp != "" {
+		for _, d := range filepath.SplitList(gp) {
+			dirs = append(dirs, filepath.Join(d, "bin"))
+		}
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		dirs = append(dirs, filepath.Join(home, "go", "bin"))
+	}
+	for _, d := range dirs {
+		p := filepath.Join(d, "versitygw")
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p, nil
+		}
+	}
+	return "", errors.New("versitygw not found in PATH, $GOBIN, $GOPATH/bin or ~/go/bin")
+}
+
+// Start starts a gateway for t with the bucket Bucket, and kills it when t ends.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	bin, err := Binary()
+	if err != nil {
+		unavailable(t, err)
+		return nil
+	}
+	dir := t.TempDir()
+	s := &Server{Dir: filepath.Join(dir, "data"), bin: bin, log: filepath.Join(dir, "versitygw.log")}
+	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			t.Fatalf("s3test: free port: %v", err)
+		}
+		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		s.Endpoint = "http://" + s.Addr
+		if lastErr = s.launch(); lastErr == nil {
+			break
+		}
+	}
+	if lastErr != nil {
+		unavailable(t, lastErr)
+		return nil
+	}
+	t.Cleanup(s.Kill)
+	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
+	defer cancel()
+	if err := s.Client(t).MakeBucket(ctx, Bucket, minio.MakeBucketOptions{Region: Region}); err != nil {
+		t.Fatalf("s3test: create bucket: %v\n%s", err, s.logTail())
+	}
+	return s
+}
+
+func unavailable(t testing.TB, err error) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("s3test: S3 integration test cannot run in CI: %v (scripts/deps.sh installs versitygw)", err)
+	}
+	t.Skipf("s3test: skipping, no S3 server: %v (run scripts/deps.sh to install versitygw)", err)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// launch starts the process and waits until it answers.
+func (s *Server) launch() error {
+	out, err := os.OpenFile(s.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(s.bin, "--port", s.Addr, "--access", AccessKey, "--secret", SecretKey,
+		"--region", Region, "--quiet", "posix", "--nometa", s.Dir)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY_ID=", "ROOT_SECRET_ACCESS_KEY=")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		out.Close()
+		return fmt.Errorf("start %s: %w", s.bin, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		out.Close()
+		close(done)
+	}()
+	s.mu.Lock()
+	s.cmd, s.done = cmd, done
+	s.mu.Unlock()
+	if err := waitReady(s.Endpoint, done); err != nil {
+		s.Kill()
+		return fmt.Errorf("versitygw on %s: %w\n%s", s.Addr, err, s.logTail())
+	}
+	return nil
+}
+
+func waitReady(endpoint string, done <-chan struct{}) error {
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(StartTimeout)
+	for delay := 10 * time.Millisecond; ; delay = min(2*delay, 200*time.Millisecond) {
+		resp, err := client.Get(endpoint + "/")
+		if err == nil {
+			resp.Body.Close()
+			return nil // any HTTP answer (403 for an unsigned request) means it serves
+		}
+		select {
+		case <-done:
+			return errors.New("exited during start-up")
+		case <-time.After(delay):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no answer within %v", StartTimeout)
+		}
+	}
+}
+
+func (s *Server) logTail() string {
+	b, _ := os.ReadFile(s.log)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// Client returns a client of the server with the test credentials.
+func (s *Server) Client(t testing.TB) *minio.Client {
+	t.Helper()
+	c, err := minio.New(s.Addr, &minio.Options{
+		Creds:        s.Credentials(),
+		Region:       Region,
+		BucketLookup: minio.BucketLookupPath,
+	})
+	if err != nil {
+		t.Fatalf("s3test: client: %v", err)
+	}
+	return c
+}
+
+// Credentials returns the test server's static credentials.
+func (s *Server) Credentials() *credentials.Credentials {
+	return credentials.NewStaticV4(AccessKey, SecretKey, "")
+}
+
+// Kill kills the server (SIGKILL) and waits for it to exit. Calling it again does nothing.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Kill()
+	<-done
+}
+
+// Restart starts the server again after Kill, on the same port and data.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.Kill()
+	var err error
+	for attempt := 0; attempt < 20; attempt++ { // the port may linger a moment
+		if err = s.launch(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("s3test: restart: %v", err)
+}

@@ -1,7 +1,12 @@
 // Package export holds the sinks that closed minutes flow to besides the embedded store:
 // ClickHouse (ClickHouseSink: aggregate states into an AggregatingMergeTree, exactly once per
-// flush) and the Parquet archive. The pipeline hands each sink the candles of a flush
-// together with the flush's id (the WAL sequence of the flush); a sink that is down keeps its
-// backlog in the WAL, and the pipeline replays the same flushes, with the same ids, when it
-// is back.
+// flush) and the Parquet archive.
+//
+// The sinks are fed from the store's outbox (package store: every closed candle, late
+// correction and instrument change, written in the same flush as the embedded store) by a
+// Consumer per sink: it plans a flush after its durable watermark, records it as an intent,
+// writes it with a deterministic flush id, and then advances the watermark. A crash or a
+// failure redoes the same flush with the same id, so a sink that makes a repeated flush id a
+// no-op receives everything exactly once. A sink that is down never stops the pipeline: the
+// backlog stays in the outbox (Badger), retention keeps it, and memory stays at one flush.
 package export

@@ -6,7 +6,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 FUZZTIME ?= 10s
 RUNDIR   ?= .run
 
-.PHONY: help build run test test-unit deps lint fuzz bench clean
+.PHONY: help build run test test-unit deps lint fuzz bench bench-micro clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -39,7 +39,10 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	  done; \
 	done
 
-bench: build ## micro-benchmarks (go test -bench) for every package
+bench: build ## end-to-end benchmark: one table (SPEC §9), also written to bench/results/latest.txt
+	$(GO) run ./bench/quotesbench -bin $(BIN) -out bench/results/latest.txt $(BENCHFLAGS)
+
+bench-micro: build ## micro-benchmarks (go test -bench) for every package
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean: ## remove build output and local run data

@@ -1,0 +1,411 @@
+// Command quotesbench is `make bench`: it measures the real quotes binary end to end and
+// prints one table (SPEC §9, issue 9).
+//
+// It generates its inputs with `quotes generate --record --speed max`, replays them with
+// each --sync mode, runs live ingest over loopback websockets against `quotes generate` at
+// increasing rates, loads the HTTP API while ingest runs, kills processes with SIGKILL and
+// times the restart, and — when a ClickHouse server can be started the way the tests start
+// one (internal/chtest) — inserts the same quotes raw into ClickHouse and computes candles
+// there with GROUP BY, as the baseline. It reports figures and asserts none.
+//
+// Everything it starts runs on 127.0.0.1, in its own process group, under one temporary
+// directory; all of it is killed and removed at the end, on failure and on Ctrl-C.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// workload is one input feed and the live rates tried for it.
+type workload struct {
+	Name        string
+	Instruments int
+	Interval    time.Duration
+	Duration    time.Duration
+	Seed        uint64
+	// LiveSpeeds are the generator speeds of the live ingest levels, lowest first.
+	LiveSpeeds []string
+	// KillReplay: also kill -9 a replay half-way and time an ingest restart on its data.
+	KillReplay bool
+}
+
+func (w workload) genArgs() []string {
+	return []string{"--instruments", fmt.Sprint(w.Instruments), "--quote-interval", w.Interval.String(), "--seed", fmt.Sprint(w.Seed)}
+}
+
+func (w workload) title() string {
+	return fmt.Sprintf("%s: %s instr × %s × %s", w.Name, num(float64(w.Instruments)), w.Interval, shortDur(w.Duration))
+}
+
+func shortDur(d time.Duration) string {
+	if d%time.Minute == 0 {
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return d.String()
+}
+
+type config struct {
+	bin        string
+	out        string
+	keep       bool
+	quick      bool
+	noCH       bool
+	liveWindow time.Duration
+	httpLoad   time.Duration
+	workloads  []workload
+}
+
+func main() {
+	var c config
+	flag.StringVar(&c.bin, "bin", "bin/quotes", "the quotes binary to measure")
+	flag.StringVar(&c.out, "out", "bench/results/latest.txt", "also write the report here (empty: stdout only)")
+	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (data, logs) for inspection")
+	flag.BoolVar(&c.quick, "quick", false, "tiny workloads and short windows: a smoke test of the bench itself, not a measurement")
+	flag.BoolVar(&c.noCH, "no-clickhouse", false, "skip the ClickHouse baseline")
+	flag.DurationVar(&c.liveWindow, "live-window", 25*time.Second, "measurement window of each live ingest level")
+	flag.DurationVar(&c.httpLoad, "http-load", 10*time.Second, "duration of the HTTP query load while ingest runs")
+	flag.Parse()
+
+	c.workloads = []workload{
+		{Name: "spec", Instruments: 50_000, Interval: time.Second, Duration: 10 * time.Minute, Seed: 1,
+			LiveSpeeds: []string{"1x", "2x", "4x"}, KillReplay: true},
+		{Name: "heavy", Instruments: 100_000, Interval: 500 * time.Millisecond, Duration: 2 * time.Minute, Seed: 2,
+			LiveSpeeds: []string{"1x", "2x"}},
+	}
+	if c.quick {
+		c.workloads = []workload{
+			{Name: "spec", Instruments: 2_000, Interval: time.Second, Duration: time.Minute, Seed: 1, LiveSpeeds: []string{"1x", "4x"}, KillReplay: true},
+			{Name: "heavy", Instruments: 4_000, Interval: 500 * time.Millisecond, Duration: 30 * time.Second, Seed: 2, LiveSpeeds: []string{"1x"}},
+		}
+		c.liveWindow, c.httpLoad = 4*time.Second, 2*time.Second
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, c))
+}
+
+func run(ctx context.Context, c config) int {
+	bin, err := filepath.Abs(c.bin)
+	if err == nil {
+		_, err = os.Stat(bin)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "quotesbench: -bin %s: %v (make build first)\n", c.bin, err)
+		return 2
+	}
+	tmp, err := os.MkdirTemp("", "quotesbench-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "quotesbench:", err)
+		return 1
+	}
+	b := &bench{cfg: c, bin: bin, tmp: tmp, ps: &procs{}, began: time.Now(),
+		ourReplay: map[int]float64{}, ourQueryP50: map[int]time.Duration{}}
+	defer func() {
+		b.cleanup()
+		if c.keep {
+			fmt.Fprintln(os.Stderr, "quotesbench: kept", tmp)
+		} else {
+			os.RemoveAll(tmp)
+		}
+	}()
+	b.header = machineHeader(bin)
+	err = b.run(ctx)
+	report := b.report(err)
+	fmt.Print(report)
+	if c.out != "" && !c.quick {
+		if werr := os.WriteFile(c.out, []byte(report), 0o644); werr != nil {
+			fmt.Fprintln(os.Stderr, "quotesbench:", werr)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "quotesbench:", err)
+		return 1
+	}
+	return 0
+}
+
+// bench is one run.
+type bench struct {
+	cfg     config
+	bin     string
+	tmp     string
+	ps      *procs
+	t       table
+	notes   []string
+	cmds    []string
+	header  []string
+	began   time.Time
+	cleanFn []func()
+	// ours, per column, for the ratios to the ClickHouse baseline.
+	ourReplay   map[int]float64       // replay --sync batch quotes/s
+	ourQueryP50 map[int]time.Duration // idle last=30m p50
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%6.1fs] %s\n", time.Since(b.began).Seconds(), fmt.Sprintf(format, args...))
+}
+
+func (b *bench) cleanup() {
+	for i := len(b.cleanFn) - 1; i >= 0; i-- {
+		b.cleanFn[i]()
+	}
+	b.ps.killAll()
+}
+
+func (b *bench) run(ctx context.Context) error {
+	for _, w := range b.cfg.workloads {
+		b.t.Columns = append(b.t.Columns, w.title())
+	}
+	ch := b.startClickHouse()
+	for col, w := range b.cfg.workloads {
+		if err := b.workload(ctx, col, w, ch); err != nil {
+			return fmt.Errorf("workload %s: %w", w.Name, err)
+		}
+	}
+	return nil
+}
+
+// workload runs every phase of one workload in column col.
+func (b *bench) workload(ctx context.Context, col int, w workload, ch *chBaseline) error {
+	dir := filepath.Join(b.tmp, w.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	feedFile := filepath.Join(dir, "feed.jsonl")
+	b.logf("%s: generate --record", w.Name)
+	args := append([]string{"generate", "--record", feedFile, "--speed", "max", "--duration", w.Duration.String()}, w.genArgs()...)
+	b.cmd(col, "quotes "+strings.Join(args, " "))
+	g, err := b.ps.start(w.Name+"-generate", dir, b.bin, args...)
+	if err != nil {
+		return err
+	}
+	if err := g.wait(ctx); err != nil {
+		return err
+	}
+	quotes, messages := parseGenerateDone(tail(g.logPath, 2000))
+	fi, err := os.Stat(feedFile)
+	if err != nil {
+		return err
+	}
+	b.t.section("input")
+	b.t.set("quotes (messages) in the recording", col, fmt.Sprintf("%s (%s)", num(float64(quotes)), num(float64(messages))))
+	b.t.set("recording size", col, mib(fi.Size()))
+	b.t.set("generate --record time", col, secs(g.wall))
+
+	// Replay with each sync mode, each into a fresh data directory.
+	b.t.section("replay: file → WAL → candles + hot (embedded store)")
+	var batchDir string
+	var batchSum replaySummary
+	for _, mode := range []string{"batch", "always", "none"} {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		data := filepath.Join(dir, "replay-"+mode)
+		b.logf("%s: replay --sync %s", w.Name, mode)
+		args := []string{"replay", feedFile, "--data", data, "--sync", mode, "--progress", "never"}
+		if mode == "batch" {
+			b.cmd(col, "quotes "+strings.Join(args, " ")+"   (and --sync always, none)")
+		}
+		p, err := b.ps.start(w.Name+"-replay-"+mode, dir, b.bin, args...)
+		if err != nil {
+			return err
+		}
+		if err := p.wait(ctx); err != nil {
+			return err
+		}
+		sum, err := parseReplaySummary(p.stdout())
+		if err != nil {
+			return err
+		}
+		walBytes := dirSize(filepath.Join(data, "wal"))
+		b.t.set("throughput --sync "+mode, col, fmt.Sprintf("%s (%s, wall %s)", rate(float64(sum.Quotes), sum.Elapsed), secs(sum.Elapsed), secs(p.wall)))
+		b.t.set("peak RSS --sync "+mode, col, mib(p.maxRSS))
+		b.t.set("WAL bytes/quote --sync "+mode, col, fmt.Sprintf("%.1f B (%s)", float64(walBytes)/float64(max(sum.Quotes, 1)), mib(walBytes)))
+		if mode == "batch" {
+			batchDir, batchSum = data, sum
+			b.ourReplay[col] = float64(sum.Quotes) / sum.Elapsed.Seconds()
+			b.t.set("candles closed, hot events", col, fmt.Sprintf("%s, %s", num(float64(sum.Candles)), num(float64(sum.HotEvents))))
+		} else {
+			os.RemoveAll(data)
+		}
+	}
+
+	// Query latency over the replayed data, idle: the same requests go to ClickHouse.
+	isins, err := b.serveQueries(ctx, col, w, batchDir)
+	if err != nil {
+		return err
+	}
+
+	if w.KillReplay {
+		if err := b.killReplay(ctx, col, w, feedFile, dir, batchSum.Elapsed); err != nil {
+			return err
+		}
+	}
+	os.RemoveAll(batchDir)
+
+	// ClickHouse baseline on the same recording.
+	b.t.section("ClickHouse baseline: the same quotes raw in a MergeTree, candles by GROUP BY")
+	if ch.err != nil {
+		b.t.set("insert throughput (file → ClickHouse)", col, "not available: "+ch.err.Error())
+	} else if err := ch.run(ctx, b, col, w, feedFile, isins); err != nil {
+		b.logf("%s: ClickHouse baseline failed: %v", w.Name, err)
+		b.t.set("insert throughput (file → ClickHouse)", col, "not available: "+firstLine(err.Error()))
+	}
+	os.Remove(feedFile)
+
+	// Live ingest at increasing rates.
+	b.t.section("live: quotes generate ──ws──► quotes ingest --sync batch, loopback")
+	for level, speed := range w.LiveSpeeds {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := b.live(ctx, col, w, level, speed); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cmd records a command line for the report.
+func (b *bench) cmd(col int, s string) {
+	b.cmds = append(b.cmds, fmt.Sprintf("[%s] %s", b.cfg.workloads[col].Name, s))
+}
+
+func (b *bench) note(s string) {
+	for _, n := range b.notes {
+		if n == s {
+			return
+		}
+	}
+	b.notes = append(b.notes, s)
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// parseGenerateDone reads quotes= and messages= from generate's "generate: done" log line.
+func parseGenerateDone(log string) (quotes, messages uint64) {
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, "generate: done") {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "quotes="); ok {
+				fmt.Sscan(v, &quotes)
+			}
+			if v, ok := strings.CutPrefix(f, "messages="); ok {
+				fmt.Sscan(v, &messages)
+			}
+		}
+	}
+	return quotes, messages
+}
+
+// parseGenerateElapsed reads elapsed= from generate's "generate: done" log line.
+func parseGenerateElapsed(log string) time.Duration {
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, "generate: done") {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "elapsed="); ok {
+				d, _ := time.ParseDuration(v)
+				return d
+			}
+		}
+	}
+	return 0
+}
+
+// report is the whole output: header, commands, table, notes.
+func (b *bench) report(runErr error) string {
+	var sb strings.Builder
+	for _, h := range b.header {
+		sb.WriteString(h + "\n")
+	}
+	fmt.Fprintf(&sb, "load average: at start %s, at end %s; bench took %s\n", b.header0Load(), loadavg(), time.Since(b.began).Round(time.Second))
+	sb.WriteString("\ncommands (each replay and ingest into a fresh --data under a temp dir):\n")
+	for _, c := range b.cmds {
+		sb.WriteString("  " + c + "\n")
+	}
+	sb.WriteString("\n")
+	b.t.render(&sb)
+	if len(b.notes) > 0 {
+		sb.WriteString("\nnotes:\n")
+		for _, n := range b.notes {
+			sb.WriteString("  - " + n + "\n")
+		}
+	}
+	if runErr != nil {
+		fmt.Fprintf(&sb, "\nINCOMPLETE: %s\n", firstLine(runErr.Error()))
+	}
+	return sb.String()
+}
+
+var startLoad = loadavg()
+
+func (b *bench) header0Load() string { return startLoad }
+
+func loadavg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// machineHeader names the machine and the build.
+func machineHeader(bin string) []string {
+	cpu := "?"
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	mem := "?"
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				var kb float64
+				fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+				mem = fmt.Sprintf("%.1f GiB", kb/(1<<20))
+			}
+		}
+	}
+	kernel := "?"
+	if data, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kernel = strings.TrimSpace(string(data))
+	}
+	version := "?"
+	if out, err := exec.Command(bin, "--version").Output(); err == nil {
+		version = strings.TrimSpace(string(out))
+	}
+	return []string{
+		fmt.Sprintf("quotes bench (make bench), %s", time.Now().UTC().Format("2006-01-02 15:04 MST")),
+		fmt.Sprintf("machine: %d CPUs (nproc), %s, %s RAM, Linux %s, %s/%s, %s", runtime.NumCPU(), cpu, mem, kernel, runtime.GOOS, runtime.GOARCH, runtime.Version()),
+		fmt.Sprintf("binary: %s", version),
+	}
+}

@@ -2,7 +2,6 @@ package feed
 
 import (
 	"strconv"
-	"time"
 	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
@@ -13,6 +12,10 @@ import (
 // A Decoder keeps its parse buffers between calls, so decoding a QUOTE allocates nothing in
 // steady state; reuse one per goroutine. It is not safe for concurrent use. The zero value is
 // ready to use.
+//
+// Frames and lines in the canonical layouts (fixed key order, no whitespace, no escapes; see
+// fastpath.go) are decoded directly from their bytes; everything else goes through a full
+// JSON parse. Both give the same result for every input.
 //
 // Decoding rules:
 //   - the frame must be one JSON object (else ReasonMalformedJSON);
@@ -37,6 +40,12 @@ type Decoder struct {
 
 	p   fastjson.Parser
 	num []byte // scratch for the text of the price
+
+	// The minute of the last timestamp the fast path parsed: its text ("2026-11-26T13:00")
+	// and its Unix seconds (see decodeRecordedFast).
+	tsMinuteText  [rfc3339MinuteLen]byte
+	tsMinute      int64
+	tsMinuteValid bool
 }
 
 // NewDecoder returns a Decoder that rejects frames longer than maxSize bytes (0: no limit).
@@ -49,6 +58,16 @@ func NewDecoder(maxSize int) *Decoder { return &Decoder{MaxSize: maxSize} }
 // into m, setting Kind, ISIN, Price (0 unless a QUOTE) and Description ("" for a QUOTE).
 // It does not touch m.TS. A rejected frame returns a *DecodeError and leaves m unchanged.
 func (d *Decoder) Decode(frame []byte, m *Message) error {
+	if (d.MaxSize <= 0 || len(frame) <= d.MaxSize) && decodeFrameFast(frame, m) {
+		return nil
+	}
+	return d.decodeGeneral(frame, m)
+}
+
+// decodeGeneral is Decode without the fast path: the full JSON parse that every frame the
+// fast path does not recognise goes through, and the reference the fast path is tested
+// against.
+func (d *Decoder) decodeGeneral(frame []byte, m *Message) error {
 	if d.MaxSize > 0 && len(frame) > d.MaxSize {
 		return oversized(len(frame), d.MaxSize)
 	}
@@ -65,6 +84,14 @@ func (d *Decoder) Decode(frame []byte, m *Message) error {
 // A missing or invalid "ts" is rejected with ReasonBadTimestamp (checked before the rest of
 // the message). A rejected line returns a *DecodeError and leaves m unchanged.
 func (d *Decoder) DecodeRecorded(line []byte, m *Message) error {
+	if (d.MaxSize <= 0 || len(line) <= d.MaxSize) && d.decodeRecordedFast(line, m) {
+		return nil
+	}
+	return d.decodeRecordedGeneral(line, m)
+}
+
+// decodeRecordedGeneral is DecodeRecorded without the fast path (see decodeGeneral).
+func (d *Decoder) decodeRecordedGeneral(line []byte, m *Message) error {
 	if d.MaxSize > 0 && len(line) > d.MaxSize {
 		return oversized(len(line), d.MaxSize)
 	}
@@ -242,7 +269,25 @@ const (
 // and instants outside the int64 nanosecond range.
 func parseRFC3339(b []byte) (int64, bool) {
 	// YYYY-MM-DDTHH:MM:SS at least, plus a zone.
-	if len(b) < 20 || b[4] != '-' || b[7] != '-' || (b[10] != 'T' && b[10] != 't') || b[13] != ':' || b[16] != ':' {
+	if len(b) < 20 {
+		return 0, false
+	}
+	minute, ok := parseRFC3339Minute(b[:rfc3339MinuteLen])
+	if !ok {
+		return 0, false
+	}
+	return parseRFC3339Rest(minute, b[rfc3339MinuteLen:])
+}
+
+// rfc3339MinuteLen is the length of the part of an RFC 3339 date-time up to the minute,
+// "2026-11-26T13:00".
+const rfc3339MinuteLen = 16
+
+// parseRFC3339Minute parses the first rfc3339MinuteLen bytes of an RFC 3339 date-time,
+// "2026-11-26T13:00", into the Unix seconds of the start of that minute, read as UTC (the
+// zone offset comes later, see parseRFC3339Rest). b must have rfc3339MinuteLen bytes.
+func parseRFC3339Minute(b []byte) (int64, bool) {
+	if len(b) != rfc3339MinuteLen || b[4] != '-' || b[7] != '-' || (b[10] != 'T' && b[10] != 't') || b[13] != ':' {
 		return 0, false
 	}
 	year, ok1 := digits(b[0:4])
@@ -250,14 +295,28 @@ func parseRFC3339(b []byte) (int64, bool) {
 	day, ok3 := digits(b[8:10])
 	hour, ok4 := digits(b[11:13])
 	minute, ok5 := digits(b[14:16])
-	sec, ok6 := digits(b[17:19])
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) {
+	if !(ok1 && ok2 && ok3 && ok4 && ok5) {
 		return 0, false
 	}
-	if month < 1 || month > 12 || day < 1 || day > daysIn(month, year) || hour > 23 || minute > 59 || sec > 59 {
+	if month < 1 || month > 12 || day < 1 || day > daysIn(month, year) || hour > 23 || minute > 59 {
 		return 0, false
 	}
-	rest := b[19:]
+	return daysFromCivil(year, month, day)*86400 + int64(hour*3600+minute*60), true
+}
+
+// parseRFC3339Rest parses what follows the minute in an RFC 3339 date-time, ":01.25Z" or
+// ":01+01:00", and returns the instant in Unix nanoseconds UTC, given the Unix seconds of
+// the minute as parseRFC3339Minute returned them.
+func parseRFC3339Rest(minute int64, b []byte) (int64, bool) {
+	// :SS plus at least one byte of zone.
+	if len(b) < 4 || b[0] != ':' {
+		return 0, false
+	}
+	sec, ok := digits(b[1:3])
+	if !ok || sec > 59 {
+		return 0, false
+	}
+	rest := b[3:]
 	var nanos int
 	if rest[0] == '.' {
 		k := 1
@@ -290,11 +349,28 @@ func parseRFC3339(b []byte) (int64, bool) {
 	default:
 		return 0, false
 	}
-	unix := time.Date(year, time.Month(month), day, hour, minute, sec, 0, time.UTC).Unix() - int64(offset)
+	unix := minute + int64(sec) - int64(offset)
 	if unix < minTSSec || unix > maxTSSec {
 		return 0, false
 	}
 	return unix*1e9 + int64(nanos), true
+}
+
+// daysFromCivil returns the number of days from 1970-01-01 to the valid proleptic Gregorian
+// date year-month-day (as time.Date counts them), by H. Hinnant's days_from_civil: years
+// start on March 1 so that the leap day comes last, and eras of 400 years have 146,097 days.
+func daysFromCivil(year, month, day int) int64 {
+	if month <= 2 {
+		year--
+	}
+	era := year / 400
+	if year < 0 {
+		era = (year - 399) / 400
+	}
+	yoe := year - era*400                     // year of era, 0–399
+	doy := (153*((month+9)%12)+2)/5 + day - 1 // day of the year starting March 1, 0–365
+	doe := yoe*365 + yoe/4 - yoe/100 + doy    // day of era, 0–146096
+	return int64(era)*146_097 + int64(doe) - 719_468
 }
 
 // digits parses b, all ASCII digits, as a non-negative int.

@@ -23,14 +23,18 @@ func mustISIN(s string) ISIN {
 	return i
 }
 
-func TestDecode(t *testing.T) {
+// decodeCase is a frame and how Decode must decode it.
+type decodeCase struct {
+	name   string
+	frame  string
+	want   Message
+	reason Reason
+}
+
+// decodeCases is the table of TestDecode, shared with the fast path tests.
+func decodeCases() []decodeCase {
 	isin := mustISIN("LS342I184454")
-	tests := []struct {
-		name   string
-		frame  string
-		want   Message
-		reason Reason
-	}{
+	return []decodeCase{
 		{name: "quote", frame: `{"type":"QUOTE","data":{"isin":"LS342I184454","price":1365.25}}`,
 			want: Message{Kind: KindQuote, ISIN: isin, Price: 1_365_250_000}},
 		{name: "quote integer", frame: `{"type":"QUOTE","data":{"isin":"LS342I184454","price":11}}`,
@@ -131,6 +135,10 @@ func TestDecode(t *testing.T) {
 		{name: "price two dots", frame: `{"type":"QUOTE","data":{"isin":"LS342I184454","price":1.2.3}}`, reason: ReasonBadPrice},
 		{name: "price hex", frame: `{"type":"QUOTE","data":{"isin":"LS342I184454","price":0x10}}`, reason: ReasonMalformedJSON},
 	}
+}
+
+func TestDecode(t *testing.T) {
+	tests := decodeCases()
 	var d Decoder
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -181,14 +189,21 @@ func TestDecodeOversized(t *testing.T) {
 	}
 }
 
-func TestDecodeRecorded(t *testing.T) {
-	const body = `"type":"QUOTE","data":{"isin":"DJ40J281M584","price":11}`
+// recordedTSCase is a value of "ts" and how DecodeRecorded must decode it in front of
+// recordedTSBody.
+type recordedTSCase struct {
+	ts     string // the raw JSON value of "ts", "" for none
+	want   time.Time
+	reason Reason
+}
+
+// recordedTSBody is the message that follows "ts" in the recordedTSCases.
+const recordedTSBody = `"type":"QUOTE","data":{"isin":"DJ40J281M584","price":11}`
+
+// recordedTSCases is the table of TestDecodeRecorded, shared with the fast path tests.
+func recordedTSCases() []recordedTSCase {
 	base := time.Date(2026, 11, 26, 13, 0, 1, 0, time.UTC)
-	tests := []struct {
-		ts     string // the raw JSON value of "ts", "" for none
-		want   time.Time
-		reason Reason
-	}{
+	return []recordedTSCase{
 		{ts: `"2026-11-26T13:00:01Z"`, want: base},
 		{ts: `"2026-11-26T13:00:01.250Z"`, want: base.Add(250 * time.Millisecond)},
 		{ts: `"2026-11-26T13:00:01.5Z"`, want: base.Add(500 * time.Millisecond)},
@@ -232,6 +247,11 @@ func TestDecodeRecorded(t *testing.T) {
 		{ts: `"0001-01-01T00:00:00Z"`, reason: ReasonBadTimestamp},
 		{ts: `"2262-04-11T23:47:17Z"`, reason: ReasonBadTimestamp},
 	}
+}
+
+func TestDecodeRecorded(t *testing.T) {
+	const body = recordedTSBody
+	tests := recordedTSCases()
 	var d Decoder
 	for _, tt := range tests {
 		t.Run(tt.ts, func(t *testing.T) {

@@ -23,8 +23,8 @@ package feed
 // first to the last byte of the input, so the input is exactly one JSON object with the keys
 // in the listed order, each present once (a repeated key would need more bytes than the
 // layout has room for: string contents are checked to contain no '"'). String contents
-// contain no backslash, so fastjson's string value is the raw bytes. The price bytes, ended by the
-// final "}}", are accepted by ParsePrice only if they form a JSON number, which fastjson
+// contain no backslash, so fastjson's string value is the raw bytes. The price bytes, ended
+// by the final "}}", are accepted by ParsePrice only if they form a JSON number, which fastjson
 // scans to exactly the same bytes (its number scan stops at the '}') and passes to
 // ParsePrice unchanged.
 
@@ -79,8 +79,8 @@ func (d *Decoder) decodeRecordedFast(line []byte, m *Message) bool {
 		return false
 	}
 	// parseRFC3339Minute and parseRFC3339Rest accept only digits and "-:.Tt" before the 'Z',
-	// so the bytes of an accepted timestamp contain no '"' or backslash and are fastjson's string
-	// value as they are.
+	// so the bytes of an accepted timestamp contain no '"' or backslash and are fastjson's
+	// string value as they are.
 	tb := b[:n]
 	minuteText := tb[:rfc3339MinuteLen]
 	if !d.tsMinuteValid || string(minuteText) != string(d.tsMinuteText[:]) {
@@ -162,8 +162,8 @@ func decodeBodyFast(b []byte, m *Message) bool {
 	raw := b[len(fastDescKey) : len(b)-len(fastNoDescEnd)]
 	for _, c := range raw {
 		// '"' would end the string early (the rest would then be more JSON, perhaps a
-		// repeated key), a backslash starts an escape; control characters are left to the general
-		// path too.
+		// repeated key), a backslash starts an escape; control characters are left to the
+		// general path too.
 		if c == '"' || c == '\\' || c < 0x20 {
 			return false
 		}

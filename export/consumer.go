@@ -155,7 +155,9 @@ func (c *Consumer) Stats() ConsumerStats {
 // maxTag is the largest tag a flush id can carry (the epoch takes the top 16 bits).
 const maxTag = 1<<48 - 1
 
-// FlushID returns the flush id of a flush starting at tag first for a consumer epoch.
+// FlushID returns the flush id of a flush starting at tag first for a consumer epoch. Epochs
+// are below 1<<15, so consumer flush ids never have the top bit set: ids with it are free
+// for other writers (backfill).
 func FlushID(epoch uint16, first uint64) uint64 { return uint64(epoch)<<48 | first }
 
 // Step delivers at most one flush (an intent left by an earlier run first) and returns how
@@ -318,7 +320,7 @@ func (c *Consumer) Drain(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	var last error
-	for c.state.Watermark < applied || c.state.HasIntent {
+	for (c.state.Watermark < applied || c.state.HasIntent) && ctx.Err() == nil {
 		n, err := c.Step(ctx)
 		if err == nil {
 			c.succeeded()

@@ -270,7 +270,7 @@ func (s *Store) TrimOutbox(through uint64) (int, error) {
 type ConsumerState struct {
 	// Watermark is the last tag delivered: the consumer reads from Watermark+1.
 	Watermark uint64
-	// Epoch is a random non-zero number fixed when the consumer was registered in this data
+	// Epoch is a random number in 1…32767 fixed when the consumer was registered in this data
 	// directory; consumers mix it into their flush ids so that two data directories writing
 	// to one sink do not reuse each other's ids.
 	Epoch uint16
@@ -333,9 +333,9 @@ func (s *Store) RegisterConsumer(name string) (ConsumerState, error) {
 				if _, err := rand.Read(b[:]); err != nil {
 					return err
 				}
-				st.Epoch = binary.BigEndian.Uint16(b[:])
+				st.Epoch = binary.BigEndian.Uint16(b[:]) & 0x7fff
 			}
-			if err := txn.Set(consumerKey(name, "epoch"), b[:]); err != nil {
+			if err := txn.Set(consumerKey(name, "epoch"), binary.BigEndian.AppendUint16(nil, st.Epoch)); err != nil {
 				return err
 			}
 		}

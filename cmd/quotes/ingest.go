@@ -24,6 +24,7 @@ import (
 // ingestOptions are the flags of `quotes ingest`.
 type ingestOptions struct {
 	data     dataOptions
+	sinks    sinkOptions
 	source   string
 	http     string
 	record   string
@@ -42,6 +43,11 @@ func newIngestCmd() *cobra.Command {
 backoff), stamps every message with its arrival time, appends it to the WAL under --data
 before anything else sees it, aggregates 1-minute candles, detects hot instruments and
 serves the HTTP API on --http.
+
+With --clickhouse DSN, closed candles, late corrections and instrument events also go to
+ClickHouse, exactly once, from the outbox in --data: ClickHouse being down or slow never
+stops ingest; the backlog waits on disk and is delivered when it is back (also after a
+restart). Metrics: quotes_sink_*.
 
 Minutes close by the clock: minute m closes at m + 60s + --grace; the close is itself
 written to the WAL, so a restart or a replay of the WAL derives the same candles.
@@ -69,6 +75,7 @@ SIGINT/SIGTERM: stop reading, flush, checkpoint, close cleanly.`,
 	f.StringVar(&o.http, "http", "127.0.0.1:5000", "address of the HTTP API (empty disables it)")
 	f.StringVar(&o.record, "record", "", "also write what arrives as JSONL (SPEC §3) to this file (appended)")
 	f.Int64Var(&o.maxFrame, "max-frame", source.DefaultMaxFrame, "largest accepted websocket frame in bytes")
+	o.sinks.bind(f, 10*time.Second, "at shutdown, how long to keep delivering to the sinks (the rest goes on the next start)")
 	return cmd
 }
 
@@ -78,6 +85,9 @@ func (o *ingestOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	}
 	if o.maxFrame <= 0 {
 		return usagef("--max-frame %d: must be positive", o.maxFrame)
+	}
+	if err := o.sinks.validate(); err != nil {
+		return err
 	}
 	logger := slog.Default()
 	reg := prometheus.NewRegistry()
@@ -99,6 +109,13 @@ func (o *ingestOptions) run(ctx context.Context, cmd *cobra.Command) error {
 		return err
 	}
 	defer log.Close()
+	// The sinks stop after the pipeline's final flush (defers run in reverse) and before
+	// the WAL closes.
+	sinks, err := o.sinks.start(p, o.clock, logger, reg)
+	if err != nil {
+		return err
+	}
+	defer sinks.stop(o.sinks.sinkTimeout)
 	defer func() {
 		if err := p.Close(); err != nil {
 			logger.Error("final flush failed", "err", err)

@@ -22,8 +22,9 @@ import (
 
 // queryOptions are the flags every `quotes query` subcommand shares.
 type queryOptions struct {
-	data   dataOptions
-	format string
+	data       dataOptions
+	format     string
+	clickhouse string
 }
 
 func (o *queryOptions) bind(cmd *cobra.Command, formats string) {
@@ -31,12 +32,21 @@ func (o *queryOptions) bind(cmd *cobra.Command, formats string) {
 	o.data.bindDir(f)
 	o.data.bindPipeline(f)
 	f.StringVar(&o.format, "format", "table", "output format: "+formats)
+	f.StringVar(&o.clickhouse, "clickhouse", "", "read from ClickHouse (clickhouse://host:9000/database) instead of --data; hot events are not there")
 }
 
 // withBackend runs fn against the data directory: opened in-process (finishing any
 // interrupted recovery), or — when a running ingest/serve holds it — through that process's
 // HTTP API, found via <data>/running.json.
 func (o *queryOptions) withBackend(ctx context.Context, fn func(api.Backend) error) error {
+	if o.clickhouse != "" {
+		ch, err := openClickHouse(ctx, o.clickhouse)
+		if err != nil {
+			return err
+		}
+		defer ch.Close()
+		return fn(clickHouseBackend{ch: ch})
+	}
 	if err := o.data.validate(); err != nil {
 		return err
 	}
@@ -67,11 +77,17 @@ func newQueryCmd() *cobra.Command {
 API of the ingest or serve process that does (found via --data/running.json), so it works
 while ingest is running and includes the still-open minute.
 
+With --clickhouse DSN, candles and instruments come from ClickHouse instead (the same
+output; "now" is the minute after the latest one ClickHouse holds, and the still-open
+minute shows flat at the last close, since ClickHouse receives minutes as they close). Hot
+events are kept in the embedded store only.
+
 --format json prints exactly the HTTP API's JSON; table is aligned for people; csv has a
 header row.`,
 		Example: `  quotes query instruments
   quotes query candles DJ40J281M584 --last 30m
-  quotes query candles DJ40J281M584 --from 2026-11-26T13:00:00Z --to 2026-11-26T14:00:00Z --format csv`,
+  quotes query candles DJ40J281M584 --from 2026-11-26T13:00:00Z --to 2026-11-26T14:00:00Z --format csv
+  quotes query candles DJ40J281M584 --clickhouse clickhouse://127.0.0.1:9000/default`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
@@ -289,6 +305,9 @@ replays.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkFormat(o.format, "table", "json"); err != nil {
 				return err
+			}
+			if o.clickhouse != "" {
+				return &usageError{fmt.Errorf("--clickhouse: %w", errHotNotInClickHouse)}
 			}
 			var since int64
 			if o.since != "" {

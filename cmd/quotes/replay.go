@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 // replayOptions are the flags of `quotes replay`.
 type replayOptions struct {
 	data     dataOptions
+	sinks    sinkOptions
 	speed    string
 	progress string
 	batch    int
@@ -54,11 +56,19 @@ changes nothing.
 Event time is each message's recorded ts, whatever the speed; --speed paces the replay
 against the wall clock (1x: as recorded; 10x: ten times faster; max: as fast as possible).
 
+With --clickhouse DSN, closed candles, late corrections and instrument events also go to
+ClickHouse, exactly once even across crashes and re-runs (see ingest --help). At the end,
+replay waits up to --sink-timeout until ClickHouse has everything; what is left is delivered
+by the next run (re-running a finished replay only delivers).
+
 Broken lines are rejected with a counted reason (see the summary) and do not stop the
 replay.`,
 		Example: `  quotes generate --record feed.jsonl --instruments 2000 --duration 3m --speed max --seed 42
   quotes replay feed.jsonl --data ./data
   quotes query candles DJ40J281M584 --data ./data
+
+  # also into ClickHouse
+  quotes replay feed.jsonl --data ./data --clickhouse clickhouse://127.0.0.1:9000/default
 
   # copy another run's WAL into a fresh directory
   quotes replay ./data --data ./data2`,
@@ -73,6 +83,7 @@ replay.`,
 	f.StringVar(&o.speed, "speed", "max", "pace against the wall clock: max, 1x, 10x, …")
 	f.StringVar(&o.progress, "progress", "auto", "progress bar: auto (on a terminal), always, never")
 	f.IntVar(&o.batch, "batch", 4096, "messages per WAL append")
+	o.sinks.bind(f, 5*time.Minute, "at the end, how long to wait for the sinks to receive everything (the rest goes on the next run)")
 	return cmd
 }
 
@@ -138,6 +149,9 @@ func (o *replayOptions) run(ctx context.Context, cmd *cobra.Command, args []stri
 	if err != nil {
 		return err
 	}
+	if err := o.sinks.validate(); err != nil {
+		return err
+	}
 	if o.clock == nil {
 		o.clock = clock.New()
 	}
@@ -147,7 +161,18 @@ func (o *replayOptions) run(ctx context.Context, cmd *cobra.Command, args []stri
 		return err
 	}
 	defer log.Close()
-	defer p.Close()
+	sinks, err := o.sinks.start(p, o.clock, logger, nil)
+	if err != nil {
+		p.Close()
+		return err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			p.Close()
+			sinks.stop(0)
+		}
+	}()
 	remove, err := writeRunning(o.data.dir, runningProcess{PID: os.Getpid(), Command: "replay"})
 	if err != nil {
 		return err
@@ -190,6 +215,25 @@ func (o *replayOptions) run(ctx context.Context, cmd *cobra.Command, args []stri
 	elapsed := o.clock.Since(start)
 	stats := p.Stats()
 	o.printSummary(cmd.OutOrStdout(), st, statsBefore, stats, p.HotEventsDerived()-hotBefore, elapsed)
+	stopped = true
+	if err := p.Close(); err != nil {
+		sinks.stop(0)
+		return err
+	}
+	if len(sinks.consumers) == 0 {
+		return nil
+	}
+	left := sinks.stop(o.sinks.sinkTimeout)
+	for _, s := range sinks.stats() {
+		fmt.Fprintf(cmd.OutOrStdout(), "sink %s: %d items delivered in %d flushes (%d failed attempts)\n", s.Sink, s.Delivered, s.Flushes, s.Failures)
+	}
+	if len(left) > 0 {
+		var b strings.Builder
+		for _, l := range left {
+			fmt.Fprintf(&b, "; %s: %d items pending (%v)", l.sink, l.items, l.err)
+		}
+		return fmt.Errorf("the replay is complete in %s, but not everything reached the sinks within --sink-timeout %s%s: re-run the same command to deliver the rest", o.data.dir, o.sinks.sinkTimeout, b.String())
+	}
 	return nil
 }
 

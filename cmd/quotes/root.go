@@ -83,6 +83,7 @@ QUOTES_DATA=/var/lib/quotes or QUOTES_LOG_LEVEL=debug; a flag on the command lin
 		newQueryCmd(),
 		newServeCmd(),
 		newSchemaCmd(),
+		newBackfillCmd(),
 	)
 	return root
 }

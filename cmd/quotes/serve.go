@@ -18,6 +18,7 @@ import (
 // serveOptions are the flags of `quotes serve`.
 type serveOptions struct {
 	data            dataOptions
+	clickhouse      string
 	http            string
 	requestTimeout  time.Duration
 	shutdownTimeout time.Duration
@@ -37,6 +38,9 @@ While it runs, serve holds --data: ` + "`quotes query`" + ` on the same director
 (it finds the address in --data/running.json). A data directory held by a running ingest
 cannot be served a second time: query that ingest's own API instead.
 
+With --clickhouse DSN, instruments and candles are served from ClickHouse (see ` + "`quotes query --help`" + `
+for what "now" is there); hot events from --data when it exists, otherwise /hot fails.
+
 SIGINT or SIGTERM stops it gracefully: requests in flight finish (up to
 --shutdown-timeout) and event streams end.`,
 		Example: `  quotes serve --data ./data
@@ -52,6 +56,7 @@ SIGINT or SIGTERM stops it gracefully: requests in flight finish (up to
 	f := cmd.Flags()
 	o.data.bindDir(f)
 	o.data.bindPipeline(f)
+	f.StringVar(&o.clickhouse, "clickhouse", "", "serve instruments and candles from ClickHouse (clickhouse://host:9000/database); hot events from --data if it exists")
 	f.StringVar(&o.http, "http", "127.0.0.1:5000", "address of the HTTP API (host:port; port 0 picks a free one)")
 	f.DurationVar(&o.requestTimeout, "request-timeout", api.DefaultRequestTimeout, "time limit of one HTTP request (event streams excepted)")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful stop waits for requests in flight")
@@ -71,25 +76,39 @@ func (o *serveOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	if err := o.data.validate(); err != nil {
 		return err
 	}
-	if !dirExists(o.data.dir) {
-		return fmt.Errorf("no data directory at %s: run `quotes ingest` or `quotes replay` first, or pass --data", o.data.dir)
-	}
 	logger := slog.Default()
-	log, p, err := o.data.open(logger)
-	if err != nil {
-		return err
-	}
-	defer log.Close()
-	defer p.Close()
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		api.NewPipelineCollector(p),
 	)
+	var (
+		backend api.Backend
+		applied uint64
+	)
+	if o.clickhouse == "" || dirExists(o.data.dir) {
+		if !dirExists(o.data.dir) {
+			return fmt.Errorf("no data directory at %s: run `quotes ingest` or `quotes replay` first, or pass --data", o.data.dir)
+		}
+		log, p, err := o.data.open(logger)
+		if err != nil {
+			return err
+		}
+		defer log.Close()
+		defer p.Close()
+		reg.MustRegister(api.NewPipelineCollector(p))
+		backend, applied = api.PipelineBackend{P: p}, p.Applied()
+	}
+	if o.clickhouse != "" {
+		ch, err := openClickHouse(ctx, o.clickhouse)
+		if err != nil {
+			return err
+		}
+		defer ch.Close()
+		backend = clickHouseBackend{ch: ch, hot: backend}
+	}
 	h := api.NewHandler(api.Options{
-		Backend:        api.PipelineBackend{P: p},
+		Backend:        backend,
 		Gatherer:       reg,
 		Registerer:     reg,
 		Logger:         logger,
@@ -99,16 +118,18 @@ func (o *serveOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	if err != nil {
 		return fmt.Errorf("--http %s: %w", o.http, err)
 	}
-	remove, err := writeRunning(o.data.dir, runningProcess{PID: os.Getpid(), Command: "serve", HTTP: srv.Addr()})
-	if err != nil {
-		_ = srv.Shutdown(context.Background())
-		return err
+	if dirExists(o.data.dir) {
+		remove, err := writeRunning(o.data.dir, runningProcess{PID: os.Getpid(), Command: "serve", HTTP: srv.Addr()})
+		if err != nil {
+			_ = srv.Shutdown(context.Background())
+			return err
+		}
+		defer remove()
 	}
-	defer remove()
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
-	logger.Info("serving the HTTP API", "addr", "http://"+srv.Addr(), "data", o.data.dir, "applied", p.Applied())
+	logger.Info("serving the HTTP API", "addr", "http://"+srv.Addr(), "data", o.data.dir, "clickhouse", o.clickhouse, "applied", applied)
 
 	select {
 	case err := <-served:

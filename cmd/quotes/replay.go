@@ -342,10 +342,20 @@ func (o *replayOptions) replayFile(ctx context.Context, w *pipeline.Writer, log 
 	return ctx.Err()
 }
 
-// readBatches decodes rr into batches of up to size messages. Paced replays cut batches
-// every 10 ms of event time as well, so pacing stays smooth.
+// readBatches decodes rr into batches of up to size messages. A paced replay also starts a
+// new batch when a message is more than 10 ms of event time after its batch's first, so
+// that the pacer, which holds each batch until its first message is due, never releases a
+// message early.
 func readBatches(ctx context.Context, rr *feed.RecordingReader, size int, paced bool, out chan<- *fileBatch, free chan *fileBatch) {
 	defer close(out)
+	send := func(b *fileBatch) bool {
+		select {
+		case out <- b:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	var b *fileBatch
 	for {
 		if b == nil {
@@ -355,37 +365,43 @@ func readBatches(ctx context.Context, rr *feed.RecordingReader, size int, paced 
 				return
 			}
 		}
+		offset, line := rr.Offset(), rr.Line()
 		var m feed.Message
 		err := rr.Next(&m)
 		var de *feed.DecodeError
 		switch {
 		case err == nil:
+			if paced && len(b.msgs) > 0 && m.TS-b.msgs[0].TS > int64(10*time.Millisecond) {
+				b.offset, b.line = offset, line
+				if !send(b) {
+					return
+				}
+				select {
+				case b = <-free:
+				case <-ctx.Done():
+					return
+				}
+			}
 			b.msgs = append(b.msgs, m)
 		case errors.As(err, &de):
 			b.rejects = append(b.rejects, de)
 		case errors.Is(err, io.EOF):
 			b.offset, b.line = rr.Offset(), rr.Line()
 			if len(b.msgs) > 0 || len(b.rejects) > 0 {
-				out <- b
+				send(b)
 			}
 			return
 		default:
 			b.err = err
-			out <- b
+			send(b)
 			return
 		}
-		full := len(b.msgs) >= size || len(b.rejects) >= size
-		if paced && len(b.msgs) > 0 && b.msgs[len(b.msgs)-1].TS-b.msgs[0].TS > int64(10*time.Millisecond) {
-			full = true
-		}
-		if full {
+		if len(b.msgs) >= size || len(b.rejects) >= size {
 			b.offset, b.line = rr.Offset(), rr.Line()
-			select {
-			case out <- b:
-				b = nil
-			case <-ctx.Done():
+			if !send(b) {
 				return
 			}
+			b = nil
 		}
 	}
 }

@@ -23,11 +23,11 @@ import (
 	"github.com/quotesdev/quotes/wal"
 )
 
-// Badger keys of the archiver (ARCHITECTURE.md, prefix "a/").
-var (
-	archiveStateKey  = []byte("a/state")  // archState, see encode
-	archiveIntentKey = []byte("a/intent") // be64 seq of a pending final cut
-)
+// Badger keys of the archiver (ARCHITECTURE.md, prefix "a/"), per archive (the store's
+// String: a directory or s3://bucket/prefix), so that pointing --archive elsewhere starts
+// that archive from the beginning of the log.
+func archiveStateKey(store ArchiveStore) []byte  { return []byte("a/state/" + store.String()) }
+func archiveIntentKey(store ArchiveStore) []byte { return []byte("a/intent/" + store.String()) }
 
 // Defaults of ArchiveOptions.
 const (
@@ -207,7 +207,7 @@ func (a *Archiver) load() error {
 		for _, kv := range []struct {
 			key []byte
 			dst *[]byte
-		}{{archiveStateKey, &state}, {archiveIntentKey, &intent}} {
+		}{{archiveStateKey(a.store), &state}, {archiveIntentKey(a.store), &intent}} {
 			item, err := txn.Get(kv.key)
 			if errors.Is(err, badger.ErrKeyNotFound) {
 				continue
@@ -393,7 +393,7 @@ func (a *Archiver) Flush(ctx context.Context) error {
 	}
 	if a.intent != a.applied {
 		err := a.log.DB().Update(func(txn *badger.Txn) error {
-			return txn.Set(archiveIntentKey, wal.EncodeWatermark(a.applied))
+			return txn.Set(archiveIntentKey(a.store), wal.EncodeWatermark(a.applied))
 		})
 		if err != nil {
 			return fmt.Errorf("archive: record final cut: %w", err)
@@ -638,11 +638,11 @@ func (a *Archiver) cut(ctx context.Context, r uint64, final bool) (err error) {
 	}
 	state := a.encodeState(r, pending)
 	err = a.log.DB().Update(func(txn *badger.Txn) error {
-		if err := txn.Set(archiveStateKey, state); err != nil {
+		if err := txn.Set(archiveStateKey(a.store), state); err != nil {
 			return err
 		}
 		if final {
-			return txn.Delete(archiveIntentKey)
+			return txn.Delete(archiveIntentKey(a.store))
 		}
 		return nil
 	})

@@ -67,6 +67,10 @@ func NewDirStore(dir string) (*DirStore, error) {
 	if dir == "" {
 		return nil, errors.New("archive: empty directory")
 	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
 	if err := os.MkdirAll(filepath.Join(dir, stagingDir), 0o755); err != nil {
 		return nil, fmt.Errorf("archive: create %s: %w", dir, err)
 	}

@@ -129,7 +129,7 @@ func rawRecords(recs []wal.Record) []wal.Record {
 // collector is an aggregate.Output that merges every candle state.
 type collector map[aggregate.Key]aggregate.Candle
 
-func (c collector) Quote(aggregate.AcceptedQuote)    {}
+func (c collector) Quote(aggregate.AcceptedQuote)   {}
 func (c collector) Ended(feed.ISIN, uint64, uint64) {}
 func (c collector) Closed(x *aggregate.Candle)      { c.add(x) }
 func (c collector) Late(x *aggregate.Candle)        { c.add(x) }

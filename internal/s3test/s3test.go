@@ -47,9 +47,12 @@ const (
 type Server struct {
 	// Addr is 127.0.0.1:PORT; Endpoint is http://Addr.
 	Addr, Endpoint string
-	// Dir is the posix backend's root (the bucket is a directory in it).
+	// Dir is the posix backend's root (the bucket is a directory in it); object metadata
+	// (multipart upload names among it) lives in a sidecar directory next to it, so any
+	// file system will do.
 	Dir string
 
+	meta string // metadata sidecar: no dependency on the file system's extended attributes
 	bin  string
 	log  string
 	mu   sync.Mutex
@@ -92,9 +95,11 @@ func Start(t testing.TB) *Server {
 		return nil
 	}
 	dir := t.TempDir()
-	s := &Server{Dir: filepath.Join(dir, "data"), bin: bin, log: filepath.Join(dir, "versitygw.log")}
-	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
-		t.Fatal(err)
+	s := &Server{Dir: filepath.Join(dir, "data"), meta: filepath.Join(dir, "meta"), bin: bin, log: filepath.Join(dir, "versitygw.log")}
+	for _, d := range []string{s.Dir, s.meta} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
@@ -145,7 +150,7 @@ func (s *Server) launch() error {
 		return err
 	}
 	cmd := exec.Command(s.bin, "--port", s.Addr, "--access", AccessKey, "--secret", SecretKey,
-		"--region", Region, "--quiet", "posix", "--nometa", s.Dir)
+		"--region", Region, "--quiet", "posix", "--sidecar", s.meta, s.Dir)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY_ID=", "ROOT_SECRET_ACCESS_KEY=")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

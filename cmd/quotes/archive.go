@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -130,10 +131,11 @@ func (o *archiveOptions) start(log *wal.Log, dataDir string, grace time.Duration
 	return ra, nil
 }
 
-// needed is the lowest WAL sequence the archive still needs (0: no archive, nothing).
+// needed is the lowest WAL sequence the archive still needs; with no archive,
+// math.MaxUint64 (nothing: pipeline retention takes the min over its consumers).
 func (ra *runningArchive) needed() uint64 {
 	if ra == nil {
-		return 0
+		return math.MaxUint64
 	}
 	return ra.a.Needed()
 }

@@ -198,6 +198,12 @@ func (s *ClickHouseSink) Write(ctx context.Context, flushID uint64, candles []ag
 	if err := s.ensureSchema(ctx); err != nil {
 		return err
 	}
+	// An INSERT of an earlier attempt that the client gave up on (a timeout, a cancelled
+	// context, a killed process) may still be running on the server: wait until it ends,
+	// or the marker check below could miss a chunk that lands right after it.
+	if err := s.waitInserts(ctx); err != nil {
+		return err
+	}
 	if err := s.markLanded(ctx, flushID, chunks); err != nil {
 		return err
 	}

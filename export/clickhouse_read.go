@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/quotesdev/quotes/aggregate"
 	"github.com/quotesdev/quotes/feed"
@@ -149,4 +150,27 @@ ORDER BY isin, incarnation, minute`, s.db, schema.MarkerISINSQL, lo, hi)
 		c.Open, c.Close, c.High, c.Low = feed.Price(open), feed.Price(close), feed.Price(hi), feed.Price(lo)
 		return fn(c)
 	})
+}
+
+// waitInserts waits until no INSERT into the database's candles_input runs on the server
+// (system.processes), polling, bounded by the sink's timeout. s.mu must be held.
+func (s *ClickHouseSink) waitInserts(ctx context.Context) error {
+	needle := strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace("INSERT INTO " + s.db + ".candles_input")
+	q := fmt.Sprintf("SELECT count() FROM system.processes WHERE position(query, '%s') = 1", needle)
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	for {
+		var n uint64
+		if err := s.conn.QueryRow(ctx, q).Scan(&n); err != nil {
+			return fmt.Errorf("clickhouse: check for running inserts: %w", err)
+		}
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("clickhouse: %d earlier inserts still running: %w", n, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

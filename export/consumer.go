@@ -191,7 +191,9 @@ func (c *Consumer) Step(ctx context.Context) (int, error) {
 			c.opts.Logger.Info("redoing an interrupted flush", "sink", c.name, "first", in.First, "last", in.Last, "items", in.Items)
 		}
 	}
-	if err := c.sink.Write(ctx, FlushID(c.state.Epoch, in.First), c.buf); err != nil {
+	// The write itself is not cancelled with ctx (it is bounded by the sink's own
+	// timeouts): an abandoned write could still land after its retry checked for it.
+	if err := c.sink.Write(context.WithoutCancel(ctx), FlushID(c.state.Epoch, in.First), c.buf); err != nil {
 		return 0, fmt.Errorf("sink %s: flush of tags %d…%d (%d items): %w", c.name, in.First, in.Last, in.Items, err)
 	}
 	if err := c.st.CompleteIntent(c.name, in.Last); err != nil {

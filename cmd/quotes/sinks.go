@@ -25,6 +25,7 @@ type sinkOptions struct {
 	clickhouse  string
 	sinkTimeout time.Duration
 	flushItems  int
+	maxBackoff  time.Duration
 }
 
 func (o *sinkOptions) bind(f *pflag.FlagSet, timeoutDefault time.Duration, timeoutHelp string) {
@@ -32,6 +33,8 @@ func (o *sinkOptions) bind(f *pflag.FlagSet, timeoutDefault time.Duration, timeo
 	f.DurationVar(&o.sinkTimeout, "sink-timeout", timeoutDefault, timeoutHelp)
 	f.IntVar(&o.flushItems, "sink-flush-items", export.DefaultFlushItems, "items per flush to a sink")
 	f.MarkHidden("sink-flush-items")
+	f.DurationVar(&o.maxBackoff, "sink-max-backoff", export.DefaultMaxBackoff, "longest wait between retries of a failing sink")
+	f.MarkHidden("sink-max-backoff")
 }
 
 func (o *sinkOptions) validate() error {
@@ -69,6 +72,7 @@ func (o *sinkOptions) start(p *pipeline.Pipeline, clk clock.Clock, logger *slog.
 		}
 		c, err := export.NewConsumer(p.Store(), ch.OutboxSink(), export.ConsumerOptions{
 			FlushItems: o.flushItems, Changed: p.OutboxChanged, Clock: clk, Logger: logger,
+			MinBackoff: min(export.DefaultMinBackoff, o.maxBackoff), MaxBackoff: o.maxBackoff,
 		})
 		if err != nil {
 			ch.Close()
@@ -124,7 +128,7 @@ func (rs *runningSinks) stop(timeout time.Duration) []pending {
 	return out
 }
 
-// wait blocks until every sink delivered what the store holds now, or timeout passes.
+// stats returns the consumers' stats.
 func (rs *runningSinks) stats() []export.ConsumerStats {
 	out := make([]export.ConsumerStats, len(rs.consumers))
 	for i, c := range rs.consumers {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,9 +119,7 @@ func TestClickHouseReplay(t *testing.T) {
 
 	ref := filepath.Join(dir, "ref")
 	dsn := srv.DSNFor(srv.Database(t))
-	start := time.Now()
 	out := mustExecute(t, "replay", rec, "--data", ref, "--progress", "never", "--checkpoint-every", "2m", "--clickhouse", dsn, "--sink-flush-items", "5000")
-	full := time.Since(start)
 	if !lateRE.MatchString(out) || !regexp.MustCompile(`sink clickhouse: [1-9][0-9]* items delivered`).MatchString(out) {
 		t.Fatalf("replay summary:\n%s", out)
 	}
@@ -169,9 +168,19 @@ func TestClickHouseReplay(t *testing.T) {
 		data := filepath.Join(dir, "killed")
 		kdsn := srv.DSNFor(srv.Database(t))
 		args := []string{"replay", rec, "--data", data, "--progress", "never", "--checkpoint-every", "2m", "--clickhouse", kdsn, "--sink-flush-items", "3000"}
+		// The uninterrupted run's time with the binary (the in-process one may run under
+		// -race), then kills at random moments within it.
+		start := time.Now()
+		if out, err := exec.Command(bin, "replay", rec, "--data", filepath.Join(dir, "timing"), "--progress", "never").CombinedOutput(); err != nil {
+			t.Fatalf("timing replay: %v\n%s", err, out)
+		}
+		full := time.Since(start)
+		seed := uint64(time.Now().UnixNano())
+		t.Logf("kill schedule seed %d, uninterrupted run %s", seed, full)
+		rng := rand.New(rand.NewPCG(seed, 2))
 		killed := 0
-		for i := 0; i < 6; i++ {
-			d := 50*time.Millisecond + time.Duration(i)*full/8
+		for i := 0; i < 8 && killed < 5; i++ {
+			d := 30*time.Millisecond + time.Duration(rng.Int64N(int64(full*3/4)))
 			if killDuring(t, bin, d, args...) {
 				killed++
 			}

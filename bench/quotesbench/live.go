@@ -163,6 +163,11 @@ func sample(isins []string, n int, seed uint64) []string {
 
 const idleQueries = 1000
 
+const (
+	restartSection   = "restart: kill -9, then quotes ingest on the same --data, until /readyz is 200"
+	restartReplayRow = "after kill -9 of replay half-way"
+)
+
 // serveQueries measures last=30m over `quotes serve` on the replayed data, one client,
 // and returns the ISIN sequence it asked for (the ClickHouse baseline asks the same).
 func (b *bench) serveQueries(ctx context.Context, col int, w workload, data string) ([]string, error) {
@@ -220,7 +225,7 @@ func (b *bench) killReplay(ctx context.Context, col int, w workload, feedFile, d
 	if err != nil {
 		return err
 	}
-	if err := sleep(ctx, full/2); err != nil {
+	if err := sleep(ctx, max(full/2, time.Second)); err != nil {
 		return err
 	}
 	p.kill()
@@ -243,8 +248,8 @@ func (b *bench) killReplay(ctx context.Context, col int, w workload, feedFile, d
 	if err != nil {
 		return err
 	}
-	b.t.section("restart: kill -9, then quotes ingest on the same --data, until /readyz is 200")
-	b.t.set("after kill -9 of replay half-way", col, fmt.Sprintf("%s (WAL of %s records)", secs(d), num(m["quotes_wal_applied_seq"])))
+	b.t.section(restartSection)
+	b.t.set(restartReplayRow, col, fmt.Sprintf("%s (WAL of %s records)", secs(d), num(m["quotes_wal_applied_seq"])))
 	return nil
 }
 

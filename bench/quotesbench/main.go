@@ -123,7 +123,7 @@ func run(ctx context.Context, c config) int {
 	err = b.run(ctx)
 	report := b.report(err)
 	fmt.Print(report)
-	if c.out != "" && !c.quick {
+	if c.out != "" && !c.quick && err == nil {
 		if werr := os.WriteFile(c.out, []byte(report), 0o644); werr != nil {
 			fmt.Fprintln(os.Stderr, "quotesbench:", werr)
 		}
@@ -250,7 +250,13 @@ func (b *bench) workload(ctx context.Context, col int, w workload, ch *chBaselin
 
 	if w.KillReplay {
 		if err := b.killReplay(ctx, col, w, feedFile, dir, batchSum.Elapsed); err != nil {
-			return err
+			if ctx.Err() != nil {
+				return err
+			}
+			// A failed restart is a finding, not a reason to stop measuring.
+			b.logf("%s: restart after kill -9 of replay failed: %v", w.Name, err)
+			b.t.section(restartSection)
+			b.t.set(restartReplayRow, col, "FAILED: "+lastLine(err.Error()))
 		}
 	}
 	os.RemoveAll(batchDir)
@@ -290,6 +296,11 @@ func (b *bench) note(s string) {
 		}
 	}
 	b.notes = append(b.notes, s)
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
 }
 
 func firstLine(s string) string {

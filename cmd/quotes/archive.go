@@ -87,10 +87,12 @@ func openArchive(target string, s3 export.S3Options) (export.ArchiveStore, error
 
 // runningArchive is the archiver of --archive, following the WAL in the background.
 type runningArchive struct {
+	target string
 	a      *export.Archiver
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	err    error
+	done   bool // stopped
 }
 
 // start runs the archiver over log (nil when --archive is not set). grace must be the
@@ -119,7 +121,7 @@ func (o *archiveOptions) start(log *wal.Log, dataDir string, grace time.Duration
 		cancel()
 		return nil, err
 	}
-	ra := &runningArchive{a: a, cancel: cancel}
+	ra := &runningArchive{target: o.target, a: a, cancel: cancel}
 	ra.wg.Add(1)
 	go func() {
 		defer ra.wg.Done()
@@ -143,9 +145,10 @@ func (ra *runningArchive) needed() uint64 {
 // stop ends the background archiving and writes the partial hour (a final cut) within
 // timeout; what it cannot write is written on the next start (the cut is recorded).
 func (ra *runningArchive) stop(timeout time.Duration) error {
-	if ra == nil {
+	if ra == nil || ra.done {
 		return nil
 	}
+	ra.done = true
 	ra.cancel()
 	ra.wg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)

@@ -30,6 +30,9 @@ type dataOptions struct {
 	checkpoint   time.Duration
 	// metrics, if set by the command, receives the pipeline's timings.
 	metrics *pipeline.Metrics
+	// consumers, if set by the command, returns the lowest WAL sequence its sinks still
+	// need (sinkOptions.retention): WAL retention keeps it.
+	consumers func() uint64
 }
 
 func (o *dataOptions) bindDir(f *pflag.FlagSet) {
@@ -80,6 +83,13 @@ func (o *dataOptions) pipelineOptions(logger *slog.Logger) pipeline.Options {
 	}
 	opts.Logger = logger
 	opts.Metrics = o.metrics
+	if c := o.consumers; c != nil {
+		if prev := opts.Consumers; prev != nil {
+			opts.Consumers = func() uint64 { return min(prev(), c()) }
+		} else {
+			opts.Consumers = c
+		}
+	}
 	return opts
 }
 

@@ -49,6 +49,16 @@ ClickHouse, exactly once, from the outbox in --data: ClickHouse being down or sl
 stops ingest; the backlog waits on disk and is delivered when it is back (also after a
 restart). Metrics: quotes_sink_*.
 
+With --archive DIR or --archive s3://bucket/prefix, the raw quotes and instrument events
+and the closed candles also go to hourly Parquet files
+(PREFIX/{quotes,events,candles}/date=YYYY-MM-DD/hour=HH/part-….parquet), each hour written
+once it is complete, atomically and exactly once; at shutdown the partial hour is written
+too (within --sink-timeout; otherwise on the next start). The archive follows the WAL, so
+S3 being down never stops ingest: WAL retention keeps what it has not written yet.
+Credentials and region come from the standard AWS environment (AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_REGION, ~/.aws, instance roles); --s3-endpoint selects an
+S3-compatible store (path-style addressing).
+
 Minutes close by the clock: minute m closes at m + 60s + --grace; the close is itself
 written to the WAL, so a restart or a replay of the WAL derives the same candles.
 
@@ -62,7 +72,11 @@ SIGINT/SIGTERM: stop reading, flush, checkpoint, close cleanly.`,
   curl http://127.0.0.1:5000/instruments
 
   # also keep a JSONL recording of what arrives
-  quotes ingest --record arrived.jsonl`,
+  quotes ingest --record arrived.jsonl
+
+  # also archive to Parquet: a local directory, or S3 (here an S3-compatible server)
+  quotes ingest --archive /srv/quotes-archive
+  AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=… quotes ingest --archive s3://market-data/quotes --s3-endpoint http://127.0.0.1:7070`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.run(cmd.Context(), cmd)
@@ -104,6 +118,7 @@ func (o *ingestOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	}
 
 	o.data.metrics = pipeline.NewMetrics(reg)
+	o.data.consumers = o.sinks.retention()
 	log, p, err := o.data.open(logger)
 	if err != nil {
 		return err
@@ -111,8 +126,9 @@ func (o *ingestOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	defer log.Close()
 	// The sinks stop after the pipeline's final flush (defers run in reverse) and before
 	// the WAL closes.
-	sinks, err := o.sinks.start(p, o.clock, logger, reg)
+	sinks, err := o.sinks.start(p, log, &o.data, o.clock, logger, reg)
 	if err != nil {
+		p.Close()
 		return err
 	}
 	defer sinks.stop(o.sinks.sinkTimeout)

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/quotesdev/quotes/aggregate"
+	"github.com/quotesdev/quotes/export"
 	"github.com/quotesdev/quotes/feed"
 	"github.com/quotesdev/quotes/pipeline"
 	"github.com/quotesdev/quotes/simulator"
@@ -39,14 +40,18 @@ func newReplayCmd() *cobra.Command {
 	o := &replayOptions{}
 	cmd := &cobra.Command{
 		Use:   "replay SOURCE...",
-		Short: "Run recorded feeds (JSONL files or another data directory's WAL) through the pipeline",
+		Short: "Run recorded feeds (JSONL files, another data directory's WAL, a Parquet archive) through the pipeline",
 		Long: `replay runs recorded partner messages through the same pipeline as ingest: each message
 is appended to the WAL under --data, aggregated into candles and checked for hot moves; at
 the end of the input every minute is closed and flushed.
 
 A SOURCE is a recording in the JSONL format of SPEC §3 (as written by generate --record and
 ingest --record) or a data directory of another run (its WAL is copied in order, ticks
-included, so the result equals the original run's).
+included, so the result equals the original run's), or a Parquet archive written with
+--archive: a directory holding quotes/ and events/, or s3://bucket/prefix (with
+--s3-endpoint for S3-compatible stores; credentials from the standard AWS environment).
+An archive's raw quotes and instrument events are replayed in their original WAL order
+(the archive has no clock ticks: minutes close by event time, and at the end).
 
 Replay is resumable: the WAL records, with every batch, how far into each source it got.
 Re-running the same command after a crash (or Ctrl-C) continues after the last durable
@@ -61,6 +66,11 @@ ClickHouse, exactly once even across crashes and re-runs (see ingest --help). At
 replay waits up to --sink-timeout until ClickHouse has everything; what is left is delivered
 by the next run (re-running a finished replay only delivers).
 
+With --archive DIR or --archive s3://bucket/prefix, the raw messages and the closed
+candles also go to hourly Parquet files (see ingest --help); at the end, the partial last
+hour is written too, within --sink-timeout. If that fails (S3 down), replay exits 1 saying
+so, and re-running the same command writes the rest.
+
 Broken lines are rejected with a counted reason (see the summary) and do not stop the
 replay.`,
 		Example: `  quotes generate --record feed.jsonl --instruments 2000 --duration 3m --speed max --seed 42
@@ -71,7 +81,15 @@ replay.`,
   quotes replay feed.jsonl --data ./data --clickhouse clickhouse://127.0.0.1:9000/default
 
   # copy another run's WAL into a fresh directory
-  quotes replay ./data --data ./data2`,
+  quotes replay ./data --data ./data2
+
+  # archive to Parquet while replaying, then replay the archive into a fresh directory
+  quotes replay feed.jsonl --data ./data --archive ./archive
+  quotes replay ./archive --data ./data3
+
+  # the same with S3 (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws)
+  quotes replay feed.jsonl --data ./data --archive s3://market-data/quotes --s3-endpoint http://127.0.0.1:7070
+  quotes replay s3://market-data/quotes --data ./data4 --s3-endpoint http://127.0.0.1:7070`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.run(cmd.Context(), cmd, args)
@@ -91,14 +109,22 @@ replay.`,
 type replaySource struct {
 	arg  string
 	name string // key of its resumable position in the WAL
-	path string
-	wal  bool // a data directory's WAL rather than a JSONL file
-	size int64
+	path    string
+	wal     bool // a data directory's WAL rather than a JSONL file
+	archive bool // a Parquet archive (directory or s3:// prefix)
+	size    int64
 }
 
 func (o *replayOptions) sources(args []string) ([]replaySource, error) {
 	var out []replaySource
 	for _, a := range args {
+		if export.IsS3URL(a) {
+			if a == o.sinks.archive.target {
+				return nil, usagef("source %q is the --archive itself", a)
+			}
+			out = append(out, replaySource{arg: a, path: a, archive: true})
+			continue
+		}
 		abs, err := filepath.Abs(a)
 		if err != nil {
 			return nil, usagef("source %q: %v", a, err)
@@ -108,7 +134,14 @@ func (o *replayOptions) sources(args []string) ([]replaySource, error) {
 			return nil, usagef("source %q: %v", a, errors.Unwrap(err))
 		}
 		s := replaySource{arg: a, path: abs, size: st.Size()}
-		if st.IsDir() {
+		if st.IsDir() && isArchiveSource(abs) {
+			if t := o.sinks.archive.target; t != "" && !export.IsS3URL(t) {
+				if same, _ := filepath.Abs(t); same == abs {
+					return nil, usagef("source %q is the --archive itself", a)
+				}
+			}
+			s.archive, s.path, s.size = true, abs, 0
+		} else if st.IsDir() {
 			walDir := filepath.Join(abs, "wal")
 			if _, err := os.Stat(filepath.Join(walDir, "MANIFEST")); err != nil {
 				return nil, usagef("source %q: a directory but not a quotes data directory (no wal/MANIFEST)", a)
@@ -156,12 +189,13 @@ func (o *replayOptions) run(ctx context.Context, cmd *cobra.Command, args []stri
 		o.clock = clock.New()
 	}
 	logger := slog.Default()
+	o.data.consumers = o.sinks.retention()
 	log, p, err := o.data.open(logger)
 	if err != nil {
 		return err
 	}
 	defer log.Close()
-	sinks, err := o.sinks.start(p, o.clock, logger, nil)
+	sinks, err := o.sinks.start(p, log, &o.data, o.clock, logger, nil)
 	if err != nil {
 		p.Close()
 		return err
@@ -192,9 +226,12 @@ func (o *replayOptions) run(ctx context.Context, cmd *cobra.Command, args []stri
 	w := p.NewWriter(2)
 	for _, s := range srcs {
 		var err error
-		if s.wal {
+		switch {
+		case s.archive:
+			err = o.replayArchive(ctx, w, log, s, st, pacer)
+		case s.wal:
 			err = o.replayWAL(ctx, w, log, s, st, pacer, bar)
-		} else {
+		default:
 			err = o.replayFile(ctx, w, log, s, st, pacer, bar)
 		}
 		if err != nil {
@@ -220,12 +257,17 @@ func (o *replayOptions) run(ctx context.Context, cmd *cobra.Command, args []stri
 		sinks.stop(0)
 		return err
 	}
-	if len(sinks.consumers) == 0 {
+	if !sinks.active() {
 		return nil
 	}
 	left := sinks.stop(o.sinks.sinkTimeout)
 	for _, s := range sinks.stats() {
 		fmt.Fprintf(cmd.OutOrStdout(), "sink %s: %d items delivered in %d flushes (%d failed attempts)\n", s.Sink, s.Delivered, s.Flushes, s.Failures)
+	}
+	if a := sinks.archive; a != nil {
+		s := a.a.Stats()
+		fmt.Fprintf(cmd.OutOrStdout(), "archive %s: %d files (%d quotes, %d events, %d candle states) in %d cuts (%d failed attempts)\n",
+			a.target, s.Files, s.Quotes, s.Events, s.Candles, s.Cuts, s.Failures)
 	}
 	if len(left) > 0 {
 		var b strings.Builder
@@ -471,6 +513,20 @@ func (o *replayOptions) replayWAL(ctx context.Context, w *pipeline.Writer, log *
 		}
 	}
 	return flush()
+}
+
+// replayArchive replays the raw messages of a Parquet archive (see replayArchive in
+// archive.go), resumable after the last archived sequence replayed.
+func (o *replayOptions) replayArchive(ctx context.Context, w *pipeline.Writer, log *wal.Log, s replaySource, st *replayStats, pacer *pacer) error {
+	tmp := filepath.Join(o.data.dir, "archive-tmp")
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return fmt.Errorf("replay archive: %w", err)
+	}
+	if _, ok, err := log.SourcePosition(archiveSourceName(s.path)); err == nil && ok {
+		st.resumed++
+	}
+	src := archiveOptions{target: s.path, s3Endpoint: o.sinks.archive.s3Endpoint}
+	return replayArchive(ctx, w, log, s.path, src.s3Options(tmp), o.batch, pacer.wait, st.count)
 }
 
 func (st *replayStats) count(msgs []feed.Message) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/benbjohnson/clock"
@@ -18,6 +19,7 @@ import (
 	"github.com/quotesdev/quotes/feed"
 	"github.com/quotesdev/quotes/hot"
 	"github.com/quotesdev/quotes/pipeline"
+	"github.com/quotesdev/quotes/wal"
 )
 
 // sinkOptions are the flags of the sinks besides the embedded store (ingest, replay).
@@ -26,6 +28,10 @@ type sinkOptions struct {
 	sinkTimeout time.Duration
 	flushItems  int
 	maxBackoff  time.Duration
+	archive     archiveOptions
+	// archiving is the running archiver once start has run: the pipeline opens (and may
+	// trim the WAL) before it, so retention reads it through this pointer (see retention).
+	archiving atomic.Pointer[runningArchive]
 }
 
 func (o *sinkOptions) bind(f *pflag.FlagSet, timeoutDefault time.Duration, timeoutHelp string) {
@@ -35,6 +41,23 @@ func (o *sinkOptions) bind(f *pflag.FlagSet, timeoutDefault time.Duration, timeo
 	f.MarkHidden("sink-flush-items")
 	f.DurationVar(&o.maxBackoff, "sink-max-backoff", export.DefaultMaxBackoff, "longest wait between retries of a failing sink")
 	f.MarkHidden("sink-max-backoff")
+	o.archive.bind(f)
+}
+
+// retention returns what the sinks that read the WAL (the archive) still need of it, for
+// pipeline.Options.Consumers, or nil when none is configured. Before start has run it
+// keeps everything.
+func (o *sinkOptions) retention() func() uint64 {
+	if o.archive.target == "" {
+		return nil
+	}
+	return func() uint64 {
+		ra := o.archiving.Load()
+		if ra == nil {
+			return 0 // not started yet: keep the whole WAL
+		}
+		return ra.needed()
+	}
 }
 
 func (o *sinkOptions) validate() error {
@@ -49,22 +72,25 @@ func (o *sinkOptions) validate() error {
 			return usagef("--clickhouse: %v", err)
 		}
 	}
-	return nil
+	return o.archive.validate()
 }
 
 // runningSinks are the consumers of the configured sinks, delivering in the background.
 type runningSinks struct {
 	consumers []*export.Consumer
+	archive   *runningArchive // nil without --archive
+	log       *wal.Log
 	closers   []func() error
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	logger    *slog.Logger
 }
 
-// start opens the configured sinks and runs a consumer for each over p's outbox. With no
-// sink configured it returns an empty set.
-func (o *sinkOptions) start(p *pipeline.Pipeline, clk clock.Clock, logger *slog.Logger, reg prometheus.Registerer) (*runningSinks, error) {
-	rs := &runningSinks{logger: logger}
+// start opens the configured sinks and runs a consumer for each over p's outbox, and the
+// archiver over log (the WAL under data, open with p). With no sink configured it returns
+// an empty set.
+func (o *sinkOptions) start(p *pipeline.Pipeline, log *wal.Log, data *dataOptions, clk clock.Clock, logger *slog.Logger, reg prometheus.Registerer) (*runningSinks, error) {
+	rs := &runningSinks{logger: logger, log: log}
 	if o.clickhouse != "" {
 		ch, err := export.NewClickHouseSink(context.Background(), export.ClickHouseOptions{DSN: o.clickhouse})
 		if err != nil {
@@ -84,6 +110,15 @@ func (o *sinkOptions) start(p *pipeline.Pipeline, clk clock.Clock, logger *slog.
 	if reg != nil && len(rs.consumers) > 0 {
 		reg.MustRegister(export.NewConsumerCollector(rs.consumers...))
 	}
+	ra, err := o.archive.start(log, data.dir, data.grace, clk, logger)
+	if err != nil {
+		for _, cl := range rs.closers {
+			cl()
+		}
+		return nil, err
+	}
+	rs.archive = ra
+	o.archiving.Store(ra)
 	ctx, cancel := context.WithCancel(context.Background())
 	rs.cancel = cancel
 	for _, c := range rs.consumers {
@@ -125,8 +160,21 @@ func (rs *runningSinks) stop(timeout time.Duration) []pending {
 		cl()
 	}
 	rs.closers = nil
+	if rs.archive != nil {
+		if err := rs.archive.stop(timeout); err != nil {
+			n := 0
+			if last, done := rs.log.LastSeq(), rs.archive.a.Archived(); last > done {
+				n = int(last - done)
+			}
+			out = append(out, pending{sink: "archive " + rs.archive.target, items: n, err: err})
+			rs.logger.Warn("archive not caught up at exit; the rest is written on the next start", "archive", rs.archive.target, "pending_records", n, "err", err)
+		}
+	}
 	return out
 }
+
+// active reports whether any sink besides the embedded store is configured.
+func (rs *runningSinks) active() bool { return len(rs.consumers) > 0 || rs.archive != nil }
 
 // stats returns the consumers' stats.
 func (rs *runningSinks) stats() []export.ConsumerStats {

@@ -1,9 +1,12 @@
 package wal
 
 import (
+	"strings"
+
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dgraph-io/ristretto/v2/z"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,7 +68,7 @@ func Open(opts Options) (*Log, error) {
 	if opts.Sync < SyncBatch || opts.Sync > SyncNone {
 		return nil, fmt.Errorf("wal: open: invalid sync mode %d", int(opts.Sync))
 	}
-	db, err := badger.Open(opts.badgerOptions())
+	db, err := openBadger(opts)
 	if err != nil {
 		return nil, fmt.Errorf("wal: open badger in %q: %w", opts.Dir, err)
 	}
@@ -396,4 +399,17 @@ func (l *Log) commit(batch []*appendReq) {
 		l.cumMaxTS = cum
 		l.publish(seq - 1)
 	}
+}
+
+// openBadger opens the Badger DB. A process killed right after Badger created a memtable or
+// value-log file, before writing to it, leaves a 0-byte file that makes the next Open fail
+// with ristretto's z.NewFile ("Create a new file"): that failed Open has by then sized the
+// file, and a second Open succeeds (Badger issue #2207). So that error is retried once.
+func openBadger(opts Options) (*badger.DB, error) {
+	db, err := badger.Open(opts.badgerOptions())
+	if err != nil && (errors.Is(err, z.NewFile) || strings.Contains(err.Error(), z.NewFile.Error())) {
+		opts.Logger.Warn("badger found an empty file left by a crash; opening again", "dir", opts.Dir, "err", err)
+		db, err = badger.Open(opts.badgerOptions())
+	}
+	return db, err
 }

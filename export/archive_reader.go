@@ -68,8 +68,19 @@ func listParts(ctx context.Context, store ArchiveStore, dataset string, tr TimeR
 // sequence ranges overlap are read together, ReadWindowSeqs sequences at a time (memory is
 // bounded by that window, not by the archive).
 func ReadArchiveMessages(ctx context.Context, store ArchiveStore, tr TimeRange, after uint64, fn func(wal.Record) error) error {
+	return readArchiveRecords(ctx, store, []string{DatasetQuotes, DatasetEvents}, tr, after, fn)
+}
+
+// ReadArchiveEvents is ReadArchiveMessages restricted to the instrument events (ADD and
+// DELETE), in their original WAL order: what rebuilding the instrument registry needs,
+// without reading the quotes.
+func ReadArchiveEvents(ctx context.Context, store ArchiveStore, tr TimeRange, fn func(wal.Record) error) error {
+	return readArchiveRecords(ctx, store, []string{DatasetEvents}, tr, 0, fn)
+}
+
+func readArchiveRecords(ctx context.Context, store ArchiveStore, datasets []string, tr TimeRange, after uint64, fn func(wal.Record) error) error {
 	var parts []partInfo
-	for _, ds := range []string{DatasetQuotes, DatasetEvents} {
+	for _, ds := range datasets {
 		p, err := listParts(ctx, store, ds, tr)
 		if err != nil {
 			return err

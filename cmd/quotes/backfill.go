@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -31,6 +32,7 @@ type backfillOptions struct {
 	source     string
 	clickhouse string
 	toStore    bool
+	archive    archiveOptions // --source archive: --archive and --s3-endpoint
 	clock      clock.Clock
 }
 
@@ -38,7 +40,7 @@ func newBackfillCmd() *cobra.Command {
 	o := &backfillOptions{}
 	cmd := &cobra.Command{
 		Use:   "backfill --from T --to T",
-		Short: "Recompute the candles of a time range from the WAL into the embedded store and/or ClickHouse",
+		Short: "Recompute the candles of a time range from the WAL or the Parquet archive into the embedded store and/or ClickHouse",
 		Long: `backfill recomputes the 1-minute candles of the minutes m with from ≤ m < to from the WAL
 kept in --data (see --wal-retention of ingest) and writes them to the embedded store
 (--store, default on) and to ClickHouse (--clickhouse DSN), e.g. after ClickHouse was added
@@ -67,10 +69,22 @@ the registry at that point is rebuilt from the incarnations the store and the cu
 registry know (so instruments that were active then but have neither candles nor are
 active now cannot be recomputed: they had no quotes in the store). Only closed minutes are
 written (the open ones belong to the pipeline). The data directory must not be in use
-(stop ingest, or run backfill against a copy). --source archive (Parquet) is not available
-yet.`,
+(stop ingest, or run backfill against a copy).
+
+--source archive --archive DIR|s3://bucket/prefix rebuilds the range from a Parquet archive
+written by ingest/replay --archive alone (the WAL may be long gone, --data may be a fresh
+directory): the candles are the archive's closed-minute states of the range, each merged
+with its archived late corrections (exactly the states the pipeline derived), and the
+instrument events come from replaying the archive's ADD/DELETE events from its beginning
+through the same registry. They are written through the same idempotent path as above
+(store: put of the full state; ClickHouse: compare, insert only what is missing). Only the
+candles are written to the embedded store (not the registry).`,
 		Example: `  quotes backfill --from 2026-11-26T13:00:00Z --to 2026-11-26T14:00:00Z --clickhouse clickhouse://127.0.0.1:9000/default
-  quotes backfill --from 2026-11-26T00:00:00Z --to 2026-11-27T00:00:00Z --data /var/lib/quotes`,
+  quotes backfill --from 2026-11-26T00:00:00Z --to 2026-11-27T00:00:00Z --data /var/lib/quotes
+
+  # from the Parquet archive alone, into a fresh data directory and ClickHouse
+  quotes backfill --source archive --archive /srv/quotes-archive --from 2026-11-26T00:00:00Z --to 2026-11-27T00:00:00Z --data ./rebuilt --clickhouse clickhouse://127.0.0.1:9000/default
+  quotes backfill --source archive --archive s3://market-data/quotes --s3-endpoint http://127.0.0.1:7070 --from 2026-11-26T13:00:00Z --to 2026-11-26T14:00:00Z --store=false --clickhouse clickhouse://127.0.0.1:9000/default`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.run(cmd.Context(), cmd)
@@ -81,7 +95,9 @@ yet.`,
 	o.data.bindPipeline(f)
 	f.StringVar(&o.from, "from", "", "first minute to recompute (RFC 3339)")
 	f.StringVar(&o.to, "to", "", "end of the range, exclusive (RFC 3339)")
-	f.StringVar(&o.source, "source", "wal", "where to recompute from: wal (the retained WAL in --data); archive is not available yet")
+	f.StringVar(&o.source, "source", "wal", "where to recompute from: wal (the retained WAL in --data) or archive (the Parquet archive of --archive)")
+	f.StringVar(&o.archive.target, "archive", "", "with --source archive: the archive to read, DIR or s3://bucket/prefix (credentials from the standard AWS environment)")
+	o.archive.bindS3(f)
 	f.StringVar(&o.clickhouse, "clickhouse", "", "also backfill this ClickHouse (clickhouse://host:9000/database)")
 	f.BoolVar(&o.toStore, "store", true, "write the recomputed candles to the embedded store in --data")
 	return cmd
@@ -110,29 +126,43 @@ func (o *backfillOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	if !to.After(from) {
 		return usagef("--to %s is not after --from %s", o.to, o.from)
 	}
+	var arch export.ArchiveStore
 	switch o.source {
 	case "wal":
+		if o.archive.target != "" {
+			return usagef("--archive %q: only with --source archive", o.archive.target)
+		}
 	case "archive":
-		return usagef("--source archive: backfill from the Parquet archive is not available yet; use --source wal")
+		if o.archive.target == "" {
+			return usagef("--source archive needs --archive DIR or s3://bucket/prefix")
+		}
+		if arch, err = o.archive.store(os.TempDir()); err != nil {
+			return usagef("--archive %q: %v", o.archive.target, err)
+		}
 	default:
 		return usagef("--source %q: want wal or archive", o.source)
 	}
 	if !o.toStore && o.clickhouse == "" {
 		return usagef("nothing to backfill into: --store=false and no --clickhouse")
 	}
-	if !dirExists(o.data.dir) {
+	if arch == nil && !dirExists(o.data.dir) {
 		return usagef("no data directory at %s: backfill recomputes from its WAL", o.data.dir)
 	}
 	if o.clock == nil {
 		o.clock = clock.New()
 	}
 	logger := slog.Default()
-	log, p, err := o.data.open(logger)
-	if err != nil {
-		return err
+	// From the archive, the data directory is only needed to write into it (--store) or
+	// to deliver its outbox to ClickHouse first (when it exists).
+	var log *wal.Log
+	var p *pipeline.Pipeline
+	if arch == nil || o.toStore || dirExists(o.data.dir) {
+		if log, p, err = o.data.open(logger); err != nil {
+			return err
+		}
+		defer log.Close()
+		defer p.Close()
 	}
-	defer log.Close()
-	defer p.Close()
 
 	var ch *export.ClickHouseSink
 	if o.clickhouse != "" {
@@ -140,6 +170,8 @@ func (o *backfillOptions) run(ctx context.Context, cmd *cobra.Command) error {
 			return err
 		}
 		defer ch.Close()
+	}
+	if ch != nil && p != nil {
 		// Deliver the outbox first: what is in flight must land before comparing, or it
 		// would be counted twice.
 		c, err := export.NewConsumer(p.Store(), ch.OutboxSink(), export.ConsumerOptions{Clock: o.clock, Logger: logger})
@@ -156,7 +188,13 @@ func (o *backfillOptions) run(ctx context.Context, cmd *cobra.Command) error {
 
 	res := &backfillResult{}
 	lo, hi := from.UnixNano(), to.UnixNano()
-	cs, events, err := o.recompute(log, p, lo, hi, res)
+	var cs []aggregate.Candle
+	var events []export.InstrumentEvent
+	if arch != nil {
+		cs, events, err = o.recomputeArchive(ctx, arch, lo, hi, res)
+	} else {
+		cs, events, err = o.recompute(log, p, lo, hi, res)
+	}
 	if err != nil {
 		return err
 	}
@@ -242,6 +280,29 @@ func (o *backfillOptions) recompute(log *wal.Log, p *pipeline.Pipeline, lo, hi i
 	slices.SortFunc(cs, func(a, b aggregate.Candle) int {
 		return cmp.Or(cmp.Compare(a.ISIN.String(), b.ISIN.String()), cmp.Compare(a.Incarnation, b.Incarnation), cmp.Compare(a.Minute, b.Minute))
 	})
+	res.recomputed = len(cs)
+	return cs, out.events, nil
+}
+
+// recomputeArchive reads the states of the closed minutes in [lo, hi) from the archive
+// (closed states merged with their late corrections: the pipeline's full states), sorted
+// by key, and derives the instrument events in the range by running the archive's ADD and
+// DELETE events, from its beginning, through a fresh registry.
+func (o *backfillOptions) recomputeArchive(ctx context.Context, st export.ArchiveStore, lo, hi int64, res *backfillResult) ([]aggregate.Candle, []export.InstrumentEvent, error) {
+	res.covered = math.MinInt64
+	cs, err := export.ReadArchiveCandles(ctx, st, export.TimeRange{From: lo, To: hi})
+	if err != nil {
+		return nil, nil, fmt.Errorf("backfill: read archive %s: %w", st, err)
+	}
+	agg := aggregate.New(o.data.pipelineOptions(slog.Default()).Aggregate)
+	out := &backfillOutput{lo: lo, hi: hi, covered: math.MinInt64, candles: map[aggregate.Key]*aggregate.Candle{}}
+	err = export.ReadArchiveEvents(ctx, st, export.TimeRange{From: math.MinInt64, To: hi}, func(r wal.Record) error {
+		out.apply(agg, r)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("backfill: read archive %s: %w", st, err)
+	}
 	res.recomputed = len(cs)
 	return cs, out.events, nil
 }

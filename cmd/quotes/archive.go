@@ -142,8 +142,9 @@ func (ra *runningArchive) needed() uint64 {
 	return ra.a.Needed()
 }
 
-// stop ends the background archiving and writes the partial hour (a final cut) within
-// timeout; what it cannot write is written on the next start (the cut is recorded).
+// stop ends the background archiving and writes the partial hour (a final cut), retrying
+// failures within timeout; what it cannot write is written on the next start (the cut is
+// recorded).
 func (ra *runningArchive) stop(timeout time.Duration) error {
 	if ra == nil || ra.done {
 		return nil
@@ -153,7 +154,20 @@ func (ra *runningArchive) stop(timeout time.Duration) error {
 	ra.wg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	err := ra.a.Flush(ctx)
+	// Retry failures (S3 down) with back-off until the timeout, as the other sinks' drain.
+	var err error
+	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
+		if err = ra.a.Flush(ctx); err == nil || ctx.Err() != nil {
+			break
+		}
+		slog.Warn("archive: final write failed, retrying", "archive", ra.target, "err", err)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
 	ra.a.Close()
 	if err == nil {
 		err = ra.err

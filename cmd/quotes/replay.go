@@ -100,7 +100,7 @@ replay.`,
 	o.data.bindPipeline(f)
 	f.StringVar(&o.speed, "speed", "max", "pace against the wall clock: max, 1x, 10x, …")
 	f.StringVar(&o.progress, "progress", "auto", "progress bar: auto (on a terminal), always, never")
-	f.IntVar(&o.batch, "batch", 4096, "messages per WAL append")
+	f.IntVar(&o.batch, "batch", 32768, "messages per WAL append (one fsync each with --sync batch|always)")
 	o.sinks.bind(f, 5*time.Minute, "at the end, how long to wait for the sinks to receive everything (the rest goes on the next run)")
 	return cmd
 }
@@ -223,7 +223,7 @@ func (o *replayOptions) run(ctx context.Context, cmd *cobra.Command, args []stri
 	hotBefore := p.HotEventsDerived()
 	start := o.clock.Now()
 	pacer := newPacer(o.clock, speed)
-	w := p.NewWriter(2)
+	w := p.NewWriter(8)
 	for _, s := range srcs {
 		var err error
 		switch {
@@ -346,7 +346,7 @@ func (o *replayOptions) replayFile(ctx context.Context, w *pipeline.Writer, log 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	batches := make(chan *fileBatch, 2)
-	const buffers = 6 // reading, queued, appending, applying, …
+	const buffers = 16 // reading, and up to 8 queued per stage of the pipeline.Writer
 	free := make(chan *fileBatch, buffers)
 	for i := 0; i < buffers; i++ {
 		free <- &fileBatch{msgs: make([]feed.Message, 0, o.batch)}

@@ -107,8 +107,8 @@ replay.`,
 
 // replaySource is one SOURCE argument.
 type replaySource struct {
-	arg  string
-	name string // key of its resumable position in the WAL
+	arg     string
+	name    string // key of its resumable position in the WAL
 	path    string
 	wal     bool // a data directory's WAL rather than a JSONL file
 	archive bool // a Parquet archive (directory or s3:// prefix)

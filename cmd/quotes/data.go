@@ -28,6 +28,7 @@ type dataOptions struct {
 	hotThreshold hot.Threshold
 	hotWindow    time.Duration
 	checkpoint   time.Duration
+	walRetention time.Duration
 	// metrics, if set by the command, receives the pipeline's timings.
 	metrics *pipeline.Metrics
 	// consumers, if set by the command, returns the lowest WAL sequence its sinks still
@@ -48,6 +49,7 @@ func (o *dataOptions) bindPipeline(f *pflag.FlagSet) {
 	f.Var(&o.hotThreshold, "hot-threshold", "hot when the move against the reference price exceeds this many percent")
 	f.DurationVar(&o.hotWindow, "hot-window", 5*time.Minute, "the reference price is the latest one at or before this long ago")
 	f.DurationVar(&o.checkpoint, "checkpoint-every", 5*time.Minute, "event time between state checkpoints (shorter: faster restart, more writes)")
+	f.DurationVar(&o.walRetention, "wal-retention", 24*time.Hour, "keep WAL records this long (event time) for backfill --source wal and replay DATA_DIR, besides what sinks need; 0 keeps only that")
 }
 
 // validate checks the pipeline flags; it returns usage errors.
@@ -62,6 +64,9 @@ func (o *dataOptions) validate() error {
 	}
 	if o.grace < 0 {
 		return usagef("--grace %s: must not be negative", o.grace)
+	}
+	if o.walRetention < 0 {
+		return usagef("--wal-retention %s: must not be negative", o.walRetention)
 	}
 	if o.hotWindow < 0 {
 		return usagef("--hot-window %s: must be positive", o.hotWindow)
@@ -80,6 +85,10 @@ func (o *dataOptions) pipelineOptions(logger *slog.Logger) pipeline.Options {
 	}
 	if o.checkpoint > 0 {
 		opts.CheckpointEvery = o.checkpoint
+	}
+	opts.WALRetention = o.walRetention
+	if o.walRetention == 0 {
+		opts.WALRetention = -1 // keep only what consumers and the checkpoint need
 	}
 	opts.Logger = logger
 	opts.Metrics = o.metrics

@@ -167,11 +167,12 @@ func TestClickHouseReplay(t *testing.T) {
 		bin := quotesBinary(t)
 		data := filepath.Join(dir, "killed")
 		kdsn := srv.DSNFor(srv.Database(t))
-		args := []string{"replay", rec, "--data", data, "--progress", "never", "--checkpoint-every", "2m", "--clickhouse", kdsn, "--sink-flush-items", "3000"}
+		// Small WAL appends, so that kills land between many durable states.
+		args := []string{"replay", rec, "--data", data, "--progress", "never", "--checkpoint-every", "2m", "--clickhouse", kdsn, "--sink-flush-items", "3000", "--batch", "1000"}
 		// The uninterrupted run's time with the binary (the in-process one may run under
 		// -race), then kills at random moments within it.
 		start := time.Now()
-		if out, err := exec.Command(bin, "replay", rec, "--data", filepath.Join(dir, "timing"), "--progress", "never").CombinedOutput(); err != nil {
+		if out, err := exec.Command(bin, "replay", rec, "--data", filepath.Join(dir, "timing"), "--progress", "never", "--batch", "1000").CombinedOutput(); err != nil {
 			t.Fatalf("timing replay: %v\n%s", err, out)
 		}
 		full := time.Since(start)

@@ -97,7 +97,7 @@ func TestReplayCrashRecovery(t *testing.T) {
 
 	ref := filepath.Join(dir, "ref")
 	start := time.Now()
-	summary, err := exec.Command(bin, "replay", rec, "--data", ref, "--progress", "never", "--checkpoint-every", "2m").Output()
+	summary, err := exec.Command(bin, "replay", rec, "--data", ref, "--progress", "never", "--checkpoint-every", "2m", "--batch", "2000").Output()
 	if err != nil {
 		t.Fatalf("reference replay: %v\n%s", err, summary)
 	}
@@ -117,7 +117,7 @@ func TestReplayCrashRecovery(t *testing.T) {
 		killed := 0
 		for i := 0; i < 8; i++ {
 			d := 20*time.Millisecond + time.Duration(rng.Int64N(int64(full/4)))
-			if killDuring(t, bin, d, append(args, "--data", data, "--progress", "never", "--checkpoint-every", "2m")...) {
+			if killDuring(t, bin, d, append(args, "--data", data, "--progress", "never", "--checkpoint-every", "2m", "--batch", "2000")...) {
 				killed++
 			}
 		}

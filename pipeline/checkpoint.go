@@ -242,19 +242,48 @@ func (p *Pipeline) recover() error {
 	if m, ok := p.agg.CurrentMinute(); ok {
 		p.expired = m
 	}
-	r := p.log.NewReader(seq + 1)
-	var (
-		msgs  []feed.Message
-		first = seq + 1
-		n     int
-	)
+	n := 0
+	// Aggregation here, hot detection and store writes in a second goroutine: the two
+	// halves overlap as in Writer, which roughly halves restart time on two cores.
+	commits := make(chan *derived, 4)
+	commitErr := make(chan error, 1)
+	go func() {
+		var err error
+		for d := range commits {
+			if err == nil {
+				err = p.commit(d)
+			}
+		}
+		commitErr <- err
+	}()
+	derr := p.replayTail(seq+1, &n, commits)
+	close(commits)
+	if err := <-commitErr; err != nil {
+		return err
+	}
+	if derr != nil {
+		return derr
+	}
+	if n > 0 {
+		p.opts.Logger.Info("recovered from WAL", "checkpoint", seq, "replayed", n, "applied", p.applied)
+	}
+	return nil
+}
+
+// replayTail applies the WAL from seq first on to the aggregator, in runs of 65536
+// records, and sends what each run derived to commits; it counts records in *n. p.mu must
+// be held.
+func (p *Pipeline) replayTail(first uint64, n *int, commits chan<- *derived) error {
+	r := p.log.NewReader(first)
+	msgs := make([]feed.Message, 0, 65536)
 	flush := func() error {
 		d, err := p.derive(first, msgs, false)
 		if err != nil {
 			return err
 		}
 		first, msgs = p.applied+1, msgs[:0]
-		return p.commit(d)
+		commits <- d
+		return nil
 	}
 	for {
 		rec, err := r.Next()
@@ -268,17 +297,11 @@ func (p *Pipeline) recover() error {
 			return fmt.Errorf("pipeline: recover: WAL jumps from seq %d to %d", first+uint64(len(msgs))-1, rec.Seq)
 		}
 		msgs = append(msgs, rec.Message)
-		if n++; len(msgs) == 65536 {
+		if *n++; len(msgs) == cap(msgs) {
 			if err := flush(); err != nil {
 				return err
 			}
 		}
 	}
-	if err := flush(); err != nil {
-		return err
-	}
-	if n > 0 {
-		p.opts.Logger.Info("recovered from WAL", "checkpoint", seq, "replayed", n, "applied", p.applied)
-	}
-	return nil
+	return flush()
 }

@@ -49,7 +49,7 @@ func (o *dataOptions) bindPipeline(f *pflag.FlagSet) {
 	f.Var(&o.hotThreshold, "hot-threshold", "hot when the move against the reference price exceeds this many percent")
 	f.DurationVar(&o.hotWindow, "hot-window", 5*time.Minute, "the reference price is the latest one at or before this long ago")
 	f.DurationVar(&o.checkpoint, "checkpoint-every", 5*time.Minute, "event time between state checkpoints (shorter: faster restart, more writes)")
-	f.DurationVar(&o.walRetention, "wal-retention", 24*time.Hour, "keep WAL records this long (event time) for backfill --source wal and replay DATA_DIR, besides what sinks need; 0 keeps only that")
+	f.DurationVar(&o.walRetention, "wal-retention", 24*time.Hour, "keep WAL records this long (event time) for backfill --source wal and replay DATA_DIR, besides what sinks need")
 }
 
 // validate checks the pipeline flags; it returns usage errors.
@@ -66,7 +66,7 @@ func (o *dataOptions) validate() error {
 		return usagef("--grace %s: must not be negative", o.grace)
 	}
 	if o.walRetention < 0 {
-		return usagef("--wal-retention %s: must not be negative", o.walRetention)
+		return usagef("--wal-retention %s: must be positive", o.walRetention)
 	}
 	if o.hotWindow < 0 {
 		return usagef("--hot-window %s: must be positive", o.hotWindow)
@@ -86,9 +86,8 @@ func (o *dataOptions) pipelineOptions(logger *slog.Logger) pipeline.Options {
 	if o.checkpoint > 0 {
 		opts.CheckpointEvery = o.checkpoint
 	}
-	opts.WALRetention = o.walRetention
-	if o.walRetention == 0 {
-		opts.WALRetention = -1 // keep only what consumers and the checkpoint need
+	if o.walRetention > 0 {
+		opts.WALRetention = o.walRetention
 	}
 	opts.Logger = logger
 	opts.Metrics = o.metrics

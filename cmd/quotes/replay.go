@@ -351,7 +351,7 @@ func (o *replayOptions) replayFile(ctx context.Context, w *pipeline.Writer, log 
 	for i := 0; i < buffers; i++ {
 		free <- &fileBatch{msgs: make([]feed.Message, 0, o.batch)}
 	}
-	go readBatches(ctx, feed.NewRecordingReaderAt(f, offset, line), o.batch, pacer.paced(), batches, free)
+	go readBatches(ctx, feed.NewRecordingReaderAt(f, offset, line), o.batch, pacer.span(), batches, free)
 	last := offset
 	for b := range batches {
 		if b.err != nil {
@@ -384,11 +384,11 @@ func (o *replayOptions) replayFile(ctx context.Context, w *pipeline.Writer, log 
 	return ctx.Err()
 }
 
-// readBatches decodes rr into batches of up to size messages. A paced replay also starts a
-// new batch when a message is more than 10 ms of event time after its batch's first, so
-// that the pacer, which holds each batch until its first message is due, never releases a
-// message early.
-func readBatches(ctx context.Context, rr *feed.RecordingReader, size int, paced bool, out chan<- *fileBatch, free chan *fileBatch) {
+// readBatches decodes rr into batches of up to size messages. A paced replay (span > 0)
+// also starts a new batch when a message is more than span of event time after its batch's
+// first, so that the pacer, which holds each batch until its first message is due, releases
+// no message more than span early (span is 10 ms of wall time at the replay's speed).
+func readBatches(ctx context.Context, rr *feed.RecordingReader, size int, span int64, out chan<- *fileBatch, free chan *fileBatch) {
 	defer close(out)
 	send := func(b *fileBatch) bool {
 		select {
@@ -413,7 +413,7 @@ func readBatches(ctx context.Context, rr *feed.RecordingReader, size int, paced 
 		var de *feed.DecodeError
 		switch {
 		case err == nil:
-			if paced && len(b.msgs) > 0 && m.TS-b.msgs[0].TS > int64(10*time.Millisecond) {
+			if span > 0 && len(b.msgs) > 0 && m.TS-b.msgs[0].TS > span {
 				b.offset, b.line = offset, line
 				if !send(b) {
 					return
@@ -587,7 +587,15 @@ type pacer struct {
 
 func newPacer(c clock.Clock, speed float64) *pacer { return &pacer{clock: c, speed: speed} }
 
-func (p *pacer) paced() bool { return p.speed > 0 }
+// span is how much event time one paced batch may cover: 10 ms of wall time at the speed
+// (0 when not paced). Batches of a fixed event-time span would be tiny at high speeds, and
+// each costs a WAL write.
+func (p *pacer) span() int64 {
+	if p.speed <= 0 {
+		return 0
+	}
+	return int64(float64(10*time.Millisecond) * p.speed)
+}
 
 func (p *pacer) wait(ctx context.Context, msgs []feed.Message) error {
 	if p.speed <= 0 || len(msgs) == 0 {

@@ -263,7 +263,10 @@ func (c *Consumer) refreshBacklog() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, err := c.st.CountOutbox(c.state.Watermark+1, applied, 0)
+	c.mu.Lock()
+	wm := c.stats.Watermark // c.state belongs to the goroutine running Step; stats are shared
+	c.mu.Unlock()
+	n, err := c.st.CountOutbox(wm+1, applied, 0)
 	if err != nil {
 		return 0, err
 	}

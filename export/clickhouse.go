@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/ClickHouse/clickhouse-go/v2/ext"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/quotesdev/quotes/aggregate"
@@ -373,30 +372,24 @@ func (s *ClickHouseSink) insertChunk(ctx context.Context, flushID uint64, total 
 		chunkIdx[i] = uint32(c.index)
 	}
 
-	tbl, err := ext.NewTable("quotes_rows",
-		ext.Column("isin", "FixedString(12)"),
-		ext.Column("incarnation", "UInt64"),
-		ext.Column("minute", "UInt32"),
-		ext.Column("flush_id", "UInt64"),
-		ext.Column("chunk", "UInt32"),
-		ext.Column("open_price", "Int64"),
-		ext.Column("open_ts", "Int64"),
-		ext.Column("open_seq", "UInt64"),
-		ext.Column("close_price", "Int64"),
-		ext.Column("close_ts", "Int64"),
-		ext.Column("close_seq", "UInt64"),
-		ext.Column("high", "Int64"),
-		ext.Column("low", "Int64"),
-		ext.Column("quotes", "UInt64"),
+	tbl, err := ExternalTable("quotes_rows",
+		ExternalColumn{"isin", "FixedString(12)", isin},
+		ExternalColumn{"incarnation", "UInt64", inc},
+		ExternalColumn{"minute", "UInt32", minute},
+		ExternalColumn{"flush_id", "UInt64", flushIDs},
+		ExternalColumn{"chunk", "UInt32", chunkIdx},
+		ExternalColumn{"open_price", "Int64", openP},
+		ExternalColumn{"open_ts", "Int64", openTS},
+		ExternalColumn{"open_seq", "UInt64", openSeq},
+		ExternalColumn{"close_price", "Int64", closeP},
+		ExternalColumn{"close_ts", "Int64", closeTS},
+		ExternalColumn{"close_seq", "UInt64", closeSeq},
+		ExternalColumn{"high", "Int64", high},
+		ExternalColumn{"low", "Int64", low},
+		ExternalColumn{"quotes", "UInt64", quotes},
 	)
 	if err != nil {
 		return fmt.Errorf("build block: %w", err)
-	}
-	cols := tbl.Block().Columns
-	for i, v := range []any{isin, inc, minute, flushIDs, chunkIdx, openP, openTS, openSeq, closeP, closeTS, closeSeq, high, low, quotes} {
-		if _, err := cols[i].Append(v); err != nil {
-			return fmt.Errorf("build block column %s: %w", cols[i].Name(), err)
-		}
 	}
 	// INSERT … SELECT from an external table: over the native protocol, 18.16 ignores data
 	// inline in the query, and clickhouse-go's batches (INSERT … FORMAT Native) get an empty

@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/ClickHouse/clickhouse-go/v2/ext"
 
 	"github.com/quotesdev/quotes/feed"
 )
@@ -69,22 +68,16 @@ func (s *ClickHouseSink) WriteInstruments(ctx context.Context, events []Instrume
 		kind = append(kind, uint8(e.Kind))
 		descr = append(descr, e.Description)
 	}
-	tbl, err := ext.NewTable("quotes_events",
-		ext.Column("isin", "FixedString(12)"),
-		ext.Column("incarnation", "UInt64"),
-		ext.Column("seq", "UInt64"),
-		ext.Column("ts", "Int64"),
-		ext.Column("kind", "UInt8"),
-		ext.Column("description", "String"),
+	tbl, err := ExternalTable("quotes_events",
+		ExternalColumn{"isin", "FixedString(12)", isin},
+		ExternalColumn{"incarnation", "UInt64", inc},
+		ExternalColumn{"seq", "UInt64", seq},
+		ExternalColumn{"ts", "Int64", ts},
+		ExternalColumn{"kind", "UInt8", kind},
+		ExternalColumn{"description", "String", descr},
 	)
 	if err != nil {
-		return fmt.Errorf("clickhouse write instruments: build block: %w", err)
-	}
-	cols := tbl.Block().Columns
-	for i, v := range []any{isin, inc, seq, ts, kind, descr} {
-		if _, err := cols[i].Append(v); err != nil {
-			return fmt.Errorf("clickhouse write instruments: build block column %s: %w", cols[i].Name(), err)
-		}
+		return fmt.Errorf("clickhouse write instruments: %w", err)
 	}
 	q := fmt.Sprintf(`INSERT INTO %s.instruments (isin, incarnation, seq, ts, kind, description)
 SELECT isin, incarnation, seq, ts, CAST(kind AS Enum8('ADD' = 1, 'DELETE' = 2)), description FROM quotes_events`, s.db)

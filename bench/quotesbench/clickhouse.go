@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/ClickHouse/clickhouse-go/v2/ext"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/quotesdev/quotes/export"
 	"github.com/quotesdev/quotes/feed"
 	"github.com/quotesdev/quotes/internal/chtest"
 	"github.com/quotesdev/quotes/schema"
@@ -166,20 +166,14 @@ ENGINE = MergeTree() PARTITION BY toYYYYMMDD(t) ORDER BY (isin, ts)`, tbl)
 	var insertTime time.Duration
 	q := fmt.Sprintf("INSERT INTO %s (isin, t, ts, seq, price) SELECT isin, toDateTime(t), ts, seq, price FROM q", tbl)
 	for blk := range blocks {
-		t, err := ext.NewTable("q",
-			ext.Column("isin", "FixedString(12)"),
-			ext.Column("t", "UInt32"),
-			ext.Column("ts", "Int64"),
-			ext.Column("seq", "UInt64"),
-			ext.Column("price", "Int64"))
+		t, err := export.ExternalTable("q",
+			export.ExternalColumn{Name: "isin", Type: "FixedString(12)", Values: blk.isin},
+			export.ExternalColumn{Name: "t", Type: "UInt32", Values: blk.sec},
+			export.ExternalColumn{Name: "ts", Type: "Int64", Values: blk.ts},
+			export.ExternalColumn{Name: "seq", Type: "UInt64", Values: blk.seq},
+			export.ExternalColumn{Name: "price", Type: "Int64", Values: blk.price})
 		if err != nil {
 			return err
-		}
-		cols := t.Block().Columns
-		for i, v := range []any{blk.isin, blk.sec, blk.ts, blk.seq, blk.price} {
-			if _, err := cols[i].Append(v); err != nil {
-				return fmt.Errorf("external table column %d: %w", i, err)
-			}
 		}
 		t0 := time.Now()
 		if err := ch.conn.Exec(clickhouse.Context(ictx, clickhouse.WithExternalTable(t)), q); err != nil {

@@ -4,12 +4,12 @@
 // it (aggregated quotes for the hot detector, ended incarnations, closed minutes, late
 // corrections) is delivered synchronously to an Output, in an order that depends on the
 // record sequence only. There is no I/O and no clock: time is the records' TS, and "now" is
-// the watermark, the largest TS seen (wal.KindTick records only advance it).
+// the watermark, the largest TS seen (record.KindTick records only advance it).
 //
 // Rules, in short:
 //   - An ADD of an inactive ISIN starts an incarnation whose id is the ADD's sequence; an ADD
 //     of an active ISIN only updates the description. A DELETE of an active ISIN ends the
-//     incarnation (Output.Ended); its open minutes still close normally later. A DELETE of
+//     incarnation (Output.Instrument); its open minutes still close normally later. A DELETE of
 //     an inactive ISIN changes nothing (counted).
 //   - A QUOTE of an active ISIN is folded into the candle (ISIN, incarnation, MinuteOf(ts)).
 //     A QUOTE of an inactive ISIN is held back; an ADD of that ISIN releases every held quote
@@ -33,7 +33,7 @@ import (
 	"time"
 
 	"github.com/quotesdev/quotes/feed"
-	"github.com/quotesdev/quotes/wal"
+	"github.com/quotesdev/quotes/record"
 )
 
 // DefaultGrace is the default grace period (SPEC §4.4 --grace).
@@ -53,15 +53,18 @@ func DefaultOptions() Options { return Options{Grace: DefaultGrace} }
 // Output receives everything Apply (and CloseAll) derives, synchronously and in a
 // deterministic order. Candle pointers are only valid during the call: copy the candle to
 // keep it. Within one Apply the order is: first the minutes closed because the record
-// advanced the watermark (Closed), then the effect of the record itself (Ended; or for each
+// advanced the watermark (Closed), then the effect of the record itself (Instrument for a DELETE; or for each
 // aggregated quote — the quote itself or each released held quote in sequence order —
-// Late if it is a correction, then Quote).
+// Late if it is a correction, then Quote —, then Instrument for an ADD).
 type Output interface {
 	// Quote reports a quote aggregated into an active incarnation, including one released
 	// from the grace hold and one that went to a late correction. It feeds the hot detector.
 	Quote(q AcceptedQuote)
-	// Ended reports that the incarnation of isin was deleted by the DELETE record seq.
-	Ended(isin feed.ISIN, incarnation uint64, seq uint64)
+	// Instrument reports a change of the registry that other sinks must learn about: an ADD
+	// that starts an incarnation (New), an ADD that changes an active incarnation's
+	// description, or a DELETE that ends an incarnation. A repeated ADD that changes
+	// nothing (every reconnect snapshot) and a DELETE of an inactive ISIN are not reported.
+	Instrument(ev InstrumentEvent)
 	// Closed reports the final state of a minute of an incarnation, once per Key, when
 	// the minute closes (deleted incarnations included).
 	Closed(c *Candle)
@@ -69,6 +72,23 @@ type Output interface {
 	// further partial state holding only that quote. Candle.Merge with the closed state
 	// (and other corrections) gives the full minute.
 	Late(c *Candle)
+}
+
+// InstrumentEvent is a change of the registry (Output.Instrument).
+type InstrumentEvent struct {
+	// Seq is the WAL sequence of the ADD or DELETE; TS its time (Unix nanoseconds).
+	Seq uint64
+	TS  int64
+	// Kind is feed.KindAdd or feed.KindDelete.
+	Kind feed.Kind
+	// New is set for the ADD that starts the incarnation.
+	New  bool
+	ISIN feed.ISIN
+	// Incarnation is the WAL sequence of the ADD that started the incarnation.
+	Incarnation uint64
+	// Description is the incarnation's description after an ADD; for a DELETE, the
+	// DELETE message's own description field.
+	Description string
 }
 
 // AcceptedQuote is a quote aggregated into an incarnation.
@@ -120,7 +140,7 @@ const (
 // Invariants: HeldQuotes = Released + DroppedExpired + DroppedAtEnd + Holding, and
 // QuoteRecords + Released = Aggregated + HeldQuotes.
 type Stats struct {
-	// Records counts every record applied; Ticks the wal.KindTick ones; Ignored those of
+	// Records counts every record applied; Ticks the record.KindTick ones; Ignored those of
 	// an unknown kind (they change nothing, not even the watermark). Stale counts records
 	// not applied because their Seq was not above LastSeq (not part of Records).
 	Records, Ticks, Ignored, Stale uint64
@@ -247,17 +267,17 @@ func (a *Aggregator) CurrentMinute() (int64, bool) {
 func (a *Aggregator) ClosedThrough() int64 { return a.closedThrough }
 
 // Apply applies one WAL record. Records come in sequence order; each record's Seq is its
-// identity (incarnation ids, tie breaks, Ended). A record whose Seq is not above the last
+// identity (incarnation ids, tie breaks, instrument events). A record whose Seq is not above the last
 // applied one (LastSeq) is ignored and counted as Stats.Stale, so that re-applying the WAL
 // from slightly before a restored checkpoint cannot count anything twice.
-func (a *Aggregator) Apply(r wal.Record, out Output) {
+func (a *Aggregator) Apply(r record.Record, out Output) {
 	if r.Seq <= a.lastSeq {
 		a.stats.Stale++
 		return
 	}
 	a.lastSeq = r.Seq
 	switch r.Kind {
-	case feed.KindQuote, feed.KindAdd, feed.KindDelete, wal.KindTick:
+	case feed.KindQuote, feed.KindAdd, feed.KindDelete, record.KindTick:
 	default:
 		a.stats.Records++
 		a.stats.Ignored++
@@ -284,8 +304,9 @@ func (a *Aggregator) Apply(r wal.Record, out Output) {
 		a.active.del(&r.ISIN)
 		inc.active = false
 		a.stats.Deletes++
-		out.Ended(inc.isin, inc.id, r.Seq)
-	case wal.KindTick:
+		out.Instrument(InstrumentEvent{Seq: r.Seq, TS: r.TS, Kind: feed.KindDelete, ISIN: inc.isin,
+			Incarnation: inc.id, Description: r.Description})
+	case record.KindTick:
 		a.stats.Ticks++
 	}
 }
@@ -318,11 +339,13 @@ func (a *Aggregator) isClosed(m int64) bool {
 	return a.closedThrough != math.MinInt64 && m <= a.closedThrough-MinuteNanos
 }
 
-func (a *Aggregator) add(r *wal.Record, out Output) {
+func (a *Aggregator) add(r *record.Record, out Output) {
 	if inc := a.active.get(&r.ISIN); inc != nil {
 		a.stats.AddsDuplicate++
 		if inc.desc != r.Description {
 			inc.desc = r.Description
+			out.Instrument(InstrumentEvent{Seq: r.Seq, TS: r.TS, Kind: feed.KindAdd, ISIN: inc.isin,
+				Incarnation: inc.id, Description: inc.desc})
 		}
 		return
 	}
@@ -337,6 +360,8 @@ func (a *Aggregator) add(r *wal.Record, out Output) {
 		a.stats.Released++
 		a.aggregate(inc, q.ts, q.seq, q.price, true, out)
 	}
+	out.Instrument(InstrumentEvent{Seq: r.Seq, TS: r.TS, Kind: feed.KindAdd, New: true, ISIN: inc.isin,
+		Incarnation: inc.id, Description: inc.desc})
 }
 
 // aggregate folds one quote into inc.

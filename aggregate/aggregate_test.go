@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/quotesdev/quotes/feed"
-	"github.com/quotesdev/quotes/wal"
+	"github.com/quotesdev/quotes/record"
 )
 
 func TestApplyScenarios(t *testing.T) {
@@ -252,7 +252,7 @@ func TestApplyScenarios(t *testing.T) {
 					t.Errorf("closed through %s", rel(a.ClosedThrough()))
 				}
 				var r recorder
-				a.Apply(wal.Record{Seq: 5, Message: feed.Message{Kind: feed.KindQuote, TS: sec(62), ISIN: isinOf("AAAA"), Price: px(3)}}, &r)
+				a.Apply(record.Record{Seq: 5, Message: feed.Message{Kind: feed.KindQuote, TS: sec(62), ISIN: isinOf("AAAA"), Price: px(3)}}, &r)
 				if want := "L AAAA/1 m1 o=3 h=3 l=3 c=3 n=1 [62s#5..62s#5]\nQ AAAA/1 62s #5 3 late"; r.String() != want {
 					t.Errorf("after CloseAll got\n%s\nwant\n%s", r.String(), want)
 				}
@@ -409,5 +409,49 @@ func TestPending(t *testing.T) {
 	a.CloseAll(&r)
 	if a.Pending() {
 		t.Fatal("pending after CloseAll")
+	}
+}
+
+// eventLog is an Output that keeps the instrument events only.
+type eventLog struct {
+	nopOutput
+	events []InstrumentEvent
+}
+
+func (e *eventLog) Instrument(ev InstrumentEvent) { e.events = append(e.events, ev) }
+
+func TestInstrumentEvents(t *testing.T) {
+	b := new(builder).
+		ADD(sec(0), "AAAA", "a").    // 1: new incarnation
+		ADD(sec(1), "AAAA", "a").    // 2: repeated, unchanged: nothing
+		ADD(sec(2), "AAAA", "a v2"). // 3: description changed
+		Q(sec(3), "BBBB", 1).        // 4: held
+		ADD(sec(4), "BBBB", "b").    // 5: new, after releasing #4
+		DEL(sec(5), "AAAA").         // 6: ends incarnation 1
+		DEL(sec(6), "AAAA").         // 7: inactive: nothing
+		ADD(sec(7), "AAAA", "a")     // 8: a new incarnation
+	a := New(DefaultOptions())
+	var out eventLog
+	for _, rec := range b.recs {
+		a.Apply(rec, &out)
+	}
+	add, del := feed.KindAdd, feed.KindDelete
+	want := []InstrumentEvent{
+		{Seq: 1, TS: sec(0), Kind: add, New: true, ISIN: isinOf("AAAA"), Incarnation: 1, Description: "a"},
+		{Seq: 3, TS: sec(2), Kind: add, ISIN: isinOf("AAAA"), Incarnation: 1, Description: "a v2"},
+		{Seq: 5, TS: sec(4), Kind: add, New: true, ISIN: isinOf("BBBB"), Incarnation: 5, Description: "b"},
+		{Seq: 6, TS: sec(5), Kind: del, ISIN: isinOf("AAAA"), Incarnation: 1},
+		{Seq: 8, TS: sec(7), Kind: add, New: true, ISIN: isinOf("AAAA"), Incarnation: 8, Description: "a"},
+	}
+	if len(out.events) != len(want) {
+		t.Fatalf("got %d events %+v, want %d", len(out.events), out.events, len(want))
+	}
+	for i := range want {
+		if out.events[i] != want[i] {
+			t.Errorf("event %d: got %+v, want %+v", i, out.events[i], want[i])
+		}
+	}
+	if out.n != 1 {
+		t.Errorf("released quote not aggregated before its ADD event: %d quotes", out.n)
 	}
 }

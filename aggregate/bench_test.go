@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/quotesdev/quotes/feed"
-	"github.com/quotesdev/quotes/wal"
+	"github.com/quotesdev/quotes/record"
 )
 
 // BenchmarkApplyQuote measures Apply for quotes at 50,000 active instruments, each quoting
@@ -26,13 +26,13 @@ func benchApplyQuote(b *testing.B, n int) {
 	for i := range isins {
 		isins[i] = isinOf(fmt.Sprintf("B%07d", i*7919%10_000_000))
 		seq++
-		r := wal.Record{Seq: seq}
+		r := record.Record{Seq: seq}
 		r.Kind, r.TS, r.ISIN, r.Description = feed.KindAdd, t0, isins[i], "bench"
 		a.Apply(r, &out)
 	}
 	step := int64(time.Second) / int64(n)
 	ts := t0
-	r := wal.Record{}
+	r := record.Record{}
 	r.Kind = feed.KindQuote
 	// Warm up two minutes so open-candle slices and the close lists have their capacity.
 	for i := 0; i < 2*60*n; i++ {
@@ -62,7 +62,7 @@ func BenchmarkAppendState(b *testing.B) {
 	var out nopOutput
 	for i := 0; i < n; i++ {
 		isin := isinOf(fmt.Sprintf("B%07d", i))
-		r := wal.Record{Seq: uint64(2*i + 1)}
+		r := record.Record{Seq: uint64(2*i + 1)}
 		r.Kind, r.TS, r.ISIN, r.Description = feed.KindAdd, t0, isin, "bench"
 		a.Apply(r, &out)
 		r.Seq, r.Kind, r.Price = uint64(2*i+2), feed.KindQuote, 123_450_000

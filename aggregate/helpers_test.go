@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/quotesdev/quotes/feed"
-	"github.com/quotesdev/quotes/wal"
+	"github.com/quotesdev/quotes/record"
 )
 
 // t0 is a minute boundary: 2026-11-26T13:00:00Z.
@@ -31,11 +31,11 @@ func px(units float64) feed.Price { return feed.Price(units*feed.PriceScale + 0.
 
 // builder numbers records from 1.
 type builder struct {
-	recs []wal.Record
+	recs []record.Record
 }
 
 func (b *builder) add(kind feed.Kind, ts int64, isin string, p feed.Price, desc string) *builder {
-	r := wal.Record{Seq: uint64(len(b.recs) + 1)}
+	r := record.Record{Seq: uint64(len(b.recs) + 1)}
 	r.Kind, r.TS, r.Price, r.Description = kind, ts, p, desc
 	if isin != "" {
 		r.ISIN = isinOf(isin)
@@ -51,7 +51,7 @@ func (b *builder) DEL(ts int64, isin string) *builder { return b.add(feed.KindDe
 func (b *builder) Q(ts int64, isin string, p float64) *builder {
 	return b.add(feed.KindQuote, ts, isin, px(p), "")
 }
-func (b *builder) TICK(ts int64) *builder { return b.add(wal.KindTick, ts, "", 0, "") }
+func (b *builder) TICK(ts int64) *builder { return b.add(record.KindTick, ts, "", 0, "") }
 
 // recorder is an Output that logs every call as a line of text.
 type recorder struct {
@@ -81,8 +81,12 @@ func (r *recorder) Quote(q AcceptedQuote) {
 	r.lines = append(r.lines, fmt.Sprintf("Q %s/%d %s #%d %s%s", q.ISIN.String()[:4], q.Incarnation, rel(q.TS), q.Seq, q.Price, flags))
 }
 
-func (r *recorder) Ended(isin feed.ISIN, inc, seq uint64) {
-	r.lines = append(r.lines, fmt.Sprintf("E %s/%d #%d", isin.String()[:4], inc, seq))
+// Instrument records the end of an incarnation ("E"); ADD events are checked by
+// TestInstrumentEvents.
+func (r *recorder) Instrument(ev InstrumentEvent) {
+	if ev.Kind == feed.KindDelete {
+		r.lines = append(r.lines, fmt.Sprintf("E %s/%d #%d", ev.ISIN.String()[:4], ev.Incarnation, ev.Seq))
+	}
 }
 
 func (r *recorder) Closed(c *Candle) { r.lines = append(r.lines, "C "+candleText(c)) }
@@ -93,7 +97,7 @@ func (r *recorder) String() string { return strings.Join(r.lines, "\n") }
 // nopOutput discards everything (benchmarks).
 type nopOutput struct{ n int }
 
-func (o *nopOutput) Quote(AcceptedQuote)             { o.n++ }
-func (o *nopOutput) Ended(feed.ISIN, uint64, uint64) {}
-func (o *nopOutput) Closed(*Candle)                  { o.n++ }
-func (o *nopOutput) Late(*Candle)                    { o.n++ }
+func (o *nopOutput) Quote(AcceptedQuote)        { o.n++ }
+func (o *nopOutput) Instrument(InstrumentEvent) {}
+func (o *nopOutput) Closed(*Candle)             { o.n++ }
+func (o *nopOutput) Late(*Candle)               { o.n++ }

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/quotesdev/quotes/feed"
-	"github.com/quotesdev/quotes/wal"
+	"github.com/quotesdev/quotes/record"
 )
 
 // ref is a naive reference implementation of the aggregation rules, written straight from
@@ -84,10 +84,10 @@ func sortKeys(keys []Key) {
 	})
 }
 
-func (f *ref) Apply(r wal.Record, out Output) {
+func (f *ref) Apply(r record.Record, out Output) {
 	f.stats.Records++
 	switch r.Kind {
-	case feed.KindQuote, feed.KindAdd, feed.KindDelete, wal.KindTick:
+	case feed.KindQuote, feed.KindAdd, feed.KindDelete, record.KindTick:
 	default:
 		f.stats.Ignored++
 		return
@@ -152,8 +152,8 @@ func (f *ref) Apply(r wal.Record, out Output) {
 		}
 		f.stats.Deletes++
 		delete(f.active, r.ISIN)
-		out.Ended(inc.isin, inc.id, r.Seq)
-	case wal.KindTick:
+		out.Instrument(InstrumentEvent{Seq: r.Seq, TS: r.TS, Kind: feed.KindDelete, ISIN: inc.isin, Incarnation: inc.id})
+	case record.KindTick:
 		f.stats.Ticks++
 	}
 }
@@ -244,8 +244,8 @@ func (f *ref) OpenCandles(isin feed.ISIN) []Candle {
 // randomStream makes n records over nISINs ISINs: adds, deletes and reuses, quotes before
 // ADD and after DELETE, ties, out-of-order and very late timestamps, time jumps, ticks and
 // the odd unknown kind.
-func randomStream(rng *rand.Rand, n, nISINs int) []wal.Record {
-	recs := make([]wal.Record, 0, n)
+func randomStream(rng *rand.Rand, n, nISINs int) []record.Record {
+	recs := make([]record.Record, 0, n)
 	now := t0 + rng.Int64N(MinuteNanos)
 	for i := 0; i < n; i++ {
 		switch x := rng.IntN(100); {
@@ -262,7 +262,7 @@ func randomStream(rng *rand.Rand, n, nISINs int) []wal.Record {
 		case x < 17:
 			ts -= rng.Int64N(int64(150 * time.Second))
 		}
-		r := wal.Record{Seq: uint64(i + 1)}
+		r := record.Record{Seq: uint64(i + 1)}
 		r.TS = ts
 		r.ISIN = isinOf(fmt.Sprintf("I%03d", rng.IntN(nISINs)))
 		switch x := rng.IntN(100); {
@@ -275,7 +275,7 @@ func randomStream(rng *rand.Rand, n, nISINs int) []wal.Record {
 		case x < 88:
 			r.Kind = feed.KindDelete
 		case x < 99:
-			r.Kind = wal.KindTick
+			r.Kind = record.KindTick
 			r.ISIN = feed.ISIN{}
 		default:
 			r.Kind = 7

@@ -692,10 +692,10 @@ func newCandleSpool(dir string) (*candleSpool, error) {
 	return &candleSpool{f: f, w: bufio.NewWriterSize(f, 1<<20)}, nil
 }
 
-func (s *candleSpool) Quote(aggregate.AcceptedQuote)   {}
-func (s *candleSpool) Ended(feed.ISIN, uint64, uint64) {}
-func (s *candleSpool) Closed(c *aggregate.Candle)      { s.add(c) }
-func (s *candleSpool) Late(c *aggregate.Candle)        { s.add(c) }
+func (s *candleSpool) Quote(aggregate.AcceptedQuote)        {}
+func (s *candleSpool) Instrument(aggregate.InstrumentEvent) {}
+func (s *candleSpool) Closed(c *aggregate.Candle)           { s.add(c) }
+func (s *candleSpool) Late(c *aggregate.Candle)             { s.add(c) }
 
 func (s *candleSpool) add(c *aggregate.Candle) {
 	if s.err != nil {

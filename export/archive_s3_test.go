@@ -211,10 +211,10 @@ func candleStates(recs []wal.Record) int {
 
 type countOut struct{ n int }
 
-func (c *countOut) Quote(aggregate.AcceptedQuote)   {}
-func (c *countOut) Ended(feed.ISIN, uint64, uint64) {}
-func (c *countOut) Closed(*aggregate.Candle)        { c.n++ }
-func (c *countOut) Late(*aggregate.Candle)          { c.n++ }
+func (c *countOut) Quote(aggregate.AcceptedQuote)        {}
+func (c *countOut) Instrument(aggregate.InstrumentEvent) {}
+func (c *countOut) Closed(*aggregate.Candle)             { c.n++ }
+func (c *countOut) Late(*aggregate.Candle)               { c.n++ }
 
 // TestArchiveIndependentReader archives a recording to a directory and to S3 and reads the
 // files with hyparquet; then reads the messages back in WAL order from both.

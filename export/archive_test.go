@@ -129,10 +129,10 @@ func rawRecords(recs []wal.Record) []wal.Record {
 // collector is an aggregate.Output that merges every candle state.
 type collector map[aggregate.Key]aggregate.Candle
 
-func (c collector) Quote(aggregate.AcceptedQuote)   {}
-func (c collector) Ended(feed.ISIN, uint64, uint64) {}
-func (c collector) Closed(x *aggregate.Candle)      { c.add(x) }
-func (c collector) Late(x *aggregate.Candle)        { c.add(x) }
+func (c collector) Quote(aggregate.AcceptedQuote)        {}
+func (c collector) Instrument(aggregate.InstrumentEvent) {}
+func (c collector) Closed(x *aggregate.Candle)           { c.add(x) }
+func (c collector) Late(x *aggregate.Candle)             { c.add(x) }
 func (c collector) add(x *aggregate.Candle) {
 	m, ok := c[x.Key]
 	if !ok {

@@ -7,23 +7,13 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/quotesdev/quotes/aggregate"
 	"github.com/quotesdev/quotes/feed"
 )
 
-// InstrumentEvent is a change of the instrument registry, as the sink stores it: the ADD that
-// starts an incarnation, an ADD of an active ISIN that updates its description (same
-// incarnation), or the DELETE that ends it.
-type InstrumentEvent struct {
-	// Seq is the WAL sequence of the event; TS its time (Unix nanoseconds).
-	Seq uint64
-	TS  int64
-	// Kind is feed.KindAdd or feed.KindDelete.
-	Kind feed.Kind
-	ISIN feed.ISIN
-	// Incarnation is the WAL sequence of the ADD that started the incarnation.
-	Incarnation uint64
-	Description string
-}
+// InstrumentEvent is a change of the instrument registry (aggregate.InstrumentEvent), as the
+// sink stores it.
+type InstrumentEvent = aggregate.InstrumentEvent
 
 // Instrument is one incarnation of an instrument as ClickHouse holds it.
 type Instrument struct {

@@ -88,7 +88,6 @@ type Pipeline struct {
 	applied  uint64 // last WAL sequence applied to agg
 	skipTo   uint64 // items derived from records ≤ skipTo are already in the store
 	cur      uint64 // sequence of the record being applied
-	curRec   *wal.Record
 	outIdx   uint32   // index of the next outbox item of the record being applied
 	d        *derived // what the records being applied derive
 	lastCkpt int64    // watermark at the last checkpoint
@@ -236,24 +235,8 @@ func (p *Pipeline) derive(first uint64, msgs []feed.Message, forceCheckpoint boo
 
 // apply applies one record to the aggregator; p.mu must be held and p.d set.
 func (p *Pipeline) apply(r wal.Record) {
-	p.cur, p.curRec, p.outIdx = r.Seq, &r, 0
-	var prev aggregate.Instrument
-	wasActive := false
-	if r.Kind == feed.KindAdd && r.Seq > p.skipTo {
-		prev, wasActive = p.agg.Instrument(r.ISIN)
-	}
+	p.cur, p.outIdx = r.Seq, 0
 	p.agg.Apply(r, (*output)(p))
-	if r.Kind == feed.KindAdd && r.Seq > p.skipTo {
-		// An ADD that starts an incarnation, or changes an active one's description, is an
-		// instrument event for the outbox; a repeated ADD (every reconnect snapshot) is not.
-		if in, ok := p.agg.Instrument(r.ISIN); ok && (in.Incarnation == r.Seq || wasActive && prev.Description != in.Description) {
-			p.addOutbox(store.OutboxItem{Kind: store.OutboxInstrument, Instrument: store.InstrumentEvent{
-				Seq: r.Seq, TS: r.TS, Kind: feed.KindAdd, New: in.Incarnation == r.Seq,
-				ISIN: r.ISIN, Incarnation: in.Incarnation, Description: in.Description,
-			}})
-		}
-	}
-	p.curRec = nil
 	p.applied = r.Seq
 	// Once per minute of event time, let the hot detector drop what can no longer matter.
 	// It is triggered by the record sequence alone, so recovery expires at the same points.
@@ -366,14 +349,15 @@ func (o *output) Quote(q aggregate.AcceptedQuote) {
 	p.d.ops = append(p.d.ops, hotOp{kind: opObserve, isin: q.ISIN, incarnation: q.Incarnation, ts: q.TS, seq: q.Seq, price: q.Price})
 }
 
-func (o *output) Ended(isin feed.ISIN, incarnation uint64, seq uint64) {
+// Instrument sends the registry change to the outbox; the end of an incarnation also makes
+// the hot detector forget it.
+func (o *output) Instrument(ev aggregate.InstrumentEvent) {
 	p := (*Pipeline)(o)
-	p.d.ops = append(p.d.ops, hotOp{kind: opForget, incarnation: incarnation})
+	if ev.Kind == feed.KindDelete {
+		p.d.ops = append(p.d.ops, hotOp{kind: opForget, incarnation: ev.Incarnation})
+	}
 	if p.cur > p.skipTo {
-		p.addOutbox(store.OutboxItem{Kind: store.OutboxInstrument, Instrument: store.InstrumentEvent{
-			Seq: seq, TS: p.curRec.TS, Kind: feed.KindDelete, ISIN: isin, Incarnation: incarnation,
-			Description: p.curRec.Description,
-		}})
+		p.addOutbox(store.OutboxItem{Kind: store.OutboxInstrument, Instrument: ev})
 	}
 }
 

@@ -65,19 +65,7 @@ func (k OutboxKind) String() string {
 // incarnation (New), an ADD of an active ISIN that changes its description, or the DELETE
 // that ends an incarnation. ADDs that change nothing (every reconnect snapshot re-sends the
 // active instruments) are not events.
-type InstrumentEvent struct {
-	// Seq is the WAL sequence of the ADD or DELETE; TS its time (Unix nanoseconds).
-	Seq uint64
-	TS  int64
-	// Kind is feed.KindAdd or feed.KindDelete.
-	Kind feed.Kind
-	// New is set for the ADD that starts the incarnation.
-	New  bool
-	ISIN feed.ISIN
-	// Incarnation is the WAL sequence of the ADD that started the incarnation.
-	Incarnation uint64
-	Description string
-}
+type InstrumentEvent = aggregate.InstrumentEvent
 
 // OutboxItem is one outbox entry.
 type OutboxItem struct {

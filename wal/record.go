@@ -1,16 +1,10 @@
 package wal
 
-import "github.com/quotesdev/quotes/feed"
+import "github.com/quotesdev/quotes/record"
 
-// KindTick is a WAL-only record kind: the receiver's clock reached TS. Ingest appends one when
-// a minute boundary passes, so that closing minutes is a pure function of the log and a
-// replay of the log closes exactly the same minutes. It carries no ISIN, price or description.
-// The value is part of the WAL format and must never change.
-const KindTick feed.Kind = 4
+// KindTick is record.KindTick: the log's clock-tick record kind (see package record).
+const KindTick = record.KindTick
 
-// Record is one entry of the log: a partner message with its arrival time, or a tick, and
-// the sequence number the log assigned to it. Sequences start at 1 and have no gaps.
-type Record struct {
-	Seq uint64
-	feed.Message
-}
+// Record is record.Record: one entry of the log with its sequence number. The type lives in
+// package record so that the pure core does not depend on the log's storage.
+type Record = record.Record

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/quotesdev/quotes/aggregate"
+	"github.com/quotesdev/quotes/engine"
 	"github.com/quotesdev/quotes/export"
 	"github.com/quotesdev/quotes/feed"
 	"github.com/quotesdev/quotes/internal/chtest"
@@ -49,7 +50,9 @@ func s3Env(t *testing.T) {
 func openTestArchive(t *testing.T, target, endpoint string) export.ArchiveStore {
 	t.Helper()
 	o := archiveOptions{target: target, s3Endpoint: endpoint}
-	st, err := o.store(t.TempDir())
+	s3 := o.s3Options()
+	s3.TempDir = t.TempDir()
+	st, err := engine.OpenArchive(target, s3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,10 +88,10 @@ func rawMessages(recs []wal.Record) []wal.Record {
 
 type stateCounter struct{ n int }
 
-func (c *stateCounter) Quote(aggregate.AcceptedQuote)   {}
-func (c *stateCounter) Ended(feed.ISIN, uint64, uint64) {}
-func (c *stateCounter) Closed(*aggregate.Candle)        { c.n++ }
-func (c *stateCounter) Late(*aggregate.Candle)          { c.n++ }
+func (c *stateCounter) Quote(aggregate.AcceptedQuote)        {}
+func (c *stateCounter) Instrument(aggregate.InstrumentEvent) {}
+func (c *stateCounter) Closed(*aggregate.Candle)             { c.n++ }
+func (c *stateCounter) Late(*aggregate.Candle)               { c.n++ }
 
 // candleStateCount is the number of candle rows the archive holds for recs: closed minutes
 // plus late corrections.

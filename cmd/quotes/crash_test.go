@@ -5,7 +5,6 @@ import (
 	"io"
 	"regexp"
 
-	"github.com/quotesdev/quotes/feed"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/quotesdev/quotes/feed"
 )
 
 var (

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -19,6 +18,7 @@ import (
 
 // generateOptions are the flags of `quotes generate`.
 type generateOptions struct {
+	app           *app
 	listen        string
 	instruments   int
 	quoteInterval time.Duration
@@ -32,8 +32,8 @@ type generateOptions struct {
 }
 
 // newGenerateCmd builds `quotes generate`, the partner simulator.
-func newGenerateCmd() *cobra.Command {
-	o := &generateOptions{}
+func newGenerateCmd(a *app) *cobra.Command {
+	o := &generateOptions{app: a}
 	cmd := &cobra.Command{
 		Use:   "generate",
 		Short: "Run a partner-compatible feed simulator, or record its feed to a file",
@@ -151,7 +151,7 @@ func (o *generateOptions) run(ctx context.Context, cmd *cobra.Command) (err erro
 	if oerr != nil {
 		return oerr
 	}
-	log := slog.Default()
+	log := o.app.logger
 
 	// The recording and where messages for the user go (stderr when stdout is the recording).
 	var rec io.Writer

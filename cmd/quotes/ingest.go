@@ -3,10 +3,9 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
-	"log/slog"
+	"io"
+	"net/url"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/benbjohnson/clock"
@@ -14,15 +13,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
-	"github.com/quotesdev/quotes/aggregate"
-	"github.com/quotesdev/quotes/api"
+	"github.com/quotesdev/quotes/engine"
 	"github.com/quotesdev/quotes/feed"
-	"github.com/quotesdev/quotes/pipeline"
 	"github.com/quotesdev/quotes/source"
 )
 
 // ingestOptions are the flags of `quotes ingest`.
 type ingestOptions struct {
+	app      *app
 	data     dataOptions
 	sinks    sinkOptions
 	source   string
@@ -34,8 +32,8 @@ type ingestOptions struct {
 	ready chan<- string
 }
 
-func newIngestCmd() *cobra.Command {
-	o := &ingestOptions{}
+func newIngestCmd(a *app) *cobra.Command {
+	o := &ingestOptions{app: a}
 	cmd := &cobra.Command{
 		Use:   "ingest",
 		Short: "Consume the partner's live feed into the WAL, candles and hot events, and serve the API",
@@ -84,7 +82,8 @@ SIGINT/SIGTERM: stop reading, flush, checkpoint, close cleanly.`,
 	}
 	f := cmd.Flags()
 	o.data.bindDir(f)
-	o.data.bindPipeline(f)
+	o.data.bindSettings(f)
+	o.data.bindWAL(f)
 	f.StringVar(&o.source, "source", "ws://127.0.0.1:8032", "partner base URL: /instruments and /quotes are appended")
 	f.StringVar(&o.http, "http", "127.0.0.1:5000", "address of the HTTP API (empty disables it)")
 	f.StringVar(&o.record, "record", "", "also write what arrives as JSONL (SPEC §3) to this file (appended)")
@@ -100,47 +99,39 @@ func (o *ingestOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	if o.maxFrame <= 0 {
 		return usagef("--max-frame %d: must be positive", o.maxFrame)
 	}
-	if err := o.sinks.validate(); err != nil {
+	if err := checkSourceURL(o.source); err != nil {
 		return err
 	}
-	logger := slog.Default()
+	logger := o.app.logger
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	feedMetrics := feed.NewMetrics(reg)
 
-	var rec *recorder
+	eopts, err := o.data.engineOptions(logger, reg)
+	if err != nil {
+		return err
+	}
+	o.sinks.apply(&eopts)
+	eopts.Clock = o.clock
+	var record *os.File
 	if o.record != "" {
-		var err error
-		if rec, err = openRecorder(o.record); err != nil {
-			return err
+		if record, err = os.OpenFile(o.record, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
+			return usagef("--record %q: %v", o.record, errors.Unwrap(err))
 		}
-		defer rec.close()
+		defer record.Close()
 	}
-
-	o.data.metrics = pipeline.NewMetrics(reg)
-	o.data.consumers = o.sinks.retention()
-	log, p, err := o.data.open(logger)
+	eng, err := engine.Open(eopts)
 	if err != nil {
-		return err
+		return engineError(err)
 	}
-	defer log.Close()
-	// The sinks stop after the pipeline's final flush (defers run in reverse) and before
-	// the WAL closes.
-	sinks, err := o.sinks.start(p, log, &o.data, o.clock, logger, reg)
-	if err != nil {
-		p.Close()
-		return err
-	}
-	defer sinks.stop(o.sinks.sinkTimeout)
 	defer func() {
-		if err := p.Close(); err != nil {
-			logger.Error("final flush failed", "err", err)
+		if err := eng.Close(); err != nil {
+			logger.Error("close", "err", err)
 		}
 	}()
-	reg.MustRegister(api.NewPipelineCollector(p))
 
 	active := map[feed.ISIN]string{}
-	for _, in := range p.Instruments() {
+	for _, in := range eng.Pipeline().Instruments() {
 		active[in.ISIN] = in.Description
 	}
 	sopts := source.DefaultOptions(o.source)
@@ -154,44 +145,16 @@ func (o *ingestOptions) run(ctx context.Context, cmd *cobra.Command) error {
 		return usagef("--source %q: %v", o.source, err)
 	}
 
-	ing := &ingester{p: p, rec: rec, clock: o.clock, grace: o.data.grace, logger: logger}
-	ing.durable = newDurableLatency(reg) // bench (issue 9): arrival-to-WAL-durable latency
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errs := make(chan error, 3)
-
 	httpAddr := ""
 	if o.http != "" {
-		srv, err := api.Listen(o.http, api.NewHandler(api.Options{
-			Backend:    api.PipelineBackend{P: p},
-			Ready:      func() error { return readiness(client) },
-			Gatherer:   reg,
-			Registerer: reg,
-			Logger:     logger,
-			Clock:      o.clock,
-		}))
+		stop, addr, err := serveAPI(o.http, eng.Backend(), reg, logger, o.clock, func() error { return readiness(client) })
 		if err != nil {
-			return fmt.Errorf("--http %s: %w", o.http, err)
+			return err
 		}
-		httpAddr = srv.Addr()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.Serve(); err != nil {
-				errs <- fmt.Errorf("HTTP API: %w", err)
-			}
-		}()
-		defer func() {
-			sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer scancel()
-			srv.Shutdown(sctx)
-			wg.Wait()
-		}()
-		logger.Info("HTTP API listening", "url", "http://"+httpAddr)
+		defer stop()
+		httpAddr = addr
 	}
-	remove, err := writeRunning(o.data.dir, runningProcess{PID: os.Getpid(), Command: "ingest", HTTP: httpAddr})
+	remove, err := eng.Announce("ingest", httpAddr)
 	if err != nil {
 		return err
 	}
@@ -199,17 +162,27 @@ func (o *ingestOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	if o.ready != nil {
 		o.ready <- httpAddr
 	}
-
-	go func() { errs <- ing.tickLoop(ctx) }()
-	go func() { errs <- client.Run(ctx, ing.deliver) }()
 	logger.Info("ingesting", "source", o.source, "data", o.data.dir)
-
-	err = <-errs
-	cancel()
-	if err != nil && !errors.Is(err, context.Canceled) {
+	var rec io.Writer
+	if record != nil {
+		rec = record
+	}
+	if err := eng.Ingest(ctx, client, engine.IngestOptions{Record: rec}); err != nil {
 		return err
 	}
 	logger.Info("stopping: flushing and checkpointing")
+	return nil
+}
+
+// checkSourceURL accepts a ws:// or wss:// partner base URL.
+func checkSourceURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return usagef("--source %q: %v", s, err)
+	}
+	if u.Scheme != "ws" && u.Scheme != "wss" || u.Host == "" {
+		return usagef("--source %q: want a ws:// or wss:// URL with a host, e.g. ws://127.0.0.1:8032", s)
+	}
 	return nil
 }
 
@@ -218,110 +191,4 @@ func readiness(c *source.Client) error {
 		return errors.New("partner source not connected")
 	}
 	return nil
-}
-
-// ingester serialises WAL appends from the partner client and the minute ticker.
-type ingester struct {
-	mu     sync.Mutex
-	p      *pipeline.Pipeline
-	rec    *recorder
-	clock  clock.Clock
-	grace  time.Duration
-	logger *slog.Logger
-	// durable observes clock.Now() − ts of each message once its WAL append returned.
-	durable prometheus.Histogram
-}
-
-func (in *ingester) deliver(batch []feed.Message) error {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if err := in.p.Append(batch); err != nil {
-		return err
-	}
-	if in.durable != nil {
-		now := in.clock.Now().UnixNano()
-		for i := range batch {
-			in.durable.Observe(float64(now-batch[i].TS) / 1e9)
-		}
-	}
-	if in.rec != nil {
-		in.rec.write(batch, in.logger)
-	}
-	return nil
-}
-
-// tickLoop writes a tick when each minute is due to close (minute end + grace), aligned to
-// the wall clock. After a stall it ticks once with the current time, which closes every
-// minute that became due meanwhile.
-func (in *ingester) tickLoop(ctx context.Context) error {
-	for {
-		now := in.clock.Now()
-		due := time.Unix(0, aggregate.MinuteOf(now.UnixNano())+int64(in.grace)+int64(time.Millisecond))
-		for !due.After(now) {
-			due = due.Add(time.Minute)
-		}
-		t := in.clock.Timer(due.Sub(now))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
-		}
-		in.mu.Lock()
-		err := in.p.Tick(in.clock.Now().UnixNano())
-		in.mu.Unlock()
-		if err != nil {
-			return fmt.Errorf("tick: %w", err)
-		}
-		if in.rec != nil {
-			in.rec.flush(in.logger)
-		}
-	}
-}
-
-// recorder appends what arrives to a JSONL file.
-type recorder struct {
-	f *os.File
-	w *feed.RecordingWriter
-}
-
-func openRecorder(path string) (*recorder, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, usagef("--record %q: %v", path, errors.Unwrap(err))
-	}
-	return &recorder{f: f, w: feed.NewRecordingWriter(f)}, nil
-}
-
-func (r *recorder) write(batch []feed.Message, logger *slog.Logger) {
-	for i := range batch {
-		if err := r.w.Write(&batch[i]); err != nil {
-			logger.Error("record", "err", err)
-			return
-		}
-	}
-}
-
-func (r *recorder) flush(logger *slog.Logger) {
-	if err := r.w.Flush(); err != nil {
-		logger.Error("record", "err", err)
-	}
-}
-
-func (r *recorder) close() {
-	r.w.Flush()
-	r.f.Close()
-}
-
-// newDurableLatency registers quotes_ingest_durable_latency_seconds on reg: how long after
-// its arrival stamp a message was durable in the WAL (its append, with --sync, returned).
-// make bench reads its p50/p99 from /metrics.
-func newDurableLatency(reg prometheus.Registerer) prometheus.Histogram {
-	h := prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "quotes_ingest_durable_latency_seconds",
-		Help:    "Time from a message's arrival stamp until its WAL append returned (durable per --sync).",
-		Buckets: prometheus.ExponentialBuckets(0.00025, 2, 16), // 0.25 ms … 8.2 s
-	})
-	reg.MustRegister(h)
-	return h
 }

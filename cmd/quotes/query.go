@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -15,6 +14,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/quotesdev/quotes/api"
+	"github.com/quotesdev/quotes/engine"
+	"github.com/quotesdev/quotes/export"
 	"github.com/quotesdev/quotes/feed"
 	"github.com/quotesdev/quotes/hot"
 	"github.com/quotesdev/quotes/pipeline"
@@ -22,6 +23,7 @@ import (
 
 // queryOptions are the flags every `quotes query` subcommand shares.
 type queryOptions struct {
+	app        *app
 	data       dataOptions
 	format     string
 	clickhouse string
@@ -30,7 +32,6 @@ type queryOptions struct {
 func (o *queryOptions) bind(cmd *cobra.Command, formats string) {
 	f := cmd.Flags()
 	o.data.bindDir(f)
-	o.data.bindPipeline(f)
 	f.StringVar(&o.format, "format", "table", "output format: "+formats)
 	f.StringVar(&o.clickhouse, "clickhouse", "", "read from ClickHouse (clickhouse://host:9000/database) instead of --data; hot events are not there")
 }
@@ -40,36 +41,37 @@ func (o *queryOptions) bind(cmd *cobra.Command, formats string) {
 // HTTP API, found via <data>/running.json.
 func (o *queryOptions) withBackend(ctx context.Context, fn func(api.Backend) error) error {
 	if o.clickhouse != "" {
-		ch, err := openClickHouse(ctx, o.clickhouse)
+		ch, err := engine.OpenClickHouse(ctx, o.clickhouse)
 		if err != nil {
-			return err
+			return engineError(err)
 		}
 		defer ch.Close()
-		return fn(clickHouseBackend{ch: ch})
+		return fn(export.NewClickHouseBackend(ch, nil))
 	}
-	if err := o.data.validate(); err != nil {
+	if o.data.dir == "" {
+		return usagef("--data must not be empty")
+	}
+	eopts, err := o.data.engineOptions(o.app.logger, nil)
+	if err != nil {
 		return err
 	}
-	if !dirExists(o.data.dir) {
-		return fmt.Errorf("no data directory at %s: run `quotes ingest` or `quotes replay` first, or pass --data", o.data.dir)
-	}
-	log, p, err := o.data.open(slog.Default())
-	if errors.Is(err, errDataLocked) {
-		rp, ok := readRunning(o.data.dir)
+	eopts.ReadOnly = true
+	eng, err := engine.Open(eopts)
+	if errors.Is(err, engine.ErrLocked) {
+		rp, ok := engine.ReadRunning(o.data.dir)
 		if !ok || rp.HTTP == "" {
 			return fmt.Errorf("%w; start it with --http to query it while it runs", err)
 		}
 		return fn(api.NewClient("http://" + rp.HTTP))
 	}
 	if err != nil {
-		return err
+		return engineError(err)
 	}
-	defer log.Close()
-	defer p.Close()
-	return fn(api.PipelineBackend{P: p})
+	defer eng.Close()
+	return fn(eng.Backend())
 }
 
-func newQueryCmd() *cobra.Command {
+func newQueryCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "query",
 		Short: "Read candles, instruments and hot events from a data directory",
@@ -91,12 +93,12 @@ header row.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newQueryCandlesCmd(), newQueryInstrumentsCmd(), newQueryHotCmd())
+	cmd.AddCommand(newQueryCandlesCmd(a), newQueryInstrumentsCmd(a), newQueryHotCmd(a))
 	return cmd
 }
 
-func newQueryInstrumentsCmd() *cobra.Command {
-	o := &queryOptions{}
+func newQueryInstrumentsCmd(a *app) *cobra.Command {
+	o := &queryOptions{app: a}
 	cmd := &cobra.Command{
 		Use:   "instruments",
 		Short: "List the active instruments with their latest price",
@@ -127,8 +129,8 @@ type candlesQuery struct {
 	from, to string
 }
 
-func newQueryCandlesCmd() *cobra.Command {
-	o := &candlesQuery{}
+func newQueryCandlesCmd(a *app) *cobra.Command {
+	o := &candlesQuery{queryOptions: queryOptions{app: a}}
 	cmd := &cobra.Command{
 		Use:   "candles ISIN",
 		Short: "Print the 1-minute candles of an instrument",
@@ -288,8 +290,8 @@ type hotQuery struct {
 	follow bool
 }
 
-func newQueryHotCmd() *cobra.Command {
-	o := &hotQuery{}
+func newQueryHotCmd(a *app) *cobra.Command {
+	o := &hotQuery{queryOptions: queryOptions{app: a}}
 	cmd := &cobra.Command{
 		Use:   "hot",
 		Short: "Print hot-instrument events (moves of more than 10 % against 5 minutes earlier)",
@@ -307,7 +309,7 @@ replays.`,
 				return err
 			}
 			if o.clickhouse != "" {
-				return &usageError{fmt.Errorf("--clickhouse: %w", errHotNotInClickHouse)}
+				return &usageError{fmt.Errorf("--clickhouse: %w", export.ErrHotNotInClickHouse)}
 			}
 			var since int64
 			if o.since != "" {

@@ -2,42 +2,41 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/benbjohnson/clock"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/quotesdev/quotes/aggregate"
+	"github.com/quotesdev/quotes/engine"
 	"github.com/quotesdev/quotes/export"
 	"github.com/quotesdev/quotes/feed"
-	"github.com/quotesdev/quotes/pipeline"
 	"github.com/quotesdev/quotes/simulator"
-	"github.com/quotesdev/quotes/wal"
 )
 
 // replayOptions are the flags of `quotes replay`.
 type replayOptions struct {
-	data     dataOptions
-	sinks    sinkOptions
-	speed    string
-	progress string
-	batch    int
-	clock    clock.Clock // injected by tests; real clock otherwise
+	app            *app
+	data           dataOptions
+	sinks          sinkOptions
+	speed          string
+	progress       string
+	batch          int
+	http           string
+	maxRejectRatio float64
+	clock          clock.Clock // injected by tests; real clock otherwise
 }
 
-func newReplayCmd() *cobra.Command {
-	o := &replayOptions{}
+func newReplayCmd(a *app) *cobra.Command {
+	o := &replayOptions{app: a}
 	cmd := &cobra.Command{
 		Use:   "replay SOURCE...",
 		Short: "Run recorded feeds (JSONL files, another data directory's WAL, a Parquet archive) through the pipeline",
@@ -56,7 +55,9 @@ An archive's raw quotes and instrument events are replayed in their original WAL
 Replay is resumable: the WAL records, with every batch, how far into each source it got.
 Re-running the same command after a crash (or Ctrl-C) continues after the last durable
 message, and the end result equals an uninterrupted run. Re-running a finished replay
-changes nothing.
+changes nothing. A recording is known by its content (a hash of its first 64 KiB), not its
+path: a renamed or moved file resumes, a different file under the same name does not.
+SIGINT/SIGTERM stop at a batch boundary (exit 130/143).
 
 Event time is each message's recorded ts, whatever the speed; --speed paces the replay
 against the wall clock (1x: as recorded; 10x: ten times faster; max: as fast as possible).
@@ -71,8 +72,9 @@ candles also go to hourly Parquet files (see ingest --help); at the end, the par
 hour is written too, within --sink-timeout. If that fails (S3 down), replay exits 1 saying
 so, and re-running the same command writes the rest.
 
-Broken lines are rejected with a counted reason (see the summary) and do not stop the
-replay.`,
+Broken lines are rejected with a counted reason (see the summary, which names the first
+few by line; --log-level debug logs each) and do not stop the replay. A replay that
+accepted no message at all, or rejected more than --max-reject-ratio of the lines, exits 1.`,
 		Example: `  quotes generate --record feed.jsonl --instruments 2000 --duration 3m --speed max --seed 42
   quotes replay feed.jsonl --data ./data
   quotes query candles DJ40J281M584 --data ./data
@@ -97,72 +99,87 @@ replay.`,
 	}
 	f := cmd.Flags()
 	o.data.bindDir(f)
-	o.data.bindPipeline(f)
+	o.data.bindSettings(f)
+	o.data.bindWAL(f)
 	f.StringVar(&o.speed, "speed", "max", "pace against the wall clock: max, 1x, 10x, …")
 	f.StringVar(&o.progress, "progress", "auto", "progress bar: auto (on a terminal), always, never")
 	f.IntVar(&o.batch, "batch", 32768, "messages per WAL append (one fsync each with --sync batch|always)")
+	f.StringVar(&o.http, "http", "", "also serve the HTTP API on this address while replaying (e.g. 127.0.0.1:5000; empty: off)")
+	f.Float64Var(&o.maxRejectRatio, "max-reject-ratio", 0.5, "fail (exit 1) when more than this share of the lines is rejected")
 	o.sinks.bind(f, 5*time.Minute, "at the end, how long to wait for the sinks to receive everything (the rest goes on the next run)")
 	return cmd
 }
 
-// replaySource is one SOURCE argument.
-type replaySource struct {
-	arg     string
-	name    string // key of its resumable position in the WAL
-	path    string
-	wal     bool // a data directory's WAL rather than a JSONL file
-	archive bool // a Parquet archive (directory or s3:// prefix)
-	size    int64
-}
-
-func (o *replayOptions) sources(args []string) ([]replaySource, error) {
-	var out []replaySource
+// openSources opens the SOURCE arguments; a missing or empty one is a usage error, found
+// before anything is created.
+func (o *replayOptions) openSources(args []string) ([]engine.Source, error) {
+	var out []engine.Source
+	fail := func(err error) ([]engine.Source, error) {
+		for _, s := range out {
+			s.Close()
+		}
+		return nil, err
+	}
+	dataAbs, _ := filepath.Abs(o.data.dir)
 	for _, a := range args {
 		if export.IsS3URL(a) {
 			if a == o.sinks.archive.target {
-				return nil, usagef("source %q is the --archive itself", a)
+				return fail(usagef("source %q is the --archive itself", a))
 			}
-			out = append(out, replaySource{arg: a, path: a, archive: true})
+			st, err := engine.OpenArchive(a, o.sinks.archive.s3Options())
+			if err != nil {
+				return fail(usagef("source %q: %v", a, err))
+			}
+			out = append(out, engine.NewArchiveSource(st))
 			continue
 		}
 		abs, err := filepath.Abs(a)
 		if err != nil {
-			return nil, usagef("source %q: %v", a, err)
+			return fail(usagef("source %q: %v", a, err))
 		}
 		st, err := os.Stat(abs)
 		if err != nil {
-			return nil, usagef("source %q: %v", a, errors.Unwrap(err))
+			return fail(usagef("source %q: %v", a, errors.Unwrap(err)))
 		}
-		s := replaySource{arg: a, path: abs, size: st.Size()}
-		if st.IsDir() && isArchiveSource(abs) {
+		switch {
+		case st.IsDir() && abs == dataAbs:
+			return fail(usagef("source %q is the --data directory itself", a))
+		case st.IsDir() && engine.IsArchiveDir(abs):
 			if t := o.sinks.archive.target; t != "" && !export.IsS3URL(t) {
 				if same, _ := filepath.Abs(t); same == abs {
-					return nil, usagef("source %q is the --archive itself", a)
+					return fail(usagef("source %q is the --archive itself", a))
 				}
 			}
-			s.archive, s.path, s.size = true, abs, 0
-		} else if st.IsDir() {
-			walDir := filepath.Join(abs, "wal")
-			if _, err := os.Stat(filepath.Join(walDir, "MANIFEST")); err != nil {
-				return nil, usagef("source %q: a directory but not a quotes data directory (no wal/MANIFEST)", a)
+			as, err := engine.OpenArchive(abs, o.sinks.archive.s3Options())
+			if err != nil {
+				return fail(usagef("source %q: %v", a, err))
 			}
-			if same, _ := filepath.Abs(o.data.dir); same == abs {
-				return nil, usagef("source %q is the --data directory itself", a)
+			out = append(out, engine.NewArchiveSource(as))
+		case st.IsDir():
+			ws, err := engine.OpenWALSource(abs)
+			if errors.Is(err, engine.ErrLocked) {
+				return fail(err)
 			}
-			s.wal, s.path, s.name = true, walDir, "wal:"+walDir
-		} else {
-			s.name = "file:" + abs
+			if err != nil {
+				return fail(usagef("%v", err))
+			}
+			out = append(out, ws)
+		default:
+			fs, err := engine.OpenFileSource(a)
+			if err != nil {
+				return fail(usagef("%v", err))
+			}
+			out = append(out, fs)
 		}
-		out = append(out, s)
 	}
 	return out, nil
 }
 
-// replayStats is what the summary prints.
-type replayStats struct {
-	messages, quotes, instrumentEvents, ticks uint64
-	rejects                                   map[feed.Reason]uint64
-	resumed                                   int
+// errInterrupted marks a replay stopped by a signal: the exit code is 128 + the signal.
+type errInterrupted struct{ sig os.Signal }
+
+func (e *errInterrupted) Error() string {
+	return "interrupted; run the same command again to resume"
 }
 
 func (o *replayOptions) run(ctx context.Context, cmd *cobra.Command, args []string) error {
@@ -173,41 +190,54 @@ func (o *replayOptions) run(ctx context.Context, cmd *cobra.Command, args []stri
 	if o.batch <= 0 {
 		return usagef("--batch %d: must be positive", o.batch)
 	}
+	if o.maxRejectRatio < 0 || o.maxRejectRatio > 1 {
+		return usagef("--max-reject-ratio %g: want 0..1", o.maxRejectRatio)
+	}
 	switch o.progress {
 	case "auto", "always", "never":
 	default:
 		return usagef("--progress %q: want auto, always or never", o.progress)
 	}
-	srcs, err := o.sources(args)
-	if err != nil {
-		return err
-	}
-	if err := o.sinks.validate(); err != nil {
-		return err
-	}
 	if o.clock == nil {
 		o.clock = clock.New()
 	}
-	logger := slog.Default()
-	o.data.consumers = o.sinks.retention()
-	log, p, err := o.data.open(logger)
+	logger := o.app.logger
+	srcs, err := o.openSources(args)
 	if err != nil {
 		return err
 	}
-	defer log.Close()
-	sinks, err := o.sinks.start(p, log, &o.data, o.clock, logger, nil)
-	if err != nil {
-		p.Close()
-		return err
-	}
-	stopped := false
 	defer func() {
-		if !stopped {
-			p.Close()
-			sinks.stop(0)
+		for _, s := range srcs {
+			s.Close()
 		}
 	}()
-	remove, err := writeRunning(o.data.dir, runningProcess{PID: os.Getpid(), Command: "replay"})
+	reg := prometheus.NewRegistry()
+	eopts, err := o.data.engineOptions(logger, reg)
+	if err != nil {
+		return err
+	}
+	o.sinks.apply(&eopts)
+	eopts.Clock = o.clock
+	eng, err := engine.Open(eopts)
+	if err != nil {
+		return engineError(err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			eng.Close()
+		}
+	}()
+	httpAddr := ""
+	if o.http != "" {
+		stop, addr, err := serveAPI(o.http, eng.Backend(), reg, logger, o.clock, nil)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		httpAddr = addr
+	}
+	remove, err := eng.Announce("replay", httpAddr)
 	if err != nil {
 		return err
 	}
@@ -215,66 +245,64 @@ func (o *replayOptions) run(ctx context.Context, cmd *cobra.Command, args []stri
 
 	var total int64
 	for _, s := range srcs {
-		total += s.size
+		total += s.Size()
 	}
 	bar := o.progressBar(cmd, total)
-	st := &replayStats{rejects: map[feed.Reason]uint64{}}
-	statsBefore := p.Stats()
-	hotBefore := p.HotEventsDerived()
-	start := o.clock.Now()
-	pacer := newPacer(o.clock, speed)
-	w := p.NewWriter(8)
-	for _, s := range srcs {
-		var err error
-		switch {
-		case s.archive:
-			err = o.replayArchive(ctx, w, log, s, st, pacer)
-		case s.wal:
-			err = o.replayWAL(ctx, w, log, s, st, pacer, bar)
-		default:
-			err = o.replayFile(ctx, w, log, s, st, pacer, bar)
-		}
-		if err != nil {
-			w.Close()
-			return err
-		}
+	ropts := engine.ReplayOptions{Speed: speed, Batch: o.batch}
+	if bar != nil {
+		ropts.Progress = func(n int64) { bar.Add64(n) }
 	}
-	if err := w.Close(); err != nil {
-		return err
-	}
+	st, err := eng.Replay(ctx, srcs, ropts)
 	if bar != nil {
 		bar.Finish()
 		fmt.Fprintln(cmd.ErrOrStderr())
 	}
-	if err := p.Finish(); err != nil {
-		return err
-	}
-	elapsed := o.clock.Since(start)
-	stats := p.Stats()
-	o.printSummary(cmd.OutOrStdout(), st, statsBefore, stats, p.HotEventsDerived()-hotBefore, elapsed)
-	stopped = true
-	if err := p.Close(); err != nil {
-		sinks.stop(0)
-		return err
-	}
-	if !sinks.active() {
-		return nil
-	}
-	left := sinks.stop(o.sinks.sinkTimeout)
-	for _, s := range sinks.stats() {
-		fmt.Fprintf(cmd.OutOrStdout(), "sink %s: %d items delivered in %d flushes (%d failed attempts)\n", s.Sink, s.Delivered, s.Flushes, s.Failures)
-	}
-	if a := sinks.archive; a != nil {
-		s := a.a.Stats()
-		fmt.Fprintf(cmd.OutOrStdout(), "archive %s: %d files (%d quotes, %d events, %d candle states) in %d cuts (%d failed attempts)\n",
-			a.target, s.Files, s.Quotes, s.Events, s.Candles, s.Cuts, s.Failures)
-	}
-	if len(left) > 0 {
-		var b strings.Builder
-		for _, l := range left {
-			fmt.Fprintf(&b, "; %s: %d items pending (%v)", l.sink, l.items, l.err)
+	if err != nil {
+		if ctx.Err() != nil {
+			closed = true
+			eng.Close()
+			return &errInterrupted{sig: signalOf(ctx)}
 		}
-		return fmt.Errorf("the replay is complete in %s, but not everything reached the sinks within --sink-timeout %s%s: re-run the same command to deliver the rest", o.data.dir, o.sinks.sinkTimeout, b.String())
+		if errors.Is(err, engine.ErrBadPosition) {
+			return usagef("%v", err)
+		}
+		return err
+	}
+	o.printSummary(cmd.OutOrStdout(), st)
+	closed = true
+	cerr := eng.Close()
+	if eng.HasSinks() {
+		cs, as := eng.SinkStats()
+		for _, s := range cs {
+			fmt.Fprintf(cmd.OutOrStdout(), "sink %s: %d items delivered in %d flushes (%d failed attempts)\n", s.Sink, s.Delivered, s.Flushes, s.Failures)
+		}
+		if as != nil {
+			fmt.Fprintf(cmd.OutOrStdout(), "archive %s: %d files (%d quotes, %d events, %d candle states) in %d cuts (%d failed attempts)\n",
+				o.sinks.archive.target, as.Files, as.Quotes, as.Events, as.Candles, as.Cuts, as.Failures)
+		}
+	}
+	var pe *engine.PendingError
+	if errors.As(cerr, &pe) {
+		return fmt.Errorf("the replay is complete in %s, but %w: re-run the same command to deliver the rest", o.data.dir, cerr)
+	}
+	if cerr != nil {
+		return cerr
+	}
+	return o.checkRejects(st)
+}
+
+// checkRejects fails a replay that accepted nothing, or rejected too much.
+func (o *replayOptions) checkRejects(st *engine.ReplayStats) error {
+	rejected := st.Rejected()
+	lines := st.Messages - st.Ticks + rejected
+	switch {
+	case st.Messages == 0 && st.Resumed == 0:
+		if rejected > 0 {
+			return fmt.Errorf("no message accepted: all %d lines were rejected (is it a recording? see the summary)", rejected)
+		}
+		return fmt.Errorf("no message accepted: the sources hold no messages")
+	case lines > 0 && float64(rejected) > o.maxRejectRatio*float64(lines):
+		return fmt.Errorf("%d of %d lines rejected, more than --max-reject-ratio %g (the data was replayed; see the summary)", rejected, lines, o.maxRejectRatio)
 	}
 	return nil
 }
@@ -297,326 +325,42 @@ func (o *replayOptions) progressBar(cmd *cobra.Command, total int64) *progressba
 	)
 }
 
-// filePos is the resumable position in a JSONL source: byte offset and line number.
-func encodeFilePos(offset, line int64) []byte {
-	b := binary.BigEndian.AppendUint64(nil, uint64(offset))
-	return binary.BigEndian.AppendUint64(b, uint64(line))
-}
-
-func decodeFilePos(b []byte) (offset, line int64, ok bool) {
-	if len(b) != 16 {
-		return 0, 0, false
-	}
-	return int64(binary.BigEndian.Uint64(b)), int64(binary.BigEndian.Uint64(b[8:])), true
-}
-
-// fileBatch is a batch of decoded messages and where in the file it ends.
-type fileBatch struct {
-	msgs         []feed.Message
-	offset, line int64
-	rejects      []*feed.DecodeError
-	err          error
-}
-
-func (o *replayOptions) replayFile(ctx context.Context, w *pipeline.Writer, log *wal.Log, s replaySource, st *replayStats, pacer *pacer, bar *progressbar.ProgressBar) error {
-	f, err := os.Open(s.path)
-	if err != nil {
-		return usagef("source %q: %v", s.arg, err)
-	}
-	defer f.Close()
-	var offset, line int64
-	if pos, ok, err := log.SourcePosition(s.name); err != nil {
-		return fmt.Errorf("read position of %s: %w", s.arg, err)
-	} else if ok {
-		if offset, line, ok = decodeFilePos(pos); !ok {
-			return fmt.Errorf("position of %s in the WAL is corrupt (%d bytes)", s.arg, len(pos))
-		}
-		if offset > s.size {
-			return usagef("source %q is shorter (%d bytes) than what was already replayed from it (%d bytes): a different file?", s.arg, s.size, offset)
-		}
-		if _, err := f.Seek(offset, io.SeekStart); err != nil {
-			return fmt.Errorf("seek %s to %d: %w", s.arg, offset, err)
-		}
-		st.resumed++
-		slog.Info("resuming replay", "source", s.arg, "offset", offset, "line", line)
-	}
-	if bar != nil {
-		bar.Add64(offset)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	batches := make(chan *fileBatch, 2)
-	const buffers = 16 // reading, and up to 8 queued per stage of the pipeline.Writer
-	free := make(chan *fileBatch, buffers)
-	for i := 0; i < buffers; i++ {
-		free <- &fileBatch{msgs: make([]feed.Message, 0, o.batch)}
-	}
-	go readBatches(ctx, feed.NewRecordingReaderAt(f, offset, line), o.batch, pacer.span(), batches, free)
-	last := offset
-	for b := range batches {
-		if b.err != nil {
-			return fmt.Errorf("read %s: %w", s.arg, b.err)
-		}
-		for _, r := range b.rejects {
-			st.rejects[r.Reason]++
-			slog.Debug("rejected line", "source", s.arg, "err", r)
-		}
-		if err := pacer.wait(ctx, b.msgs); err != nil {
-			return err
-		}
-		st.count(b.msgs)
-		if bar != nil {
-			bar.Add64(b.offset - last)
-		}
-		release := func() {
-			b.msgs, b.rejects = b.msgs[:0], b.rejects[:0]
-			free <- b
-		}
-		if b.offset == last {
-			release()
-			continue
-		}
-		last = b.offset
-		if err := w.Write(b.msgs, s.name, encodeFilePos(b.offset, b.line), release); err != nil {
-			return err
-		}
-	}
-	return ctx.Err()
-}
-
-// readBatches decodes rr into batches of up to size messages. A paced replay (span > 0)
-// also starts a new batch when a message is more than span of event time after its batch's
-// first, so that the pacer, which holds each batch until its first message is due, releases
-// no message more than span early (span is 10 ms of wall time at the replay's speed).
-func readBatches(ctx context.Context, rr *feed.RecordingReader, size int, span int64, out chan<- *fileBatch, free chan *fileBatch) {
-	defer close(out)
-	send := func(b *fileBatch) bool {
-		select {
-		case out <- b:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
-	var b *fileBatch
-	for {
-		if b == nil {
-			select {
-			case b = <-free:
-			case <-ctx.Done():
-				return
-			}
-		}
-		offset, line := rr.Offset(), rr.Line()
-		var m feed.Message
-		err := rr.Next(&m)
-		var de *feed.DecodeError
-		switch {
-		case err == nil:
-			if span > 0 && len(b.msgs) > 0 && m.TS-b.msgs[0].TS > span {
-				b.offset, b.line = offset, line
-				if !send(b) {
-					return
-				}
-				select {
-				case b = <-free:
-				case <-ctx.Done():
-					return
-				}
-			}
-			b.msgs = append(b.msgs, m)
-		case errors.As(err, &de):
-			b.rejects = append(b.rejects, de)
-		case errors.Is(err, io.EOF):
-			b.offset, b.line = rr.Offset(), rr.Line()
-			if len(b.msgs) > 0 || len(b.rejects) > 0 {
-				send(b)
-			}
-			return
-		default:
-			b.err = err
-			send(b)
-			return
-		}
-		if len(b.msgs) >= size || len(b.rejects) >= size {
-			b.offset, b.line = rr.Offset(), rr.Line()
-			if !send(b) {
-				return
-			}
-			b = nil
-		}
-	}
-}
-
-func (o *replayOptions) replayWAL(ctx context.Context, w *pipeline.Writer, log *wal.Log, s replaySource, st *replayStats, pacer *pacer, bar *progressbar.ProgressBar) error {
-	var next uint64 = 1
-	if pos, ok, err := log.SourcePosition(s.name); err != nil {
-		return fmt.Errorf("read position of %s: %w", s.arg, err)
-	} else if ok {
-		if len(pos) != 8 {
-			return fmt.Errorf("position of %s in the WAL is corrupt (%d bytes)", s.arg, len(pos))
-		}
-		next = binary.BigEndian.Uint64(pos) + 1
-		st.resumed++
-	}
-	wopts := wal.DefaultOptions(s.path)
-	wopts.Logger = slog.Default()
-	src, err := wal.Open(wopts)
-	if err != nil {
-		if isLockError(err) {
-			return usagef("source %q is in use by a running quotes process", s.arg)
-		}
-		return fmt.Errorf("open source WAL %s: %w", s.arg, err)
-	}
-	defer src.Close()
-	if first := src.FirstSeq(); first > next {
-		return fmt.Errorf("source %s: its WAL starts at seq %d, retention removed %d…%d", s.arg, first, next, first-1)
-	}
-	last := src.LastSeq()
-	r := src.NewReader(next)
-	msgs := make([]feed.Message, 0, o.batch)
-	var seq uint64
-	flush := func() error {
-		if len(msgs) == 0 {
-			return nil
-		}
-		if err := pacer.wait(ctx, msgs); err != nil {
-			return err
-		}
-		st.count(msgs)
-		if bar != nil && last > 0 {
-			bar.Add64(int64(uint64(len(msgs)) * uint64(s.size) / last))
-		}
-		if err := w.Write(msgs, s.name, binary.BigEndian.AppendUint64(nil, seq), nil); err != nil {
-			return err
-		}
-		msgs = make([]feed.Message, 0, o.batch)
-		return nil
-	}
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		rec, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("read source WAL %s: %w", s.arg, err)
-		}
-		seq = rec.Seq
-		msgs = append(msgs, rec.Message)
-		if len(msgs) == o.batch {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-	}
-	return flush()
-}
-
-// replayArchive replays the raw messages of a Parquet archive (see replayArchive in
-// archive.go), resumable after the last archived sequence replayed.
-func (o *replayOptions) replayArchive(ctx context.Context, w *pipeline.Writer, log *wal.Log, s replaySource, st *replayStats, pacer *pacer) error {
-	tmp := filepath.Join(o.data.dir, "archive-tmp")
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		return fmt.Errorf("replay archive: %w", err)
-	}
-	if _, ok, err := log.SourcePosition(archiveSourceName(s.path)); err == nil && ok {
-		st.resumed++
-	}
-	src := archiveOptions{target: s.path, s3Endpoint: o.sinks.archive.s3Endpoint}
-	return replayArchive(ctx, w, log, s.path, src.s3Options(tmp), o.batch, pacer.wait, st.count)
-}
-
-func (st *replayStats) count(msgs []feed.Message) {
-	for i := range msgs {
-		st.messages++
-		switch msgs[i].Kind {
-		case feed.KindQuote:
-			st.quotes++
-		case wal.KindTick:
-			st.ticks++
-		default:
-			st.instrumentEvents++
-		}
-	}
-}
-
-func (o *replayOptions) printSummary(w io.Writer, st *replayStats, before, after aggregate.Stats, hotEvents uint64, elapsed time.Duration) {
+func (o *replayOptions) printSummary(w io.Writer, st *engine.ReplayStats) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	rate := 0.0
-	if secs := elapsed.Seconds(); secs > 0 {
-		rate = float64(st.messages) / secs
+	if secs := st.Elapsed.Seconds(); secs > 0 {
+		rate = float64(st.Messages) / secs
 	}
-	var rejected uint64
-	for _, n := range st.rejects {
-		rejected += n
-	}
-	fmt.Fprintf(tw, "messages\t%d\t(%d quotes, %d instrument events, %d ticks)\n", st.messages, st.quotes, st.instrumentEvents, st.ticks)
+	before, after := st.Before, st.After
+	fmt.Fprintf(tw, "messages\t%d\t(%d quotes, %d instrument events, %d ticks)\n", st.Messages, st.Quotes, st.InstrumentEvents, st.Ticks)
 	fmt.Fprintf(tw, "quotes aggregated\t%d\t(%d late corrections, %d released from grace hold)\n", after.Aggregated-before.Aggregated, after.Late-before.Late, after.Released-before.Released)
 	fmt.Fprintf(tw, "quotes dropped\t%d\t(inactive_expired %d, inactive_at_end %d)\n",
 		after.DroppedExpired-before.DroppedExpired+after.DroppedAtEnd-before.DroppedAtEnd,
 		after.DroppedExpired-before.DroppedExpired, after.DroppedAtEnd-before.DroppedAtEnd)
 	fmt.Fprintf(tw, "deletes of inactive ISINs\t%d\t\n", after.DeletesUnknown-before.DeletesUnknown)
 	fmt.Fprintf(tw, "candles closed\t%d\t\n", after.CandlesClosed-before.CandlesClosed)
-	fmt.Fprintf(tw, "hot events\t%d\t\n", hotEvents)
+	fmt.Fprintf(tw, "hot events\t%d\t\n", st.HotEvents)
 	fmt.Fprintf(tw, "active instruments\t%d\t\n", after.Active)
-	fmt.Fprintf(tw, "rejected lines\t%d\t\n", rejected)
+	fmt.Fprintf(tw, "rejected lines\t%d\t\n", st.Rejected())
 	for _, r := range feed.Reasons {
-		if n := st.rejects[r]; n > 0 {
+		if n := st.Rejects[r]; n > 0 {
 			fmt.Fprintf(tw, "  %s\t%d\t\n", r, n)
 		}
 	}
-	if st.resumed > 0 {
-		fmt.Fprintf(tw, "resumed\t%d source(s)\tcontinued after the last durable message\n", st.resumed)
+	if st.Resumed > 0 {
+		fmt.Fprintf(tw, "resumed\t%d source(s)\tcontinued after the last durable message\n", st.Resumed)
 	}
 	tw.Flush()
+	if len(st.FirstRejects) > 0 {
+		fmt.Fprintf(w, "first rejected lines (all of them with --log-level debug):\n")
+		for _, r := range st.FirstRejects {
+			fmt.Fprintf(w, "  %s:%d: %s", r.Source, r.Line, r.Reason)
+			if r.Detail != "" {
+				fmt.Fprintf(w, ": %s", escapeText(r.Detail, 120))
+			}
+			fmt.Fprintln(w)
+		}
+	}
 	// Printed apart from the aligned counts so their layout does not depend on timing.
-	fmt.Fprintf(w, "elapsed %s (%.0f messages/s)\n", elapsed.Round(time.Millisecond), rate)
-}
-
-// pacer holds batches back so that event time advances at speed × wall time.
-type pacer struct {
-	clock   clock.Clock
-	speed   float64 // 0: as fast as possible
-	started bool
-	wall0   time.Time
-	event0  int64
-}
-
-func newPacer(c clock.Clock, speed float64) *pacer { return &pacer{clock: c, speed: speed} }
-
-// span is how much event time one paced batch may cover: 10 ms of wall time at the speed
-// (0 when not paced). Batches of a fixed event-time span would be tiny at high speeds, and
-// each costs a WAL write.
-func (p *pacer) span() int64 {
-	if p.speed <= 0 {
-		return 0
-	}
-	return int64(float64(10*time.Millisecond) * p.speed)
-}
-
-func (p *pacer) wait(ctx context.Context, msgs []feed.Message) error {
-	if p.speed <= 0 || len(msgs) == 0 {
-		return ctx.Err()
-	}
-	ts := msgs[0].TS
-	if !p.started {
-		p.started, p.wall0, p.event0 = true, p.clock.Now(), ts
-		return ctx.Err()
-	}
-	due := p.wall0.Add(time.Duration(float64(ts-p.event0) / p.speed))
-	d := due.Sub(p.clock.Now())
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := p.clock.Timer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	fmt.Fprintf(w, "elapsed %s (%.0f messages/s)\n", st.Elapsed.Round(time.Millisecond), rate)
 }

@@ -16,6 +16,13 @@ import (
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
+// app is what the subcommands share: the logger the root command builds from
+// --log-level/--log-format before any of them runs. Each command tree has its own, so
+// in-process tests share no global state.
+type app struct {
+	logger *slog.Logger
+}
+
 // rootOptions are the flags every subcommand shares.
 type rootOptions struct {
 	logLevel   string
@@ -29,6 +36,7 @@ type rootOptions struct {
 // bound to its own options struct: no globals, no init().
 func newRootCmd() *cobra.Command {
 	opts := &rootOptions{}
+	a := &app{logger: slog.New(slog.DiscardHandler)}
 	root := &cobra.Command{
 		Use:   "quotes",
 		Short: "Turn a partner's price feed into 1-minute candles and hot-instrument alerts",
@@ -60,7 +68,7 @@ QUOTES_DATA=/var/lib/quotes or QUOTES_LOG_LEVEL=debug; a flag on the command lin
 			if err != nil {
 				return err
 			}
-			slog.SetDefault(logger)
+			a.logger = logger
 			return opts.startProfiles()
 		},
 		PersistentPostRunE: func(*cobra.Command, []string) error {
@@ -77,13 +85,13 @@ QUOTES_DATA=/var/lib/quotes or QUOTES_LOG_LEVEL=debug; a flag on the command lin
 
 	root.AddCommand(
 		// subcommands are added here, one constructor each
-		newGenerateCmd(),
-		newIngestCmd(),
-		newReplayCmd(),
-		newQueryCmd(),
-		newServeCmd(),
-		newSchemaCmd(),
-		newBackfillCmd(),
+		newGenerateCmd(a),
+		newIngestCmd(a),
+		newReplayCmd(a),
+		newQueryCmd(a),
+		newServeCmd(a),
+		newSchemaCmd(a),
+		newBackfillCmd(a),
 	)
 	return root
 }

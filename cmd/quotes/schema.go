@@ -18,7 +18,7 @@ type schemaOptions struct {
 }
 
 // newSchemaCmd builds `quotes schema` with its subcommands print and apply.
-func newSchemaCmd() *cobra.Command {
+func newSchemaCmd(a *app) *cobra.Command {
 	o := &schemaOptions{}
 	cmd := &cobra.Command{
 		Use:   "schema",

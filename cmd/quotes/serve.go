@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,10 +11,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/quotesdev/quotes/api"
+	"github.com/quotesdev/quotes/engine"
+	"github.com/quotesdev/quotes/export"
 )
 
 // serveOptions are the flags of `quotes serve`.
 type serveOptions struct {
+	app             *app
 	data            dataOptions
 	clickhouse      string
 	http            string
@@ -24,8 +25,8 @@ type serveOptions struct {
 	shutdownTimeout time.Duration
 }
 
-func newServeCmd() *cobra.Command {
-	o := &serveOptions{}
+func newServeCmd(a *app) *cobra.Command {
+	o := &serveOptions{app: a}
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the HTTP API over an existing data directory, read-only",
@@ -35,8 +36,9 @@ on --http, without a partner connection and without writing to the WAL: instrume
 Server-Sent Events), /metrics, /healthz and /readyz.
 
 While it runs, serve holds --data: ` + "`quotes query`" + ` on the same directory asks it over HTTP
-(it finds the address in --data/running.json). A data directory held by a running ingest
-cannot be served a second time: query that ingest's own API instead.
+(it finds the address in --data/running.json). When a running ingest or replay holds --data,
+serve answers from that process's API (it proxies every request), on its own --http address:
+the same answers, the open minute included.
 
 With --clickhouse DSN, instruments and candles are served from ClickHouse (see ` + "`quotes query --help`" + `
 for what "now" is there); hot events from --data when it exists, otherwise /hot fails.
@@ -47,7 +49,7 @@ SIGINT or SIGTERM stops it gracefully: requests in flight finish (up to
   quotes serve --data ./data --http 127.0.0.1:8080
   curl -s localhost:5000/instruments
   curl -s 'localhost:5000/instruments/DJ40J281M584/candles?last=2h'
-  curl -sN -H 'Accept: text/event-stream' localhost:5000/hot`,
+  curl -sN localhost:5000/hot`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.run(cmd.Context(), cmd)
@@ -55,7 +57,6 @@ SIGINT or SIGTERM stops it gracefully: requests in flight finish (up to
 	}
 	f := cmd.Flags()
 	o.data.bindDir(f)
-	o.data.bindPipeline(f)
 	f.StringVar(&o.clickhouse, "clickhouse", "", "serve instruments and candles from ClickHouse (clickhouse://host:9000/database); hot events from --data if it exists")
 	f.StringVar(&o.http, "http", "127.0.0.1:5000", "address of the HTTP API (host:port; port 0 picks a free one)")
 	f.DurationVar(&o.requestTimeout, "request-timeout", api.DefaultRequestTimeout, "time limit of one HTTP request (event streams excepted)")
@@ -73,10 +74,10 @@ func (o *serveOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	if o.shutdownTimeout <= 0 {
 		return usagef("--shutdown-timeout %s: must be positive", o.shutdownTimeout)
 	}
-	if err := o.data.validate(); err != nil {
-		return err
+	if o.data.dir == "" {
+		return usagef("--data must not be empty")
 	}
-	logger := slog.Default()
+	logger := o.app.logger
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -84,28 +85,37 @@ func (o *serveOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	)
 	var (
 		backend api.Backend
-		applied uint64
+		eng     *engine.Engine
+		via     string
 	)
 	if o.clickhouse == "" || dirExists(o.data.dir) {
-		if !dirExists(o.data.dir) {
-			return fmt.Errorf("no data directory at %s: run `quotes ingest` or `quotes replay` first, or pass --data", o.data.dir)
-		}
-		log, p, err := o.data.open(logger)
+		eopts, err := o.data.engineOptions(logger, reg)
 		if err != nil {
 			return err
 		}
-		defer log.Close()
-		defer p.Close()
-		reg.MustRegister(api.NewPipelineCollector(p))
-		backend, applied = api.PipelineBackend{P: p}, p.Applied()
+		eopts.ReadOnly = true
+		eng, err = engine.Open(eopts)
+		switch {
+		case errors.Is(err, engine.ErrLocked):
+			rp, ok := engine.ReadRunning(o.data.dir)
+			if !ok || rp.HTTP == "" {
+				return fmt.Errorf("%w; start it with --http to serve it while it runs", err)
+			}
+			backend, via = api.NewClient("http://"+rp.HTTP), rp.HTTP
+		case err != nil:
+			return engineError(err)
+		default:
+			defer eng.Close()
+			backend = eng.Backend()
+		}
 	}
 	if o.clickhouse != "" {
-		ch, err := openClickHouse(ctx, o.clickhouse)
+		ch, err := engine.OpenClickHouse(ctx, o.clickhouse)
 		if err != nil {
-			return err
+			return engineError(err)
 		}
 		defer ch.Close()
-		backend = clickHouseBackend{ch: ch, hot: backend}
+		backend = export.NewClickHouseBackend(ch, backend)
 	}
 	h := api.NewHandler(api.Options{
 		Backend:        backend,
@@ -118,8 +128,8 @@ func (o *serveOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	if err != nil {
 		return fmt.Errorf("--http %s: %w", o.http, err)
 	}
-	if dirExists(o.data.dir) {
-		remove, err := writeRunning(o.data.dir, runningProcess{PID: os.Getpid(), Command: "serve", HTTP: srv.Addr()})
+	if eng != nil {
+		remove, err := eng.Announce("serve", srv.Addr())
 		if err != nil {
 			_ = srv.Shutdown(context.Background())
 			return err
@@ -129,7 +139,7 @@ func (o *serveOptions) run(ctx context.Context, cmd *cobra.Command) error {
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
-	logger.Info("serving the HTTP API", "addr", "http://"+srv.Addr(), "data", o.data.dir, "clickhouse", o.clickhouse, "applied", applied)
+	logger.Info("serving the HTTP API", "addr", "http://"+srv.Addr(), "data", o.data.dir, "clickhouse", o.clickhouse, "via", via)
 
 	select {
 	case err := <-served:

@@ -10,9 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/quotesdev/quotes/engine"
 	"github.com/quotesdev/quotes/feed"
 	"github.com/quotesdev/quotes/pipeline"
 	"github.com/quotesdev/quotes/wal"
@@ -53,11 +55,11 @@ func serveData(t *testing.T) (string, uint64) {
 }
 
 // waitRunning waits (bounded) for <dir>/running.json to name an HTTP address.
-func waitRunning(t *testing.T, dir string, exited <-chan int) runningProcess {
+func waitRunning(t *testing.T, dir string, exited <-chan int) engine.Running {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		if rp, ok := readRunning(dir); ok && rp.HTTP != "" {
+		if rp, ok := engine.ReadRunning(dir); ok && rp.HTTP != "" {
 			return rp
 		}
 		select {
@@ -67,7 +69,7 @@ func waitRunning(t *testing.T, dir string, exited <-chan int) runningProcess {
 		}
 	}
 	t.Fatal("serve did not write running.json")
-	return runningProcess{}
+	return engine.Running{}
 }
 
 func httpGet(t *testing.T, url string) (int, string) {
@@ -123,13 +125,33 @@ func TestServe(t *testing.T) {
 		t.Errorf("query instruments while serving: exit %d\n%s\n%s", qcode, qout, qerr)
 	}
 
-	// a second serve on the held directory fails, naming the first
-	_, serr, scode := execute(t, "serve", "--data", dir, "--http", "127.0.0.1:0")
-	if scode != 1 || !strings.Contains(serr, "in use by `quotes serve`") || !strings.Contains(serr, rp.HTTP) {
-		t.Errorf("second serve: exit %d: %s", scode, serr)
+	// a second serve on the held directory answers through the first, on its own address
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	var out2, errOut2 bytes.Buffer
+	exited2 := make(chan int, 1)
+	ready := make(chan string, 1)
+	go func() {
+		exited2 <- run(ctx2, []string{"serve", "--data", dir, "--http", "127.0.0.1:0", "--log-format", "json"}, &out2, &syncWriter{w: &errOut2, addr: ready})
+	}()
+	var addr2 string
+	select {
+	case addr2 = <-ready:
+	case code := <-exited2:
+		t.Fatalf("second serve exited %d: %s", code, errOut2.String())
+	case <-time.After(20 * time.Second):
+		t.Fatal("second serve did not start")
 	}
-
-	cancel() // SIGINT/SIGTERM
+	if addr2 == rp.HTTP {
+		t.Fatalf("second serve on the first's address %s", addr2)
+	}
+	if code, body := httpGet(t, "http://"+addr2+"/instruments"); code != 200 || body != want {
+		t.Errorf("second serve GET /instruments: %d %s", code, body)
+	}
+	cancel2()
+	if code := <-exited2; code != 0 {
+		t.Errorf("second serve exit %d: %s", code, errOut2.String())
+	}
+	cancel()
 	select {
 	case code := <-exited:
 		if code != 0 {
@@ -138,7 +160,7 @@ func TestServe(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("serve did not stop")
 	}
-	if _, err := os.Stat(runningPath(dir)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(dir, "running.json")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("running.json left behind: %v", err)
 	}
 
@@ -148,14 +170,31 @@ func TestServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer log.Close()
-	p, err := pipeline.Open(log, pipeline.DefaultOptions())
-	if err != nil {
-		t.Fatal(err)
+	if log.LastSeq() != seq {
+		t.Errorf("WAL last seq %d after serve, want %d", log.LastSeq(), seq)
 	}
-	defer p.Close()
-	if got := p.Applied(); got != seq {
-		t.Errorf("WAL ends at %d after serve, want %d", got, seq)
+}
+
+// syncWriter collects a command's JSON log and sends the address of its "serving the HTTP
+// API" line once.
+type syncWriter struct {
+	mu   sync.Mutex
+	w    *bytes.Buffer
+	addr chan string
+	sent bool
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.sent {
+		var line struct{ Msg, Addr string }
+		if json.Unmarshal(bytes.TrimSpace(p), &line) == nil && line.Msg == "serving the HTTP API" {
+			s.sent = true
+			s.addr <- strings.TrimPrefix(line.Addr, "http://")
+		}
 	}
+	return s.w.Write(p)
 }
 
 func TestServeHeldByIngest(t *testing.T) {
@@ -165,12 +204,13 @@ func TestServeHeldByIngest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer log.Close()
-	b, _ := json.Marshal(runningProcess{PID: os.Getpid(), Command: "ingest", HTTP: "127.0.0.1:5999"})
-	if err := os.WriteFile(runningPath(dir), b, 0o644); err != nil {
+	// an ingest without an HTTP API cannot be served through
+	b, _ := json.Marshal(engine.Running{PID: os.Getpid(), Command: "ingest"})
+	if err := os.WriteFile(filepath.Join(dir, "running.json"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	_, errOut, code := execute(t, "serve", "--data", dir, "--http", "127.0.0.1:0")
-	if code != 1 || !strings.Contains(errOut, "in use by `quotes ingest`") || !strings.Contains(errOut, "127.0.0.1:5999") {
+	if code != 1 || !strings.Contains(errOut, "in use by `quotes ingest`") || !strings.Contains(errOut, "start it with --http") {
 		t.Errorf("exit %d: %s", code, errOut)
 	}
 }

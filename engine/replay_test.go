@@ -1,4 +1,4 @@
-package main
+package engine
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 // (1 s of event time at 100x) into one batch, and the pacer holds each batch until its
 // first message is due.
 func TestPacedBatches(t *testing.T) {
-	f, err := os.Open("../../testdata/rules/gaps.jsonl")
+	f, err := os.Open("../testdata/rules/gaps.jsonl")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,127 @@
+package engine
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/benbjohnson/clock"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/quotesdev/quotes/aggregate"
+	"github.com/quotesdev/quotes/export"
+	"github.com/quotesdev/quotes/hot"
+	"github.com/quotesdev/quotes/wal"
+)
+
+// Options configure an Engine. DefaultOptions gives the defaults; Dir is required.
+type Options struct {
+	// Dir is the data directory: the WAL and the embedded store live under it.
+	Dir string
+	// Sync is the WAL's durability mode.
+	Sync wal.SyncMode
+	// Settings change what is derived from the WAL; they are recorded in Dir on first use
+	// and a later Open with different ones fails with *SettingsError (see Settings).
+	Settings Settings
+	// UseStoredSettings takes the settings recorded in Dir instead of Settings (commands
+	// that only read: query, serve).
+	UseStoredSettings bool
+	// ResetSettings records Settings over different recorded ones instead of failing.
+	ResetSettings bool
+	// CheckpointEvery is the event time between state checkpoints.
+	CheckpointEvery time.Duration
+	// WALRetention keeps WAL records this long (event time) for backfill and replay of the
+	// data directory, besides what the sinks need.
+	WALRetention time.Duration
+
+	// ClickHouse is the DSN of the ClickHouse sink (clickhouse://host:9000/db); empty: none.
+	ClickHouse string
+	// Archive is the Parquet archive target, a directory or s3://bucket/prefix; empty: none.
+	Archive string
+	// S3 configures the S3 client for s3:// archives and sources (TempDir is set by Open).
+	S3 export.S3Options
+	// SinkTimeout bounds how long Close keeps delivering to the sinks; the rest is
+	// delivered on the next Open.
+	SinkTimeout time.Duration
+	// SinkFlushItems is the number of outbox items per ClickHouse flush.
+	SinkFlushItems int
+	// SinkMaxBackoff is the longest wait between retries of a failing sink.
+	SinkMaxBackoff time.Duration
+
+	// ReadOnly opens the directory to serve it: no sinks run and nothing is appended.
+	ReadOnly bool
+
+	// Clock drives the tick loop, pacing and the sinks' retries; default the wall clock.
+	Clock clock.Clock
+	// Logger receives the engine's log lines; default slog.Default().
+	Logger *slog.Logger
+	// Registerer, if set, receives the engine's metrics (pipeline, sinks, ingest latency).
+	Registerer prometheus.Registerer
+}
+
+// Settings are the options that change derived results. They must be the same for every
+// run over one data directory (and every backfill of it), so Open records them.
+type Settings struct {
+	// Grace is how long a quote waits for its instrument's ADD, and minutes stay open.
+	Grace time.Duration `json:"grace"`
+	// HotThreshold is the move, in percent, that makes a quote hot.
+	HotThreshold hot.Threshold `json:"hotThreshold"`
+	// HotWindow is how far back the reference price is.
+	HotWindow time.Duration `json:"hotWindow"`
+}
+
+// DefaultSettings returns the defaults of SPEC §4: 5 s grace, 10 % over 5 minutes.
+func DefaultSettings() Settings {
+	return Settings{Grace: aggregate.DefaultGrace, HotThreshold: hot.DefaultThreshold(), HotWindow: 5 * time.Minute}
+}
+
+// DefaultOptions returns the defaults for dir.
+func DefaultOptions(dir string) Options {
+	return Options{
+		Dir:             dir,
+		Sync:            wal.SyncBatch,
+		Settings:        DefaultSettings(),
+		CheckpointEvery: 5 * time.Minute,
+		WALRetention:    24 * time.Hour,
+		SinkTimeout:     10 * time.Second,
+		SinkFlushItems:  export.DefaultFlushItems,
+		SinkMaxBackoff:  export.DefaultMaxBackoff,
+	}
+}
+
+// validate checks the options; its errors are *OptionError.
+func (o *Options) validate() error {
+	switch {
+	case o.Dir == "":
+		return &OptionError{Option: "data", Err: fmt.Errorf("must not be empty")}
+	case o.Settings.Grace < 0:
+		return &OptionError{Option: "grace", Err: fmt.Errorf("%s: must not be negative", o.Settings.Grace)}
+	case o.Settings.HotWindow <= 0:
+		return &OptionError{Option: "hot-window", Err: fmt.Errorf("%s: must be positive", o.Settings.HotWindow)}
+	case o.Settings.HotThreshold.IsZero():
+		return &OptionError{Option: "hot-threshold", Err: fmt.Errorf("must be positive")}
+	case o.WALRetention < 0:
+		return &OptionError{Option: "wal-retention", Err: fmt.Errorf("%s: must not be negative", o.WALRetention)}
+	case o.SinkTimeout < 0:
+		return &OptionError{Option: "sink-timeout", Err: fmt.Errorf("%s: must not be negative", o.SinkTimeout)}
+	case o.SinkFlushItems <= 0:
+		return &OptionError{Option: "sink-flush-items", Err: fmt.Errorf("%d: must be positive", o.SinkFlushItems)}
+	}
+	return nil
+}
+
+func (o *Options) defaults() {
+	d := DefaultOptions(o.Dir)
+	if o.CheckpointEvery <= 0 {
+		o.CheckpointEvery = d.CheckpointEvery
+	}
+	if o.SinkMaxBackoff <= 0 {
+		o.SinkMaxBackoff = d.SinkMaxBackoff
+	}
+	if o.Clock == nil {
+		o.Clock = clock.New()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}

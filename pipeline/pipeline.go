@@ -85,9 +85,9 @@ type Pipeline struct {
 	// The aggregate half: mu guards agg and these fields against queries.
 	mu       sync.RWMutex
 	agg      *aggregate.Aggregator
-	applied  uint64 // last WAL sequence applied to agg
-	skipTo   uint64 // items derived from records ≤ skipTo are already in the store
-	cur      uint64 // sequence of the record being applied
+	applied  uint64   // last WAL sequence applied to agg
+	skipTo   uint64   // items derived from records ≤ skipTo are already in the store
+	cur      uint64   // sequence of the record being applied
 	outIdx   uint32   // index of the next outbox item of the record being applied
 	d        *derived // what the records being applied derive
 	lastCkpt int64    // watermark at the last checkpoint

@@ -13,8 +13,8 @@ import (
 	"github.com/quotesdev/quotes/feed"
 )
 
-// The outbox is what the sinks besides the embedded store (ClickHouse, the Parquet
-// archive) are fed from. Every closed candle, late correction and instrument registry
+// The outbox is what the sinks besides the embedded store are fed from (ClickHouse; the
+// Parquet archive follows the WAL itself). Every closed candle, late correction and instrument registry
 // change the pipeline derives is written to it in the same flush (Apply) as the store's own
 // writes, under a key made of the WAL sequence of the record that produced it (its tag) and
 // its index among that record's items:

@@ -360,6 +360,11 @@ func TestArchiveCommandLine(t *testing.T) {
 					break
 				}
 			}
+			// rebuilt from the archive alone, it answers like the original: instruments,
+			// prices, candles, hot events
+			if got := dumpData(t, data, 5); got != want {
+				t.Errorf("data directory rebuilt from %s differs from the original run:\n%s", src[0], firstDiff(got, want))
+			}
 			second := mustExecute(t, args...)
 			if !regexp.MustCompile(`embedded store\s+0 changed`).MatchString(second) {
 				t.Errorf("second backfill from %s:\n%s", src[0], second)
@@ -368,17 +373,31 @@ func TestArchiveCommandLine(t *testing.T) {
 				t.Errorf("second backfill changed the store: %d → %d candles", len(got), len(d))
 			}
 		}
-		// a part of the range only: exactly the candles of its minutes
+		// a part of the range into a fresh directory: rebuilt from the archive up to --to,
+		// so exactly the original candles of the minutes before it
 		data := filepath.Join(t.TempDir(), "part")
-		mustExecute(t, "backfill", "--source", "archive", "--archive", archDir, "--from", "2026-01-01T00:30:00Z", "--to", "2026-01-01T01:05:00Z", "--data", data)
-		n := 0
-		for k := range wantCandles {
-			if k.Minute >= time.Date(2026, 1, 1, 0, 30, 0, 0, time.UTC).UnixNano() && k.Minute < time.Date(2026, 1, 1, 1, 5, 0, 0, time.UTC).UnixNano() {
+		out := mustExecute(t, "backfill", "--source", "archive", "--archive", archDir, "--from", "2026-01-01T00:30:00Z", "--to", "2026-01-01T01:05:00Z", "--data", data)
+		end := time.Date(2026, 1, 1, 1, 5, 0, 0, time.UTC).UnixNano()
+		got, n := storeCandles(t, data), 0
+		for k, w := range wantCandles {
+			if k.Minute < end {
 				n++
+				if got[k] != w {
+					t.Errorf("backfill of 00:30–01:05: candle %v is %+v, want %+v", k, got[k], w)
+					break
+				}
 			}
 		}
-		if got := storeCandles(t, data); len(got) != n || n == 0 {
-			t.Errorf("backfill of 00:30–01:05: %d candles, want %d", len(got), n)
+		if len(got) != n || n == 0 || !strings.Contains(out, "rebuilt") {
+			t.Errorf("backfill of 00:30–01:05: %d candles, want %d:\n%s", len(got), n, out)
+		}
+		// a missing archive is a usage error, and creates nothing
+		nope := filepath.Join(t.TempDir(), "nope")
+		if _, errOut, code := execute(t, "backfill", "--source", "archive", "--archive", nope, "--from", "2000-01-01T00:00:00Z", "--to", "2100-01-01T00:00:00Z", "--data", filepath.Join(nope, "data")); code != 2 || !strings.Contains(errOut, "no Parquet archive") {
+			t.Errorf("backfill from a missing archive: exit %d, %s", code, errOut)
+		}
+		if _, err := os.Stat(nope); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("backfill from a missing archive created %s: %v", nope, err)
 		}
 		if _, errOut, code := execute(t, "backfill", "--source", "archive", "--from", "2000-01-01T00:00:00Z", "--to", "2100-01-01T00:00:00Z", "--data", data); code != 2 || !strings.Contains(errOut, "--archive") {
 			t.Errorf("--source archive without --archive: exit %d, %s", code, errOut)

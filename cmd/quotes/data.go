@@ -24,6 +24,7 @@ type dataOptions struct {
 	resetSettings bool
 	checkpoint    time.Duration
 	walRetention  time.Duration
+	flags         *pflag.FlagSet // where the settings are bound (nil: not bound)
 }
 
 func (o *dataOptions) bindDir(f *pflag.FlagSet) {
@@ -33,6 +34,7 @@ func (o *dataOptions) bindDir(f *pflag.FlagSet) {
 // bindSettings binds the flags that change what is derived; they are recorded in the data
 // directory on first use and must be the same for every later run on it.
 func (o *dataOptions) bindSettings(f *pflag.FlagSet) {
+	o.flags = f
 	o.settings = engine.DefaultSettings()
 	f.DurationVar(&o.settings.Grace, "grace", o.settings.Grace, "how long a quote for an inactive ISIN waits for its ADD; minutes also stay open this long (recorded in --data)")
 	f.Var(&o.settings.HotThreshold, "hot-threshold", "hot when the move against the reference price exceeds this many percent (recorded in --data)")
@@ -57,10 +59,28 @@ func (o *dataOptions) engineOptions(logger *slog.Logger, reg prometheus.Register
 		}
 		opts.Sync = mode
 	}
-	if o.settings == (engine.Settings{}) {
+	if o.flags == nil {
 		opts.UseStoredSettings = true // the command binds no settings: use the recorded ones
 	} else {
-		opts.Settings = o.settings
+		// A setting not given on the command line (or environment) is the recorded one;
+		// one given is checked against it by the engine.
+		s := o.settings
+		stored, ok, err := engine.ReadSettings(o.dir)
+		if err != nil {
+			return opts, err
+		}
+		if ok {
+			if !o.flags.Changed("grace") {
+				s.Grace = stored.Grace
+			}
+			if !o.flags.Changed("hot-threshold") {
+				s.HotThreshold = stored.HotThreshold
+			}
+			if !o.flags.Changed("hot-window") {
+				s.HotWindow = stored.HotWindow
+			}
+		}
+		opts.Settings = s
 	}
 	opts.ResetSettings = o.resetSettings
 	if o.checkpoint > 0 {

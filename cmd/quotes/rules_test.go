@@ -54,7 +54,7 @@ func TestRulesGolden(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			data := filepath.Join(t.TempDir(), "data")
 			got := "== replay summary\n" + elapsedLine.ReplaceAllString(
-				mustExecute(t, "replay", file, "--data", data, "--progress", "never"), "")
+				mustExecute(t, "replay", file, "--data", data, "--progress", "never", "--max-reject-ratio", "1"), "")
 			got += dumpData(t, data, 0)
 			golden := strings.TrimSuffix(file, ".jsonl") + ".golden"
 			if *update {

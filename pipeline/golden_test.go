@@ -1,0 +1,364 @@
+package pipeline
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/store"
+	"github.com/quotesdev/quotes/wal"
+)
+
+var update = flag.Bool("update", false, "rewrite the testdata golden files")
+
+// The data-directory golden: testdata/datadir.kv.gz holds every Badger key and value of a
+// data directory written by the codecs before internal/encoding existed (WAL blocks and
+// watermarks, store candles, hot events and watermark, the pipeline checkpoint, the
+// outbox), and testdata/datadir.dump what the pipeline derived from it (dump). The tests
+// below prove that the current code reads such a directory the same way and writes
+// byte-identical values.
+const (
+	goldenKV    = "testdata/datadir.kv.gz"
+	goldenDump  = "testdata/datadir.dump"
+	goldenMsgs  = 5000
+	goldenBatch = 250
+)
+
+// goldenOptions never removes anything, so the directory is a deterministic function of the
+// messages and the batch boundaries.
+func goldenOptions() Options {
+	opts := DefaultOptions()
+	opts.CheckpointEvery = time.Minute
+	opts.WALRetention = 100_000 * time.Hour
+	opts.EventRetention = 100_000 * time.Hour
+	return opts
+}
+
+func openGolden(t testing.TB, dir string) (*wal.Log, *Pipeline) {
+	t.Helper()
+	log, err := wal.Open(wal.DefaultOptions(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A registered outbox consumer that never delivers: retention keeps the whole outbox.
+	if _, err := store.New(log.DB()).RegisterConsumer("test"); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Open(log, goldenOptions())
+	if err != nil {
+		log.Close()
+		t.Fatal(err)
+	}
+	return log, p
+}
+
+// writeGoldenDir applies msgs in batches of goldenBatch to a new pipeline in dir, closes it
+// and returns every key/value of the directory and the dump.
+func writeGoldenDir(t testing.TB, dir string, msgs []feed.Message) ([]kv, string) {
+	t.Helper()
+	log, p := openGolden(t, dir)
+	defer log.Close()
+	for i := 0; i < len(msgs); i += goldenBatch {
+		if err := p.Append(msgs[i:min(i+goldenBatch, len(msgs))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// No Finish: the checkpoint Close writes holds open candles and held quotes.
+	d := dump(t, p)
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dumpKV(t, log.DB()), d
+}
+
+type kv struct{ k, v []byte }
+
+func dumpKV(t testing.TB, db *badger.DB) []kv {
+	t.Helper()
+	var out []kv
+	err := db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.DefaultIteratorOptions)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			out = append(out, kv{it.Item().KeyCopy(nil), v})
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// The kv file: per pair, be32 key length, key, be32 value length, value; gzipped.
+func writeKVFile(t testing.TB, path string, kvs []kv) {
+	t.Helper()
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	for _, p := range kvs {
+		for _, b := range [][]byte{p.k, p.v} {
+			n := len(b)
+			zw.Write([]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+			zw.Write(b)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readKVFile(t testing.TB, path string) []kv {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create)", err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []kv
+	next := func() []byte {
+		n := int(raw[0])<<24 | int(raw[1])<<16 | int(raw[2])<<8 | int(raw[3])
+		b := raw[4 : 4+n]
+		raw = raw[4+n:]
+		return b
+	}
+	for len(raw) > 0 {
+		k := next()
+		out = append(out, kv{k, next()})
+	}
+	return out
+}
+
+// isEpoch reports the one random value of a data directory: an outbox consumer's flush-id
+// epoch.
+func isEpoch(k []byte) bool {
+	return bytes.HasPrefix(k, []byte("x/")) && bytes.HasSuffix(k, []byte("/epoch"))
+}
+
+// TestGoldenDataDir writes a data directory from a simulated feed; with -update it records
+// it as the golden.
+func TestGoldenDataDir(t *testing.T) {
+	if !*update {
+		t.Skip("only with -update: the goldens are checked by TestGoldenDataDirReads and TestGoldenDataDirWrites")
+	}
+	msgs := goldenFeed()
+	kvs, d := writeGoldenDir(t, filepath.Join(t.TempDir(), "gen"), msgs)
+	if strings.Count(d, "H {") < 5 || !regexp.MustCompile(` Late:[1-9]`).MatchString(d) || !strings.Contains(d, "DELETE") {
+		t.Fatal("the golden derives no hot events or no late candles; it would prove little")
+	}
+	if err := os.MkdirAll("testdata", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeKVFile(t, goldenKV, kvs)
+	if err := os.WriteFile(goldenDump, []byte(d), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// loadGoldenDir creates a data directory holding the golden's keys and values.
+func loadGoldenDir(t testing.TB, dir string, kvs []kv) {
+	t.Helper()
+	log, err := wal.Open(wal.DefaultOptions(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb := log.DB().NewWriteBatch()
+	for _, p := range kvs {
+		if err := wb.Set(p.k, p.v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := log.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGoldenDataDirReads opens the golden data directory: the WAL, the checkpoint (the
+// aggregator and hot detector states), the stored candles and events and the outbox decode
+// to exactly what the code that wrote them derived.
+func TestGoldenDataDirReads(t *testing.T) {
+	kvs := readKVFile(t, goldenKV)
+	want, err := os.ReadFile(goldenDump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	loadGoldenDir(t, dir, kvs)
+	log, p := openGolden(t, dir)
+	defer log.Close()
+	if s := p.Stats(); s.Records == 0 {
+		t.Fatalf("nothing recovered: %+v", s)
+	}
+	got := dump(t, p)
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	compareLines(t, "dump of the golden directory", got, string(want))
+	for _, prefix := range []string{"w/", "m/checkpoint", "c/", "h/", "k/current", "k/d/", "s/applied", "o/", "x/test/"} {
+		if !slices.ContainsFunc(kvs, func(p kv) bool { return bytes.HasPrefix(p.k, []byte(prefix)) }) {
+			t.Errorf("the golden has no key %s…", prefix)
+		}
+	}
+	// The WAL decodes to the records of the messages (deterministic simulator).
+	msgs := goldenWAL(t, log)
+	if want := goldenFeed(); !slices.Equal(msgs, want) {
+		t.Fatalf("golden WAL has %d records, not the %d messages of goldenFeed", len(msgs), len(want))
+	}
+	// Reopening with the current code wrote nothing: the checkpoint was current.
+	after := dumpKV(t, log.DB())
+	compareKV(t, after, kvs)
+}
+
+// goldenWAL reads every message of the log.
+func goldenWAL(t testing.TB, log *wal.Log) []feed.Message {
+	t.Helper()
+	var msgs []feed.Message
+	r := log.NewReader(1)
+	for {
+		rec, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return msgs
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Seq != uint64(len(msgs)+1) {
+			t.Fatalf("record %d has seq %d", len(msgs)+1, rec.Seq)
+		}
+		msgs = append(msgs, rec.Message)
+	}
+}
+
+// TestGoldenDataDirWrites feeds the golden WAL's messages to a new pipeline: every key and
+// value it writes (WAL blocks, checkpoint, candles, events, watermarks, outbox) is
+// byte-identical to the golden's, the outbox consumer's random epoch aside.
+func TestGoldenDataDirWrites(t *testing.T) {
+	kvs := readKVFile(t, goldenKV)
+	dir := t.TempDir()
+	loadGoldenDir(t, dir, kvs)
+	log, err := wal.Open(wal.DefaultOptions(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := goldenWAL(t, log)
+	log.Close()
+	got, d := writeGoldenDir(t, filepath.Join(t.TempDir(), "new"), all)
+	want, err := os.ReadFile(goldenDump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compareLines(t, "dump of a directory written now", d, string(want))
+	compareKV(t, got, kvs)
+}
+
+func compareKV(t testing.TB, got, want []kv) {
+	t.Helper()
+	for i := 0; i < min(len(got), len(want)); i++ {
+		g, w := got[i], want[i]
+		if !bytes.Equal(g.k, w.k) {
+			t.Fatalf("key %d: got %q, want %q", i, g.k, w.k)
+		}
+		if !bytes.Equal(g.v, w.v) && !isEpoch(g.k) {
+			t.Fatalf("value of %q differs:\n got %x\nwant %x", g.k, g.v, w.v)
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d keys, golden %d", len(got), len(want))
+	}
+}
+
+func compareLines(t testing.TB, what, got, want string) {
+	t.Helper()
+	if got == want {
+		return
+	}
+	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
+	for i := range min(len(g), len(w)) {
+		if g[i] != w[i] {
+			t.Fatalf("%s differs at line %d:\n got %s\nwant %s", what, i+1, g[i], w[i])
+		}
+	}
+	t.Fatalf("%s differs in length: %d vs %d lines", what, len(g), len(w))
+}
+
+// goldenFeed is a deterministic feed (math/rand/v2's PCG is specified) of goldenMsgs
+// messages over 16 instruments and about ten minutes: adds (new and duplicate), deletes,
+// quotes with hot moves and late quotes.
+func goldenFeed() []feed.Message {
+	rng := rand.New(rand.NewPCG(2026, 12))
+	ts := time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC).UnixNano()
+	const n = 16
+	isins := make([]feed.ISIN, n)
+	prices := make([]feed.Price, n)
+	msgs := make([]feed.Message, 0, goldenMsgs)
+	add := func(i int) {
+		msgs = append(msgs, feed.Message{Kind: feed.KindAdd, TS: ts, ISIN: isins[i],
+			Description: fmt.Sprintf("Instrument %d rev %d", i, rng.IntN(3))})
+	}
+	for i := range isins {
+		id, ok := feed.ParseISIN(fmt.Sprintf("DE%09d%d", 100+i, i%10))
+		if !ok {
+			panic("bad golden isin")
+		}
+		isins[i], prices[i] = id, feed.Price(10+rng.IntN(500))*feed.PriceScale
+		add(i)
+	}
+	for len(msgs) < goldenMsgs {
+		ts += rng.Int64N(int64(250 * time.Millisecond))
+		i := rng.IntN(n)
+		switch x := rng.IntN(1000); {
+		case x < 10:
+			add(i)
+		case x < 16:
+			msgs = append(msgs, feed.Message{Kind: feed.KindDelete, TS: ts, ISIN: isins[i]})
+		default:
+			p := prices[i]
+			switch y := rng.IntN(100); {
+			case y < 2:
+				p = p * 115 / 100
+			case y < 4:
+				p = p * 87 / 100
+			default:
+				p += feed.Price(rng.Int64N(int64(p)/100+1) - int64(p)/200)
+			}
+			prices[i] = max(p, 1)
+			m := feed.Message{Kind: feed.KindQuote, TS: ts, ISIN: isins[i], Price: prices[i]}
+			if rng.IntN(100) < 3 {
+				m.TS -= rng.Int64N(int64(90 * time.Second))
+			}
+			msgs = append(msgs, m)
+		}
+	}
+	return msgs
+}

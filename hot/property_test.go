@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/internal/encoding"
 )
 
 // naive is the reference implementation of SPEC §4.5: it keeps every quote forever, scans
@@ -352,8 +353,8 @@ func TestRestoreStateErrors(t *testing.T) {
 	}
 	for name, b := range bad {
 		before := d.AppendState(nil)
-		if err := d.RestoreState(b); !errors.Is(err, ErrCorruptState) {
-			t.Errorf("%s: err %v, want ErrCorruptState", name, err)
+		if err := d.RestoreState(b); !errors.Is(err, ErrCorruptState) || !errors.Is(err, encoding.ErrCorrupt) {
+			t.Errorf("%s: err %v, want ErrCorruptState and encoding.ErrCorrupt", name, err)
 		}
 		if !bytes.Equal(d.AppendState(nil), before) {
 			t.Errorf("%s: failed restore changed the state", name)
@@ -375,8 +376,8 @@ func FuzzRestoreState(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d := New(DefaultOptions())
 		if err := d.RestoreState(b); err != nil {
-			if !errors.Is(err, ErrCorruptState) {
-				t.Fatalf("error %v does not wrap ErrCorruptState", err)
+			if !errors.Is(err, ErrCorruptState) || !errors.Is(err, encoding.ErrCorrupt) {
+				t.Fatalf("error %v does not wrap ErrCorruptState and encoding.ErrCorrupt", err)
 			}
 			return
 		}

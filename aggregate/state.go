@@ -1,12 +1,11 @@
 package aggregate
 
 import (
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"slices"
 
 	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/internal/encoding"
 )
 
 // stateMagic starts a snapshot; the last byte is the format version.
@@ -18,20 +17,21 @@ const stateMagic = "QAGG\x01"
 // and the counters. The encoding is deterministic: equal states give equal bytes. The grace
 // period is not part of it (it comes from New).
 func (a *Aggregator) AppendState(b []byte) []byte {
-	b = append(b, stateMagic...)
+	e := encoding.Encbuf{B: b}
+	e.PutString(stateMagic)
 	var flags byte
 	if a.hasWM {
 		flags |= 1
 	}
-	b = append(b, flags)
-	b = binary.AppendUvarint(b, a.lastSeq)
-	b = binary.AppendVarint(b, a.watermark)
-	b = binary.AppendVarint(b, a.closedThrough)
+	e.PutByte(flags)
+	e.PutUvarint(a.lastSeq)
+	e.PutVarint(a.watermark)
+	e.PutVarint(a.closedThrough)
 
 	counters := a.counters()
-	b = binary.AppendUvarint(b, uint64(len(counters)))
+	e.PutUvarint(uint64(len(counters)))
 	for _, c := range counters {
-		b = binary.AppendUvarint(b, *c)
+		e.PutUvarint(*c)
 	}
 
 	incs := make([]*incarnation, 0, a.active.len()+8)
@@ -42,12 +42,11 @@ func (a *Aggregator) AppendState(b []byte) []byte {
 		}
 	}
 	slices.SortFunc(incs, cmpInc)
-	b = binary.AppendUvarint(b, uint64(len(incs)))
+	e.PutUvarint(uint64(len(incs)))
 	for _, inc := range incs {
-		b = append(b, inc.isin[:]...)
-		b = binary.AppendUvarint(b, inc.id)
-		b = binary.AppendUvarint(b, uint64(len(inc.desc)))
-		b = append(b, inc.desc...)
+		e.PutBytes(inc.isin[:])
+		e.PutUvarint(inc.id)
+		e.PutUvarintString(inc.desc)
 		flags = 0
 		if inc.active {
 			flags |= 1
@@ -58,28 +57,28 @@ func (a *Aggregator) AppendState(b []byte) []byte {
 		if inc.hasLastClose {
 			flags |= 4
 		}
-		b = append(b, flags)
-		b = binary.AppendVarint(b, int64(inc.price))
-		b = binary.AppendVarint(b, inc.priceTS)
-		b = binary.AppendUvarint(b, inc.priceSeq)
-		b = binary.AppendVarint(b, inc.firstMinute)
-		b = binary.AppendVarint(b, int64(inc.lastClose))
-		b = binary.AppendVarint(b, inc.lastCloseMinute)
-		b = binary.AppendVarint(b, inc.lastCloseTS)
-		b = binary.AppendUvarint(b, inc.lastCloseSeq)
-		b = binary.AppendUvarint(b, uint64(len(inc.open)))
+		e.PutByte(flags)
+		e.PutVarint(int64(inc.price))
+		e.PutVarint(inc.priceTS)
+		e.PutUvarint(inc.priceSeq)
+		e.PutVarint(inc.firstMinute)
+		e.PutVarint(int64(inc.lastClose))
+		e.PutVarint(inc.lastCloseMinute)
+		e.PutVarint(inc.lastCloseTS)
+		e.PutUvarint(inc.lastCloseSeq)
+		e.PutUvarint(uint64(len(inc.open)))
 		for i := range inc.open {
 			c := &inc.open[i]
-			b = binary.AppendVarint(b, c.Minute)
-			b = binary.AppendVarint(b, int64(c.Open))
-			b = binary.AppendVarint(b, int64(c.High))
-			b = binary.AppendVarint(b, int64(c.Low))
-			b = binary.AppendVarint(b, int64(c.Close))
-			b = binary.AppendVarint(b, c.OpenTS)
-			b = binary.AppendVarint(b, c.CloseTS)
-			b = binary.AppendUvarint(b, c.OpenSeq)
-			b = binary.AppendUvarint(b, c.CloseSeq)
-			b = binary.AppendUvarint(b, c.Quotes)
+			e.PutVarint(c.Minute)
+			e.PutVarint(int64(c.Open))
+			e.PutVarint(int64(c.High))
+			e.PutVarint(int64(c.Low))
+			e.PutVarint(int64(c.Close))
+			e.PutVarint(c.OpenTS)
+			e.PutVarint(c.CloseTS)
+			e.PutUvarint(c.OpenSeq)
+			e.PutUvarint(c.CloseSeq)
+			e.PutUvarint(c.Quotes)
 		}
 	}
 
@@ -88,18 +87,18 @@ func (a *Aggregator) AppendState(b []byte) []byte {
 		isins = append(isins, isin)
 	}
 	slices.SortFunc(isins, func(x, y feed.ISIN) int { return compareISIN(&x, &y) })
-	b = binary.AppendUvarint(b, uint64(len(isins)))
+	e.PutUvarint(uint64(len(isins)))
 	for _, isin := range isins {
 		qs := a.held.byISIN[isin]
-		b = append(b, isin[:]...)
-		b = binary.AppendUvarint(b, uint64(len(qs)))
+		e.PutBytes(isin[:])
+		e.PutUvarint(uint64(len(qs)))
 		for _, q := range qs {
-			b = binary.AppendVarint(b, q.ts)
-			b = binary.AppendUvarint(b, q.seq)
-			b = binary.AppendVarint(b, int64(q.price))
+			e.PutVarint(q.ts)
+			e.PutUvarint(q.seq)
+			e.PutVarint(int64(q.price))
 		}
 	}
-	return b
+	return e.Get()
 }
 
 // counters lists the cumulative Stats fields in snapshot order. New counters go at the end.
@@ -114,75 +113,8 @@ func (a *Aggregator) counters() []*uint64 {
 	}
 }
 
-// errState is wrapped by every RestoreState error.
-var errState = errors.New("aggregate: bad state snapshot")
-
-// stateReader decodes a snapshot, remembering the first error.
-type stateReader struct {
-	b   []byte
-	err error
-}
-
-func (r *stateReader) fail(what string) {
-	if r.err == nil {
-		r.err = fmt.Errorf("%w: %s", errState, what)
-	}
-}
-
-func (r *stateReader) uvarint(what string) uint64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.fail(what)
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *stateReader) varint(what string) int64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.fail(what)
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *stateReader) bytes(n uint64, what string) []byte {
-	if r.err != nil {
-		return nil
-	}
-	if uint64(len(r.b)) < n {
-		r.fail(what)
-		return nil
-	}
-	v := r.b[:n]
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *stateReader) isin(what string) feed.ISIN {
-	var isin feed.ISIN
-	copy(isin[:], r.bytes(feed.ISINLen, what))
-	return isin
-}
-
-// count reads a length that needs at least min bytes per element.
-func (r *stateReader) count(min int, what string) int {
-	n := r.uvarint(what)
-	if r.err == nil && n > uint64(len(r.b)/min) {
-		r.fail(what + ": count too large")
-		return 0
-	}
-	return int(n)
-}
+// errState is wrapped by every RestoreState error. It also matches encoding.ErrCorrupt.
+var errState = encoding.NewCorruptSentinel("aggregate: bad state snapshot")
 
 // RestoreState replaces the whole state with the snapshot b (made by AppendState), keeping
 // the Options given to New. On error the Aggregator is left empty.
@@ -202,74 +134,72 @@ func (a *Aggregator) restore(b []byte) error {
 	if len(b) < len(stateMagic) || string(b[:len(stateMagic)]) != stateMagic {
 		return fmt.Errorf("%w: unknown format", errState)
 	}
-	r := &stateReader{b: b[len(stateMagic):]}
-	flags := r.bytes(1, "flags")
-	if r.err == nil {
-		a.hasWM = flags[0]&1 != 0
-	}
-	a.lastSeq = r.uvarint("last seq")
-	a.watermark = r.varint("watermark")
-	a.closedThrough = r.varint("closed-through")
+	r := encoding.NewDecbuf(b[len(stateMagic):])
+	flags := r.Byte()
+	a.hasWM = flags&1 != 0
+	a.lastSeq = r.Uvarint()
+	a.watermark = r.Varint()
+	a.closedThrough = r.Varint()
 
 	counters := a.counters()
-	nc := r.count(1, "counters")
+	nc := r.Count(1)
 	for i := 0; i < nc; i++ {
-		v := r.uvarint("counter")
+		v := r.Uvarint()
 		if i < len(counters) {
 			*counters[i] = v
 		}
 	}
 
-	ni := r.count(feed.ISINLen+12, "incarnations")
-	for i := 0; i < ni && r.err == nil; i++ {
-		isin := r.isin("isin")
-		id := r.uvarint("incarnation")
-		inc := newIncarnation(isin, id, string(r.bytes(r.uvarint("description length"), "description")))
-		f := r.bytes(1, "incarnation flags")
-		if r.err != nil {
+	ni := r.Count(feed.ISINLen + 12)
+	for i := 0; i < ni && r.Err() == nil; i++ {
+		isin := readISIN(&r)
+		id := r.Uvarint()
+		inc := newIncarnation(isin, id, r.UvarintString())
+		f := r.Byte()
+		if r.Err() != nil {
 			break
 		}
-		inc.active, inc.hasPrice, inc.hasLastClose = f[0]&1 != 0, f[0]&2 != 0, f[0]&4 != 0
-		inc.price = feed.Price(r.varint("price"))
-		inc.priceTS = r.varint("price ts")
-		inc.priceSeq = r.uvarint("price seq")
-		inc.firstMinute = r.varint("first minute")
-		inc.lastClose = feed.Price(r.varint("last close"))
-		inc.lastCloseMinute = r.varint("last close minute")
-		inc.lastCloseTS = r.varint("last close ts")
-		inc.lastCloseSeq = r.uvarint("last close seq")
-		no := r.count(10, "open candles")
+		inc.active, inc.hasPrice, inc.hasLastClose = f&1 != 0, f&2 != 0, f&4 != 0
+		inc.price = feed.Price(r.Varint())
+		inc.priceTS = r.Varint()
+		inc.priceSeq = r.Uvarint()
+		inc.firstMinute = r.Varint()
+		inc.lastClose = feed.Price(r.Varint())
+		inc.lastCloseMinute = r.Varint()
+		inc.lastCloseTS = r.Varint()
+		inc.lastCloseSeq = r.Uvarint()
+		no := r.Count(10)
 		if no > len(inc.openBuf) {
 			inc.open = make([]Candle, 0, no)
 		}
 		inc.open = inc.open[:no]
-		for j := 0; j < no && r.err == nil; j++ {
+		for j := 0; j < no && r.Err() == nil; j++ {
 			c := &inc.open[j]
-			c.Key = Key{ISIN: inc.isin, Incarnation: inc.id, Minute: r.varint("minute")}
-			c.Open = feed.Price(r.varint("open"))
-			c.High = feed.Price(r.varint("high"))
-			c.Low = feed.Price(r.varint("low"))
-			c.Close = feed.Price(r.varint("close"))
-			c.OpenTS = r.varint("open ts")
-			c.CloseTS = r.varint("close ts")
-			c.OpenSeq = r.uvarint("open seq")
-			c.CloseSeq = r.uvarint("close seq")
-			c.Quotes = r.uvarint("quotes")
-			if r.err == nil && (c.Quotes == 0 || j > 0 && c.Minute <= inc.open[j-1].Minute || MinuteOf(c.Minute) != c.Minute) {
-				r.fail("invalid open candle")
+			c.Key = Key{ISIN: inc.isin, Incarnation: inc.id, Minute: r.Varint()}
+			c.Open = feed.Price(r.Varint())
+			c.High = feed.Price(r.Varint())
+			c.Low = feed.Price(r.Varint())
+			c.Close = feed.Price(r.Varint())
+			c.OpenTS = r.Varint()
+			c.CloseTS = r.Varint()
+			c.OpenSeq = r.Uvarint()
+			c.CloseSeq = r.Uvarint()
+			c.Quotes = r.Uvarint()
+			if r.Err() == nil && (c.Quotes == 0 || j > 0 && c.Minute <= inc.open[j-1].Minute || MinuteOf(c.Minute) != c.Minute) {
+				r.Failf("invalid open candle")
 			}
 		}
-		if r.err != nil {
+		if r.Err() != nil {
 			break
 		}
 		if inc.active {
 			if a.active.get(&inc.isin) != nil {
-				r.fail("duplicate active ISIN")
+				r.Failf("duplicate active ISIN")
 				break
 			}
 			a.active.put(&inc.isin, inc)
 		} else if no == 0 {
-			r.fail("inactive incarnation without open candles")
+			r.Failf("inactive incarnation without open candles")
 			break
 		}
 		if no > 0 {
@@ -278,27 +208,31 @@ func (a *Aggregator) restore(b []byte) error {
 		}
 	}
 
-	nh := r.count(feed.ISINLen+4, "held ISINs")
-	for i := 0; i < nh && r.err == nil; i++ {
-		isin := r.isin("held isin")
-		nq := r.count(3, "held quotes")
-		if r.err == nil && (nq == 0 || a.held.byISIN[isin] != nil || a.active.get(&isin) != nil) {
-			r.fail("invalid held ISIN")
+	nh := r.Count(feed.ISINLen + 4)
+	for i := 0; i < nh && r.Err() == nil; i++ {
+		isin := readISIN(&r)
+		nq := r.Count(3)
+		if r.Err() == nil && (nq == 0 || a.held.byISIN[isin] != nil || a.active.get(&isin) != nil) {
+			r.Failf("invalid held ISIN")
 		}
-		for j := 0; j < nq && r.err == nil; j++ {
-			q := heldQuote{ts: r.varint("held ts"), seq: r.uvarint("held seq"), price: feed.Price(r.varint("held price"))}
-			if r.err == nil {
+		for j := 0; j < nq && r.Err() == nil; j++ {
+			q := heldQuote{ts: r.Varint(), seq: r.Uvarint(), price: feed.Price(r.Varint())}
+			if r.Err() == nil {
 				a.held.push(isin, q)
 			}
 		}
 	}
-	if r.err == nil && len(r.b) != 0 {
-		r.fail("trailing bytes")
-	}
-	if r.err != nil {
-		return r.err
+	if err := r.Done(); err != nil {
+		return fmt.Errorf("%w: %w", errState, err)
 	}
 	a.dirtySorted = 0
 	a.sortDirty()
 	return nil
+}
+
+// readISIN reads a fixed-size ISIN.
+func readISIN(r *encoding.Decbuf) feed.ISIN {
+	var isin feed.ISIN
+	copy(isin[:], r.Bytes(feed.ISINLen))
+	return isin
 }

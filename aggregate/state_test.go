@@ -5,6 +5,8 @@ import (
 	"errors"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/quotesdev/quotes/internal/encoding"
 )
 
 // TestSnapshotResume applies part of a random stream, snapshots, restores into a fresh
@@ -96,8 +98,8 @@ func TestRestoreStateRejectsGarbage(t *testing.T) {
 		if err == nil {
 			t.Fatalf("truncated snapshot (%d of %d bytes) accepted", n, len(snap))
 		}
-		if !errors.Is(err, errState) {
-			t.Fatalf("error %v does not wrap errState", err)
+		if !errors.Is(err, errState) || !errors.Is(err, encoding.ErrCorrupt) {
+			t.Fatalf("error %v does not wrap errState and encoding.ErrCorrupt", err)
 		}
 		if len(b.Instruments()) != 0 || b.Stats() != (Stats{}) {
 			t.Fatal("failed restore left state behind")

@@ -20,7 +20,6 @@
 package store
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -29,6 +28,7 @@ import (
 	"github.com/quotesdev/quotes/aggregate"
 	"github.com/quotesdev/quotes/feed"
 	"github.com/quotesdev/quotes/hot"
+	"github.com/quotesdev/quotes/internal/encoding"
 )
 
 var (
@@ -38,8 +38,9 @@ var (
 	candleKeySize = len(prefixCandle) + feed.ISINLen + 8 + 8
 )
 
-// ErrCorrupt means a stored value could not be decoded.
-var ErrCorrupt = errors.New("store: corrupt value")
+// ErrCorrupt means a stored value could not be decoded. It also matches
+// encoding.ErrCorrupt.
+var ErrCorrupt = encoding.NewCorruptSentinel("store: corrupt value")
 
 // Store reads and writes candles and hot events in a Badger DB it does not own.
 type Store struct {
@@ -129,7 +130,9 @@ func (s *Store) Apply(b *Batch) error {
 				return err
 			}
 		}
-		return txn.Set(keyApplied, binary.BigEndian.AppendUint64(nil, b.Seq))
+		var v encoding.Encbuf
+		v.PutBE64(b.Seq)
+		return txn.Set(keyApplied, v.Get())
 	})
 	if err != nil {
 		return fmt.Errorf("store: apply batch up to seq %d: %w", b.Seq, err)
@@ -149,10 +152,12 @@ func (s *Store) Applied() (uint64, error) {
 			return err
 		}
 		return item.Value(func(v []byte) error {
-			if len(v) != 8 {
-				return fmt.Errorf("%w: watermark of %d bytes", ErrCorrupt, len(v))
+			d := encoding.NewDecbuf(v)
+			s := d.BE64()
+			if err := d.Done(); err != nil {
+				return fmt.Errorf("%w: watermark of %d bytes: %w", ErrCorrupt, len(v), err)
 			}
-			seq = binary.BigEndian.Uint64(v)
+			seq = s
 			return nil
 		})
 	})
@@ -174,8 +179,7 @@ func (s *Store) Candles(isin feed.ISIN, incarnation uint64, from, to int64) ([]a
 		it := txn.NewIterator(opts)
 		defer it.Close()
 		for it.Seek(start); it.Valid(); it.Next() {
-			k := it.Item().Key()
-			m := int64(binary.BigEndian.Uint64(k[candleKeySize-8:]))
+			m := keyMinute(it.Item().Key())
 			if m >= to {
 				break
 			}
@@ -213,8 +217,7 @@ func (s *Store) CandleBefore(isin feed.ISIN, incarnation uint64, minute int64) (
 		if !it.Valid() {
 			return nil
 		}
-		k := it.Item().Key()
-		c.Key = aggregate.Key{ISIN: isin, Incarnation: incarnation, Minute: int64(binary.BigEndian.Uint64(k[candleKeySize-8:]))}
+		c.Key = aggregate.Key{ISIN: isin, Incarnation: incarnation, Minute: keyMinute(it.Item().Key())}
 		found = true
 		return it.Item().Value(func(v []byte) error { return decodeCandle(v, &c) })
 	})
@@ -292,63 +295,105 @@ func (s *Store) DeleteEventsBefore(ts int64) error {
 }
 
 func candleKey(k aggregate.Key) []byte {
-	b := make([]byte, 0, candleKeySize)
-	b = append(b, prefixCandle...)
-	b = append(b, k.ISIN[:]...)
-	b = binary.BigEndian.AppendUint64(b, k.Incarnation)
-	return binary.BigEndian.AppendUint64(b, uint64(k.Minute))
+	e := encoding.Encbuf{B: make([]byte, 0, candleKeySize)}
+	e.PutBytes(prefixCandle)
+	e.PutBytes(k.ISIN[:])
+	e.PutBE64(k.Incarnation)
+	e.PutBE64int64(k.Minute)
+	return e.Get()
+}
+
+// parseCandleKey decodes a key made by candleKey.
+func parseCandleKey(k []byte) (aggregate.Key, error) {
+	var key aggregate.Key
+	d := encoding.NewDecbuf(k)
+	if string(d.Bytes(len(prefixCandle))) != string(prefixCandle) {
+		d.Failf("not a candle key")
+	}
+	copy(key.ISIN[:], d.Bytes(feed.ISINLen))
+	key.Incarnation = d.BE64()
+	key.Minute = d.BE64int64()
+	if err := d.Done(); err != nil {
+		return aggregate.Key{}, fmt.Errorf("%w: candle key of %d bytes: %w", ErrCorrupt, len(k), err)
+	}
+	return key, nil
+}
+
+// keyMinute returns the minute of a candle key whose prefix (ISIN, incarnation) the
+// iterator already matched.
+func keyMinute(k []byte) int64 {
+	d := encoding.NewDecbuf(k[candleKeySize-8:])
+	return d.BE64int64()
 }
 
 func eventKey(id uint64) []byte {
-	return binary.BigEndian.AppendUint64(append([]byte(nil), prefixEvent...), id)
+	e := encoding.Encbuf{B: make([]byte, 0, len(prefixEvent)+8)}
+	e.PutBytes(prefixEvent)
+	e.PutBE64(id)
+	return e.Get()
 }
 
 // candleSize is the encoded size of a candle state: 4 prices, 2 timestamps, 2 sequences and
-// the count, 8 bytes each.
+// the count, 8 bytes each (big-endian).
 const candleSize = 9 * 8
 
 func encodeCandle(c *aggregate.Candle) []byte {
-	b := make([]byte, 0, candleSize)
-	for _, v := range [...]uint64{
-		uint64(c.Open), uint64(c.High), uint64(c.Low), uint64(c.Close),
-		uint64(c.OpenTS), uint64(c.CloseTS), c.OpenSeq, c.CloseSeq, c.Quotes,
-	} {
-		b = binary.BigEndian.AppendUint64(b, v)
-	}
-	return b
+	e := encoding.Encbuf{B: make([]byte, 0, candleSize)}
+	e.PutBE64int64(int64(c.Open))
+	e.PutBE64int64(int64(c.High))
+	e.PutBE64int64(int64(c.Low))
+	e.PutBE64int64(int64(c.Close))
+	e.PutBE64int64(c.OpenTS)
+	e.PutBE64int64(c.CloseTS)
+	e.PutBE64(c.OpenSeq)
+	e.PutBE64(c.CloseSeq)
+	e.PutBE64(c.Quotes)
+	return e.Get()
 }
 
+// decodeCandle decodes a candle state into c's value fields (c.Key is left alone); on error
+// c is unchanged.
 func decodeCandle(v []byte, c *aggregate.Candle) error {
-	if len(v) != candleSize {
-		return fmt.Errorf("%w: candle of %d bytes", ErrCorrupt, len(v))
+	d := encoding.NewDecbuf(v)
+	t := *c
+	t.Open, t.High, t.Low, t.Close = feed.Price(d.BE64int64()), feed.Price(d.BE64int64()), feed.Price(d.BE64int64()), feed.Price(d.BE64int64())
+	t.OpenTS, t.CloseTS = d.BE64int64(), d.BE64int64()
+	t.OpenSeq, t.CloseSeq, t.Quotes = d.BE64(), d.BE64(), d.BE64()
+	if err := d.Done(); err != nil {
+		return fmt.Errorf("%w: candle of %d bytes: %w", ErrCorrupt, len(v), err)
 	}
-	u := func(i int) uint64 { return binary.BigEndian.Uint64(v[i*8:]) }
-	c.Open, c.High, c.Low, c.Close = feed.Price(u(0)), feed.Price(u(1)), feed.Price(u(2)), feed.Price(u(3))
-	c.OpenTS, c.CloseTS = int64(u(4)), int64(u(5))
-	c.OpenSeq, c.CloseSeq, c.Quotes = u(6), u(7), u(8)
+	*c = t
 	return nil
 }
 
-// eventSize: id, incarnation, ts, price, reference price, reference ts (8 bytes each) + ISIN.
+// eventSize: id, incarnation, ts, price, reference price, reference ts (8 bytes each,
+// big-endian) + ISIN.
 const eventSize = 6*8 + feed.ISINLen
 
-func encodeEvent(e *hot.Event) []byte {
-	b := make([]byte, 0, eventSize)
-	for _, v := range [...]uint64{e.ID, e.Incarnation, uint64(e.TS), uint64(e.Price), uint64(e.ReferencePrice), uint64(e.ReferenceTS)} {
-		b = binary.BigEndian.AppendUint64(b, v)
-	}
-	return append(b, e.ISIN[:]...)
+func encodeEvent(ev *hot.Event) []byte {
+	e := encoding.Encbuf{B: make([]byte, 0, eventSize)}
+	e.PutBE64(ev.ID)
+	e.PutBE64(ev.Incarnation)
+	e.PutBE64int64(ev.TS)
+	e.PutBE64int64(int64(ev.Price))
+	e.PutBE64int64(int64(ev.ReferencePrice))
+	e.PutBE64int64(ev.ReferenceTS)
+	e.PutBytes(ev.ISIN[:])
+	return e.Get()
 }
 
+// decodeEvent decodes a hot event into e; on error e is unchanged.
 func decodeEvent(v []byte, e *hot.Event) error {
-	if len(v) != eventSize {
-		return fmt.Errorf("%w: hot event of %d bytes", ErrCorrupt, len(v))
+	d := encoding.NewDecbuf(v)
+	var t hot.Event
+	t.ID, t.Incarnation, t.TS = d.BE64(), d.BE64(), d.BE64int64()
+	t.Price, t.ReferencePrice, t.ReferenceTS = feed.Price(d.BE64int64()), feed.Price(d.BE64int64()), d.BE64int64()
+	copy(t.ISIN[:], d.Bytes(feed.ISINLen))
+	if err := d.Done(); err != nil {
+		return fmt.Errorf("%w: hot event of %d bytes: %w", ErrCorrupt, len(v), err)
 	}
-	u := func(i int) uint64 { return binary.BigEndian.Uint64(v[i*8:]) }
-	e.ID, e.Incarnation, e.TS = u(0), u(1), int64(u(2))
-	e.Price, e.ReferencePrice, e.ReferenceTS = feed.Price(u(3)), feed.Price(u(4)), int64(u(5))
-	copy(e.ISIN[:], v[48:])
-	e.ChangePercent = hot.Change(e.Price, e.ReferencePrice)
+	t.ChangePercent = hot.Change(t.Price, t.ReferencePrice)
+	*e = t
 	return nil
 }
 
@@ -361,14 +406,11 @@ func (s *Store) ScanCandles(fn func(c aggregate.Candle) error) error {
 		it := txn.NewIterator(opts)
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			k := it.Item().Key()
-			if len(k) != candleKeySize {
-				return fmt.Errorf("%w: candle key of %d bytes", ErrCorrupt, len(k))
+			key, err := parseCandleKey(it.Item().Key())
+			if err != nil {
+				return err
 			}
-			var c aggregate.Candle
-			copy(c.ISIN[:], k[len(prefixCandle):])
-			c.Incarnation = binary.BigEndian.Uint64(k[len(prefixCandle)+feed.ISINLen:])
-			c.Minute = int64(binary.BigEndian.Uint64(k[candleKeySize-8:]))
+			c := aggregate.Candle{Key: key}
 			if err := it.Item().Value(func(v []byte) error { return decodeCandle(v, &c) }); err != nil {
 				return err
 			}

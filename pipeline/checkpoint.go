@@ -1,10 +1,8 @@
 package pipeline
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/quotesdev/quotes/feed"
 	"hash/crc32"
 	"io"
 	"math"
@@ -12,6 +10,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/internal/encoding"
 	"github.com/quotesdev/quotes/wal"
 )
 
@@ -39,21 +39,61 @@ const (
 )
 
 // ErrCheckpointCorrupt means the stored checkpoint fails its checksum or cannot be decoded.
-var ErrCheckpointCorrupt = errors.New("pipeline: checkpoint corrupt")
+// It also matches encoding.ErrCorrupt.
+var ErrCheckpointCorrupt = encoding.NewCorruptSentinel("pipeline: checkpoint corrupt")
 
 func chunkKey(seq uint64, idx uint32) []byte {
-	k := append([]byte(nil), prefixCkptChunks...)
-	k = binary.BigEndian.AppendUint64(k, seq)
-	return binary.BigEndian.AppendUint32(k, idx)
+	e := encoding.Encbuf{B: make([]byte, 0, len(prefixCkptChunks)+8+4)}
+	e.PutBytes(prefixCkptChunks)
+	e.PutBE64(seq)
+	e.PutBE32(idx)
+	return e.Get()
+}
+
+// ckptHeader is the value of k/current (layout above).
+type ckptHeader struct {
+	seq       uint64
+	watermark int64
+	chunks    uint32
+	size      uint64
+	crc       uint32
+}
+
+func (h *ckptHeader) encode() []byte {
+	e := encoding.Encbuf{B: make([]byte, 0, checkpointHeader)}
+	e.PutByte(checkpointVersion)
+	e.PutBE64(h.seq)
+	e.PutBE64int64(h.watermark)
+	e.PutBE32(h.chunks)
+	e.PutBE64(h.size)
+	e.PutBE32(h.crc)
+	return e.Get()
+}
+
+func decodeCkptHeader(v []byte) (ckptHeader, error) {
+	var h ckptHeader
+	d := encoding.NewDecbuf(v)
+	if version := d.Byte(); version != checkpointVersion {
+		d.Failf("version %d", version)
+	}
+	h.seq = d.BE64()
+	h.watermark = d.BE64int64()
+	h.chunks = d.BE32()
+	h.size = d.BE64()
+	h.crc = d.BE32()
+	if err := d.Done(); err != nil {
+		return ckptHeader{}, fmt.Errorf("%w: header of %d bytes: %w", ErrCheckpointCorrupt, len(v), err)
+	}
+	return h, nil
 }
 
 // checkpoint writes the state as of seq: aggState (taken by derive) and the hot detector's
 // state, which p.commitMu holds at the same point.
 func (p *Pipeline) checkpoint(seq uint64, watermark int64, aggState []byte) error {
 	start := time.Now()
-	blob := binary.AppendUvarint(make([]byte, 0, len(aggState)+1<<16), uint64(len(aggState)))
-	blob = append(blob, aggState...)
-	blob = p.det.AppendState(blob)
+	e := encoding.Encbuf{B: make([]byte, 0, len(aggState)+1<<16)}
+	e.PutUvarintBytes(aggState)
+	blob := p.det.AppendState(e.Get())
 
 	db := p.log.DB()
 	wb := db.NewWriteBatch()
@@ -69,13 +109,8 @@ func (p *Pipeline) checkpoint(seq uint64, watermark int64, aggState []byte) erro
 	if err := wb.Flush(); err != nil {
 		return fmt.Errorf("pipeline: write checkpoint at seq %d: %w", seq, err)
 	}
-	hdr := make([]byte, 0, checkpointHeader)
-	hdr = append(hdr, checkpointVersion)
-	hdr = binary.BigEndian.AppendUint64(hdr, seq)
-	hdr = binary.BigEndian.AppendUint64(hdr, uint64(watermark))
-	hdr = binary.BigEndian.AppendUint32(hdr, chunks)
-	hdr = binary.BigEndian.AppendUint64(hdr, uint64(len(blob)))
-	hdr = binary.BigEndian.AppendUint32(hdr, crc32.Checksum(blob, castagnoli))
+	hdr := (&ckptHeader{seq: seq, watermark: watermark, chunks: chunks, size: uint64(len(blob)),
+		crc: crc32.Checksum(blob, castagnoli)}).encode()
 	err := db.Update(func(txn *badger.Txn) error {
 		if err := txn.Set(keyCheckpoint, hdr); err != nil {
 			return err
@@ -137,8 +172,8 @@ func deleteChunks(db *badger.DB, keep uint64) error {
 		it := txn.NewIterator(opts)
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			k := it.Item().Key()
-			if binary.BigEndian.Uint64(k[len(prefixCkptChunks):]) != keep {
+			d := encoding.NewDecbuf(it.Item().Key()[len(prefixCkptChunks):])
+			if d.BE64() != keep {
 				keys = append(keys, it.Item().KeyCopy(nil))
 			}
 		}
@@ -170,17 +205,16 @@ func (p *Pipeline) loadCheckpoint() (uint64, error) {
 		if err != nil {
 			return err
 		}
-		hdr, err := item.ValueCopy(nil)
+		v, err := item.ValueCopy(nil)
 		if err != nil {
 			return err
 		}
-		if len(hdr) != checkpointHeader || hdr[0] != checkpointVersion {
-			return fmt.Errorf("%w: header of %d bytes, version %d", ErrCheckpointCorrupt, len(hdr), hdr[0])
+		hdr, err := decodeCkptHeader(v)
+		if err != nil {
+			return err
 		}
-		seq = binary.BigEndian.Uint64(hdr[1:])
-		chunks := binary.BigEndian.Uint32(hdr[17:])
-		size := binary.BigEndian.Uint64(hdr[21:])
-		sum := binary.BigEndian.Uint32(hdr[29:])
+		seq = hdr.seq
+		chunks, size, sum := hdr.chunks, hdr.size, hdr.crc
 		blob = make([]byte, 0, size)
 		defer func() {
 			if err == nil && (uint64(len(blob)) != size || crc32.Checksum(blob, castagnoli) != sum) {
@@ -208,14 +242,15 @@ func (p *Pipeline) loadCheckpoint() (uint64, error) {
 }
 
 func (p *Pipeline) restore(seq uint64, blob []byte) error {
-	n, k := binary.Uvarint(blob)
-	if k <= 0 || uint64(len(blob)-k) < n {
-		return fmt.Errorf("%w: state lengths at seq %d", ErrCheckpointCorrupt, seq)
+	d := encoding.NewDecbuf(blob)
+	aggState := d.UvarintBytes()
+	if err := d.Err(); err != nil {
+		return fmt.Errorf("%w: state lengths at seq %d: %w", ErrCheckpointCorrupt, seq, err)
 	}
-	if err := p.agg.RestoreState(blob[k : k+int(n)]); err != nil {
+	if err := p.agg.RestoreState(aggState); err != nil {
 		return fmt.Errorf("%w: aggregator state at seq %d: %w", ErrCheckpointCorrupt, seq, err)
 	}
-	if err := p.det.RestoreState(blob[k+int(n):]); err != nil {
+	if err := p.det.RestoreState(d.Get()); err != nil {
 		return fmt.Errorf("%w: hot state at seq %d: %w", ErrCheckpointCorrupt, seq, err)
 	}
 	return nil

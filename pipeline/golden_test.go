@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/internal/encoding"
 	"github.com/quotesdev/quotes/store"
 	"github.com/quotesdev/quotes/wal"
 )
@@ -361,4 +363,59 @@ func goldenFeed() []feed.Message {
 		}
 	}
 	return msgs
+}
+
+// TestCorruptCheckpoint: a damaged checkpoint (header or state) makes Open fail with an
+// error matching ErrCheckpointCorrupt and encoding.ErrCorrupt; it never panics.
+func TestCorruptCheckpoint(t *testing.T) {
+	kvs := readKVFile(t, goldenKV)
+	var hdr []byte
+	var chunk kv
+	for _, p := range kvs {
+		switch {
+		case string(p.k) == "k/current":
+			hdr = p.v
+		case bytes.HasPrefix(p.k, []byte("k/d/")) && chunk.k == nil:
+			chunk = p
+		}
+	}
+	if hdr == nil || chunk.k == nil {
+		t.Fatal("the golden has no checkpoint")
+	}
+	h, err := decodeCkptHeader(hdr)
+	if err != nil || h.chunks == 0 || h.seq != goldenMsgs {
+		t.Fatalf("golden header %+v, %v", h, err)
+	}
+	flipped := bytes.Clone(chunk.v)
+	flipped[len(flipped)/2] ^= 1
+	// A checkpoint whose checksum matches but whose aggregator state length is garbage.
+	badState := []byte{0xff, 0xff, 0xff, 0xff, 0x0f, 1, 2}
+	badHdr := (&ckptHeader{seq: h.seq, watermark: h.watermark, chunks: 1, size: uint64(len(badState)),
+		crc: crc32.Checksum(badState, castagnoli)}).encode()
+	for name, change := range map[string][]kv{
+		"empty header":   {{[]byte("k/current"), []byte{}}},
+		"short header":   {{[]byte("k/current"), hdr[:len(hdr)-1]}},
+		"long header":    {{[]byte("k/current"), append(bytes.Clone(hdr), 0)}},
+		"header version": {{[]byte("k/current"), append([]byte{2}, hdr[1:]...)}},
+		"chunk checksum": {{chunk.k, flipped}},
+		"state length":   {{[]byte("k/current"), badHdr}, {chunkKey(h.seq, 0), badState}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			loadGoldenDir(t, dir, append(slices.Clone(kvs), change...))
+			log, err := wal.Open(wal.DefaultOptions(dir))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer log.Close()
+			p, err := Open(log, goldenOptions())
+			if err == nil {
+				p.Close()
+				t.Fatal("opened a corrupt checkpoint")
+			}
+			if !errors.Is(err, ErrCheckpointCorrupt) || !errors.Is(err, encoding.ErrCorrupt) {
+				t.Fatalf("error %v, want ErrCheckpointCorrupt and encoding.ErrCorrupt", err)
+			}
+		})
+	}
 }

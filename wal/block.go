@@ -1,12 +1,12 @@
 package wal
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 
 	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/internal/encoding"
 )
 
 // This file is the record encoding, kept apart from the log mechanics (log.go), in the spirit
@@ -35,18 +35,20 @@ const (
 
 // blockKey returns "w/" + be64(first).
 func blockKey(first uint64) []byte {
-	k := make([]byte, len(keyPrefixBlock)+8)
-	copy(k, keyPrefixBlock)
-	binary.BigEndian.PutUint64(k[len(keyPrefixBlock):], first)
-	return k
+	e := encoding.Encbuf{B: make([]byte, 0, len(keyPrefixBlock)+8)}
+	e.PutString(keyPrefixBlock)
+	e.PutBE64(first)
+	return e.Get()
 }
 
 // parseBlockKey returns the first sequence encoded in a block key.
 func parseBlockKey(k []byte) (uint64, bool) {
-	if len(k) != len(keyPrefixBlock)+8 || string(k[:len(keyPrefixBlock)]) != keyPrefixBlock {
+	d := encoding.NewDecbuf(k)
+	if string(d.Bytes(len(keyPrefixBlock))) != keyPrefixBlock {
 		return 0, false
 	}
-	return binary.BigEndian.Uint64(k[len(keyPrefixBlock):]), true
+	first := d.BE64()
+	return first, d.Done() == nil
 }
 
 func castagnoli() *crc32.Table { return crc32.MakeTable(crc32.Castagnoli) } // cached by hash/crc32
@@ -69,7 +71,7 @@ func (h blockHeader) lastSeq() uint64 { return h.FirstSeq + uint64(h.Count) - 1 
 
 // blockEncoder builds one block in a reusable buffer.
 type blockEncoder struct {
-	buf    []byte
+	buf    encoding.Encbuf
 	count  uint32
 	first  uint64
 	prevTS int64
@@ -79,7 +81,8 @@ type blockEncoder struct {
 
 // reset starts a new block whose first record gets sequence first.
 func (e *blockEncoder) reset(first uint64) {
-	e.buf = append(e.buf[:0], make([]byte, blockHeaderSize)...)
+	e.buf.Reset()
+	e.buf.PutBytes(make([]byte, blockHeaderSize)) // filled in by finish
 	e.count = 0
 	e.first = first
 	e.prevTS = 0
@@ -93,33 +96,33 @@ func (e *blockEncoder) add(m *feed.Message) {
 	if e.count == 0 || m.TS > e.maxTS {
 		e.maxTS = m.TS
 	}
-	e.buf = binary.AppendVarint(e.buf, m.TS-e.prevTS) // zigzag delta to the previous record
+	e.buf.PutVarint(m.TS - e.prevTS) // zigzag delta to the previous record
 	e.prevTS = m.TS
-	e.buf = append(e.buf, byte(m.Kind))
-	e.buf = append(e.buf, m.ISIN[:]...)
-	e.buf = binary.AppendVarint(e.buf, int64(m.Price))
-	e.buf = binary.AppendUvarint(e.buf, uint64(len(m.Description)))
-	e.buf = append(e.buf, m.Description...)
+	e.buf.PutByte(byte(m.Kind))
+	e.buf.PutBytes(m.ISIN[:])
+	e.buf.PutVarint(int64(m.Price))
+	e.buf.PutUvarintString(m.Description)
 	e.count++
 }
 
 // size is the current encoded size (without trailer).
-func (e *blockEncoder) size() int { return len(e.buf) }
+func (e *blockEncoder) size() int { return e.buf.Len() }
 
 // finish fills in the header and the checksum. prevCumMax is the CumMaxTS of the previous
 // block; the block's own CumMaxTS is returned. The returned slice aliases the encoder's
 // buffer.
 func (e *blockEncoder) finish(prevCumMax int64) ([]byte, int64) {
 	cum := max(prevCumMax, e.maxTS)
-	b := e.buf
-	b[0] = blockVersion
-	binary.BigEndian.PutUint32(b[1:], e.count)
-	binary.BigEndian.PutUint64(b[5:], e.first)
-	binary.BigEndian.PutUint64(b[13:], uint64(e.minTS))
-	binary.BigEndian.PutUint64(b[21:], uint64(e.maxTS))
-	binary.BigEndian.PutUint64(b[29:], uint64(cum))
-	e.buf = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli()))
-	return e.buf, cum
+	// The header overwrites the placeholder at the start of the buffer.
+	h := encoding.Encbuf{B: e.buf.B[:0]}
+	h.PutByte(blockVersion)
+	h.PutBE32(e.count)
+	h.PutBE64(e.first)
+	h.PutBE64int64(e.minTS)
+	h.PutBE64int64(e.maxTS)
+	h.PutBE64int64(cum)
+	e.buf.PutBE32(crc32.Checksum(e.buf.Get(), castagnoli()))
+	return e.buf.Get(), cum
 }
 
 // errors of the decoder; wrapped in a CorruptionError by the caller.
@@ -156,19 +159,21 @@ func decodeHeader1(b []byte) (blockHeader, error) {
 		return h, fmt.Errorf("%w: %d bytes", errShort, len(b))
 	}
 	body := b[:len(b)-blockTrailerSize]
-	want := binary.BigEndian.Uint32(b[len(b)-blockTrailerSize:])
+	trailer := encoding.NewDecbuf(b[len(body):])
+	want := trailer.BE32()
 	if got := crc32.Checksum(body, castagnoli()); got != want {
 		return h, fmt.Errorf("%w: stored %08x, computed %08x", errChecksum, want, got)
 	}
-	h.Version = b[0]
+	d := encoding.NewDecbuf(body[:blockHeaderSize])
+	h.Version = d.Byte()
 	if h.Version != blockVersion {
 		return h, fmt.Errorf("unsupported block format version %d (this build reads %d)", h.Version, blockVersion)
 	}
-	h.Count = binary.BigEndian.Uint32(b[1:])
-	h.FirstSeq = binary.BigEndian.Uint64(b[5:])
-	h.MinTS = int64(binary.BigEndian.Uint64(b[13:]))
-	h.MaxTS = int64(binary.BigEndian.Uint64(b[21:]))
-	h.CumMaxTS = int64(binary.BigEndian.Uint64(b[29:]))
+	h.Count = d.BE32()
+	h.FirstSeq = d.BE64()
+	h.MinTS = d.BE64int64()
+	h.MaxTS = d.BE64int64()
+	h.CumMaxTS = d.BE64int64()
 	if h.Count == 0 || h.FirstSeq == 0 || h.MinTS > h.MaxTS || h.CumMaxTS < h.MaxTS {
 		return h, fmt.Errorf("%w: count %d first %d ts [%d,%d] cum %d", errBadHeader,
 			h.Count, h.FirstSeq, h.MinTS, h.MaxTS, h.CumMaxTS)
@@ -191,45 +196,32 @@ func decodeBlock(b []byte, first uint64, dst []Record) ([]Record, blockHeader, e
 }
 
 func decodeRecords(b []byte, h blockHeader, dst []Record) ([]Record, error) {
-	p := b[blockHeaderSize : len(b)-blockTrailerSize]
+	d := encoding.NewDecbuf(b[blockHeaderSize : len(b)-blockTrailerSize])
 	var ts int64
 	seq := h.FirstSeq
 	for i := uint32(0); i < h.Count; i++ {
 		var r Record
 		r.Seq = seq
 		seq++
-		d, n := binary.Varint(p)
-		if n <= 0 {
-			return dst, fmt.Errorf("record %d: %w", i, errTruncRec)
-		}
-		ts += d
+		ts += d.Varint()
 		r.TS = ts
-		p = p[n:]
-		if len(p) < 1+feed.ISINLen {
-			return dst, fmt.Errorf("record %d: %w", i, errTruncRec)
+		r.Kind = feed.Kind(d.Byte())
+		copy(r.ISIN[:], d.Bytes(feed.ISINLen))
+		r.Price = feed.Price(d.Varint())
+		l := d.Uvarint()
+		if l > maxRecordSize {
+			d.Failf("description of %d bytes", l)
 		}
-		r.Kind = feed.Kind(p[0])
-		copy(r.ISIN[:], p[1:1+feed.ISINLen])
-		p = p[1+feed.ISINLen:]
-		price, n := binary.Varint(p)
-		if n <= 0 {
-			return dst, fmt.Errorf("record %d: %w", i, errTruncRec)
+		if desc := d.Bytes(int(l)); len(desc) > 0 {
+			r.Description = string(desc)
 		}
-		r.Price = feed.Price(price)
-		p = p[n:]
-		l, n := binary.Uvarint(p)
-		if n <= 0 || l > maxRecordSize || uint64(len(p)-n) < l {
-			return dst, fmt.Errorf("record %d: %w", i, errTruncRec)
-		}
-		p = p[n:]
-		if l > 0 {
-			r.Description = string(p[:l])
-			p = p[l:]
+		if err := d.Err(); err != nil {
+			return dst, fmt.Errorf("record %d: %w: %w", i, errTruncRec, err)
 		}
 		dst = append(dst, r)
 	}
-	if len(p) != 0 {
-		return dst, fmt.Errorf("%w: %d bytes", errTrailing, len(p))
+	if d.Len() != 0 {
+		return dst, fmt.Errorf("%w: %d bytes", errTrailing, d.Len())
 	}
 	return dst, nil
 }

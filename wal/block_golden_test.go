@@ -2,14 +2,18 @@ package wal
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"flag"
+	"hash/crc32"
 	"os"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/internal/encoding"
 )
 
 var update = flag.Bool("update", false, "rewrite the testdata golden files")
@@ -96,5 +100,29 @@ func TestBlockGolden(t *testing.T) {
 	}
 	if s, err := DecodeWatermark([]byte{1, 2, 3, 4, 5, 6, 7, 8}); err != nil || s != 0x0102030405060708 {
 		t.Errorf("DecodeWatermark: %d, %v", s, err)
+	}
+	if _, err := DecodeWatermark([]byte{1, 2, 3}); !errors.Is(err, encoding.ErrCorrupt) {
+		t.Errorf("DecodeWatermark of 3 bytes: %v, want encoding.ErrCorrupt", err)
+	}
+
+	// Damage: every error is a decode error, and as a CorruptionError it matches both
+	// ErrCorrupt and encoding.ErrCorrupt.
+	flipped := bytes.Clone(want)
+	flipped[len(flipped)/2] ^= 0x40
+	short := bytes.Clone(want[:blockHeaderSize+3])
+	short = binary.BigEndian.AppendUint32(short, crc32.Checksum(short, castagnoli()))
+	for name, b := range map[string][]byte{"checksum": flipped, "short": want[:10], "truncated records": short} {
+		_, _, err := decodeBlock(b, 4242, nil)
+		var de *decodeError
+		if !errors.As(err, &de) {
+			t.Fatalf("%s: error %v is not a decodeError", name, err)
+		}
+		ce := error(&CorruptionError{Seq: 4242, Err: err})
+		if !errors.Is(ce, ErrCorrupt) || !errors.Is(ce, encoding.ErrCorrupt) {
+			t.Errorf("%s: %v does not match ErrCorrupt and encoding.ErrCorrupt", name, ce)
+		}
+	}
+	if !errors.Is(ErrCorrupt, encoding.ErrCorrupt) {
+		t.Error("ErrCorrupt does not match encoding.ErrCorrupt")
 	}
 }

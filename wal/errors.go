@@ -3,14 +3,17 @@ package wal
 import (
 	"errors"
 	"fmt"
+
+	"github.com/quotesdev/quotes/internal/encoding"
 )
 
 // ErrClosed is returned by every operation on a Log (or one of its Readers) after Close.
 var ErrClosed = errors.New("wal: log closed")
 
 // ErrCorrupt is matched (errors.Is) by every *CorruptionError: a block failed its checksum,
-// could not be decoded, or the sequence of blocks has a gap.
-var ErrCorrupt = errors.New("wal: corrupt log")
+// could not be decoded, or the sequence of blocks has a gap. It also matches
+// encoding.ErrCorrupt (the convention of internal/encoding).
+var ErrCorrupt = encoding.NewCorruptSentinel("wal: corrupt log")
 
 // ErrTruncated is returned by Reader.Next when the records the reader needs next were removed
 // by Truncate while it was reading: the reader fell behind retention.
@@ -51,6 +54,8 @@ func (e *CorruptionError) Error() string {
 // Unwrap returns the underlying cause.
 func (e *CorruptionError) Unwrap() error { return e.Err }
 
-// Is reports whether target is ErrCorrupt, so errors.Is(err, ErrCorrupt) matches any
-// CorruptionError.
-func (e *CorruptionError) Is(target error) bool { return target == ErrCorrupt }
+// Is reports whether target is ErrCorrupt or encoding.ErrCorrupt, so errors.Is(err,
+// ErrCorrupt) and errors.Is(err, encoding.ErrCorrupt) match any CorruptionError.
+func (e *CorruptionError) Is(target error) bool {
+	return target == ErrCorrupt || target == encoding.ErrCorrupt
+}

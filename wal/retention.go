@@ -2,12 +2,14 @@ package wal
 
 import (
 	"context"
-	"encoding/binary"
+
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/quotesdev/quotes/internal/encoding"
 )
 
 // WatermarkKey returns the Badger key of consumer name's watermark ("m/" + name), so another
@@ -16,14 +18,21 @@ import (
 func WatermarkKey(name string) []byte { return append([]byte(keyPrefixWatermark), name...) }
 
 // EncodeWatermark returns the stored form of a watermark (big-endian uint64).
-func EncodeWatermark(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
+func EncodeWatermark(seq uint64) []byte {
+	e := encoding.Encbuf{B: make([]byte, 0, 8)}
+	e.PutBE64(seq)
+	return e.Get()
+}
 
-// DecodeWatermark parses a value written by EncodeWatermark.
+// DecodeWatermark parses a value written by EncodeWatermark. Its error matches
+// encoding.ErrCorrupt.
 func DecodeWatermark(v []byte) (uint64, error) {
-	if len(v) != 8 {
-		return 0, fmt.Errorf("wal: watermark value has %d bytes, want 8", len(v))
+	d := encoding.NewDecbuf(v)
+	seq := d.BE64()
+	if err := d.Done(); err != nil {
+		return 0, fmt.Errorf("wal: watermark value has %d bytes, want 8: %w", len(v), err)
 	}
-	return binary.BigEndian.Uint64(v), nil
+	return seq, nil
 }
 
 // positionKey returns "p/" + source.

@@ -142,23 +142,40 @@ func (e *Encbuf) PutUvarintString(s string) {
 // Err, and every later read returns the zero value and consumes nothing. Byte slices it
 // returns alias the input.
 type Decbuf struct {
-	b    []byte // unread input
+	b    []byte // unread input; nil after a failure
 	size int    // length of the whole input, for offsets
-	err  error
+	err  error  // the first failure: a *DecodeError, or errShort until Err makes it one
+	// A fixed-size read past the end sets err to errShort and records what it needed and
+	// how much was left, without a call, so that the reads stay inlinable.
+	need, left int
 }
+
+// errShort marks a fixed-size read past the end until Err describes it.
+var errShort = errors.New("short")
 
 // NewDecbuf returns a Decbuf reading b.
 func NewDecbuf(b []byte) Decbuf { return Decbuf{b: b, size: len(b)} }
 
 // Err returns the first failure (a *DecodeError), or nil.
-func (d *Decbuf) Err() error { return d.err }
+func (d *Decbuf) Err() error {
+	if d.err == errShort {
+		d.describeShort()
+	}
+	return d.err
+}
+
+//go:noinline
+func (d *Decbuf) describeShort() {
+	d.err = &DecodeError{Offset: d.size - d.left,
+		Err: fmt.Errorf("%d-byte value needs more than the %d bytes left", d.need, d.left)}
+}
 
 // Done returns Err, or a *DecodeError if input is left unread.
 func (d *Decbuf) Done() error {
 	if d.err == nil && len(d.b) != 0 {
 		d.Failf("%d trailing bytes", len(d.b))
 	}
-	return d.err
+	return d.Err()
 }
 
 // Len returns the number of unread bytes (0 after a failure).
@@ -179,15 +196,16 @@ func (d *Decbuf) Failf(format string, args ...any) {
 	}
 }
 
-// short records a read of n bytes past the end.
-func (d *Decbuf) short(n int, what string) {
-	d.Failf("%s needs %d bytes, %d left", what, n, len(d.b))
-}
+// The fast paths below stay small enough to be inlined into decoders: they need not check
+// d.err because a failure empties d.b. Failures and multi-byte varints are out of line.
 
 // Byte reads one byte.
 func (d *Decbuf) Byte() byte {
-	if d.err != nil || len(d.b) < 1 {
-		d.short(1, "byte")
+	if len(d.b) < 1 {
+		if d.err == nil {
+			d.err, d.need, d.left = errShort, 1, len(d.b)
+		}
+		d.b = nil
 		return 0
 	}
 	c := d.b[0]
@@ -197,8 +215,11 @@ func (d *Decbuf) Byte() byte {
 
 // BE32 reads 4 bytes, big-endian.
 func (d *Decbuf) BE32() uint32 {
-	if d.err != nil || len(d.b) < 4 {
-		d.short(4, "be32")
+	if len(d.b) < 4 {
+		if d.err == nil {
+			d.err, d.need, d.left = errShort, 4, len(d.b)
+		}
+		d.b = nil
 		return 0
 	}
 	x := binary.BigEndian.Uint32(d.b)
@@ -208,8 +229,11 @@ func (d *Decbuf) BE32() uint32 {
 
 // BE64 reads 8 bytes, big-endian.
 func (d *Decbuf) BE64() uint64 {
-	if d.err != nil || len(d.b) < 8 {
-		d.short(8, "be64")
+	if len(d.b) < 8 {
+		if d.err == nil {
+			d.err, d.need, d.left = errShort, 8, len(d.b)
+		}
+		d.b = nil
 		return 0
 	}
 	x := binary.BigEndian.Uint64(d.b)
@@ -222,9 +246,6 @@ func (d *Decbuf) BE64int64() int64 { return int64(d.BE64()) }
 
 // Uvarint reads an unsigned varint.
 func (d *Decbuf) Uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
 	x, n := binary.Uvarint(d.b)
 	if n <= 0 {
 		d.badVarint(n, "uvarint")
@@ -236,18 +257,18 @@ func (d *Decbuf) Uvarint() uint64 {
 
 // Varint reads a zig-zag signed varint.
 func (d *Decbuf) Varint() int64 {
-	if d.err != nil {
-		return 0
-	}
-	x, n := binary.Varint(d.b)
+	u, n := binary.Uvarint(d.b) // inlined, unlike binary.Varint
 	if n <= 0 {
 		d.badVarint(n, "varint")
 		return 0
 	}
 	d.b = d.b[n:]
-	return x
+	return int64(u>>1) ^ -int64(u&1) // zig-zag, as binary.Varint
 }
 
+// badVarint records a varint that could not be read (n as from encoding/binary).
+//
+//go:noinline
 func (d *Decbuf) badVarint(n int, what string) {
 	if n == 0 {
 		d.Failf("%s runs past the end", what)
@@ -258,8 +279,11 @@ func (d *Decbuf) badVarint(n int, what string) {
 
 // Bytes reads n bytes (a fixed-size field).
 func (d *Decbuf) Bytes(n int) []byte {
-	if d.err != nil || n < 0 || len(d.b) < n {
-		d.short(n, "field")
+	if n < 0 || len(d.b) < n {
+		if d.err == nil {
+			d.err, d.need, d.left = errShort, n, len(d.b)
+		}
+		d.b = nil
 		return nil
 	}
 	b := d.b[:n:n]

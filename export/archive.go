@@ -3,7 +3,6 @@ package export
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/quotesdev/quotes/aggregate"
 	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/internal/encoding"
 	"github.com/quotesdev/quotes/wal"
 )
 
@@ -258,33 +258,39 @@ const noHour = -1 << 62
 
 const archStateVersion = 1
 
-// encodeState: version u8, cut seq u64, pending count u32, (hour i64, from u64)…, aggregator state.
+// encodeState: version u8, cut seq be64, pending count be32, (hour be64, from be64)…,
+// aggregator state.
 func (a *Archiver) encodeState(cut uint64, pending map[int64]uint64) []byte {
-	b := []byte{archStateVersion}
-	b = binary.BigEndian.AppendUint64(b, cut)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(pending)))
+	e := encoding.Encbuf{B: make([]byte, 0, 1+8+4+16*len(pending)+1<<10)}
+	e.PutByte(archStateVersion)
+	e.PutBE64(cut)
+	e.PutBE32(uint32(len(pending)))
 	for _, h := range slices.Sorted(maps.Keys(pending)) {
-		b = binary.BigEndian.AppendUint64(b, uint64(h))
-		b = binary.BigEndian.AppendUint64(b, pending[h])
+		e.PutBE64int64(h)
+		e.PutBE64(pending[h])
 	}
-	return a.agg.AppendState(b)
+	return a.agg.AppendState(e.Get())
 }
 
+// decodeState restores what encodeState wrote. Its errors match encoding.ErrCorrupt.
 func (a *Archiver) decodeState(b []byte) error {
-	if len(b) < 13 || b[0] != archStateVersion {
-		return errors.New("unknown state format")
+	d := encoding.NewDecbuf(b)
+	if v := d.Byte(); v != archStateVersion {
+		d.Failf("unknown state format %d", v)
 	}
-	a.cutSeq = binary.BigEndian.Uint64(b[1:])
-	n := int(binary.BigEndian.Uint32(b[9:]))
-	b = b[13:]
-	if len(b) < 16*n {
-		return errors.New("truncated state")
+	a.cutSeq = d.BE64()
+	n := d.BE32()
+	if d.Err() == nil && uint64(n) > uint64(d.Len()/16) {
+		d.Failf("%d pending hours in %d bytes", n, d.Len())
 	}
-	for i := 0; i < n; i++ {
-		a.pending[int64(binary.BigEndian.Uint64(b))] = binary.BigEndian.Uint64(b[8:])
-		b = b[16:]
+	for i := uint32(0); i < n && d.Err() == nil; i++ {
+		h := d.BE64int64()
+		a.pending[h] = d.BE64()
 	}
-	if err := a.agg.RestoreState(b); err != nil {
+	if err := d.Err(); err != nil {
+		return err
+	}
+	if err := a.agg.RestoreState(d.Get()); err != nil {
 		return err
 	}
 	if a.agg.LastSeq() != a.cutSeq {
@@ -701,13 +707,14 @@ func (s *candleSpool) add(c *aggregate.Candle) {
 	if s.err != nil {
 		return
 	}
-	b := append(s.buf[:0], c.ISIN[:]...)
+	e := encoding.Encbuf{B: s.buf[:0]}
+	e.PutBytes(c.ISIN[:])
 	for _, v := range [...]uint64{c.Incarnation, uint64(c.Minute), uint64(c.Open), uint64(c.High), uint64(c.Low),
 		uint64(c.Close), uint64(c.OpenTS), uint64(c.CloseTS), c.OpenSeq, c.CloseSeq, c.Quotes} {
-		b = binary.BigEndian.AppendUint64(b, v)
+		e.PutBE64(v)
 	}
-	s.buf = b
-	if _, err := s.w.Write(b); err != nil {
+	s.buf = e.Get()
+	if _, err := s.w.Write(s.buf); err != nil {
 		s.err = err
 	}
 	s.n++
@@ -728,11 +735,14 @@ func (s *candleSpool) each(fn func(c *aggregate.Candle) error) error {
 		if _, err := io.ReadFull(r, rec); err != nil {
 			return err
 		}
-		copy(c.ISIN[:], rec)
-		v := func(i int) uint64 { return binary.BigEndian.Uint64(rec[feed.ISINLen+8*i:]) }
-		c.Incarnation, c.Minute = v(0), int64(v(1))
-		c.Open, c.High, c.Low, c.Close = feed.Price(v(2)), feed.Price(v(3)), feed.Price(v(4)), feed.Price(v(5))
-		c.OpenTS, c.CloseTS, c.OpenSeq, c.CloseSeq, c.Quotes = int64(v(6)), int64(v(7)), v(8), v(9), v(10)
+		d := encoding.NewDecbuf(rec)
+		copy(c.ISIN[:], d.Bytes(feed.ISINLen))
+		c.Incarnation, c.Minute = d.BE64(), d.BE64int64()
+		c.Open, c.High, c.Low, c.Close = feed.Price(d.BE64int64()), feed.Price(d.BE64int64()), feed.Price(d.BE64int64()), feed.Price(d.BE64int64())
+		c.OpenTS, c.CloseTS, c.OpenSeq, c.CloseSeq, c.Quotes = d.BE64int64(), d.BE64int64(), d.BE64(), d.BE64(), d.BE64()
+		if err := d.Done(); err != nil {
+			return fmt.Errorf("spooled candle %d: %w", i, err)
+		}
 		if err := fn(&c); err != nil {
 			return err
 		}

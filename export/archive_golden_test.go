@@ -3,6 +3,7 @@ package export
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"maps"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/quotesdev/quotes/aggregate"
 	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/internal/encoding"
 	"github.com/quotesdev/quotes/wal"
 )
 
@@ -103,8 +105,8 @@ func TestArchiveStateGolden(t *testing.T) {
 	}
 	for n := range len(want) - 1 {
 		c := &Archiver{agg: aggregate.New(aggregate.DefaultOptions()), pending: map[int64]uint64{}}
-		if err := c.decodeState(want[:n]); err == nil {
-			t.Fatalf("state truncated to %d of %d bytes decoded", n, len(want))
+		if err := c.decodeState(want[:n]); !errors.Is(err, encoding.ErrCorrupt) {
+			t.Fatalf("state truncated to %d of %d bytes: error %v, want encoding.ErrCorrupt", n, len(want), err)
 		}
 	}
 

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/benbjohnson/clock"
 
+	"github.com/quotesdev/quotes/internal/backoff"
 	"github.com/quotesdev/quotes/store"
 )
 
@@ -94,9 +94,10 @@ type Consumer struct {
 	name string
 	opts ConsumerOptions
 
-	state  store.ConsumerState
-	buf    []store.OutboxItem
-	redone bool
+	state   store.ConsumerState
+	buf     []store.OutboxItem
+	redone  bool
+	backoff *backoff.Backoff // delays between failed attempts; reset by a success
 
 	mu        sync.Mutex // guards stats
 	stats     ConsumerStats
@@ -134,7 +135,8 @@ func NewConsumer(st *store.Store, sink Sink, opts ConsumerOptions) (*Consumer, e
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", name, err)
 	}
-	c := &Consumer{st: st, sink: sink, name: name, opts: opts, state: state}
+	c := &Consumer{st: st, sink: sink, name: name, opts: opts, state: state,
+		backoff: backoff.New(backoff.Policy{Min: opts.MinBackoff, Max: opts.MaxBackoff, Jitter: 0.5}, opts.Clock)}
 	c.stats.Sink, c.stats.Watermark = name, state.Watermark
 	if _, err := c.refreshBacklog(); err != nil {
 		return nil, err
@@ -352,15 +354,9 @@ func (c *Consumer) Drain(ctx context.Context) (int, error) {
 	return pending, last
 }
 
+// sleep waits d on the clock; false if ctx ended first.
 func (c *Consumer) sleep(ctx context.Context, d time.Duration) bool {
-	t := c.opts.Clock.Timer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return backoff.Sleep(ctx, c.opts.Clock, d) == nil
 }
 
 // failed records a failure and returns the backoff before the next attempt.
@@ -374,12 +370,7 @@ func (c *Consumer) failed(err error) time.Duration {
 	if _, cerr := c.refreshBacklog(); cerr != nil {
 		c.opts.Logger.Warn("count sink backlog", "sink", c.name, "err", cerr)
 	}
-	d := c.opts.MinBackoff
-	for i := 1; i < c.failures && d < c.opts.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, c.opts.MaxBackoff)
-	d = d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+	d := c.backoff.Next()
 	if c.failures == 1 || now.Sub(c.lastLog) >= c.opts.LogInterval {
 		attrs := []any{"sink", c.name, "err", err, "retry_in", d.Round(time.Millisecond), "backlog", c.Stats().Backlog}
 		if c.suppressN > 0 {
@@ -403,6 +394,7 @@ func (c *Consumer) succeeded() {
 	}
 	c.opts.Logger.Info("sink recovered", "sink", c.name, "failed_attempts", c.failures)
 	c.failures, c.suppressN = 0, 0
+	c.backoff.Reset()
 	c.mu.Lock()
 	c.stats.Down, c.stats.LastError = false, ""
 	c.mu.Unlock()

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/benbjohnson/clock"
+
 	"github.com/quotesdev/quotes/aggregate"
 	"github.com/quotesdev/quotes/feed"
 	"github.com/quotesdev/quotes/pipeline"
@@ -372,4 +374,55 @@ type recordingSink struct {
 func (r *recordingSink) Name() string { return "rec" }
 func (r *recordingSink) Write(_ context.Context, id uint64, items []store.OutboxItem) error {
 	return r.fn(id, items)
+}
+
+// TestConsumerBackoff: consecutive failures wait capped, doubling delays with jitter in
+// [b/2, b]; a success starts over; the waits run on the injected clock.
+func TestConsumerBackoff(t *testing.T) {
+	log, p := openTestPipeline(t, t.TempDir())
+	defer log.Close()
+	defer p.Close()
+	mock := clock.NewMock()
+	opts := consumerOpts(p, 100)
+	opts.MinBackoff, opts.MaxBackoff, opts.Clock = time.Second, 4*time.Second, mock
+	c, err := NewConsumer(p.Store(), newFakeSink(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errDown := errors.New("down")
+	for round := range 2 {
+		for i, b := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second} {
+			if d := c.failed(errDown); d < b/2 || d > b {
+				t.Fatalf("round %d, failure %d: delay %v outside [%v, %v]", round, i+1, d, b/2, b)
+			}
+		}
+		if s := c.Stats(); !s.Down || s.LastError != "down" {
+			t.Errorf("stats while failing: %+v", s)
+		}
+		c.succeeded()
+		if s := c.Stats(); s.Down {
+			t.Errorf("still down after a success: %+v", s)
+		}
+	}
+
+	// sleep waits on the mock clock and gives up when ctx ends.
+	done := make(chan bool)
+	go func() { done <- c.sleep(context.Background(), time.Second) }()
+	for waiting := true; waiting; {
+		select {
+		case ok := <-done:
+			if !ok {
+				t.Fatal("sleep reported a cancelled context")
+			}
+			waiting = false
+		default:
+			mock.Add(100 * time.Millisecond)
+			time.Sleep(time.Millisecond)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if c.sleep(ctx, time.Hour) {
+		t.Error("sleep on a cancelled context reported success")
+	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/quotesdev/quotes/aggregate"
 	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/internal/backoff"
 	"github.com/quotesdev/quotes/internal/encoding"
 	"github.com/quotesdev/quotes/wal"
 )
@@ -340,7 +341,7 @@ func (a *Archiver) Close() error {
 // completes. Failures are logged and retried with back-off; Run returns an error only when
 // the log cannot give the records it needs (truncated past Needed, corrupt, closed).
 func (a *Archiver) Run(ctx context.Context) error {
-	delay := a.opts.RetryMin
+	retry := backoff.New(backoff.Policy{Min: a.opts.RetryMin, Max: a.opts.RetryMax}, a.opts.Clock)
 	for {
 		err := a.advance(ctx, a.log.LastSeq())
 		switch {
@@ -352,17 +353,12 @@ func (a *Archiver) Run(ctx context.Context) error {
 			return err
 		case err != nil:
 			a.fail(err)
-			t := a.opts.Clock.Timer(delay)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if retry.Wait(ctx) != nil {
 				return nil
-			case <-t.C:
 			}
-			delay = min(2*delay, a.opts.RetryMax)
 			continue
 		}
-		delay = a.opts.RetryMin
+		retry.Reset()
 		a.mu.Lock()
 		applied := a.applied
 		a.mu.Unlock()

@@ -181,7 +181,8 @@ func (d *Decbuf) Done() error {
 // Len returns the number of unread bytes (0 after a failure).
 func (d *Decbuf) Len() int { return len(d.b) }
 
-// Offset returns the number of bytes read so far.
+// Offset returns the number of bytes read so far (the whole input after a failure: the
+// failure's own offset is in its DecodeError).
 func (d *Decbuf) Offset() int { return d.size - len(d.b) }
 
 // Get returns the unread bytes without consuming them (nil after a failure).

@@ -89,6 +89,7 @@ func (c *Client) get(ctx context.Context, path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("api: request %s: %w", path, err)
 	}
+	req.Header.Set("Accept", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("api: GET %s%s: %w", c.base, path, err)
@@ -105,6 +106,9 @@ func (c *Client) get(ctx context.Context, path string, v any) error {
 		_ = json.Unmarshal(body, &e)
 		if resp.StatusCode == http.StatusNotFound {
 			return pipeline.ErrUnknownInstrument
+		}
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			return fmt.Errorf("api: GET %s: %s: %w", path, e.Error, ErrNotReady)
 		}
 		return fmt.Errorf("api: GET %s: %s: %s", path, resp.Status, e.Error)
 	}

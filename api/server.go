@@ -59,6 +59,9 @@ type Options struct {
 	Clock clock.Clock
 	// HotKeepAlive is the interval of the SSE keep-alive comments (default 15s).
 	HotKeepAlive time.Duration
+	// Admin, if set, serves /admin/…: the operations other commands on the same data
+	// directory ask the running process for (it authenticates them itself).
+	Admin http.Handler
 }
 
 // Routes, as the route label of the HTTP metrics.
@@ -71,6 +74,7 @@ const (
 	routeMetrics     = "/metrics"
 	routeHealthz     = "/healthz"
 	routeReadyz      = "/readyz"
+	routeAdmin       = "/admin/"
 	routeUnmatched   = "unmatched"
 )
 
@@ -154,6 +158,9 @@ func NewHandler(opts Options) http.Handler {
 		writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`+"\n"))
 	}))
 	h.handle(routeReadyz, h.timeout(http.HandlerFunc(h.readyz)))
+	if opts.Admin != nil {
+		h.mux.Handle("/admin/", h.instrument(routeAdmin, opts.Admin))
+	}
 	h.mux.Handle("/", h.instrument(routeUnmatched, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
 	})))
@@ -343,6 +350,15 @@ func (h *handler) hotJSON(w http.ResponseWriter, r *http.Request) {
 func (h *handler) readyz(w http.ResponseWriter, _ *http.Request) {
 	if h.opts.Ready != nil {
 		if err := h.opts.Ready(); err != nil {
+			var nr *NotReadyError
+			if errors.As(err, &nr) && nr.Recovery != nil {
+				b, _ := json.Marshal(struct {
+					Error    string    `json:"error"`
+					Recovery *Recovery `json:"recovery"`
+				}{err.Error(), nr.Recovery})
+				writeJSON(w, http.StatusServiceUnavailable, append(b, '\n'))
+				return
+			}
 			writeError(w, http.StatusServiceUnavailable, err.Error())
 			return
 		}
@@ -350,8 +366,13 @@ func (h *handler) readyz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, []byte(`{"status":"ready"}`+"\n"))
 }
 
-// fail answers 500 and logs err (unless the client has gone: then there is nobody to tell).
+// fail answers 500 and logs err (unless the client has gone: then there is nobody to tell);
+// a backend that is not ready yet (ErrNotReady) answers 503.
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, ErrNotReady) {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
 	if r.Context().Err() != nil {
 		writeError(w, http.StatusServiceUnavailable, "request cancelled: "+r.Context().Err().Error())
 		return
@@ -487,13 +508,22 @@ func stopping(r *http.Request) <-chan struct{} {
 
 // wantsEventStream reports whether r asks for Server-Sent Events.
 func wantsEventStream(r *http.Request) bool {
-	if v := r.URL.Query().Get("stream"); v == "1" || v == "true" {
+	q := r.URL.Query()
+	if v := q.Get("stream"); v == "1" || v == "true" {
 		return true
+	}
+	if q.Get("format") == "json" {
+		return false
 	}
 	for _, a := range r.Header.Values("Accept") {
 		if strings.Contains(a, "text/event-stream") {
 			return true
 		}
+		if strings.Contains(a, "application/json") {
+			return false
+		}
 	}
-	return false
+	// Polling parameters ask for the JSON array; everything else, plain curl included,
+	// gets the stream.
+	return !q.Has("since") && !q.Has("after") && !q.Has("limit")
 }

@@ -87,7 +87,7 @@ func TestEndpoints(t *testing.T) {
 		{"candles from/to off the minute", "/instruments/" + isinA + "/candles?from=2026-11-26T13:00:30Z&to=2026-11-26T13:02:30Z", "candles_range_unaligned.golden", "", 200},
 		{"candles from/to after now", "/instruments/" + isinA + "/candles?from=2026-11-26T14:00:00Z&to=2026-11-26T15:00:00Z", "empty.golden", "", 200},
 		{"candles of an instrument without quotes", "/instruments/" + isinB + "/candles", "empty.golden", "", 200},
-		{"hot", "/hot", "hot.golden", "", 200},
+		{"hot as JSON", "/hot?format=json", "hot.golden", "", 200},
 		{"hot since", "/hot?since=2026-11-26T13:06:10Z&limit=10", "hot.golden", "", 200},
 		{"hot since after the event", "/hot?since=2026-11-26T13:06:10.000000001Z", "empty.golden", "", 200},
 		{"hot after", "/hot?after=12", "empty.golden", "", 200},
@@ -343,7 +343,7 @@ func TestInternalError(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&logged, nil))
 	srv := httptest.NewServer(NewHandler(Options{Backend: fakeBackend{err: errors.New("disk on fire")}, Logger: log}))
 	defer srv.Close()
-	for _, path := range []string{"/instruments", "/last30m/" + isinA, "/hot"} {
+	for _, path := range []string{"/instruments", "/last30m/" + isinA, "/hot?format=json"} {
 		resp := get(t, srv.URL+path)
 		if body := readBody(t, resp); resp.StatusCode != 500 || string(body) != `{"error":"disk on fire"}`+"\n" {
 			t.Errorf("%s: %d %s", path, resp.StatusCode, body)
@@ -355,7 +355,7 @@ func TestInternalError(t *testing.T) {
 	// empty answers are [] rather than null
 	srv2 := httptest.NewServer(NewHandler(Options{Backend: fakeBackend{}, Logger: quietLogger()}))
 	defer srv2.Close()
-	for _, path := range []string{"/instruments", "/last30m/" + isinA, "/hot"} {
+	for _, path := range []string{"/instruments", "/last30m/" + isinA, "/hot?format=json"} {
 		if body := readBody(t, get(t, srv2.URL+path)); string(body) != "[]\n" {
 			t.Errorf("%s: %s", path, body)
 		}

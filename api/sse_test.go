@@ -392,3 +392,35 @@ func TestHotStreamBadLastEventID(t *testing.T) {
 		t.Errorf("%d %q %v", resp.StatusCode, e.Error, err)
 	}
 }
+
+// TestHotDefaultsToStream: GET /hot without headers (plain curl) is the event stream;
+// ?format=json, an Accept of application/json or polling parameters give the JSON array.
+func TestHotDefaultsToStream(t *testing.T) {
+	p := openPipeline(t, wal.SyncNone)
+	srv := newTestServer(t, Options{Backend: PipelineBackend{P: p}})
+	for _, tc := range []struct {
+		path, accept, want string
+	}{
+		{"/hot", "", "text/event-stream"},
+		{"/hot", "*/*", "text/event-stream"},
+		{"/hot?format=json", "", "application/json"},
+		{"/hot", "application/json", "application/json"},
+		{"/hot?since=2026-11-26T13:00:00Z", "", "application/json"},
+	} {
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv+tc.path, nil)
+		if tc.accept != "" {
+			req.Header.Set("Accept", tc.accept)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, tc.want) {
+			t.Errorf("GET %s (Accept %q): Content-Type %q, want %s", tc.path, tc.accept, ct, tc.want)
+		}
+		cancel()
+		resp.Body.Close()
+	}
+}

@@ -46,6 +46,9 @@ type BackfillResult struct {
 	// The embedded store: states written, of which changed, and stored states the
 	// recomputation does not explain.
 	StoreWritten, StoreChanged, StoreExtra int
+	// StoreNewer counts stored states with quotes the recomputation did not see (written
+	// meanwhile by a running ingest), left as they are.
+	StoreNewer int
 	// ClickHouse: the comparison (see backfill.Plan) and the instrument events written.
 	ClickHouse   backfill.Plan
 	ClickHouseEv int
@@ -266,8 +269,14 @@ func (e *Engine) rebuildFromArchive(ctx context.Context, st export.ArchiveStore,
 	return nil
 }
 
-// backfillStore writes the recomputed states over the store's.
+// backfillStore writes the recomputed states over the store's where they differ. It runs
+// with the pipeline's commits locked, so a running ingest's flushes do not interleave, and
+// never overwrites a stored state that holds the recomputed one and more quotes (late ones
+// a running ingest applied after the recomputation read the WAL): those are left as they
+// are (StoreNewer).
 func (e *Engine) backfillStore(cs []aggregate.Candle, lo, hi int64, res *BackfillResult) error {
+	unlock := e.p.LockCommits()
+	defer unlock()
 	st := e.p.Store()
 	have := map[aggregate.Key]aggregate.Candle{}
 	err := st.ScanCandles(func(c aggregate.Candle) error {
@@ -281,10 +290,15 @@ func (e *Engine) backfillStore(cs []aggregate.Candle, lo, hi int64, res *Backfil
 	}
 	changed := make([]aggregate.Candle, 0)
 	for _, c := range cs {
-		if h, ok := have[c.Key]; !ok || h != c {
+		h, ok := have[c.Key]
+		delete(have, c.Key)
+		switch {
+		case h == c:
+		case ok && backfill.IsPart(&c, &h):
+			res.StoreNewer++ // the store has c and later quotes
+		default:
 			changed = append(changed, c)
 		}
-		delete(have, c.Key)
 	}
 	for k := range have {
 		if k.Minute >= res.Covered {

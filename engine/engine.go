@@ -42,6 +42,9 @@ type Engine struct {
 	// returned (nil without a Registerer).
 	durable prometheus.Histogram
 
+	token      string // of Options.Announce
+	unannounce func()
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -79,7 +82,13 @@ func Open(opts Options) (*Engine, error) {
 		log.Close()
 		return nil, err
 	}
-	e := &Engine{opts: opts, settings: settings, log: log}
+	e := &Engine{opts: opts, settings: settings, log: log, unannounce: func() {}}
+	if opts.Announce != nil {
+		if e.token, e.unannounce, err = announce(opts.Dir, *opts.Announce); err != nil {
+			log.Close()
+			return nil, err
+		}
+	}
 	e.sinks = &sinks{e: e}
 	popts := pipeline.DefaultOptions()
 	popts.Aggregate.Grace = settings.Grace
@@ -94,8 +103,10 @@ func Open(opts Options) (*Engine, error) {
 		popts.Metrics = pipeline.NewMetrics(opts.Registerer)
 	}
 	popts.Consumers = e.sinks.needed
+	popts.RecoveryProgress = opts.RecoveryProgress
 	p, err := pipeline.Open(log, popts)
 	if err != nil {
+		e.unannounce()
 		log.Close()
 		return nil, fmt.Errorf("recover state in %s: %w", opts.Dir, err)
 	}
@@ -107,6 +118,7 @@ func Open(opts Options) (*Engine, error) {
 	if !opts.ReadOnly {
 		if err := e.sinks.start(); err != nil {
 			p.Close()
+			e.unannounce()
 			log.Close()
 			return nil, err
 		}
@@ -187,6 +199,7 @@ func (e *Engine) Close() error {
 		if err := e.sinks.stop(e.opts.SinkTimeout); err != nil {
 			errs = append(errs, err)
 		}
+		e.unannounce()
 		if err := e.log.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close WAL: %w", err))
 		}

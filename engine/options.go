@@ -51,6 +51,15 @@ type Options struct {
 	// ReadOnly opens the directory to serve it: no sinks run and nothing is appended.
 	ReadOnly bool
 
+	// Announce, if set, is written to <Dir>/running.json (with this process's pid) as soon
+	// as the directory is locked — before recovery — with a fresh token in
+	// <Dir>/running.token (mode 0600) that authenticates other commands on the same
+	// directory to this process's API; both are removed by Close.
+	Announce *Running
+	// RecoveryProgress, if set, is called during Open's recovery with the WAL records
+	// re-applied so far and the number to re-apply.
+	RecoveryProgress func(replayed, total uint64)
+
 	// Clock drives the tick loop, pacing and the sinks' retries; default the wall clock.
 	Clock clock.Clock
 	// Logger receives the engine's log lines; default slog.Default().

@@ -1,11 +1,14 @@
 package engine
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -27,18 +30,42 @@ func (rp Running) httpNote() string {
 
 func runningPath(dir string) string { return filepath.Join(dir, "running.json") }
 
-// Announce records this process as the holder of the engine's directory (command is the
-// subcommand, http the API address or ""). The returned func removes the record.
-func (e *Engine) Announce(command, http string) (func(), error) {
-	b, err := json.Marshal(Running{PID: os.Getpid(), Command: command, HTTP: http})
+func tokenPath(dir string) string { return filepath.Join(dir, "running.token") }
+
+// announce records this process as the holder of dir, with a fresh token for its API.
+// The returned func removes both files.
+func announce(dir string, rp Running) (token string, remove func(), err error) {
+	rp.PID = os.Getpid()
+	b, err := json.Marshal(rp)
 	if err != nil {
-		return nil, fmt.Errorf("announce: %w", err)
+		return "", nil, fmt.Errorf("announce: %w", err)
 	}
-	path := runningPath(e.opts.Dir)
-	if err := writeFileAtomic(path, append(b, '\n'), 0o644); err != nil {
-		return nil, err
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", nil, fmt.Errorf("announce: %w", err)
 	}
-	return func() { os.Remove(path) }, nil
+	token = hex.EncodeToString(raw[:])
+	if err := writeFileAtomic(tokenPath(dir), []byte(token+"\n"), 0o600); err != nil {
+		return "", nil, err
+	}
+	if err := writeFileAtomic(runningPath(dir), append(b, '\n'), 0o644); err != nil {
+		os.Remove(tokenPath(dir))
+		return "", nil, err
+	}
+	return token, func() { os.Remove(runningPath(dir)); os.Remove(tokenPath(dir)) }, nil
+}
+
+// Token returns the token of the engine's API for other commands on its directory ("" when
+// Options.Announce was not set).
+func (e *Engine) Token() string { return e.token }
+
+// ReadToken returns the token of the process holding dir (see Options.Announce).
+func ReadToken(dir string) (string, error) {
+	b, err := os.ReadFile(tokenPath(dir))
+	if err != nil {
+		return "", fmt.Errorf("read the token of the process holding %s: %w", dir, err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // ReadRunning returns the process recorded in dir if it is still alive.

@@ -311,6 +311,14 @@ func (p *Pipeline) recover() error {
 func (p *Pipeline) replayTail(first uint64, n *int, commits chan<- *derived) error {
 	r := p.log.NewReader(first)
 	msgs := make([]feed.Message, 0, 65536)
+	var total uint64
+	if last := p.log.LastSeq(); last >= first {
+		total = last - first + 1
+	}
+	progress := p.opts.RecoveryProgress
+	if progress != nil {
+		progress(0, total)
+	}
 	flush := func() error {
 		d, err := p.derive(first, msgs, false)
 		if err != nil {
@@ -318,6 +326,9 @@ func (p *Pipeline) replayTail(first uint64, n *int, commits chan<- *derived) err
 		}
 		first, msgs = p.applied+1, msgs[:0]
 		commits <- d
+		if progress != nil {
+			progress(uint64(*n), total)
+		}
 		return nil
 	}
 	for {

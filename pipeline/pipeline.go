@@ -60,7 +60,11 @@ type Options struct {
 	// Consumers, if set, returns the lowest WAL sequence any further consumer (a sink)
 	// still needs; retention keeps it and everything after.
 	Consumers func() uint64
-	Logger    *slog.Logger
+	// RecoveryProgress, if set, is called during Open's recovery with the WAL records
+	// re-applied so far and the number to re-apply: first (0, total), then after every run
+	// of records.
+	RecoveryProgress func(replayed, total uint64)
+	Logger           *slog.Logger
 }
 
 // DefaultOptions returns the defaults.
@@ -133,6 +137,14 @@ func Open(log *wal.Log, opts Options) (*Pipeline, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// LockCommits blocks the pipeline's store writes until unlock is called: for writers of the
+// store beside the pipeline (a backfill into a running engine), so that what they read and
+// write is not interleaved with a flush.
+func (p *Pipeline) LockCommits() (unlock func()) {
+	p.commitMu.Lock()
+	return p.commitMu.Unlock
 }
 
 // Store returns the embedded store the pipeline flushes to.

@@ -347,7 +347,7 @@ func TestArchiveCommandLine(t *testing.T) {
 			data := filepath.Join(t.TempDir(), "data")
 			args := append([]string{"backfill", "--source", "archive", "--from", "2000-01-01T00:00:00Z", "--to", "2100-01-01T00:00:00Z", "--data", data, "--archive"}, src...)
 			first := mustExecute(t, args...)
-			if !regexp.MustCompile(fmt.Sprintf(`embedded store\s+%d changed`, len(wantCandles))).MatchString(first) {
+			if !strings.Contains(first, "rebuilt") || !regexp.MustCompile(fmt.Sprintf(`candles recomputed\s+%d`, len(wantCandles))).MatchString(first) {
 				t.Errorf("first backfill from %s:\n%s", src[0], first)
 			}
 			got := storeCandles(t, data)

@@ -120,6 +120,20 @@ func (o *ingestOptions) run(ctx context.Context, cmd *cobra.Command) error {
 		}
 		defer record.Close()
 	}
+	var srv *apiServer
+	if o.http != "" {
+		if srv, err = startAPI(o.http, reg, logger, o.clock, 0); err != nil {
+			return err
+		}
+		defer srv.stop()
+		eopts.RecoveryProgress = srv.progress
+		eopts.Announce = &engine.Running{Command: "ingest", HTTP: srv.addr}
+	} else {
+		eopts.Announce = &engine.Running{Command: "ingest"}
+	}
+	if o.ready != nil && srv != nil {
+		o.ready <- srv.addr
+	}
 	eng, err := engine.Open(eopts)
 	if err != nil {
 		return engineError(err)
@@ -144,23 +158,8 @@ func (o *ingestOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	if err != nil {
 		return usagef("--source %q: %v", o.source, err)
 	}
-
-	httpAddr := ""
-	if o.http != "" {
-		stop, addr, err := serveAPI(o.http, eng.Backend(), reg, logger, o.clock, func() error { return readiness(client) })
-		if err != nil {
-			return err
-		}
-		defer stop()
-		httpAddr = addr
-	}
-	remove, err := eng.Announce("ingest", httpAddr)
-	if err != nil {
-		return err
-	}
-	defer remove()
-	if o.ready != nil {
-		o.ready <- httpAddr
+	if srv != nil {
+		srv.setBackend(eng.Backend(), func() error { return readiness(client) })
 	}
 	logger.Info("ingesting", "source", o.source, "data", o.data.dir)
 	var rec io.Writer

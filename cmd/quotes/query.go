@@ -27,6 +27,8 @@ type queryOptions struct {
 	data       dataOptions
 	format     string
 	clickhouse string
+	wait       time.Duration
+	stderr     func() io.Writer // the command's error output, at run time
 }
 
 func (o *queryOptions) bind(cmd *cobra.Command, formats string) {
@@ -34,6 +36,8 @@ func (o *queryOptions) bind(cmd *cobra.Command, formats string) {
 	o.data.bindDir(f)
 	f.StringVar(&o.format, "format", "table", "output format: "+formats)
 	f.StringVar(&o.clickhouse, "clickhouse", "", "read from ClickHouse (clickhouse://host:9000/database) instead of --data; hot events are not there")
+	f.DurationVar(&o.wait, "wait", 30*time.Second, "when the process holding --data is still recovering, wait this long for it")
+	o.stderr = cmd.ErrOrStderr
 }
 
 // withBackend runs fn against the data directory: opened in-process (finishing any
@@ -62,7 +66,11 @@ func (o *queryOptions) withBackend(ctx context.Context, fn func(api.Backend) err
 		if !ok || rp.HTTP == "" {
 			return fmt.Errorf("%w; start it with --http to query it while it runs", err)
 		}
-		return fn(api.NewClient("http://" + rp.HTTP))
+		c := api.NewClient("http://" + rp.HTTP)
+		if err := waitRecovered(ctx, c, rp, o.wait, o.stderr()); err != nil {
+			return err
+		}
+		return fn(c)
 	}
 	if err != nil {
 		return engineError(err)

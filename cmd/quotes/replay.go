@@ -218,6 +218,17 @@ func (o *replayOptions) run(ctx context.Context, cmd *cobra.Command, args []stri
 	}
 	o.sinks.apply(&eopts)
 	eopts.Clock = o.clock
+	var srv *apiServer
+	if o.http != "" {
+		if srv, err = startAPI(o.http, reg, logger, o.clock, 0); err != nil {
+			return err
+		}
+		defer srv.stop()
+		eopts.RecoveryProgress = srv.progress
+		eopts.Announce = &engine.Running{Command: "replay", HTTP: srv.addr}
+	} else {
+		eopts.Announce = &engine.Running{Command: "replay"}
+	}
 	eng, err := engine.Open(eopts)
 	if err != nil {
 		return engineError(err)
@@ -228,20 +239,9 @@ func (o *replayOptions) run(ctx context.Context, cmd *cobra.Command, args []stri
 			eng.Close()
 		}
 	}()
-	httpAddr := ""
-	if o.http != "" {
-		stop, addr, err := serveAPI(o.http, eng.Backend(), reg, logger, o.clock, nil)
-		if err != nil {
-			return err
-		}
-		defer stop()
-		httpAddr = addr
+	if srv != nil {
+		srv.setBackend(eng.Backend(), nil)
 	}
-	remove, err := eng.Announce("replay", httpAddr)
-	if err != nil {
-		return err
-	}
-	defer remove()
 
 	var total int64
 	for _, s := range srcs {

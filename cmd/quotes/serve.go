@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/benbjohnson/clock"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
@@ -83,26 +84,34 @@ func (o *serveOptions) run(ctx context.Context, cmd *cobra.Command) error {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	srv, err := startAPI(o.http, reg, logger, clock.New(), o.requestTimeout)
+	if err != nil {
+		return err
+	}
 	var (
 		backend api.Backend
-		eng     *engine.Engine
 		via     string
 	)
 	if o.clickhouse == "" || dirExists(o.data.dir) {
 		eopts, err := o.data.engineOptions(logger, reg)
 		if err != nil {
+			srv.stop()
 			return err
 		}
 		eopts.ReadOnly = true
-		eng, err = engine.Open(eopts)
+		eopts.Announce = &engine.Running{Command: "serve", HTTP: srv.addr}
+		eopts.RecoveryProgress = srv.progress
+		eng, err := engine.Open(eopts)
 		switch {
 		case errors.Is(err, engine.ErrLocked):
 			rp, ok := engine.ReadRunning(o.data.dir)
 			if !ok || rp.HTTP == "" {
+				srv.stop()
 				return fmt.Errorf("%w; start it with --http to serve it while it runs", err)
 			}
 			backend, via = api.NewClient("http://"+rp.HTTP), rp.HTTP
 		case err != nil:
+			srv.stop()
 			return engineError(err)
 		default:
 			defer eng.Close()
@@ -112,46 +121,20 @@ func (o *serveOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	if o.clickhouse != "" {
 		ch, err := engine.OpenClickHouse(ctx, o.clickhouse)
 		if err != nil {
+			srv.stop()
 			return engineError(err)
 		}
 		defer ch.Close()
 		backend = export.NewClickHouseBackend(ch, backend)
 	}
-	h := api.NewHandler(api.Options{
-		Backend:        backend,
-		Gatherer:       reg,
-		Registerer:     reg,
-		Logger:         logger,
-		RequestTimeout: o.requestTimeout,
-	})
-	srv, err := api.Listen(o.http, h)
-	if err != nil {
-		return fmt.Errorf("--http %s: %w", o.http, err)
-	}
-	if eng != nil {
-		remove, err := eng.Announce("serve", srv.Addr())
-		if err != nil {
-			_ = srv.Shutdown(context.Background())
-			return err
-		}
-		defer remove()
-	}
-
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
-	logger.Info("serving the HTTP API", "addr", "http://"+srv.Addr(), "data", o.data.dir, "clickhouse", o.clickhouse, "via", via)
+	srv.setBackend(backend, nil)
+	logger.Info("serving the HTTP API", "addr", "http://"+srv.addr, "data", o.data.dir, "clickhouse", o.clickhouse, "via", via)
 
 	select {
-	case err := <-served:
+	case err := <-srv.served:
 		return err // Serve fails only on a listener error
 	case <-ctx.Done():
 	}
 	logger.Info("stopping the HTTP API")
-	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
-	defer cancel()
-	err = srv.Shutdown(sctx)
-	if serr := <-served; serr != nil {
-		err = errors.Join(err, serr)
-	}
-	return err
+	return srv.shutdown(o.shutdownTimeout)
 }

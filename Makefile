@@ -17,7 +17,7 @@ build: ## build bin/quotes
 run: build ## simulator + ingest on embedded storage under .run/
 	@bash scripts/run.sh $(BIN) $(RUNDIR)
 
-deps: ## install what the integration tests need (ClickHouse, S3 gateway)
+deps: ## install what the integration tests need (ClickHouse, S3 gateway, Chromium)
 	@bash scripts/deps.sh
 
 lint: ## gofmt and go vet

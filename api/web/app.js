@@ -197,11 +197,11 @@
     candleSeries = chart.addSeries(LC.CandlestickSeries, {
       upColor: UP, downColor: DOWN, borderVisible: false, wickUpColor: UP, wickDownColor: DOWN,
     });
-    candleSeries.priceScale().applyOptions({ scaleMargins: { top: 0.08, bottom: 0.3 } });
+    candleSeries.priceScale().applyOptions({ scaleMargins: { top: 0.08, bottom: 0.24 } });
     countSeries = chart.addSeries(LC.HistogramSeries, {
       priceFormat: { type: 'volume' }, priceScaleId: 'counts', lastValueVisible: false, priceLineVisible: false,
     });
-    chart.priceScale('counts').applyOptions({ scaleMargins: { top: 0.78, bottom: 0 } });
+    chart.priceScale('counts').applyOptions({ scaleMargins: { top: 0.84, bottom: 0 } });
   }
 
   function decimals(x) {

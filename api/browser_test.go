@@ -153,5 +153,11 @@ func artifactPath(tb testing.TB, name string) string {
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		tb.Fatal(err)
 	}
-	return filepath.Join(dir, strings.NewReplacer("/", "_", " ", "_").Replace(name))
+	path := filepath.Join(dir, strings.NewReplacer("/", "_", " ", "_").Replace(name))
+	if os.Getenv("QUOTES_TEST_ARTIFACTS") == "" {
+		tb.Logf("artifact: %s (removed after the test; set QUOTES_TEST_ARTIFACTS=DIR to keep it)", path)
+	} else {
+		tb.Logf("artifact: %s", path)
+	}
+	return path
 }

@@ -102,6 +102,14 @@ func TestWebPage(t *testing.T) {
 	srv := httptest.NewServer(NewHandler(Options{Backend: PipelineBackend{P: p}, Logger: quietLogger()}))
 	t.Cleanup(srv.Close)
 	ctx := newBrowser(t, 1400, 900)
+	t.Cleanup(func() { // runs before the browser stops
+		if t.Failed() {
+			path := artifactPath(t, t.Name()+"-failed.png")
+			if err := screenshot(ctx, path); err == nil {
+				t.Logf("screenshot of the failure: %s", path)
+			}
+		}
+	})
 
 	run(t, ctx,
 		chromedp.Navigate(srv.URL+"/?poll=150"),
@@ -189,6 +197,30 @@ func TestWebPage(t *testing.T) {
 		}
 	}
 
+	// The range picker: one hour (all 35 minutes of the recording), and an older range.
+	for _, c := range []struct{ js, query string }{
+		{`pickRange('1h')`, "last=1h"},
+		{`pickRange('custom', '2026-01-01T00:05', '2026-01-01T00:15')`, "from=2026-01-01T00:05:00Z&to=2026-01-01T00:15:00Z"},
+	} {
+		run(t, ctx,
+			chromedp.Evaluate[chromedp.Void](pickRangeJS+`; quotesDebug.mark = quotesDebug.chartVersion; `+c.js),
+			waitJS(`quotesDebug.chartVersion > quotesDebug.mark`),
+		)
+		getInto(t, srv.URL+"/instruments/"+sel+"/candles?"+c.query, &apiCandles)
+		bars, _ := chartData(t, ctx)
+		if len(bars) != len(apiCandles) || len(bars) == 0 || bars[0].Time != apiCandles[0].OpenTimestamp.Unix() ||
+			bars[len(bars)-1].Close != apiCandles[len(apiCandles)-1].ClosePrice {
+			t.Errorf("range %s: the chart has %d candles (%+v …), the API %d", c.query, len(bars), bars[:min(1, len(bars))], len(apiCandles))
+		}
+	}
+	if len(apiCandles) != 10 {
+		t.Errorf("from 00:05 to 00:15: %d candles, want 10", len(apiCandles))
+	}
+	run(t, ctx,
+		chromedp.Evaluate[chromedp.Void](pickRangeJS+`; quotesDebug.mark = quotesDebug.chartVersion; pickRange('30m')`),
+		waitJS(`quotesDebug.chartVersion > quotesDebug.mark`),
+	)
+
 	// Inject a quote that doubles the price in the next minute: the open minute moves, the
 	// chart follows, and the hot event it triggers appears in the panel.
 	var last feed.Message
@@ -222,6 +254,28 @@ func TestWebPage(t *testing.T) {
 		t.Errorf("the panel shows %d alerts, want 3", shown)
 	}
 
+	// The alert stream resumes after a lost connection, with Last-Event-ID: an event
+	// derived while the page was disconnected arrives once, after the reconnect.
+	srv.CloseClientConnections()
+	run(t, ctx, waitJS(`quotesDebug.hotErrors > 0`)) // EventSource waits ~3 s to reconnect
+	var second feed.Message
+	for _, m := range msgs {
+		if m.Kind == feed.KindQuote && m.ISIN.String() == rows[2][0] {
+			second = m
+		}
+	}
+	second.TS, second.Price = ts.Add(10*time.Second).UnixNano(), second.Price*2
+	appendMsgs(t, p, second)
+	evs, err = p.HotEvents(ev.ID, 0, 0)
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("second injected hot quote: events %v, %v; want one", evs, err)
+	}
+	run(t, ctx, waitJS(fmt.Sprintf(`quotesDebug.hotOpen && document.querySelector('#alert-list li[data-id="%d"]') !== null`, evs[0].ID)))
+	ids := eval[[]uint64](t, ctx, `[...document.querySelectorAll('#alert-list li')].map(li => Number(li.dataset.id))`)
+	if len(ids) != 4 || ids[0] != evs[0].ID || ids[1] != ev.ID {
+		t.Errorf("alerts after the reconnect: ids %v, want %d, %d and the recording's two", ids, evs[0].ID, ev.ID)
+	}
+
 	// Clicking the alert opens its instrument.
 	other := rows[0][0]
 	run(t, ctx,
@@ -236,15 +290,18 @@ func TestWebPage(t *testing.T) {
 		t.Errorf("Content-Security-Policy violations: %v", csp)
 	}
 
+	if err := screenshot(ctx, artifactPath(t, t.Name()+".png")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// screenshot writes a PNG of the page to path.
+func screenshot(ctx context.Context, path string) error {
 	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	path := artifactPath(t, t.Name()+".png")
-	if err := os.WriteFile(path, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s", path)
+	return os.WriteFile(path, png, 0o644)
 }
 
 // clearSearch empties the search box (without an input event).
@@ -252,6 +309,18 @@ var clearSearch = chromedp.Func(func(ctx context.Context, tg *chromedp.Target) e
 	_, err := chromedp.Evaluate[chromedp.Void](`document.getElementById('search').value = ''`)(ctx, tg)
 	return err
 })
+
+// pickRangeJS defines pickRange(value[, from, to]): choose a range as a user does.
+const pickRangeJS = `window.pickRange = (v, from, to) => {
+	const s = document.getElementById('range-pick');
+	s.value = v;
+	s.dispatchEvent(new Event('change'));
+	if (v === 'custom') {
+		document.getElementById('from').value = from;
+		document.getElementById('to').value = to;
+		document.getElementById('apply').click();
+	}
+}`
 
 // pageChange is fmtChange of app.js.
 func pageChange(c float64) string {

@@ -31,6 +31,7 @@
     chartVersion: 0,     // candle loads applied so far
     chartIsin: null,     // the instrument the chart shows
     hotOpen: false,      // the /hot event stream is open
+    hotErrors: 0,        // errors (lost connections) of the stream so far
     cspViolations: [],
     rows: () => state.rows,
     candles: () => (candleSeries ? candleSeries.data() : []),
@@ -113,18 +114,30 @@
 
   function renderList() {
     const tbody = $('rows');
-    const frag = document.createDocumentFragment();
-    for (const r of state.rows) {
-      const tr = document.createElement('tr');
-      tr.dataset.isin = r.isin;
-      if (r.isin === state.selected) tr.className = 'selected';
-      cell(tr, r.isin, 'isin');
-      cell(tr, r.description, 'desc').title = r.description;
-      cell(tr, fmtPrice(r.price), 'num price');
-      cell(tr, fmtChange(r.changePercent), 'num change ' + changeClass(r.changePercent));
-      frag.appendChild(tr);
+    const trs = tbody.children;
+    const same = trs.length === state.rows.length &&
+      state.rows.every((r, i) => trs[i].dataset.isin === r.isin && trs[i].cells[1].textContent === r.description);
+    if (same) { // a refresh of the same rows: update the prices in place
+      state.rows.forEach((r, i) => {
+        const cs = trs[i].cells;
+        cs[2].textContent = fmtPrice(r.price);
+        cs[3].textContent = fmtChange(r.changePercent);
+        cs[3].className = 'num change ' + changeClass(r.changePercent);
+      });
+    } else {
+      const frag = document.createDocumentFragment();
+      for (const r of state.rows) {
+        const tr = document.createElement('tr');
+        tr.dataset.isin = r.isin;
+        if (r.isin === state.selected) tr.className = 'selected';
+        cell(tr, r.isin, 'isin');
+        cell(tr, r.description, 'desc').title = r.description;
+        cell(tr, fmtPrice(r.price), 'num price');
+        cell(tr, fmtChange(r.changePercent), 'num change ' + changeClass(r.changePercent));
+        frag.appendChild(tr);
+      }
+      tbody.replaceChildren(frag);
     }
-    tbody.replaceChildren(frag);
     $('empty').classList.toggle('hidden', state.rows.length > 0);
     const first = state.total ? state.offset + 1 : 0;
     const last = state.offset + state.rows.length;
@@ -389,6 +402,7 @@
     };
     es.onerror = () => {
       debug.hotOpen = false;
+      debug.hotErrors++;
       live.textContent = '● reconnecting';
       live.className = 'live off';
     };

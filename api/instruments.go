@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/quotesdev/quotes/feed"
@@ -28,6 +29,8 @@ const (
 	// HeaderTotalCount is the response header of a paged GET /instruments that carries the
 	// number of instruments matching ?q (all pages).
 	HeaderTotalCount = "X-Total-Count"
+	// referenceQueries bounds the candles queries of one page that run at once.
+	referenceQueries = 8
 )
 
 // InstrumentRow is one element of a paged GET /instruments: the Instrument and its change
@@ -120,22 +123,33 @@ func (h *handler) instrumentsPage(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	page, total := selectPage(ins, pq)
+	page, total := selectPage(slices.Clone(ins), pq) // the Backend's slice stays as it was
 	rows := make([]InstrumentRow, len(page))
+	errs := make([]error, len(page))
+	// The reference prices are one candles query per row: a few at a time, for backends
+	// where a query is a round trip (ClickHouse, Client).
+	sem := make(chan struct{}, referenceQueries)
+	var wg sync.WaitGroup
 	for i := range page {
 		rows[i].Instrument = page[i]
 		if page[i].Price == nil {
 			continue
 		}
-		ref, ok, err := h.referencePrice(r, page[i].ISIN)
-		if err != nil {
-			h.fail(w, r, err)
-			return
-		}
-		if ok {
-			ch := hot.Change(*page[i].Price, ref)
-			rows[i].ReferencePrice, rows[i].ChangePercent = &ref, &ch
-		}
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			ref, ok, err := h.referencePrice(r, page[i].ISIN)
+			if ok {
+				ch := hot.Change(*page[i].Price, ref)
+				rows[i].ReferencePrice, rows[i].ChangePercent = &ref, &ch
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		h.fail(w, r, err)
+		return
 	}
 	b, err := json.Marshal(rows)
 	if err != nil {
@@ -147,7 +161,7 @@ func (h *handler) instrumentsPage(w http.ResponseWriter, r *http.Request) {
 }
 
 // selectPage filters, sorts and pages ins (sorted by ISIN, as Backend returns them) for
-// pq; it returns the page and the number of matches. ins is reordered in place.
+// pq; it returns the page and the number of matches. It reorders ins.
 func selectPage(ins []Instrument, pq pageQuery) ([]Instrument, int) {
 	if pq.q != "" {
 		n := 0

@@ -6,7 +6,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 FUZZTIME ?= 10s
 RUNDIR   ?= .run
 
-.PHONY: help build run test test-unit deps lint fuzz bench bench-micro clean
+.PHONY: help build run test test-unit deps lint fuzz bench bench-micro clean web
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -17,7 +17,7 @@ build: ## build bin/quotes
 run: build ## simulator + ingest on embedded storage under .run/
 	@bash scripts/run.sh $(BIN) $(RUNDIR)
 
-deps: ## install what the integration tests need (ClickHouse, S3 gateway)
+deps: ## install what the integration tests need (ClickHouse, S3 gateway, Chromium)
 	@bash scripts/deps.sh
 
 lint: ## gofmt and go vet
@@ -44,6 +44,16 @@ bench: build ## end-to-end benchmark: one table (SPEC §9), also written to benc
 
 bench-micro: build ## micro-benchmarks (go test -bench) for every package
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# The page's chart library, vendored into api/web/vendor (committed, so build needs no Node):
+# npm ci installs exactly what web/package-lock.json pins, and the standalone build (one
+# file, no bundler needed) is copied with its licences.
+WEBVENDOR := api/web/vendor
+web: ## rebuild the web page's vendored chart library from web/package-lock.json (needs npm)
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	cp web/node_modules/lightweight-charts/dist/lightweight-charts.standalone.production.js $(WEBVENDOR)/lightweight-charts.js
+	cp web/node_modules/lightweight-charts/LICENSE $(WEBVENDOR)/LICENSE-lightweight-charts
+	cp web/LICENSE-fancy-canvas $(WEBVENDOR)/LICENSE-fancy-canvas
 
 clean: ## remove build output and local run data
 	rm -rf bin $(RUNDIR)

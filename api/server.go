@@ -62,6 +62,9 @@ type Options struct {
 	// Admin, if set, serves /admin/…: the operations other commands on the same data
 	// directory ask the running process for (it authenticates them itself).
 	Admin http.Handler
+	// HotWindow is the pipeline's hot window (default hot.DefaultWindow): a paged GET
+	// /instruments and the web page show each instrument's change over it.
+	HotWindow time.Duration
 }
 
 // Routes, as the route label of the HTTP metrics.
@@ -90,6 +93,8 @@ type handler struct {
 // NewHandler returns the HTTP API of SPEC §6 over opts.Backend:
 //
 //	GET /instruments                                  active instruments, sorted by ISIN
+//	GET /instruments?q=&sort=&limit=&offset=          one page of them, with the change (instrumentsPage)
+//	GET /                                             the web page (SPEC §13; registerWeb)
 //	GET /instruments/{isin}/candles[?last=30m | ?from=RFC3339&to=RFC3339]
 //	GET /last30m/{isin}, GET /candlesticks?isin=…     aliases (last 30 minutes)
 //	GET /hot  (Accept: text/event-stream or ?stream=1) Server-Sent Events, resumable with Last-Event-ID
@@ -120,6 +125,9 @@ func NewHandler(opts Options) http.Handler {
 	}
 	if opts.HotKeepAlive <= 0 {
 		opts.HotKeepAlive = DefaultHotKeepAlive
+	}
+	if opts.HotWindow <= 0 {
+		opts.HotWindow = hot.DefaultWindow
 	}
 	h := &handler{opts: opts, log: opts.Logger, mux: http.NewServeMux(), metrics: newHTTPMetrics(opts.Registerer)}
 	h.bufs.New = func() any { b := make([]byte, 0, 8<<10); return &b }
@@ -161,6 +169,7 @@ func NewHandler(opts Options) http.Handler {
 	if opts.Admin != nil {
 		h.mux.Handle("/admin/", h.instrument(routeAdmin, opts.Admin))
 	}
+	h.registerWeb() // GET / and /web/… (web.go)
 	h.mux.Handle("/", h.instrument(routeUnmatched, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
 	})))
@@ -194,6 +203,10 @@ func (h *handler) timeout(next http.Handler) http.Handler {
 }
 
 func (h *handler) instruments(w http.ResponseWriter, r *http.Request) {
+	if isPaged(r.URL.Query()) {
+		h.instrumentsPage(w, r) // ?limit, offset, q, sort (instruments.go)
+		return
+	}
 	ins, err := h.opts.Backend.Instruments(r.Context())
 	if err != nil {
 		h.fail(w, r, err)

@@ -2,7 +2,8 @@
 # Installs what the integration tests need when it is missing: ClickHouse (Debian's
 # clickhouse-server and clickhouse-client, 18.16 on bookworm), the Versity S3 gateway
 # (versitygw, into $(go env GOPATH)/bin) and the archive tests' independent Parquet reader
-# (hyparquet, with the machine's Node.js and npm, into export/testdata/node/node_modules). One function per dependency,
+# (hyparquet, with the machine's Node.js and npm, into export/testdata/node/node_modules) and
+# Chromium for the web page's browser tests (api, through chromedp). One function per dependency,
 # each idempotent: it does nothing when its dependency is already installed. Runs as root on
 # Debian (make test, CI); elsewhere through sudo. The tests start private servers of their own
 # (internal/chtest), so no system service is started or left running.
@@ -87,6 +88,18 @@ deps_hyparquet() {
 	(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 }
 
+# deps_chromium installs Debian's Chromium, which the api package's browser tests drive
+# (headless, through chromedp; they find it on PATH or at $QUOTES_CHROMIUM).
+deps_chromium() {
+	if [ -n "${QUOTES_CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1 ||
+		command -v chromium-browser >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1; then
+		return 0
+	fi
+	echo "deps.sh: installing chromium" >&2
+	apt_install chromium fonts-dejavu-core
+}
+
 deps_clickhouse
 deps_versitygw
 deps_hyparquet
+deps_chromium

@@ -35,7 +35,9 @@ func (stubBackend) Candles(_ context.Context, isin feed.ISIN, r pipeline.CandleR
 	return []Candle{{OpenTimestamp: t0, CloseTimestamp: t0.Add(time.Minute), OpenPrice: 1, HighPrice: 1, LowPrice: 1, ClosePrice: 1, Quotes: 1}}, nil
 }
 
-func (stubBackend) HotEvents(context.Context, uint64, int64, int) ([]hot.Event, error) { return nil, nil }
+func (stubBackend) HotEvents(context.Context, uint64, int64, int) ([]hot.Event, error) {
+	return nil, nil
+}
 
 func (stubBackend) HotEventsChanged() <-chan struct{} { return make(chan struct{}) }
 

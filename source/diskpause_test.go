@@ -21,7 +21,9 @@ func TestDiskLowPausesInput(t *testing.T) {
 	const mib = 1 << 20
 	var free atomic.Uint64
 	free.Store(500 * mib)
-	stat := func(string) (diskguard.Usage, error) { return diskguard.Usage{Free: free.Load(), Total: 1000 * mib}, nil }
+	stat := func(string) (diskguard.Usage, error) {
+		return diskguard.Usage{Free: free.Load(), Total: 1000 * mib}, nil
+	}
 
 	s1, s2 := newScript(), newScript()
 	ms := newMockServer(t, nil, scripted(s1, s2))

@@ -109,8 +109,10 @@ func (s *stream) run(ctx context.Context) {
 func (s *stream) session(ctx context.Context) sessionEnd {
 	c := s.c
 	_, pausedCh := c.pause.state()
-	dctx, cancelDial := c.clk.WithTimeout(ctx, c.opts.ReadTimeout)
+	dctx, cancelDial := context.WithCancel(ctx)
+	dt := c.clk.AfterFunc(c.opts.ReadTimeout, cancelDial) // not clk.WithTimeout: see watchdog
 	conn, _, err := websocket.Dial(dctx, s.url, &websocket.DialOptions{HTTPClient: c.http})
+	dt.Stop()
 	cancelDial()
 	if err != nil {
 		if ctx.Err() == nil {
@@ -232,8 +234,12 @@ func (s *stream) watchdog(ctx context.Context, cancel context.CancelFunc, conn *
 			d, mark, ready := c.checkSnapshot(s)
 			if ready {
 				// Rule 3: the partner must answer a ping before its quiet counts.
-				pctx, pcancel := c.clk.WithTimeout(ctx, timeout)
+				// (A clock timer cancels a plain context: the mock clock's own contexts
+				// are not safe for concurrent use of Err.)
+				pctx, pcancel := context.WithCancel(ctx)
+				pt := c.clk.AfterFunc(timeout, pcancel)
 				err := conn.Ping(pctx)
+				pt.Stop()
 				pcancel()
 				switch {
 				case ctx.Err() != nil:

@@ -19,8 +19,9 @@ import (
 // prints the same thing whether it reads a data directory itself or asks the process that
 // holds it.
 type Client struct {
-	base string
-	http *http.Client
+	base  string
+	http  *http.Client
+	token string // bearer token, if any (NewClientWith)
 }
 
 // NewClient returns a client for the API at base, e.g. "http://127.0.0.1:5000".
@@ -90,6 +91,9 @@ func (c *Client) get(ctx context.Context, path string, v any) error {
 		return fmt.Errorf("api: request %s: %w", path, err)
 	}
 	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("api: GET %s%s: %w", c.base, path, err)

@@ -65,6 +65,9 @@ type Options struct {
 	// HotWindow is the pipeline's hot window (default hot.DefaultWindow): a paged GET
 	// /instruments and the web page show each instrument's change over it.
 	HotWindow time.Duration
+	// AuthToken, when not empty, is the bearer token every request but GET /healthz must
+	// carry (see auth.go). Required beyond loopback: see CheckBind.
+	AuthToken string
 }
 
 // Routes, as the route label of the HTTP metrics.
@@ -108,8 +111,10 @@ type handler struct {
 // with the events stored after it connected.
 //
 // Errors are JSON {"error":"…"}: 400 for a malformed ISIN or parameter (named in the
-// message), 404 for an unknown or deleted instrument or path, 405 for a method other than
-// GET or HEAD, 503 for a timeout, 500 otherwise (logged).
+// message, quoting at most the first 64 bytes of the offending input), 404 for an unknown or
+// deleted instrument or path, 405 for a method other than GET or HEAD, 503 for a timeout,
+// 500 otherwise (logged). With Options.AuthToken set, everything but /healthz answers 401
+// without "Authorization: Bearer <token>" (see auth.go).
 func NewHandler(opts Options) http.Handler {
 	if opts.Backend == nil {
 		panic("api: NewHandler without a Backend")
@@ -171,9 +176,9 @@ func NewHandler(opts Options) http.Handler {
 	}
 	h.registerWeb() // GET / and /web/… (web.go)
 	h.mux.Handle("/", h.instrument(routeUnmatched, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
+		writeError(w, http.StatusNotFound, "no such endpoint: "+clipInput(r.URL.Path))
 	})))
-	return h.mux
+	return h.withAuth(opts.AuthToken, h.mux)
 }
 
 // handle registers next under pattern, GET and HEAD only, instrumented with the route's
@@ -182,7 +187,7 @@ func (h *handler) handle(pattern string, next http.Handler) {
 	h.mux.Handle(pattern, h.instrument(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
-			writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+pattern+": use GET")
+			writeError(w, http.StatusMethodNotAllowed, "method "+clipInput(r.Method)+" not allowed on "+pattern+": use GET")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -228,7 +233,7 @@ func (h *handler) instruments(w http.ResponseWriter, r *http.Request) {
 func (h *handler) candles(w http.ResponseWriter, r *http.Request, what, raw string, last30m bool) {
 	isin, ok := feed.ParseISIN(raw)
 	if !ok {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s %q: malformed ISIN, want 12 characters A-Z, 0-9", what, raw))
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s %s: malformed ISIN, want 12 characters A-Z, 0-9", what, quoteInput(raw)))
 		return
 	}
 	rng := pipeline.CandleRange{Last: DefaultLast}
@@ -285,7 +290,7 @@ func parseCandleRange(q url.Values) (pipeline.CandleRange, error) {
 			return pipeline.CandleRange{}, err
 		}
 		if to <= from {
-			return pipeline.CandleRange{}, fmt.Errorf("parameter to %q is not after from %q", q.Get("to"), q.Get("from"))
+			return pipeline.CandleRange{}, fmt.Errorf("parameter to %s is not after from %s", quoteInput(q.Get("to")), quoteInput(q.Get("from")))
 		}
 		if uint64(to-from) > uint64(MaxMinutes)*uint64(time.Minute) {
 			return pipeline.CandleRange{}, fmt.Errorf("parameters from, to: the range spans more than %d minutes", MaxMinutes)
@@ -299,14 +304,14 @@ func parseCandleRange(q url.Values) (pipeline.CandleRange, error) {
 func parseLast(s string) (int, error) {
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return 0, fmt.Errorf("parameter last %q: want a duration like 30m or 2h", s)
+		return 0, fmt.Errorf("parameter last %s: want a duration like 30m or 2h", quoteInput(s))
 	}
 	if d <= 0 {
-		return 0, fmt.Errorf("parameter last %q: must be positive", s)
+		return 0, fmt.Errorf("parameter last %s: must be positive", quoteInput(s))
 	}
 	n := (d + time.Minute - 1) / time.Minute
 	if n > MaxMinutes || d > time.Duration(math.MaxInt64)-time.Minute {
-		return 0, fmt.Errorf("parameter last %q: at most %d minutes", s, MaxMinutes)
+		return 0, fmt.Errorf("parameter last %s: at most %d minutes", quoteInput(s), MaxMinutes)
 	}
 	return int(n), nil
 }
@@ -319,10 +324,10 @@ const maxNanos = math.MaxInt64 - int64(time.Hour)
 func parseTime(name, s string) (int64, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return 0, fmt.Errorf("parameter %s %q: want RFC 3339, e.g. 2026-11-26T13:00:00Z", name, s)
+		return 0, fmt.Errorf("parameter %s %s: want RFC 3339, e.g. 2026-11-26T13:00:00Z", name, quoteInput(s))
 	}
 	if t.Before(time.Unix(0, 0)) || t.After(time.Unix(0, maxNanos)) {
-		return 0, fmt.Errorf("parameter %s %q: out of range (1970 to 2262)", name, s)
+		return 0, fmt.Errorf("parameter %s %s: out of range (1970 to 2262)", name, quoteInput(s))
 	}
 	return t.UnixNano(), nil
 }
@@ -342,13 +347,13 @@ func (h *handler) hotJSON(w http.ResponseWriter, r *http.Request) {
 	}
 	if q.Has("after") {
 		if after, err = strconv.ParseUint(q.Get("after"), 10, 64); err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("parameter after %q: want an event id (a non-negative integer)", q.Get("after")))
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("parameter after %s: want an event id (a non-negative integer)", quoteInput(q.Get("after"))))
 			return
 		}
 	}
 	if q.Has("limit") {
 		if limit, err = strconv.Atoi(q.Get("limit")); err != nil || limit < 0 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("parameter limit %q: want a non-negative integer (0: no limit)", q.Get("limit")))
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("parameter limit %s: want a non-negative integer (0: no limit)", quoteInput(q.Get("limit"))))
 			return
 		}
 	}
@@ -390,7 +395,7 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusServiceUnavailable, "request cancelled: "+r.Context().Err().Error())
 		return
 	}
-	h.log.Error("api: request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	h.log.Error("api: request failed", "method", quoteInput(r.Method), "path", quoteInput(r.URL.Path), "err", err)
 	writeError(w, http.StatusInternalServerError, err.Error())
 }
 
@@ -462,6 +467,7 @@ func (l slogPromLogger) Println(v ...any) { l.log.Error("api: /metrics: " + fmt.
 type Server struct {
 	srv      *http.Server
 	ln       net.Listener
+	tls      bool
 	stopping chan struct{}
 	stopOnce sync.Once
 }

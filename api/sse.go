@@ -155,7 +155,7 @@ func lastEventID(r *http.Request) (uint64, bool, error) {
 	}
 	id, err := strconv.ParseUint(v, 10, 64)
 	if err != nil {
-		return 0, false, fmt.Errorf("%s %q: want an event id (a non-negative integer)", name, v)
+		return 0, false, fmt.Errorf("%s %s: want an event id (a non-negative integer)", name, quoteInput(v))
 	}
 	return id, true, nil
 }

@@ -29,8 +29,11 @@ import (
 //   - DELETE: "data.description" may be absent or null (it is not needed to delete an
 //     instrument) and then decodes as ""; when present otherwise it must be a string (else
 //     ReasonMissingField);
-//   - descriptions that are not valid UTF-8 get each invalid byte replaced by U+FFFD, as
-//     AppendJSONString does, so that every decoded message re-encodes to itself;
+//   - descriptions are cleaned (SPEC §14; see CleanDescription): each byte that is not part
+//     of valid UTF-8 (as AppendJSONString does) and each control character — C0 (U+0000–
+//     U+001F: NUL, ESC, tab and newline included), DEL and C1 (U+0080–U+009F) — is replaced
+//     by U+FFFD, so that partner text can neither carry terminal escape sequences nor NUL
+//     bytes downstream, and every decoded message re-encodes to itself;
 //   - unknown fields, and fields that do not belong to the type (a QUOTE's description, an
 //     ADD's price), are ignored.
 type Decoder struct {
@@ -208,7 +211,7 @@ func (d *Decoder) decodeBody(o *fastjson.Object, m *Message) error {
 			return missing(`"data.description" is ` + typeName(dsv) + ", not a string")
 		default:
 			db, _ := dsv.StringBytes()
-			desc = validUTF8(db)
+			desc = CleanDescription(db)
 		}
 		m.Kind, m.ISIN, m.Price, m.Description = kind, isin, 0, desc
 		return nil
@@ -237,16 +240,20 @@ func missing(detail string) *DecodeError {
 	return &DecodeError{Reason: ReasonMissingField, Detail: detail}
 }
 
-// validUTF8 returns b as a string with every byte that is not part of valid UTF-8 replaced
-// by U+FFFD, exactly as AppendJSONString encodes it.
-func validUTF8(b []byte) string {
-	if utf8.Valid(b) {
+// CleanDescription returns the partner text b as a description: valid UTF-8 without control
+// characters. Every byte that is not part of valid UTF-8 and every control character
+// (Unicode category Cc: U+0000–U+001F, U+007F, U+0080–U+009F) is replaced by U+FFFD. The
+// rule keeps the instrument (rejecting its ADD would drop all its quotes for a cosmetic
+// fault) while making sure a description never reaches a terminal, a CSV file or a log with
+// NUL bytes, escape sequences or line breaks in it. Clean text is returned unchanged.
+func CleanDescription(b []byte) string {
+	if isClean(b) {
 		return string(b)
 	}
 	out := make([]byte, 0, len(b)+8)
 	for i := 0; i < len(b); {
 		r, size := utf8.DecodeRune(b[i:])
-		if r == utf8.RuneError && size == 1 {
+		if (r == utf8.RuneError && size == 1) || isControl(r) {
 			out = append(out, "\ufffd"...)
 		} else {
 			out = append(out, b[i:i+size]...)
@@ -255,6 +262,29 @@ func validUTF8(b []byte) string {
 	}
 	return string(out)
 }
+
+// isClean reports whether b is valid UTF-8 without control characters.
+func isClean(b []byte) bool {
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c < utf8.RuneSelf {
+			if c < 0x20 || c == 0x7f {
+				return false
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(b[i:])
+		if (r == utf8.RuneError && size == 1) || isControl(r) {
+			return false
+		}
+		i += size
+	}
+	return true
+}
+
+// isControl reports whether r is a control character (Unicode category Cc).
+func isControl(r rune) bool { return r < 0x20 || (r >= 0x7f && r <= 0x9f) }
 
 // Bounds, in Unix seconds, of the timestamps accepted: whole seconds whose nanoseconds
 // (plus up to 999,999,999) fit in an int64 (1677-09-21 to 2262-04-11).

@@ -52,7 +52,7 @@ func decodeCases() []decodeCase {
 		{name: "add", frame: `{"type":"ADD","data":{"isin":"LS342I184454","description":"elementum eos accumsan"}}`,
 			want: Message{Kind: KindAdd, ISIN: isin, Description: "elementum eos accumsan"}},
 		{name: "add escapes and unicode", frame: `{"type":"ADD","data":{"isin":"LS342I184454","description":"a \"b\"\n\u00e9 \ud83d\ude00 ü"}}`,
-			want: Message{Kind: KindAdd, ISIN: isin, Description: "a \"b\"\n\u00e9 \U0001F600 ü"}},
+			want: Message{Kind: KindAdd, ISIN: isin, Description: "a \"b\"\ufffd\u00e9 \U0001F600 ü"}},
 		{name: "add empty description", frame: `{"type":"ADD","data":{"isin":"LS342I184454","description":""}}`,
 			want: Message{Kind: KindAdd, ISIN: isin}},
 		{name: "add invalid utf8 description", frame: "{\"type\":\"ADD\",\"data\":{\"isin\":\"LS342I184454\",\"description\":\"a\xffb\"}}",
@@ -324,7 +324,8 @@ func TestDecodeRoundTrip(t *testing.T) {
 		{Kind: KindQuote, ISIN: mustISIN("ZZZZZZZZZZZZ"), Price: MaxPrice},
 		{Kind: KindAdd, ISIN: mustISIN("LS342I184454"), Description: "elementum eos accumsan"},
 		{Kind: KindAdd, ISIN: mustISIN("LS342I184454"), Description: ""},
-		{Kind: KindAdd, ISIN: mustISIN("LS342I184454"), Description: "quote\" backslash\\ nl\n tab\t ctl\x01 del\x7f é 😀 \u2028"},
+		// Decoded descriptions hold no control characters (CleanDescription), only U+FFFD.
+		{Kind: KindAdd, ISIN: mustISIN("LS342I184454"), Description: "quote\" backslash\\ nl\ufffd tab\ufffd é 😀 \u2028"},
 		{Kind: KindDelete, ISIN: mustISIN("LS342I184454"), Description: "x y z"},
 		{Kind: KindDelete, ISIN: mustISIN("LS342I184454")},
 	}

@@ -168,7 +168,7 @@ func decodeBodyFast(b []byte, m *Message) bool {
 			return false
 		}
 	}
-	m.Kind, m.ISIN, m.Price, m.Description = kind, isin, 0, validUTF8(raw)
+	m.Kind, m.ISIN, m.Price, m.Description = kind, isin, 0, CleanDescription(raw)
 	return true
 }
 

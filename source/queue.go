@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"log/slog"
+	"math"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -87,20 +88,37 @@ type instruments struct {
 	active     map[feed.ISIN]string // ISIN → description, from accepted ADD/DELETE
 	inSnapshot bool
 	seen       map[feed.ISIN]struct{} // ADDed or DELETEd during the snapshot
+	adds       int                    // ADDs (duplicates included) during the snapshot
+	emptySeen  bool                   // this snapshot was counted as empty
 	nActive    atomic.Int64           // len(active), readable without mu
 }
 
 // accept queues m, and for ADD/DELETE updates the active set under the same lock so the set
-// always matches what was queued.
-func (c *Client) accept(ctx context.Context, m feed.Message) error {
+// always matches what was queued. An ADD that changes nothing (active, same description) is
+// not queued: queued reports false.
+func (c *Client) accept(ctx context.Context, m feed.Message) (queued bool, err error) {
 	if m.Kind != feed.KindAdd && m.Kind != feed.KindDelete {
-		return c.q.push(ctx, m)
+		return true, c.q.push(ctx, m)
 	}
 	st := &c.state
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if st.inSnapshot {
+		if m.Kind == feed.KindAdd {
+			st.adds++
+		}
+	}
+	if m.Kind == feed.KindAdd {
+		if desc, ok := st.active[m.ISIN]; ok && desc == m.Description {
+			c.duplicateAdds.Add(1)
+			if st.inSnapshot {
+				st.seen[m.ISIN] = struct{}{}
+			}
+			return false, nil
+		}
+	}
 	if err := c.q.push(ctx, m); err != nil {
-		return err
+		return false, err
 	}
 	if m.Kind == feed.KindAdd {
 		st.active[m.ISIN] = m.Description
@@ -111,7 +129,7 @@ func (c *Client) accept(ctx context.Context, m feed.Message) error {
 	if st.inSnapshot {
 		st.seen[m.ISIN] = struct{}{}
 	}
-	return nil
+	return true, nil
 }
 
 // beginSnapshot starts the snapshot of a new /instruments connection.
@@ -119,6 +137,8 @@ func (st *instruments) beginSnapshot() {
 	st.mu.Lock()
 	st.inSnapshot = true
 	st.seen = make(map[feed.ISIN]struct{}, len(st.active))
+	st.adds = 0
+	st.emptySeen = false
 	st.mu.Unlock()
 }
 
@@ -130,29 +150,70 @@ func (st *instruments) abandonSnapshot() {
 	st.mu.Unlock()
 }
 
-// finishSnapshot ends the snapshot of s (the /instruments stream) if it has been quiet for
-// SnapshotQuiet, queueing the synthetic DELETEs. Otherwise it returns how much longer to wait.
-func (c *Client) finishSnapshot(ctx context.Context, s *stream) time.Duration {
+// checkSnapshot applies rules 1 and 2 of the package doc to the snapshot of s (the
+// /instruments stream): ready means they hold, and mark is the time of the last frame they
+// were checked against (settleSnapshot needs it unchanged). Otherwise it returns how much
+// longer to wait (0: no snapshot in progress).
+func (c *Client) checkSnapshot(s *stream) (remaining time.Duration, mark int64, ready bool) {
 	quiet := c.opts.SnapshotQuiet
+	st := &c.state
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.inSnapshot {
+		return 0, 0, false
+	}
+	if s.busy.Load() {
+		return quiet, 0, false
+	}
+	if st.adds == 0 {
+		if !st.emptySeen {
+			st.emptySeen = true
+			c.emptySnapshots.Add(1)
+			c.connLog.log(slog.LevelWarn, "source: instruments snapshot empty so far: no synthetic DELETEs until it has ADDs",
+				"active", len(st.active), "waited", quiet.String())
+		}
+		return quiet, 0, false
+	}
+	mark = s.lastFrame.Load()
+	if since := time.Duration(c.clk.Now().UnixNano() - mark); since < quiet {
+		return quiet - since, 0, false
+	}
+	return 0, mark, true
+}
+
+// settleSnapshot ends the snapshot of s if no frame arrived since mark (rule 3; else it
+// returns how long to wait again) and reconciles it within the delete bound (rule 4).
+func (c *Client) settleSnapshot(ctx context.Context, s *stream, mark int64) time.Duration {
 	st := &c.state
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if !st.inSnapshot {
 		return 0
 	}
-	if s.busy.Load() {
-		return quiet
+	if s.busy.Load() || s.lastFrame.Load() != mark {
+		return c.opts.SnapshotQuiet
 	}
 	now := c.clk.Now()
-	if since := time.Duration(now.UnixNano() - s.lastFrame.Load()); since < quiet {
-		return quiet - since
-	}
 	var gone []feed.ISIN
 	for isin := range st.active {
 		if _, ok := st.seen[isin]; !ok {
 			gone = append(gone, isin)
 		}
 	}
+	limit := deleteLimit(len(st.active), c.opts.SnapshotMaxDelete)
+	c.snapshots.Add(1)
+	if len(gone) > limit {
+		c.withheldSnaps.Add(1)
+		c.deletesWithheld.Add(uint64(len(gone)))
+		c.withheldNow.Store(int64(len(gone)))
+		st.inSnapshot, st.seen = false, nil
+		c.opts.Logger.Warn("source: instruments snapshot would delete too many instruments: keeping them all",
+			"missing", len(gone), "active", len(st.active), "snapshot_adds", st.adds, "limit", limit,
+			"max_delete_percent", c.opts.SnapshotMaxDelete,
+			"hint", "a stalled or truncated snapshot, or a partner restart; raise the snapshot max delete share (--snapshot-max-delete) to accept it")
+		return 0
+	}
+	c.withheldNow.Store(0)
 	sort.Slice(gone, func(i, j int) bool { return string(gone[i][:]) < string(gone[j][:]) })
 	for _, isin := range gone {
 		m := feed.Message{TS: now.UnixNano(), Kind: feed.KindDelete, ISIN: isin, Description: st.active[isin]}
@@ -163,10 +224,14 @@ func (c *Client) finishSnapshot(ctx context.Context, s *stream) time.Duration {
 		st.nActive.Store(int64(len(st.active)))
 		c.syntheticDeletes.Add(1)
 	}
-	st.inSnapshot = false
-	st.seen = nil
-	c.snapshots.Add(1)
+	st.inSnapshot, st.seen = false, nil
 	c.connLog.log(slog.LevelInfo, "source: instruments snapshot complete",
-		"active", len(st.active), "synthetic_deletes", len(gone))
+		"active", len(st.active), "snapshot_adds", st.adds, "synthetic_deletes", len(gone))
 	return 0
+}
+
+// deleteLimit is the largest number of synthetic DELETEs one snapshot may make with active
+// instruments held: max(1, ⌊percent/100 × active⌋).
+func deleteLimit(active int, percent float64) int {
+	return max(1, int(math.Floor(percent/100*float64(active)+1e-9)))
 }

@@ -19,28 +19,48 @@
 // When ctx is done, Run stops reading, delivers everything already queued (deliver is
 // called after ctx is done in that case), and returns nil.
 //
-// # Snapshot truth
+// # Snapshot truth (SPEC §2, §14)
 //
 // The client tracks the set of active ISINs (with their descriptions) from the ADD and DELETE
 // messages it accepted (Options.Active seeds it, e.g. with the registry recovered from a WAL).
 // On every connect of /instruments the partner sends one ADD per active instrument, the
-// snapshot, without an end marker. This package defines the end of the snapshot as:
+// snapshot, without an end marker. Instruments we hold that the snapshot does not mention were
+// deleted while we were away and get a synthetic DELETE — but a partner that is late, empty,
+// slow or stuck must never make us delete live instruments, so this package reconciles only
+// a snapshot that has settled, by this rule:
 //
-//	the first moment, measured by Options.Clock, at which no /instruments frame (accepted or
-//	rejected) has arrived for Options.SnapshotQuiet since the connect or since the last such
-//	frame, and the /instruments reader is not blocked handing a message to the consumer.
+//  1. The snapshot has begun: at least one ADD arrived on this connection. Until then there
+//     is no end to wait for (a late snapshot is waited for; an empty one never reconciles —
+//     Stats.EmptySnapshots counts connections whose snapshot was still empty after
+//     SnapshotQuiet).
+//  2. It is quiet: no /instruments frame (accepted or rejected) has arrived for
+//     Options.SnapshotQuiet since the last one, and the /instruments reader is not blocked
+//     handing a message to the consumer (time spent waiting for us is not the partner's
+//     quiet).
+//  3. The quiet is the partner's choice, not a dead connection: a ping sent after 1 and 2 held
+//     was answered, and no frame arrived meanwhile (else the quiet starts over). A partner
+//     that stopped answering is a stall: the connection is dropped and its snapshot abandoned.
+//  4. The result is plausible: the ISINs it would delete are at most
+//     max(1, ⌊SnapshotMaxDelete% × active⌋), active counting every instrument held at that
+//     moment. A snapshot that would delete more is treated as incomplete (stalled midway,
+//     truncated, or a partner restart that needs an operator's eye): none of them is deleted,
+//     they are counted (Stats.DeletesWithheld), and a WARN names how many and how to accept
+//     such a snapshot (raise the bound). Deleting "the first 10 %" would pick victims
+//     arbitrarily; when a snapshot looks incomplete none of its verdicts can be trusted.
 //
-// At that moment every ISIN that was active before and was neither ADDed nor DELETEd during
-// the snapshot (on either stream) gets a synthetic DELETE, with the description we held and
-// TS = now (clamped as above), queued in ISIN order behind everything that arrived before.
-// ADDs during the snapshot are delivered immediately, like any other message: an ADD of an
-// active ISIN only updates its description downstream (SPEC §4.4). If the /instruments
-// connection ends before its snapshot ended, the snapshot is abandoned without synthetic
-// DELETEs; the next connection starts a new one. The first connection is no exception: with
-// an empty (or seeded) set, its snapshot deletes whatever seeded ISIN it does not mention.
-// A partner that pauses for longer than SnapshotQuiet in the middle of its snapshot would
-// cause spurious DELETEs (followed by fresh ADDs); choose SnapshotQuiet well above the
-// partner's inter-frame gap.
+// When the snapshot settles, every ISIN that was active and was neither ADDed nor DELETEd
+// during the snapshot (on either stream) gets a synthetic DELETE, with the description we
+// held and TS = now (clamped as above), queued in ISIN order behind everything that arrived
+// before. If the /instruments connection ends before its snapshot settled, the snapshot is
+// abandoned without synthetic DELETEs; the next connection starts a new one. The first
+// connection is no exception: with a seeded set, its snapshot deletes (within the bound)
+// whatever seeded ISIN it does not mention.
+//
+// Duplicate ADDs: an ADD of an ISIN that is active with the same description changes nothing
+// downstream (SPEC §4.4), and every reconnect re-sends one per instrument, so the client does
+// not deliver it (Stats.DuplicateAdds counts them; it still counts as "seen" for the
+// snapshot). An ADD that changes the description is delivered. So a reconnect storm cannot
+// flood the WAL with copies of the snapshot.
 //
 // # Bad input (SPEC §8)
 //
@@ -55,18 +75,37 @@
 //     connection (StatusMessageTooBig), the frame is counted as oversized all the same and the
 //     stream reconnects with backoff. Memory stays bounded by MaxFrame per stream either way.
 //
-// # Stalls and reconnects
+// # Stalls, reconnects and throttling
 //
 // A watchdog ticks every ReadTimeout/4 (Options.Clock). When a stream has seen neither a frame
 // nor a pong for ReadTimeout/2 it sends a ping; after ReadTimeout without either, the
 // connection is declared stalled (Stats.*.Stalls), closed, and re-established. Any failure
-// (dial error, handshake refused, read error, stall, oversized beyond the read limit) ends the
-// connection and the stream reconnects on its own, independently of the other stream, after
-// a delay of capped exponential backoff with jitter: attempt n (0-based) waits a uniformly
-// random duration in [b/2, b] where b = min(BackoffMax, BackoffMin×2ⁿ). The attempt counter is
-// reset when a connection accepted at least one message or stayed up for BackoffMax. The
-// very first connect of a stream is immediate. Dialing (TCP + handshake) is bounded by
-// ReadTimeout. On shutdown connections are closed without a close handshake.
+// (dial error, handshake refused, read error, stall, oversized beyond the read limit,
+// throttling) ends the connection and the stream reconnects on its own, independently of the
+// other stream, after a delay of capped exponential backoff with jitter: attempt n (0-based)
+// waits a uniformly random duration in [b/2, b] where b = min(BackoffMax, BackoffMin×2ⁿ). The
+// attempt counter is reset only when a connection stayed up for Options.HealthyAfter (default
+// 30s): a partner that accepts and drops, or sends one good message and then garbage, is
+// retried ever more slowly, at most about once per BackoffMax/2. The very first connect of a
+// stream is immediate. Dialing (TCP + handshake) is bounded by ReadTimeout. On shutdown
+// connections are closed without a close handshake.
+//
+// A connection whose rejected frames exceed a token bucket (Options.RejectRate per second,
+// burst Options.RejectBurst) is throttled: closed, counted (Stats.*.Throttled), and retried
+// with backoff like any failure, so garbage costs us at most RejectBurst decodes per
+// connection attempt.
+//
+// # Pause
+//
+// Pause closes both connections and keeps them closed until Resume (e.g. while the disk is
+// full): what was already queued is still delivered, nothing more is read. A snapshot in
+// progress is abandoned; the connection after Resume starts a new one, so instruments deleted
+// during the pause are reconciled like after any reconnect.
+//
+// # Metrics
+//
+// With Options.Registerer set, New registers a collector that exports Stats at scrape time
+// (names in metrics.go: quotes_source_*).
 package source
 
 import (
@@ -84,6 +123,7 @@ import (
 	"time"
 
 	"github.com/benbjohnson/clock"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/quotesdev/quotes/feed"
 )
@@ -94,8 +134,17 @@ const (
 	DefaultReadTimeout   = 15 * time.Second
 	DefaultBackoffMin    = 100 * time.Millisecond
 	DefaultBackoffMax    = 10 * time.Second
-	DefaultSnapshotQuiet = 500 * time.Millisecond
+	DefaultSnapshotQuiet = time.Second
 	DefaultBatchSize     = 1024
+	// DefaultSnapshotMaxDelete is the largest share, in percent of the active instruments,
+	// that one snapshot may delete (see the package doc).
+	DefaultSnapshotMaxDelete = 10.0
+	// DefaultHealthyAfter is how long a connection must stay up to reset the backoff.
+	DefaultHealthyAfter = 30 * time.Second
+	// DefaultRejectRate and DefaultRejectBurst bound the rejected frames one connection may
+	// send before it is throttled (per second, and at once).
+	DefaultRejectRate  = 10.0
+	DefaultRejectBurst = 100
 )
 
 // maxMaxFrame bounds Options.MaxFrame so that the connection read limit (16×MaxFrame) cannot
@@ -122,8 +171,24 @@ type Options struct {
 	ReadTimeout time.Duration
 	// BackoffMin and BackoffMax bound the reconnect backoff (defaults 100ms and 10s).
 	BackoffMin, BackoffMax time.Duration
-	// SnapshotQuiet ends a /instruments snapshot (default 500ms; see the package doc).
+	// SnapshotQuiet is the quiet after the last snapshot frame that settles a /instruments
+	// snapshot (default 1s; see the package doc).
 	SnapshotQuiet time.Duration
+	// SnapshotMaxDelete is the largest share of the active instruments, in percent (0 < x ≤
+	// 100), that one settled snapshot may delete; a snapshot that would delete more deletes
+	// nothing (default 10; 100 trusts every settled snapshot). At least one instrument may
+	// always be deleted.
+	SnapshotMaxDelete float64
+	// HealthyAfter is how long a connection must stay up before the reconnect backoff starts
+	// again from BackoffMin (default 30s).
+	HealthyAfter time.Duration
+	// RejectRate and RejectBurst: a connection whose rejected frames exceed this token bucket
+	// (per second, and burst) is closed and retried with backoff (defaults 10/s and 100).
+	RejectRate  float64
+	RejectBurst int
+	// Registerer, if set, receives a collector of the client's metrics (quotes_source_*);
+	// New fails if they are already registered there.
+	Registerer prometheus.Registerer
 	// BatchSize is the largest batch handed to deliver (default 1024).
 	BatchSize int
 	// Active seeds the set of active instruments (ISIN → description), e.g. from the registry
@@ -152,6 +217,11 @@ func DefaultOptions(url string) Options {
 		BackoffMax:    DefaultBackoffMax,
 		SnapshotQuiet: DefaultSnapshotQuiet,
 		BatchSize:     DefaultBatchSize,
+
+		SnapshotMaxDelete: DefaultSnapshotMaxDelete,
+		HealthyAfter:      DefaultHealthyAfter,
+		RejectRate:        DefaultRejectRate,
+		RejectBurst:       DefaultRejectBurst,
 	}
 }
 
@@ -178,7 +248,14 @@ type Client struct {
 	rejects          map[feed.Reason]uint64
 	syntheticDeletes atomic.Uint64
 	snapshots        atomic.Uint64
+	emptySnapshots   atomic.Uint64
+	withheldSnaps    atomic.Uint64
+	deletesWithheld  atomic.Uint64
+	withheldNow      atomic.Int64
+	duplicateAdds    atomic.Uint64
 	delivered        atomic.Uint64
+
+	pause gate
 
 	hooks hooks
 }
@@ -219,6 +296,18 @@ func New(opts Options) (*Client, error) {
 	if opts.BatchSize == 0 {
 		opts.BatchSize = def.BatchSize
 	}
+	if opts.SnapshotMaxDelete == 0 {
+		opts.SnapshotMaxDelete = def.SnapshotMaxDelete
+	}
+	if opts.HealthyAfter == 0 {
+		opts.HealthyAfter = def.HealthyAfter
+	}
+	if opts.RejectRate == 0 {
+		opts.RejectRate = def.RejectRate
+	}
+	if opts.RejectBurst == 0 {
+		opts.RejectBurst = def.RejectBurst
+	}
 	switch {
 	case opts.MaxFrame < 0 || opts.MaxFrame > maxMaxFrame:
 		return nil, fmt.Errorf("source: max frame %d: want 1 to %d bytes", opts.MaxFrame, maxMaxFrame)
@@ -230,6 +319,12 @@ func New(opts Options) (*Client, error) {
 		return nil, fmt.Errorf("source: snapshot quiet %v: must be positive", opts.SnapshotQuiet)
 	case opts.BatchSize < 0:
 		return nil, fmt.Errorf("source: batch size %d: must be positive", opts.BatchSize)
+	case !(opts.SnapshotMaxDelete > 0 && opts.SnapshotMaxDelete <= 100):
+		return nil, fmt.Errorf("source: snapshot max delete %v%%: want more than 0 and at most 100", opts.SnapshotMaxDelete)
+	case opts.HealthyAfter < 0:
+		return nil, fmt.Errorf("source: healthy-after %v: must be positive", opts.HealthyAfter)
+	case !(opts.RejectRate > 0) || opts.RejectBurst < 0:
+		return nil, fmt.Errorf("source: reject budget %v/s burst %d: must be positive", opts.RejectRate, opts.RejectBurst)
 	}
 	instrURL, quotesURL, err := endpoints(opts.URL)
 	if err != nil {
@@ -271,6 +366,12 @@ func New(opts Options) (*Client, error) {
 	c.state.nActive.Store(int64(len(c.state.active)))
 	c.streams[0] = newStream(c, "instruments", instrURL, true)
 	c.streams[1] = newStream(c, "quotes", quotesURL, false)
+	c.pause.init()
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(&collector{c: c}); err != nil {
+			return nil, fmt.Errorf("source: register metrics: %w", err)
+		}
+	}
 	return c, nil
 }
 
@@ -378,6 +479,11 @@ type StreamStats struct {
 	// Stalls counts the disconnects caused by stall detection (no frame nor pong within
 	// ReadTimeout).
 	Stalls uint64
+	// Throttled counts the connections closed for sending too many rejected frames.
+	Throttled uint64
+	// Backoff is the delay of the reconnect waited for now, or of the last one (0 before
+	// any).
+	Backoff time.Duration
 	// Frames counts data frames read (text and binary, accepted or rejected).
 	Frames uint64
 	// Accepted counts the messages decoded and queued for delivery.
@@ -392,8 +498,20 @@ type Stats struct {
 	Rejects map[feed.Reason]uint64
 	// SyntheticDeletes counts the DELETEs made up at the end of a snapshot.
 	SyntheticDeletes uint64
-	// Snapshots counts /instruments snapshots that ended (see the package doc).
-	Snapshots uint64
+	// Snapshots counts /instruments snapshots that settled and were reconciled (see the
+	// package doc), WithheldSnapshots those of them that would have deleted more than
+	// SnapshotMaxDelete allows and so deleted nothing, DeletesWithheld the instruments kept
+	// that way (summed over snapshots), and Withheld how many the last settled snapshot kept.
+	Snapshots, WithheldSnapshots, DeletesWithheld uint64
+	Withheld                                      int
+	// EmptySnapshots counts /instruments connections whose snapshot had no ADD after
+	// SnapshotQuiet (they delete nothing).
+	EmptySnapshots uint64
+	// DuplicateAdds counts ADDs of an active ISIN with an unchanged description: not
+	// delivered (see the package doc).
+	DuplicateAdds uint64
+	// Paused reports whether the client is paused (see Pause).
+	Paused bool
 	// Delivered counts the messages handed to deliver successfully.
 	Delivered uint64
 	// Active is the number of instruments the Client currently holds as active.
@@ -418,6 +536,13 @@ func (c *Client) Stats() Stats {
 		SyntheticDeletes: c.syntheticDeletes.Load(),
 		Snapshots:        c.snapshots.Load(),
 		Delivered:        c.delivered.Load(),
+
+		WithheldSnapshots: c.withheldSnaps.Load(),
+		DeletesWithheld:   c.deletesWithheld.Load(),
+		Withheld:          int(c.withheldNow.Load()),
+		EmptySnapshots:    c.emptySnapshots.Load(),
+		DuplicateAdds:     c.duplicateAdds.Load(),
+		Paused:            c.pause.paused.Load(),
 	}
 	c.rejectsMu.Lock()
 	st.Rejects = make(map[feed.Reason]uint64, len(c.rejects))

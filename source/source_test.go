@@ -280,43 +280,47 @@ func TestSnapshotTruth(t *testing.T) {
 		t.Fatalf("synthetic delete %+v, want %+v", got[3], want)
 	}
 
-	// Reconnect: the snapshot has A, C (new description), D, and a DELETE of unknown E.
+	// Reconnect: the snapshot has A (unchanged: not delivered again), C (new description),
+	// D, and a DELETE of unknown E.
 	close(s1.close)
 	eventually(t, "reconnect", func() bool { return h.c.Stats().Instruments.Connects == 2 })
 	s2.frames <- addFrame(isinA, "a")
 	s2.frames <- addFrame(isinC, "c2")
-	h.waitMessages(6)
+	if got := h.waitMessages(5); got[4].ISIN != isin(t, isinC) || got[4].Description != "c2" {
+		t.Fatalf("after reconnect got %+v, want the ADD of C with its new description", got[4])
+	}
 	h.advance(quiet / 2)
 	s2.frames <- delFrame(isinE, "e")
 	s2.frames <- addFrame(isinD, "d")
-	h.waitMessages(8)
+	h.waitMessages(7)
 	// quiet after the connect, but only quiet/2 after the last frame: not over yet.
 	h.advance(quiet / 2)
 	if d := h.nextSnapshotCheck(); d != quiet/2 {
 		t.Fatalf("snapshot check: %v left, want %v", d, quiet/2)
 	}
-	if n := len(h.messages()); n != 8 {
-		t.Fatalf("%d messages before the snapshot ended, want 8", n)
+	if n := len(h.messages()); n != 7 {
+		t.Fatalf("%d messages before the snapshot ended, want 7", n)
 	}
 	h.advance(quiet / 2)
 	if d := h.nextSnapshotCheck(); d != 0 {
 		t.Fatalf("snapshot not over: %v left", d)
 	}
-	got = h.waitMessages(9)
+	got = h.waitMessages(8)
 	end := h.clk.Now()
 	want = feed.Message{TS: end.UnixNano(), Kind: feed.KindDelete, ISIN: isin(t, isinB), Description: "b"}
-	if got[8] != want {
-		t.Fatalf("synthetic delete %+v, want %+v", got[8], want)
+	if got[7] != want {
+		t.Fatalf("synthetic delete %+v, want %+v", got[7], want)
 	}
 	checkMonotonic(t, got)
 	// Nothing else comes: exactly one synthetic DELETE per missing ISIN.
 	h.advance(quiet)
 	st := h.c.Stats()
-	if st.SyntheticDeletes != 2 || st.Snapshots != 2 || st.Active != 3 {
-		t.Fatalf("stats: synthetic deletes %d, snapshots %d, active %d; want 2, 2, 3", st.SyntheticDeletes, st.Snapshots, st.Active)
+	if st.SyntheticDeletes != 2 || st.Snapshots != 2 || st.Active != 3 || st.DuplicateAdds != 1 {
+		t.Fatalf("stats: synthetic deletes %d, snapshots %d, active %d, duplicate ADDs %d; want 2, 2, 3, 1",
+			st.SyntheticDeletes, st.Snapshots, st.Active, st.DuplicateAdds)
 	}
-	if n := len(h.messages()); n != 9 {
-		t.Fatalf("%d messages, want 9", n)
+	if n := len(h.messages()); n != 8 {
+		t.Fatalf("%d messages, want 8", n)
 	}
 }
 
@@ -331,22 +335,23 @@ func TestSnapshotAbandonedOnDisconnect(t *testing.T) {
 	if d := h.nextSnapshotCheck(); d != 0 {
 		t.Fatalf("first snapshot not over: %v", d)
 	}
-	// Second connection drops in the middle of its snapshot (only A sent): no DELETE of B.
+	// Second connection drops in the middle of its snapshot (only A sent, unchanged, so
+	// not delivered): no DELETE of B.
 	close(s1.close)
 	eventually(t, "reconnect", func() bool { return h.c.Stats().Instruments.Connects == 2 })
 	s2.frames <- addFrame(isinA, "a")
-	h.waitMessages(3)
+	eventually(t, "duplicate ADD seen", func() bool { return h.c.Stats().DuplicateAdds == 1 })
 	close(s2.close)
 	eventually(t, "reconnect", func() bool { return h.c.Stats().Instruments.Connects == 3 })
 	s3.frames <- addFrame(isinB, "b")
-	h.waitMessages(4)
+	eventually(t, "duplicate ADD seen", func() bool { return h.c.Stats().DuplicateAdds == 2 })
 	h.advance(quiet)
 	if d := h.nextSnapshotCheck(); d != 0 {
 		t.Fatalf("third snapshot not over: %v", d)
 	}
-	got := h.waitMessages(5)
-	if got[4].Kind != feed.KindDelete || got[4].ISIN != isin(t, isinA) {
-		t.Fatalf("want the synthetic DELETE of A, got %+v", got[4])
+	got := h.waitMessages(3)
+	if got[2].Kind != feed.KindDelete || got[2].ISIN != isin(t, isinA) {
+		t.Fatalf("want the synthetic DELETE of A, got %+v", got[2])
 	}
 	if st := h.c.Stats(); st.SyntheticDeletes != 1 {
 		t.Fatalf("synthetic deletes %d, want 1", st.SyntheticDeletes)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/benbjohnson/clock"
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/quotesdev/quotes/feed"
 )
@@ -37,8 +38,22 @@ type stream struct {
 	busy    atomic.Bool
 	pinging atomic.Bool
 
-	connects, connectFailures, disconnects, stalls, frames, accepted atomic.Uint64
+	connects, connectFailures, disconnects, stalls, throttled, frames, accepted atomic.Uint64
+	// backoff is the current or last reconnect delay (ns).
+	backoff atomic.Int64
 }
+
+// errThrottled ends a connection that sent more rejected frames than its budget.
+var errThrottled = errors.New("too many rejected frames: throttled")
+
+// sessionEnd is how a connection ended, for the backoff.
+type sessionEnd int
+
+const (
+	endFailed  sessionEnd = iota // failed early: the backoff grows
+	endHealthy                   // stayed up for HealthyAfter: the backoff starts over
+	endPaused                    // closed by Pause: reconnect at once after Resume
+)
 
 func newStream(c *Client, name, url string, isInstruments bool) *stream {
 	return &stream{
@@ -54,23 +69,33 @@ func (s *stream) stats() StreamStats {
 		ConnectFailures: s.connectFailures.Load(),
 		Disconnects:     s.disconnects.Load(),
 		Stalls:          s.stalls.Load(),
+		Throttled:       s.throttled.Load(),
+		Backoff:         time.Duration(s.backoff.Load()),
 		Frames:          s.frames.Load(),
 		Accepted:        s.accepted.Load(),
 	}
 }
 
-// run connects, reads, and reconnects with backoff until ctx is done.
+// run connects, reads, and reconnects with backoff until ctx is done; while the client is
+// paused it waits.
 func (s *stream) run(ctx context.Context) {
 	attempt := 0
 	for {
-		healthy := s.session(ctx)
+		if !s.c.waitResumed(ctx) {
+			return
+		}
+		end := s.session(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		if healthy {
+		switch end {
+		case endPaused:
+			continue
+		case endHealthy:
 			attempt = 0
 		}
 		d := s.c.backoff(attempt)
+		s.backoff.Store(int64(d))
 		if !s.c.wait(ctx, s.name, attempt, d) {
 			return
 		}
@@ -80,19 +105,21 @@ func (s *stream) run(ctx context.Context) {
 	}
 }
 
-// session runs one connection from dial to its end. It reports whether the connection was
-// healthy (accepted a message or lasted BackoffMax), which resets the backoff.
-func (s *stream) session(ctx context.Context) (healthy bool) {
+// session runs one connection from dial to its end and reports how it ended.
+func (s *stream) session(ctx context.Context) sessionEnd {
 	c := s.c
-	dctx, cancelDial := c.clk.WithTimeout(ctx, c.opts.ReadTimeout)
+	_, pausedCh := c.pause.state()
+	dctx, cancelDial := context.WithCancel(ctx)
+	dt := c.clk.AfterFunc(c.opts.ReadTimeout, cancelDial) // not clk.WithTimeout: see watchdog
 	conn, _, err := websocket.Dial(dctx, s.url, &websocket.DialOptions{HTTPClient: c.http})
+	dt.Stop()
 	cancelDial()
 	if err != nil {
 		if ctx.Err() == nil {
 			s.connectFailures.Add(1)
 			c.connLog.log(slog.LevelWarn, "source: connect failed", "stream", s.name, "url", s.url, "err", err)
 		}
-		return false
+		return endFailed
 	}
 	// Frames up to 16×MaxFrame are discarded in place; beyond, coder/websocket closes.
 	conn.SetReadLimit(16 * c.opts.MaxFrame)
@@ -100,7 +127,6 @@ func (s *stream) session(ctx context.Context) (healthy bool) {
 	start := c.clk.Now()
 	s.lastActivity.Store(start.UnixNano())
 	s.lastFrame.Store(start.UnixNano())
-	acceptedBefore := s.accepted.Load()
 
 	cctx, cancel := context.WithCancel(ctx)
 	var snap *clock.Timer
@@ -111,12 +137,12 @@ func (s *stream) session(ctx context.Context) (healthy bool) {
 	// Timers exist before the stream reports connected, so a test that waits for
 	// Connected and then moves a mock clock is sure to hit them.
 	ticker := c.clk.Ticker(max(c.opts.ReadTimeout/4, time.Millisecond))
-	var stalled atomic.Bool
+	var stalled, paused atomic.Bool
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		s.watchdog(cctx, cancel, conn, ticker, snap, &stalled)
+		s.watchdog(cctx, cancel, conn, ticker, snap, pausedCh, &stalled, &paused)
 	}()
 	s.connects.Add(1)
 	s.connected.Store(true)
@@ -130,21 +156,30 @@ func (s *stream) session(ctx context.Context) (healthy bool) {
 	wg.Wait()
 	ticker.Stop()
 	if s.isInstruments {
-		c.state.abandonSnapshot() // no-op if it ended
+		c.state.abandonSnapshot() // no-op if it settled
 	}
-	if ctx.Err() == nil {
-		s.disconnects.Add(1)
-		if stalled.Load() {
-			err = fmt.Errorf("stalled: no frame and no pong within %v", c.opts.ReadTimeout)
-		}
-		c.connLog.log(slog.LevelWarn, "source: disconnected", "stream", s.name, "err", err)
+	if ctx.Err() != nil {
+		return endFailed
 	}
-	return s.accepted.Load() > acceptedBefore || c.clk.Since(start) >= c.opts.BackoffMax
+	if paused.Load() {
+		return endPaused
+	}
+	s.disconnects.Add(1)
+	if stalled.Load() {
+		err = fmt.Errorf("stalled: no frame and no pong within %v", c.opts.ReadTimeout)
+	}
+	c.connLog.log(slog.LevelWarn, "source: disconnected", "stream", s.name, "err", err,
+		"up", c.clk.Since(start).String())
+	if errors.Is(err, errThrottled) || c.clk.Since(start) < c.opts.HealthyAfter {
+		return endFailed
+	}
+	return endHealthy
 }
 
-// watchdog detects stalls (pinging when idle) and, on /instruments, ends the snapshot.
+// watchdog detects stalls (pinging when idle), ends the connection on Pause, and, on
+// /instruments, settles the snapshot.
 func (s *stream) watchdog(ctx context.Context, cancel context.CancelFunc, conn *websocket.Conn,
-	ticker *clock.Ticker, snap *clock.Timer, stalled *atomic.Bool) {
+	ticker *clock.Ticker, snap *clock.Timer, pausedCh <-chan struct{}, stalled, paused *atomic.Bool) {
 	c := s.c
 	var pings sync.WaitGroup
 	defer pings.Wait()
@@ -158,9 +193,18 @@ func (s *stream) watchdog(ctx context.Context, cancel context.CancelFunc, conn *
 		}
 	}()
 	timeout := c.opts.ReadTimeout
+	stall := func() {
+		stalled.Store(true)
+		s.stalls.Add(1)
+		cancel()
+	}
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-pausedCh:
+			paused.Store(true)
+			cancel()
 			return
 		case <-ticker.C:
 			if s.busy.Load() {
@@ -168,9 +212,7 @@ func (s *stream) watchdog(ctx context.Context, cancel context.CancelFunc, conn *
 			}
 			idle := time.Duration(c.clk.Now().UnixNano() - s.lastActivity.Load())
 			if idle >= timeout {
-				stalled.Store(true)
-				s.stalls.Add(1)
-				cancel()
+				stall()
 				return
 			}
 			if idle >= timeout/2 && s.pinging.CompareAndSwap(false, true) {
@@ -189,7 +231,29 @@ func (s *stream) watchdog(ctx context.Context, cancel context.CancelFunc, conn *
 		case <-snapC:
 			snap.Stop()
 			snap, snapC = nil, nil
-			d := c.finishSnapshot(ctx, s)
+			d, mark, ready := c.checkSnapshot(s)
+			if ready {
+				// Rule 3: the partner must answer a ping before its quiet counts.
+				// (A clock timer cancels a plain context: the mock clock's own contexts
+				// are not safe for concurrent use of Err.)
+				pctx, pcancel := context.WithCancel(ctx)
+				pt := c.clk.AfterFunc(timeout, pcancel)
+				err := conn.Ping(pctx)
+				pt.Stop()
+				pcancel()
+				switch {
+				case ctx.Err() != nil:
+					return
+				case err == nil:
+					s.lastActivity.Store(c.clk.Now().UnixNano())
+					d = c.settleSnapshot(ctx, s, mark)
+				case s.lastFrame.Load() != mark:
+					d = c.opts.SnapshotQuiet // frames came (the pong waited behind them): start over
+				default:
+					stall()
+					return
+				}
+			}
 			if d > 0 {
 				snap = c.clk.Timer(d)
 				snapC = snap.C
@@ -205,6 +269,15 @@ func (s *stream) watchdog(ctx context.Context, cancel context.CancelFunc, conn *
 func (s *stream) read(ctx context.Context, conn *websocket.Conn) error {
 	c := s.c
 	maxFrame := c.opts.MaxFrame
+	budget := rate.NewLimiter(rate.Limit(c.opts.RejectRate), c.opts.RejectBurst)
+	reject := func(de *feed.DecodeError) error {
+		c.reject(s.name, de)
+		if !budget.AllowN(c.clk.Now(), 1) {
+			s.throttled.Add(1)
+			return fmt.Errorf("read %s: %w (more than %d, then %v per second)", s.name, errThrottled, c.opts.RejectBurst, c.opts.RejectRate)
+		}
+		return nil
+	}
 	for {
 		typ, r, err := conn.Reader(ctx)
 		if err != nil {
@@ -220,7 +293,9 @@ func (s *stream) read(ctx context.Context, conn *websocket.Conn) error {
 			if err != nil {
 				return s.frameError(err, n, "binary frame")
 			}
-			c.reject(s.name, &feed.DecodeError{Reason: feed.ReasonBinaryFrame, Detail: strconv.FormatInt(n, 10) + " bytes"})
+			if err := reject(&feed.DecodeError{Reason: feed.ReasonBinaryFrame, Detail: strconv.FormatInt(n, 10) + " bytes"}); err != nil {
+				return err
+			}
 			continue
 		}
 
@@ -231,8 +306,10 @@ func (s *stream) read(ctx context.Context, conn *websocket.Conn) error {
 			rest, err = io.Copy(io.Discard, r)
 			n += rest
 			if err == nil {
-				c.reject(s.name, &feed.DecodeError{Reason: feed.ReasonOversized,
-					Detail: fmt.Sprintf("frame of %d bytes exceeds %d", n, maxFrame)})
+				if err := reject(&feed.DecodeError{Reason: feed.ReasonOversized,
+					Detail: fmt.Sprintf("frame of %d bytes exceeds %d", n, maxFrame)}); err != nil {
+					return err
+				}
 				continue
 			}
 		}
@@ -246,12 +323,14 @@ func (s *stream) read(ctx context.Context, conn *websocket.Conn) error {
 			if !errors.As(err, &de) {
 				de = &feed.DecodeError{Reason: feed.ReasonMalformedJSON, Detail: err.Error()}
 			}
-			c.reject(s.name, de)
+			if err := reject(de); err != nil {
+				return err
+			}
 			continue
 		}
 		m.TS = now
 		s.busy.Store(true)
-		err = c.accept(ctx, m)
+		queued, err := c.accept(ctx, m)
 		after := c.clk.Now().UnixNano()
 		s.lastFrame.Store(after)
 		s.lastActivity.Store(after)
@@ -259,7 +338,9 @@ func (s *stream) read(ctx context.Context, conn *websocket.Conn) error {
 		if err != nil {
 			return fmt.Errorf("queue %s message: %w", s.name, err)
 		}
-		s.accepted.Add(1)
+		if queued {
+			s.accepted.Add(1)
+		}
 	}
 }
 

@@ -25,12 +25,18 @@ import (
 // routeUnauthorized is the route label of requests refused for a missing or wrong token.
 const routeUnauthorized = "unauthorized"
 
-// withAuth wraps next with the bearer-token check when token is not empty.
-func (h *handler) withAuth(token string, next http.Handler) http.Handler {
+// withAuth wraps next with the bearer-token check when token is not empty; also is a
+// further token accepted then (the local token other commands on the same data directory
+// read from it).
+func (h *handler) withAuth(token, also string, next http.Handler) http.Handler {
 	if token == "" {
 		return next
 	}
 	want := sha256.Sum256([]byte(token))
+	var want2 [sha256.Size]byte
+	if also != "" {
+		want2 = sha256.Sum256([]byte(also))
+	}
 	deny := h.instrument(routeUnauthorized, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="quotes"`)
 		msg := "missing bearer token: send Authorization: Bearer <token>"
@@ -46,7 +52,11 @@ func (h *handler) withAuth(token string, next http.Handler) http.Handler {
 		}
 		got, ok := bearer(r)
 		sum := sha256.Sum256([]byte(got))
-		if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+		match := subtle.ConstantTimeCompare(sum[:], want[:]) == 1
+		if also != "" && subtle.ConstantTimeCompare(sum[:], want2[:]) == 1 {
+			match = true
+		}
+		if !ok || !match {
 			deny.ServeHTTP(w, r)
 			return
 		}

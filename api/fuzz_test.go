@@ -98,7 +98,7 @@ func FuzzHandler(f *testing.F) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		if wantsEventStream(req) {
+		if req.URL.Path == "/hot" && wantsEventStream(req) {
 			cancel() // an event stream would never end: only check that it starts and stops
 		}
 		req = req.WithContext(ctx)

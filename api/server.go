@@ -68,6 +68,10 @@ type Options struct {
 	// AuthToken, when not empty, is the bearer token every request but GET /healthz must
 	// carry (see auth.go). Required beyond loopback: see CheckBind.
 	AuthToken string
+	// LocalToken, when not empty, is accepted besides AuthToken: the token of the data
+	// directory's running process (engine's running.token), which other commands on the same
+	// directory send.
+	LocalToken string
 }
 
 // Routes, as the route label of the HTTP metrics.
@@ -178,7 +182,7 @@ func NewHandler(opts Options) http.Handler {
 	h.mux.Handle("/", h.instrument(routeUnmatched, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+clipInput(r.URL.Path))
 	})))
-	return h.withAuth(opts.AuthToken, h.mux)
+	return h.withAuth(opts.AuthToken, opts.LocalToken, h.mux)
 }
 
 // handle registers next under pattern, GET and HEAD only, instrumented with the route's

@@ -198,6 +198,14 @@ func CheckOpen(dir string, min Threshold) error {
 	return checkOpen(dir, min, Statfs)
 }
 
+// CheckOpenStat is CheckOpen measuring with stat (nil: Statfs).
+func CheckOpenStat(dir string, min Threshold, stat StatFunc) error {
+	if stat == nil {
+		stat = Statfs
+	}
+	return checkOpen(dir, min, stat)
+}
+
 func checkOpen(dir string, min Threshold, stat StatFunc) error {
 	if min.IsZero() {
 		return nil

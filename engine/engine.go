@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/quotesdev/quotes/api"
+	"github.com/quotesdev/quotes/diskguard"
 	"github.com/quotesdev/quotes/export"
 	"github.com/quotesdev/quotes/feed"
 	"github.com/quotesdev/quotes/pipeline"
@@ -30,6 +31,7 @@ type Engine struct {
 	log      *wal.Log
 	p        *pipeline.Pipeline
 	sinks    *sinks
+	disk     *disk // nil without Options.MinFreeDisk
 
 	// mu serialises appends (source batches, ticks, replay batches) with Close: once
 	// closing is set nothing is appended.
@@ -60,8 +62,14 @@ func Open(opts Options) (*Engine, error) {
 		if st, err := os.Stat(opts.Dir); err != nil || !st.IsDir() {
 			return nil, fmt.Errorf("%w at %s: run `quotes ingest` or `quotes replay` first, or pass --data", ErrNoDataDir, opts.Dir)
 		}
-	} else if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create data directory: %w", err)
+	} else {
+		if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+			return nil, fmt.Errorf("create data directory: %w", err)
+		}
+		// A full disk is one clear error here, not a crash inside Badger.
+		if err := diskguard.CheckOpenStat(opts.Dir, opts.MinFreeDisk, opts.DiskStat); err != nil {
+			return nil, err
+		}
 	}
 	wopts := wal.DefaultOptions(filepath.Join(opts.Dir, "wal"))
 	wopts.Sync = opts.Sync
@@ -84,7 +92,7 @@ func Open(opts Options) (*Engine, error) {
 	}
 	e := &Engine{opts: opts, settings: settings, log: log, unannounce: func() {}}
 	if opts.Announce != nil {
-		if e.token, e.unannounce, err = announce(opts.Dir, *opts.Announce); err != nil {
+		if e.token, e.unannounce, err = announce(opts.Dir, *opts.Announce, opts.Token); err != nil {
 			log.Close()
 			return nil, err
 		}
@@ -116,7 +124,14 @@ func Open(opts Options) (*Engine, error) {
 		e.durable = newDurableLatency(opts.Registerer)
 	}
 	if !opts.ReadOnly {
+		if e.disk, err = e.startDisk(); err != nil {
+			p.Close()
+			e.unannounce()
+			log.Close()
+			return nil, err
+		}
 		if err := e.sinks.start(); err != nil {
+			e.disk.stop()
 			p.Close()
 			e.unannounce()
 			log.Close()
@@ -199,6 +214,7 @@ func (e *Engine) Close() error {
 		if err := e.sinks.stop(e.opts.SinkTimeout); err != nil {
 			errs = append(errs, err)
 		}
+		e.disk.stop()
 		e.unannounce()
 		if err := e.log.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close WAL: %w", err))

@@ -44,7 +44,11 @@ func (e *Engine) Ingest(ctx context.Context, src LiveSource, opts IngestOptions)
 	if opts.Record != nil {
 		rec = feed.NewRecordingWriter(opts.Record)
 	}
-	in := &ingestion{e: e, rec: rec}
+	in := &ingestion{e: e, rec: rec, ctx: ctx}
+	if p, ok := src.(Pauser); ok {
+		e.disk.attach(p)
+		defer e.disk.attach(nil)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make(chan error, 2)
@@ -74,11 +78,18 @@ func (e *Engine) Ingest(ctx context.Context, src LiveSource, opts IngestOptions)
 type ingestion struct {
 	e   *Engine
 	rec *feed.RecordingWriter
+	ctx context.Context // the run's: waiting for disk space ends with it
 }
 
-// deliver appends a batch from the source; it fails with ErrClosed once Close began.
+// deliver appends a batch from the source; it fails with ErrClosed once Close began. While
+// disk space is low it waits (the source is paused meanwhile, so little is queued).
 func (in *ingestion) deliver(batch []feed.Message) error {
 	e := in.e
+	if in.ctx != nil {
+		if err := e.disk.wait(in.ctx); err != nil {
+			return err
+		}
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := e.appendLocked(batch); err != nil {
@@ -124,6 +135,11 @@ func (in *ingestion) tickLoop(ctx context.Context) error {
 
 func (in *ingestion) tick() error {
 	e := in.e
+	if in.ctx != nil {
+		if err := e.disk.wait(in.ctx); err != nil {
+			return nil // stopped while waiting for space
+		}
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closing {

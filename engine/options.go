@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/quotesdev/quotes/aggregate"
+	"github.com/quotesdev/quotes/diskguard"
 	"github.com/quotesdev/quotes/export"
 	"github.com/quotesdev/quotes/hot"
 	"github.com/quotesdev/quotes/wal"
@@ -56,9 +57,20 @@ type Options struct {
 	// <Dir>/running.token (mode 0600) that authenticates other commands on the same
 	// directory to this process's API; both are removed by Close.
 	Announce *Running
+	// Token is the token written with Announce (NewToken); empty: a fresh one.
+	Token string
 	// RecoveryProgress, if set, is called during Open's recovery with the WAL records
 	// re-applied so far and the number to re-apply.
 	RecoveryProgress func(replayed, total uint64)
+
+	// MinFreeDisk is the free space the data directory's file system must keep: Open
+	// fails below it, and while it is low input pauses (appends wait, the live source is
+	// paused) until space returns. Zero disables the check.
+	MinFreeDisk diskguard.Threshold
+	// DiskCheckEvery is how often free space is measured (default 1s); DiskStat, if set,
+	// replaces statfs (tests).
+	DiskCheckEvery time.Duration
+	DiskStat       diskguard.StatFunc
 
 	// Clock drives the tick loop, pacing and the sinks' retries; default the wall clock.
 	Clock clock.Clock
@@ -95,6 +107,7 @@ func DefaultOptions(dir string) Options {
 		SinkTimeout:     10 * time.Second,
 		SinkFlushItems:  export.DefaultFlushItems,
 		SinkMaxBackoff:  export.DefaultMaxBackoff,
+		MinFreeDisk:     diskguard.DefaultThreshold,
 	}
 }
 

@@ -151,6 +151,12 @@ func (e *Engine) replaySource(ctx context.Context, w *pipeline.Writer, s Source,
 			}
 			return nil
 		}
+		if err := e.disk.wait(ctx); err != nil {
+			if b.Release != nil {
+				b.Release()
+			}
+			return err
+		}
 		st.count(b.Msgs)
 		if opts.Progress != nil {
 			opts.Progress(b.Progress)

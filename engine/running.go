@@ -34,17 +34,15 @@ func tokenPath(dir string) string { return filepath.Join(dir, "running.token") }
 
 // announce records this process as the holder of dir, with a fresh token for its API.
 // The returned func removes both files.
-func announce(dir string, rp Running) (token string, remove func(), err error) {
+func announce(dir string, rp Running, token string) (string, func(), error) {
 	rp.PID = os.Getpid()
 	b, err := json.Marshal(rp)
 	if err != nil {
 		return "", nil, fmt.Errorf("announce: %w", err)
 	}
-	var raw [32]byte
-	if _, err := rand.Read(raw[:]); err != nil {
-		return "", nil, fmt.Errorf("announce: %w", err)
+	if token == "" {
+		token = NewToken()
 	}
-	token = hex.EncodeToString(raw[:])
 	if err := writeFileAtomic(tokenPath(dir), []byte(token+"\n"), 0o600); err != nil {
 		return "", nil, err
 	}
@@ -53,6 +51,13 @@ func announce(dir string, rp Running) (token string, remove func(), err error) {
 		return "", nil, err
 	}
 	return token, func() { os.Remove(runningPath(dir)); os.Remove(tokenPath(dir)) }, nil
+}
+
+// NewToken returns a fresh random token (32 bytes, hex).
+func NewToken() string {
+	var raw [32]byte
+	rand.Read(raw[:]) // never fails (crypto/rand)
+	return hex.EncodeToString(raw[:])
 }
 
 // Token returns the token of the engine's API for other commands on its directory ("" when

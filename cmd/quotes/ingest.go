@@ -20,14 +20,16 @@ import (
 
 // ingestOptions are the flags of `quotes ingest`.
 type ingestOptions struct {
-	app      *app
-	data     dataOptions
-	sinks    sinkOptions
-	source   string
-	http     string
-	record   string
-	maxFrame int64
-	clock    clock.Clock // injected by tests
+	app               *app
+	data              dataOptions
+	sinks             sinkOptions
+	source            string
+	http              httpOptions
+	snapshotMaxDelete float64
+	minFreeDisk       string
+	record            string
+	maxFrame          int64
+	clock             clock.Clock // injected by tests
 	// ready, if set, receives the HTTP address once the API is up (tests).
 	ready chan<- string
 }
@@ -85,7 +87,9 @@ SIGINT/SIGTERM: stop reading, flush, checkpoint, close cleanly.`,
 	o.data.bindSettings(f)
 	o.data.bindWAL(f)
 	f.StringVar(&o.source, "source", "ws://127.0.0.1:8032", "partner base URL: /instruments and /quotes are appended")
-	f.StringVar(&o.http, "http", "127.0.0.1:5000", "address of the HTTP API (empty disables it)")
+	o.http.bind(f, "127.0.0.1:5000", "address of the HTTP API (empty disables it)")
+	f.Float64Var(&o.snapshotMaxDelete, "snapshot-max-delete", 10, "at most this percent of the active instruments may be deleted by one reconnect snapshot's reconciliation; beyond it they are kept (a WARN and quotes_source_deletes_withheld say so)")
+	bindMinFreeDisk(f, &o.minFreeDisk)
 	f.StringVar(&o.record, "record", "", "also write what arrives as JSONL (SPEC §3) to this file (appended)")
 	f.Int64Var(&o.maxFrame, "max-frame", source.DefaultMaxFrame, "largest accepted websocket frame in bytes")
 	o.sinks.bind(f, 10*time.Second, "at shutdown, how long to keep delivering to the sinks (the rest goes on the next start)")
@@ -102,6 +106,12 @@ func (o *ingestOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	if err := checkSourceURL(o.source); err != nil {
 		return err
 	}
+	if err := o.http.validate(); err != nil {
+		return err
+	}
+	if o.snapshotMaxDelete <= 0 || o.snapshotMaxDelete > 100 {
+		return usagef("--snapshot-max-delete %g: want a percentage in (0, 100]", o.snapshotMaxDelete)
+	}
 	logger := o.app.logger
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -113,6 +123,10 @@ func (o *ingestOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	}
 	o.sinks.apply(&eopts)
 	eopts.Clock = o.clock
+	if eopts.MinFreeDisk, err = parseMinFreeDisk(o.minFreeDisk); err != nil {
+		return err
+	}
+	eopts.Token = engine.NewToken()
 	var record *os.File
 	if o.record != "" {
 		if record, err = os.OpenFile(o.record, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
@@ -121,13 +135,13 @@ func (o *ingestOptions) run(ctx context.Context, cmd *cobra.Command) error {
 		defer record.Close()
 	}
 	var srv *apiServer
-	if o.http != "" {
-		if srv, err = startAPI(o.http, reg, logger, o.clock, 0); err != nil {
+	if o.http.addr != "" {
+		if srv, err = startAPI(o.http, apiSettings{hotWindow: eopts.Settings.HotWindow, localToken: eopts.Token}, reg, logger, o.clock); err != nil {
 			return err
 		}
 		defer srv.stop()
 		eopts.RecoveryProgress = srv.progress
-		eopts.Announce = &engine.Running{Command: "ingest", HTTP: srv.addr}
+		eopts.Announce = &engine.Running{Command: "ingest", HTTP: srv.hostPort()}
 	} else {
 		eopts.Announce = &engine.Running{Command: "ingest"}
 	}
@@ -154,12 +168,19 @@ func (o *ingestOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	sopts.Active = active
 	sopts.Logger = logger
 	sopts.OnReject = func(de *feed.DecodeError) { feedMetrics.Reject(de.Reason) }
+	sopts.SnapshotMaxDelete = o.snapshotMaxDelete
+	sopts.Registerer = reg
 	client, err := source.New(sopts)
 	if err != nil {
 		return usagef("--source %q: %v", o.source, err)
 	}
 	if srv != nil {
-		srv.setBackend(eng.Backend(), func() error { return readiness(client) })
+		srv.setBackend(eng.Backend(), func() error {
+			if err := eng.DiskErr(); err != nil {
+				return err
+			}
+			return readiness(client)
+		})
 	}
 	logger.Info("ingesting", "source", o.source, "data", o.data.dir)
 	var rec io.Writer

@@ -66,7 +66,7 @@ func (o *queryOptions) withBackend(ctx context.Context, fn func(api.Backend) err
 		if !ok || rp.HTTP == "" {
 			return fmt.Errorf("%w; start it with --http to query it while it runs", err)
 		}
-		c := api.NewClient("http://" + rp.HTTP)
+		c := localClient(o.data.dir, rp)
 		if err := waitRecovered(ctx, c, rp, o.wait, o.stderr()); err != nil {
 			return err
 		}

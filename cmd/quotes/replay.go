@@ -30,7 +30,8 @@ type replayOptions struct {
 	speed          string
 	progress       string
 	batch          int
-	http           string
+	http           httpOptions
+	minFreeDisk    string
 	maxRejectRatio float64
 	clock          clock.Clock // injected by tests; real clock otherwise
 }
@@ -104,7 +105,8 @@ accepted no message at all, or rejected more than --max-reject-ratio of the line
 	f.StringVar(&o.speed, "speed", "max", "pace against the wall clock: max, 1x, 10x, …")
 	f.StringVar(&o.progress, "progress", "auto", "progress bar: auto (on a terminal), always, never")
 	f.IntVar(&o.batch, "batch", 32768, "messages per WAL append (one fsync each with --sync batch|always)")
-	f.StringVar(&o.http, "http", "", "also serve the HTTP API on this address while replaying (e.g. 127.0.0.1:5000; empty: off)")
+	o.http.bind(f, "", "also serve the HTTP API on this address while replaying (e.g. 127.0.0.1:5000; empty: off)")
+	bindMinFreeDisk(f, &o.minFreeDisk)
 	f.Float64Var(&o.maxRejectRatio, "max-reject-ratio", 0.5, "fail (exit 1) when more than this share of the lines is rejected")
 	o.sinks.bind(f, 5*time.Minute, "at the end, how long to wait for the sinks to receive everything (the rest goes on the next run)")
 	return cmd
@@ -198,6 +200,13 @@ func (o *replayOptions) run(ctx context.Context, cmd *cobra.Command, args []stri
 	default:
 		return usagef("--progress %q: want auto, always or never", o.progress)
 	}
+	if err := o.http.validate(); err != nil {
+		return err
+	}
+	minFree, err := parseMinFreeDisk(o.minFreeDisk)
+	if err != nil {
+		return err
+	}
 	if o.clock == nil {
 		o.clock = clock.New()
 	}
@@ -218,14 +227,16 @@ func (o *replayOptions) run(ctx context.Context, cmd *cobra.Command, args []stri
 	}
 	o.sinks.apply(&eopts)
 	eopts.Clock = o.clock
+	eopts.MinFreeDisk = minFree
+	eopts.Token = engine.NewToken()
 	var srv *apiServer
-	if o.http != "" {
-		if srv, err = startAPI(o.http, reg, logger, o.clock, 0); err != nil {
+	if o.http.addr != "" {
+		if srv, err = startAPI(o.http, apiSettings{hotWindow: eopts.Settings.HotWindow, localToken: eopts.Token}, reg, logger, o.clock); err != nil {
 			return err
 		}
 		defer srv.stop()
 		eopts.RecoveryProgress = srv.progress
-		eopts.Announce = &engine.Running{Command: "replay", HTTP: srv.addr}
+		eopts.Announce = &engine.Running{Command: "replay", HTTP: srv.hostPort()}
 	} else {
 		eopts.Announce = &engine.Running{Command: "replay"}
 	}

@@ -21,8 +21,7 @@ type serveOptions struct {
 	app             *app
 	data            dataOptions
 	clickhouse      string
-	http            string
-	requestTimeout  time.Duration
+	http            httpOptions
 	shutdownTimeout time.Duration
 }
 
@@ -59,18 +58,21 @@ SIGINT or SIGTERM stops it gracefully: requests in flight finish (up to
 	f := cmd.Flags()
 	o.data.bindDir(f)
 	f.StringVar(&o.clickhouse, "clickhouse", "", "serve instruments and candles from ClickHouse (clickhouse://host:9000/database); hot events from --data if it exists")
-	f.StringVar(&o.http, "http", "127.0.0.1:5000", "address of the HTTP API (host:port; port 0 picks a free one)")
-	f.DurationVar(&o.requestTimeout, "request-timeout", api.DefaultRequestTimeout, "time limit of one HTTP request (event streams excepted)")
+	o.http.bind(f, "127.0.0.1:5000", "address of the HTTP API (host:port; port 0 picks a free one)")
+	f.DurationVar(&o.http.requestTimeout, "request-timeout", api.DefaultRequestTimeout, "time limit of one HTTP request (event streams excepted)")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful stop waits for requests in flight")
 	return cmd
 }
 
 func (o *serveOptions) run(ctx context.Context, cmd *cobra.Command) error {
-	if o.http == "" {
+	if o.http.addr == "" {
 		return usagef("--http must not be empty: serve has nothing else to do")
 	}
-	if o.requestTimeout <= 0 {
-		return usagef("--request-timeout %s: must be positive", o.requestTimeout)
+	if o.http.requestTimeout <= 0 {
+		return usagef("--request-timeout %s: must be positive", o.http.requestTimeout)
+	}
+	if err := o.http.validate(); err != nil {
+		return err
 	}
 	if o.shutdownTimeout <= 0 {
 		return usagef("--shutdown-timeout %s: must be positive", o.shutdownTimeout)
@@ -84,7 +86,12 @@ func (o *serveOptions) run(ctx context.Context, cmd *cobra.Command) error {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	srv, err := startAPI(o.http, reg, logger, clock.New(), o.requestTimeout)
+	hotWindow := engine.DefaultSettings().HotWindow
+	if st, ok, _ := engine.ReadSettings(o.data.dir); ok {
+		hotWindow = st.HotWindow
+	}
+	token := engine.NewToken()
+	srv, err := startAPI(o.http, apiSettings{hotWindow: hotWindow, localToken: token}, reg, logger, clock.New())
 	if err != nil {
 		return err
 	}
@@ -99,7 +106,8 @@ func (o *serveOptions) run(ctx context.Context, cmd *cobra.Command) error {
 			return err
 		}
 		eopts.ReadOnly = true
-		eopts.Announce = &engine.Running{Command: "serve", HTTP: srv.addr}
+		eopts.Announce = &engine.Running{Command: "serve", HTTP: srv.hostPort()}
+		eopts.Token = token
 		eopts.RecoveryProgress = srv.progress
 		eng, err := engine.Open(eopts)
 		switch {
@@ -109,7 +117,7 @@ func (o *serveOptions) run(ctx context.Context, cmd *cobra.Command) error {
 				srv.stop()
 				return fmt.Errorf("%w; start it with --http to serve it while it runs", err)
 			}
-			backend, via = api.NewClient("http://"+rp.HTTP), rp.HTTP
+			backend, via = localClient(o.data.dir, rp), rp.HTTP
 		case err != nil:
 			srv.stop()
 			return engineError(err)
@@ -128,7 +136,7 @@ func (o *serveOptions) run(ctx context.Context, cmd *cobra.Command) error {
 		backend = export.NewClickHouseBackend(ch, backend)
 	}
 	srv.setBackend(backend, nil)
-	logger.Info("serving the HTTP API", "addr", "http://"+srv.addr, "data", o.data.dir, "clickhouse", o.clickhouse, "via", via)
+	logger.Info("serving the HTTP API", "url", srv.url, "data", o.data.dir, "clickhouse", o.clickhouse, "via", via)
 
 	select {
 	case err := <-srv.served:

@@ -60,7 +60,13 @@ func waitRunning(t *testing.T, dir string, exited <-chan int) engine.Running {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		if rp, ok := engine.ReadRunning(dir); ok && rp.HTTP != "" {
-			return rp
+			// announced once it holds the directory, ready once recovered
+			if resp, err := http.Get("http://" + rp.HTTP + "/readyz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return rp
+				}
+			}
 		}
 		select {
 		case code := <-exited:
@@ -68,7 +74,7 @@ func waitRunning(t *testing.T, dir string, exited <-chan int) engine.Running {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	t.Fatal("serve did not write running.json")
+	t.Fatal("serve did not write running.json and get ready")
 	return engine.Running{}
 }
 
@@ -188,10 +194,10 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.sent {
-		var line struct{ Msg, Addr string }
+		var line struct{ Msg, URL string }
 		if json.Unmarshal(bytes.TrimSpace(p), &line) == nil && line.Msg == "serving the HTTP API" {
 			s.sent = true
-			s.addr <- strings.TrimPrefix(line.Addr, "http://")
+			s.addr <- strings.TrimPrefix(line.URL, "http://")
 		}
 	}
 	return s.w.Write(p)

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/quotesdev/quotes/aggregate"
 	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/hot"
 	"github.com/quotesdev/quotes/simulator"
 	"github.com/quotesdev/quotes/store"
 	"github.com/quotesdev/quotes/wal"
@@ -83,8 +85,16 @@ func dump(t testing.TB, p *Pipeline) string {
 	// candles.
 	merged := map[aggregate.Key]aggregate.Candle{}
 	kinds := map[string]int{}
+	var outboxEvents []hot.Event
 	err = p.Store().ScanOutbox(0, p.Applied(), func(it *store.OutboxItem) (bool, error) {
 		switch it.Kind {
+		case store.OutboxHot:
+			kinds[it.Kind.String()]++
+			fmt.Fprintf(&b, "O %d/%d hot %s\n", it.Tag, it.Idx, it.Event.AppendJSON(nil))
+			if it.Tag != it.Event.ID || it.Idx != store.OutboxHotIdx {
+				t.Errorf("hot event %d in the outbox at %d/%d", it.Event.ID, it.Tag, it.Idx)
+			}
+			outboxEvents = append(outboxEvents, it.Event)
 		case store.OutboxInstrument:
 			kinds[fmt.Sprintf("%s new=%v", it.Instrument.Kind, it.Instrument.New)]++
 			fmt.Fprintf(&b, "O %d/%d %+v\n", it.Tag, it.Idx, it.Instrument)
@@ -105,6 +115,10 @@ func dump(t testing.TB, p *Pipeline) string {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(&b, "O kinds %v\n", kinds)
+	// The outbox holds exactly the stored hot events, in id order.
+	if !reflect.DeepEqual(outboxEvents, events) {
+		t.Errorf("the outbox has %d hot events, the store %d (or they differ)", len(outboxEvents), len(events))
+	}
 	if err := p.Store().ScanCandles(func(c aggregate.Candle) error {
 		if m := merged[c.Key]; m != c {
 			t.Errorf("outbox candles of %+v merge to %+v, stored %+v", c.Key, m, c)

@@ -110,3 +110,12 @@ func (c *timerClock) Timer(d time.Duration) *clock.Timer {
 	c.timers <- d
 	return t
 }
+
+// holdOutbox registers a consumer that never delivers, so that retention keeps the outbox
+// for sinks the test creates later.
+func holdOutbox(t testing.TB, p *pipeline.Pipeline) {
+	t.Helper()
+	if _, err := p.Store().RegisterConsumer("hold"); err != nil {
+		t.Fatal(err)
+	}
+}

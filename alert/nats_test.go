@@ -154,10 +154,7 @@ func TestNATSReplayExactlyOnce(t *testing.T) {
 	msgs := hotFeed(t, 10, 60)
 	dir := filepath.Join(t.TempDir(), "data")
 	log, p := openPipeline(t, dir)
-	// A consumer that never delivers keeps the outbox from retention, for the rewind below.
-	if _, err := p.Store().RegisterConsumer("hold"); err != nil {
-		t.Fatal(err)
-	}
+	holdOutbox(t, p) // for the rewind below
 	const flush = 40 // items per flush: many flushes, most with a few hot events
 	c := newConsumer(t, p, newNATSSink(t, srv, 10*time.Second), flush)
 	ctx := context.Background()

@@ -60,15 +60,16 @@ type WebhookSink struct {
 	base
 	opts   WebhookOptions
 	client *http.Client
+	shown  string // the URL for logs and errors, password redacted
 }
 
 func (o *WebhookOptions) check() error {
 	u, err := url.Parse(o.URL)
 	if err != nil {
-		return fmt.Errorf("alert: webhook URL %q: %w", o.URL, err)
+		return fmt.Errorf("alert: webhook URL: %w", err)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("alert: webhook URL %q: want http:// or https:// and a host", o.URL)
+		return fmt.Errorf("alert: webhook URL %s: want http:// or https:// and a host", redact(o.URL))
 	}
 	if len(o.Secret) == 0 {
 		return errors.New("alert: webhook: a signing secret is required")
@@ -96,7 +97,7 @@ func NewWebhookSink(opts WebhookOptions) (*WebhookSink, error) {
 	if opts.Name == "" {
 		opts.Name = WebhookConsumerName(opts.URL)
 	}
-	return &WebhookSink{base: newBase(opts.Name, opts.Filter, opts.Clock, opts.Logger), opts: opts, client: opts.Client}, nil
+	return &WebhookSink{base: newBase(opts.Name, opts.Filter, opts.Clock, opts.Logger), opts: opts, client: opts.Client, shown: redact(opts.URL)}, nil
 }
 
 // URL returns the webhook's URL.
@@ -178,7 +179,7 @@ func (s *WebhookSink) post(ctx context.Context, e *hot.Event) (outcome, error) {
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("POST %s: %w", s.opts.URL, err)
+		return 0, fmt.Errorf("POST %s: %w", s.shown, err)
 	}
 	snippet := readSnippet(resp.Body, 512)
 	resp.Body.Close()
@@ -186,9 +187,9 @@ func (s *WebhookSink) post(ctx context.Context, e *hot.Event) (outcome, error) {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 		return delivered, nil
 	case retryable(resp.StatusCode):
-		return 0, fmt.Errorf("POST %s: %w", s.opts.URL, &statusError{resp.StatusCode, snippet})
+		return 0, fmt.Errorf("POST %s: %w", s.shown, &statusError{resp.StatusCode, snippet})
 	}
-	s.log.Warn("webhook rejected a hot event; it is not retried", "sink", s.name, "url", s.opts.URL,
+	s.log.Warn("webhook rejected a hot event; it is not retried", "sink", s.name, "url", s.shown,
 		"event", e.ID, "isin", e.ISIN.String(), "status", resp.StatusCode, "response", snippet)
 	return rejected, nil
 }
@@ -241,12 +242,12 @@ func SendTest(ctx context.Context, opts WebhookOptions) (TestResponse, error) {
 	req.Header.Set(HeaderTest, "true")
 	resp, err := opts.Client.Do(req)
 	if err != nil {
-		return TestResponse{}, fmt.Errorf("alert: test POST %s: %w", opts.URL, err)
+		return TestResponse{}, fmt.Errorf("alert: test POST %s: %w", redact(opts.URL), err)
 	}
 	defer resp.Body.Close()
 	rb, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
 	if err != nil {
-		return TestResponse{}, fmt.Errorf("alert: test POST %s: read response: %w", opts.URL, err)
+		return TestResponse{}, fmt.Errorf("alert: test POST %s: read response: %w", redact(opts.URL), err)
 	}
 	return TestResponse{
 		Status: resp.StatusCode, StatusText: resp.Status, Header: resp.Header, Body: rb,

@@ -12,7 +12,9 @@ import (
 
 	"github.com/quotesdev/quotes/aggregate"
 	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/hot"
 	"github.com/quotesdev/quotes/internal/chtest"
+	"github.com/quotesdev/quotes/store"
 )
 
 // t0 is a minute start (2026-11-26 23:50 UTC): ten minutes before a day boundary, so that
@@ -357,6 +359,36 @@ func TestClickHouseInstruments(t *testing.T) {
 	}
 	if err := s.WriteInstruments(ctx, []InstrumentEvent{{Seq: 9, Kind: feed.KindQuote, ISIN: a}}); err == nil {
 		t.Error("QUOTE event accepted")
+	}
+}
+
+// TestClickHouseOutboxSinkSkipsHotEvents: the hot events in a flush (for the alert sinks)
+// are not written to ClickHouse; the flush's candles and instruments are.
+func TestClickHouseOutboxSinkSkipsHotEvents(t *testing.T) {
+	srv := chtest.Start(t)
+	s := newSink(t, srv, 0)
+	ctx := context.Background()
+	a := isin("AAAAAAAAAAA1")
+	c := aggregate.Candle{Key: aggregate.Key{ISIN: a, Incarnation: 1, Minute: t0}}
+	c.Add(t0+1, 2, 100_000_000)
+	ev := hot.Event{ID: 3, ISIN: a, Incarnation: 1, TS: t0 + 2, Price: 150_000_000, ReferencePrice: 100_000_000, ReferenceTS: t0 - 1}
+	items := []store.OutboxItem{
+		{Tag: 1, Kind: store.OutboxInstrument, Instrument: store.InstrumentEvent{Seq: 1, TS: t0, Kind: feed.KindAdd, New: true, ISIN: a, Incarnation: 1, Description: "alpha"}},
+		{Tag: 3, Idx: 0, Kind: store.OutboxClosed, Candle: c},
+		{Tag: 3, Idx: store.OutboxHotIdx, Kind: store.OutboxHot, Event: ev},
+	}
+	if err := s.OutboxSink().Write(ctx, 1, items); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Candles(ctx, a, t0, t0+aggregate.MinuteNanos)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, []aggregate.Candle{c}) {
+		t.Errorf("Candles:\n got %+v\nwant %+v", got, []aggregate.Candle{c})
+	}
+	if ins, err := s.Instruments(ctx); err != nil || len(ins) != 1 {
+		t.Errorf("Instruments = %+v, %v", ins, err)
 	}
 }
 

@@ -31,6 +31,7 @@ type fakeSink struct {
 	items   map[string]int      // item key → times delivered
 	candles map[aggregate.Key]aggregate.Candle
 	events  int
+	hot     int
 	calls   int
 	// fail, if set, is asked before (after=false) and after (after=true) landing.
 	fail func(call int, after bool) error
@@ -68,6 +69,8 @@ func (f *fakeSink) Write(_ context.Context, id uint64, items []store.OutboxItem)
 		switch it.Kind {
 		case store.OutboxInstrument:
 			f.events++
+		case store.OutboxHot:
+			f.hot++
 		default:
 			c, ok := f.candles[it.Candle.Key]
 			if ok {
@@ -108,6 +111,11 @@ func (f *fakeSink) check(t *testing.T, p *pipeline.Pipeline) {
 	}
 	if f.events == 0 {
 		t.Errorf("no instrument events delivered")
+	}
+	if evs, err := p.HotEvents(0, 0, 0); err != nil {
+		t.Fatal(err)
+	} else if f.hot != len(evs) {
+		t.Errorf("%d hot events delivered, the store has %d", f.hot, len(evs))
 	}
 	stored := 0
 	if err := p.Store().ScanCandles(func(c aggregate.Candle) error {

@@ -17,7 +17,7 @@ const ClickHouseConsumerName = "clickhouse"
 // OutboxSink returns the sink as an outbox Sink: each flush's instrument events go in with
 // WriteInstruments (idempotent), then its closed candles and late corrections — both just
 // candle states, merged by the AggregatingMergeTree — with Write(flushID) (exactly once per
-// flush id).
+// flush id). Hot events (store.OutboxHot, for the alert sinks) are skipped.
 func (s *ClickHouseSink) OutboxSink() Sink { return clickHouseOutbox{s} }
 
 type clickHouseOutbox struct{ s *ClickHouseSink }
@@ -38,6 +38,9 @@ func (o clickHouseOutbox) Write(ctx context.Context, flushID uint64, items []sto
 			e := &it.Instrument
 			events = append(events, InstrumentEvent{Seq: e.Seq, TS: e.TS, Kind: e.Kind, ISIN: e.ISIN,
 				Incarnation: e.Incarnation, Description: e.Description})
+		default:
+			// store.OutboxHot (the alert sinks' hot events) and kinds of later builds: not
+			// ClickHouse's.
 		}
 	}
 	if err := o.s.WriteInstruments(ctx, events); err != nil {

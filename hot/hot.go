@@ -143,6 +143,19 @@ func (t *Threshold) Set(s string) error {
 // Type names the flag value type for pflag help output.
 func (t *Threshold) Type() string { return "percent" }
 
+// Exceeds reports whether the move from reference r to price p is more than t percent,
+// exactly (|p − r| × 100 > t × r), as the detector decides. The zero Threshold is exceeded
+// by every move. r must be a valid price (positive).
+func (t Threshold) Exceeds(p, r feed.Price) bool {
+	if t.IsZero() {
+		return true
+	}
+	if p <= 0 || r <= 0 || p > feed.MaxPrice || r > feed.MaxPrice {
+		return false
+	}
+	return t.exceeded(int64(p), int64(r))
+}
+
 // exceeded reports whether |p − r| × 100 > t × r, exactly. r must be positive and |p − r|
 // below 2^57 (any two valid prices).
 func (t Threshold) exceeded(p, r int64) bool {

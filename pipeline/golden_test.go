@@ -281,6 +281,20 @@ func TestGoldenDataDirWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	compareLines(t, "dump of a directory written now", d, string(want))
+	// Hot events go to the outbox since the golden was written: new keys (o/ tag idx ≥
+	// store.OutboxHotIdx), one per stored event; everything else is byte-identical.
+	hotKeys := 0
+	got = slices.DeleteFunc(got, func(p kv) bool {
+		isHot := bytes.HasPrefix(p.k, []byte("o/")) && len(p.k) == 2+8+4 &&
+			uint32(p.k[10])<<24|uint32(p.k[11])<<16|uint32(p.k[12])<<8|uint32(p.k[13]) >= store.OutboxHotIdx
+		if isHot {
+			hotKeys++
+		}
+		return isHot
+	})
+	if n := strings.Count(d, "H {"); hotKeys != n {
+		t.Errorf("%d hot events in the outbox, %d stored", hotKeys, n)
+	}
 	compareKV(t, got, kvs)
 }
 

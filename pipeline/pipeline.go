@@ -10,10 +10,11 @@
 // crash at any moment leaves the store equal to an uninterrupted run, and a hot event is
 // published once, with the same id.
 //
-// Outbox. Every closed candle, late correction and instrument change (an ADD that starts an
-// incarnation or changes a description, a DELETE) also goes, in the same store write, to
-// the store's outbox, keyed by (sequence of the producing record, index within it): the
-// feed of the other sinks (export.Consumer). Retention removes outbox items once every
+// Outbox. Every closed candle, late correction, instrument change (an ADD that starts an
+// incarnation or changes a description, a DELETE) and hot event also goes, in the same
+// store write, to the store's outbox, keyed by (sequence of the producing record, index
+// within it; a hot event at store.OutboxHotIdx): the feed of the other sinks
+// (export.Consumer, the alert sinks). Retention removes outbox items once every
 // registered consumer has delivered them. OutboxChanged wakes consumers.
 //
 // Checkpoints. Periodically (every Options.CheckpointEvery of event time) and on Close the
@@ -216,6 +217,7 @@ type hotOp struct {
 	ts          int64 // quote time; watermark for opExpire
 	seq         uint64
 	price       feed.Price
+	tag         uint64 // the record being applied: the outbox tag of a hot event
 }
 
 const (
@@ -265,6 +267,8 @@ func (p *Pipeline) commit(d *derived) error {
 	defer p.commitMu.Unlock()
 	defer p.opts.Metrics.observeCommit(time.Now())
 	p.events = p.events[:0]
+	var hotTag uint64
+	hotIdx := store.OutboxHotIdx
 	for i := range d.ops {
 		op := &d.ops[i]
 		switch op.kind {
@@ -273,6 +277,14 @@ func (p *Pipeline) commit(d *derived) error {
 				p.hotTotal.Add(1)
 				if ev.ID > d.skipTo {
 					p.events = append(p.events, ev)
+					// The event for the alert sinks, tagged with the record that produced
+					// it (the triggering quote's, = the event id, unless a held-back quote
+					// was released by an ADD) after that record's other items.
+					if op.tag != hotTag {
+						hotTag, hotIdx = op.tag, store.OutboxHotIdx
+					}
+					d.outbox = append(d.outbox, store.OutboxItem{Tag: op.tag, Idx: hotIdx, Kind: store.OutboxHot, Event: ev})
+					hotIdx++
 				}
 			}
 		case opForget:
@@ -358,7 +370,7 @@ type output Pipeline
 
 func (o *output) Quote(q aggregate.AcceptedQuote) {
 	p := (*Pipeline)(o)
-	p.d.ops = append(p.d.ops, hotOp{kind: opObserve, isin: q.ISIN, incarnation: q.Incarnation, ts: q.TS, seq: q.Seq, price: q.Price})
+	p.d.ops = append(p.d.ops, hotOp{kind: opObserve, isin: q.ISIN, incarnation: q.Incarnation, ts: q.TS, seq: q.Seq, price: q.Price, tag: p.cur})
 }
 
 // Instrument sends the registry change to the outbox; the end of an incarnation also makes

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the integration tests need when it is missing: ClickHouse (Debian's
 # clickhouse-server and clickhouse-client, 18.16 on bookworm), the Versity S3 gateway
-# (versitygw, into $(go env GOPATH)/bin) and the archive tests' independent Parquet reader
-# (hyparquet, with the machine's Node.js and npm, into export/testdata/node/node_modules) and
-# Chromium for the web page's browser tests (api, through chromedp). One function per dependency,
+# (versitygw, into $(go env GOPATH)/bin), the NATS server (nats-server, likewise), the
+# archive tests' independent Parquet reader (hyparquet, with the machine's Node.js and npm,
+# into export/testdata/node/node_modules) and Chromium for the web page's browser tests (api,
+# through chromedp). One function per dependency,
 # each idempotent: it does nothing when its dependency is already installed. Runs as root on
 # Debian (make test, CI); elsewhere through sudo. The tests start private servers of their own
 # (internal/chtest), so no system service is started or left running.
@@ -72,6 +73,20 @@ deps_versitygw() {
 	(cd / && GOFLAGS=-mod=mod go install github.com/versity/versitygw/cmd/versitygw@v1.8.0)
 }
 
+# deps_nats_server installs the NATS server that internal/natstest starts (with JetStream),
+# with the Go toolchain, into $(go env GOPATH)/bin (where natstest looks when it is not in
+# PATH).
+deps_nats_server() {
+	local gobin
+	gobin="$(go env GOBIN)"
+	[ -n "$gobin" ] || gobin="$(go env GOPATH | cut -d: -f1)/bin"
+	if command -v nats-server >/dev/null 2>&1 || [ -x "$gobin/nats-server" ]; then
+		return 0
+	fi
+	echo "deps.sh: installing nats-server v2.15.2 into $gobin" >&2
+	(cd / && GOFLAGS=-mod=mod go install github.com/nats-io/nats-server/v2@v2.15.2)
+}
+
 # deps_hyparquet installs the npm packages of export/testdata/node (hyparquet and its
 # decompressors, pinned by package-lock.json), and Node.js with npm if they are missing.
 deps_hyparquet() {
@@ -101,5 +116,6 @@ deps_chromium() {
 
 deps_clickhouse
 deps_versitygw
+deps_nats_server
 deps_hyparquet
 deps_chromium

@@ -11,13 +11,15 @@ import (
 
 	"github.com/quotesdev/quotes/aggregate"
 	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/hot"
 )
 
-// The outbox is what the sinks besides the embedded store are fed from (ClickHouse; the
-// Parquet archive follows the WAL itself). Every closed candle, late correction and instrument registry
-// change the pipeline derives is written to it in the same flush (Apply) as the store's own
+// The outbox is what the sinks besides the embedded store are fed from (ClickHouse, the
+// alert sinks; the Parquet archive follows the WAL itself). Every closed candle, late
+// correction, instrument registry change and hot event the pipeline derives is written to
+// it in the same flush (Apply) as the store's own
 // writes, under a key made of the WAL sequence of the record that produced it (its tag) and
-// its index among that record's items:
+// its index among that record's items (hot events: OutboxHotIdx + n, after the others):
 //
 //	o/ tag(be64) idx(be32)      → kind(1) payload
 //	x/ name /wm                 → be64: the last tag the consumer name has delivered
@@ -47,7 +49,21 @@ const (
 	OutboxLate OutboxKind = 2
 	// OutboxInstrument is an instrument registry change.
 	OutboxInstrument OutboxKind = 3
+	// OutboxHot is a hot event (SPEC §4.5), for the alert sinks. Its payload starts with a
+	// version byte (outboxHotVersion) so that the event encoding can evolve; the other kinds
+	// are unchanged, so outboxes written before hot events existed read as they were.
+	OutboxHot OutboxKind = 4
 )
+
+// OutboxHotIdx is the index of the first hot event among a record's outbox items: the
+// record's candles and instrument events count up from 0, its hot events (normally one,
+// the quote's own) from OutboxHotIdx, so both are deterministic however the pipeline
+// batches, and a record's hot events come after its other items in key order.
+const OutboxHotIdx uint32 = 1 << 31
+
+// outboxHotVersion is the version of the hot event payload: event id, incarnation, ts,
+// price, reference price, reference ts (be64 each), ISIN — the h/ encoding.
+const outboxHotVersion = 1
 
 func (k OutboxKind) String() string {
 	switch k {
@@ -57,6 +73,8 @@ func (k OutboxKind) String() string {
 		return "late"
 	case OutboxInstrument:
 		return "instrument"
+	case OutboxHot:
+		return "hot"
 	}
 	return fmt.Sprintf("OutboxKind(%d)", uint8(k))
 }
@@ -73,10 +91,12 @@ type OutboxItem struct {
 	// that record's items.
 	Tag uint64
 	Idx uint32
-	// Kind says which of Candle (OutboxClosed, OutboxLate) or Instrument is set.
+	// Kind says which of Candle (OutboxClosed, OutboxLate), Instrument or Event (OutboxHot)
+	// is set.
 	Kind       OutboxKind
 	Candle     aggregate.Candle
 	Instrument InstrumentEvent
+	Event      hot.Event
 }
 
 // OutboxKey returns the key of the item (tag, idx).
@@ -100,6 +120,10 @@ func encodeOutbox(it *OutboxItem) []byte {
 		b = binary.BigEndian.AppendUint64(b, c.Incarnation)
 		b = binary.BigEndian.AppendUint64(b, uint64(c.Minute))
 		return append(b, encodeCandle(c)...)
+	case OutboxHot:
+		b := make([]byte, 0, 2+eventSize)
+		b = append(b, byte(OutboxHot), outboxHotVersion)
+		return append(b, encodeEvent(&it.Event)...)
 	default:
 		e := &it.Instrument
 		b := make([]byte, 0, 1+1+1+8+8+8+feed.ISINLen+len(e.Description))
@@ -150,6 +174,11 @@ func decodeOutbox(k, v []byte, it *OutboxItem) error {
 		copy(e.ISIN[:], v[26:])
 		e.Description = string(v[fixed:])
 		return nil
+	case OutboxHot:
+		if len(v) < 1 || v[0] != outboxHotVersion {
+			return fmt.Errorf("%w: outbox hot event of version %v (this build reads %d: written by a newer one?)", ErrCorrupt, v[:min(len(v), 1)], outboxHotVersion)
+		}
+		return decodeEvent(v[1:], &it.Event)
 	}
 	return fmt.Errorf("%w: outbox item of kind %d", ErrCorrupt, it.Kind)
 }
@@ -213,6 +242,39 @@ func (s *Store) CountOutbox(from, to uint64, limit int) (int, error) {
 	})
 	if err != nil {
 		return 0, fmt.Errorf("store: count outbox: %w", err)
+	}
+	return n, nil
+}
+
+// CountOutboxHot returns the number of hot event items (OutboxHotIdx and above) with
+// from ≤ tag ≤ to. It reads keys only.
+func (s *Store) CountOutboxHot(from, to uint64) (int, error) {
+	n := 0
+	if from > to {
+		return 0, nil
+	}
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefixOutbox
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(OutboxKey(from, 0)); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if len(k) != outboxKeySize {
+				continue
+			}
+			if binary.BigEndian.Uint64(k[len(prefixOutbox):]) > to {
+				return nil
+			}
+			if binary.BigEndian.Uint32(k[len(prefixOutbox)+8:]) >= OutboxHotIdx {
+				n++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: count hot events in the outbox: %w", err)
 	}
 	return n, nil
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/hex"
 	"errors"
 	"path/filepath"
 	"reflect"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/quotesdev/quotes/aggregate"
 	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/hot"
 )
 
 func openDB(t *testing.T) *badger.DB {
@@ -97,5 +99,81 @@ func TestOutboxRoundTripScanTrim(t *testing.T) {
 	}
 	if n, err := s.TrimDelivered(); err != nil || n != 1 {
 		t.Fatalf("trim without consumers = %d, %v", n, err)
+	}
+}
+
+// TestOutboxHotEvents: hot events round-trip through the outbox after the record's other
+// items, are counted by CountOutboxHot, and an unknown payload version is an error rather
+// than a silently wrong event.
+func TestOutboxHotEvents(t *testing.T) {
+	s := New(openDB(t))
+	isin, _ := feed.ParseISIN("HOT000000001")
+	ev := hot.Event{ID: 9, ISIN: isin, Incarnation: 1, TS: 300e9, Price: 150_000_000, ReferencePrice: 100_000_000, ReferenceTS: 0}
+	ev.ChangePercent = hot.Change(ev.Price, ev.ReferencePrice)
+	c := aggregate.Candle{Key: aggregate.Key{ISIN: isin, Incarnation: 1, Minute: 0}}
+	c.Add(1e9, 2, 100_000_000)
+	items := []OutboxItem{
+		{Tag: 9, Idx: OutboxHotIdx, Kind: OutboxHot, Event: ev},
+		{Tag: 9, Idx: 0, Kind: OutboxClosed, Candle: c},
+	}
+	if err := s.Apply(&Batch{Seq: 9, Events: []hot.Event{ev}, Outbox: items}); err != nil {
+		t.Fatal(err)
+	}
+	var got []OutboxItem
+	if err := s.ScanOutbox(0, 9, func(it *OutboxItem) (bool, error) { got = append(got, *it); return true, nil }); err != nil {
+		t.Fatal(err)
+	}
+	want := []OutboxItem{items[1], items[0]} // key order: the hot event last
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("scan:\n got %+v\nwant %+v", got, want)
+	}
+	if got[1].Kind.String() != "hot" || string(got[1].Event.AppendJSON(nil)) != string(ev.AppendJSON(nil)) {
+		t.Fatalf("hot item %s: %s", got[1].Kind, got[1].Event.AppendJSON(nil))
+	}
+	if n, err := s.CountOutboxHot(0, 9); err != nil || n != 1 {
+		t.Fatalf("CountOutboxHot = %d, %v", n, err)
+	}
+	if n, err := s.CountOutboxHot(10, 20); err != nil || n != 0 {
+		t.Fatalf("CountOutboxHot after = %d, %v", n, err)
+	}
+	if n, err := s.CountOutbox(0, 9, 0); err != nil || n != 2 {
+		t.Fatalf("CountOutbox = %d, %v", n, err)
+	}
+
+	// A payload version this build does not know (a newer one wrote it) is reported.
+	v := encodeOutbox(&items[0])
+	v[1] = outboxHotVersion + 1
+	var it OutboxItem
+	if err := decodeOutbox(OutboxKey(9, OutboxHotIdx), v, &it); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("decode of version %d: %v", v[1], err)
+	}
+}
+
+// TestOutboxEncodingUnchanged pins the encodings of the kinds that existed before hot events:
+// outboxes written by earlier builds read the same.
+func TestOutboxEncodingUnchanged(t *testing.T) {
+	isin, _ := feed.ParseISIN("DJ40J281M584")
+	c := aggregate.Candle{Key: aggregate.Key{ISIN: isin, Incarnation: 3, Minute: 120e9}}
+	c.Add(121e9, 7, 1_250_000)
+	cases := []struct {
+		it  OutboxItem
+		hex string
+	}{
+		{OutboxItem{Kind: OutboxClosed, Candle: c}, "01444a34304a3238314d35383400000000000000030000001bf08eb00000" +
+			"000000001312d000000000001312d000000000001312d000000000001312d00000001c" +
+			"2c297a000000001c2c297a00000000000000000700000000000000070000000000000001"},
+		{OutboxItem{Kind: OutboxInstrument, Instrument: InstrumentEvent{Seq: 5, TS: 10, Kind: feed.KindAdd, New: true, ISIN: isin, Incarnation: 5, Description: "a b"}},
+			"03" + hex.EncodeToString([]byte{byte(feed.KindAdd)}) + "010000000000000005000000000000000a0000000000000005444a34304a3238314d353834612062"},
+	}
+	for _, tc := range cases {
+		got := hex.EncodeToString(encodeOutbox(&tc.it))
+		if got != tc.hex {
+			t.Errorf("%s encodes as\n %s\nwas\n %s", tc.it.Kind, got, tc.hex)
+		}
+		var back OutboxItem
+		v, _ := hex.DecodeString(tc.hex)
+		if err := decodeOutbox(OutboxKey(0, 0), v, &back); err != nil || !reflect.DeepEqual(back, tc.it) {
+			t.Errorf("%s decodes as %+v, %v", tc.it.Kind, back, err)
+		}
 	}
 }

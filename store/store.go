@@ -10,8 +10,9 @@
 //	o/ tag(be64) idx(be32)                               → outbox item for the other sinks
 //	x/ consumer /wm|/epoch|/intent                       → an outbox consumer's position
 //
-// The outbox (outbox.go) carries closed candles, late corrections and instrument changes to
-// the sinks besides this store (export.Consumer), exactly once, from the same flush.
+// The outbox (outbox.go) carries closed candles, late corrections, instrument changes and hot
+// events to the sinks besides this store (export.Consumer), exactly once, from the same
+// flush.
 //
 // Exactly-once: every item written carries the sequence of the WAL record that produced it,
 // and Apply writes the batch's last sequence as the store's watermark in the same
@@ -61,7 +62,8 @@ type Batch struct {
 	// Events are hot events, keyed by their id (idempotent).
 	Events []hot.Event
 	// Outbox are the items for the other sinks (see ScanOutbox), keyed by (tag, idx):
-	// idempotent puts.
+	// idempotent puts. Hot events that go to the alert sinks are here too (OutboxHot), besides
+	// Events.
 	Outbox []OutboxItem
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/quotesdev/quotes/aggregate"
 	"github.com/quotesdev/quotes/diskguard"
 	"github.com/quotesdev/quotes/export"
+	"github.com/quotesdev/quotes/feed"
 	"github.com/quotesdev/quotes/hot"
 	"github.com/quotesdev/quotes/wal"
 )
@@ -41,6 +42,8 @@ type Options struct {
 	Archive string
 	// S3 configures the S3 client for s3:// archives and sources (TempDir is set by Open).
 	S3 export.S3Options
+	// Alerts configures the hot-event alert sinks (package alert).
+	Alerts AlertOptions
 	// SinkTimeout bounds how long Close keeps delivering to the sinks; the rest is
 	// delivered on the next Open.
 	SinkTimeout time.Duration
@@ -78,6 +81,22 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer, if set, receives the engine's metrics (pipeline, sinks, ingest latency).
 	Registerer prometheus.Registerer
+}
+
+// AlertOptions configure the alert sinks: each is a durable outbox consumer, like
+// ClickHouse, that delivers the hot events (SPEC §12).
+type AlertOptions struct {
+	// NATS is nats://HOST:PORT/SUBJECT: JetStream, Nats-Msg-Id = event id (exactly once
+	// within the stream's duplicate window). Empty: none.
+	NATS string
+	// Webhooks are URLs that receive a signed POST per event (at least once, with a stable
+	// Idempotency-Key); Secret signs them (required with webhooks).
+	Webhooks []string
+	Secret   []byte
+	// MinChange delivers only events whose move is at least this (zero: all); ISINs, if
+	// not empty, only events of these instruments.
+	MinChange hot.Threshold
+	ISINs     []feed.ISIN
 }
 
 // Settings are the options that change derived results. They must be the same for every

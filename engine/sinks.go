@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/quotesdev/quotes/aggregate"
+	"github.com/quotesdev/quotes/alert"
 	"github.com/quotesdev/quotes/export"
 )
 
@@ -121,8 +122,17 @@ func (s *sinks) start() error {
 		s.consumers = append(s.consumers, c)
 		s.closers = append(s.closers, ch.Close)
 	}
+	deliveries, err := s.startAlerts()
+	if err != nil {
+		s.closeAll()
+		cancel()
+		return err
+	}
 	if o.Registerer != nil && len(s.consumers) > 0 {
 		o.Registerer.MustRegister(export.NewConsumerCollector(s.consumers...))
+	}
+	if o.Registerer != nil && len(deliveries) > 0 {
+		o.Registerer.MustRegister(alert.NewCollector(s.e.p.Store(), deliveries...))
 	}
 	if o.Archive != "" {
 		tmp, err := s.tempDir()
@@ -168,6 +178,50 @@ func (s *sinks) start() error {
 	}
 	s.started = true
 	return nil
+}
+
+// startAlerts opens the alert sinks, each with its outbox consumer.
+func (s *sinks) startAlerts() ([]alert.Delivery, error) {
+	o := &s.e.opts
+	a := o.Alerts
+	if a.NATS == "" && len(a.Webhooks) == 0 {
+		return nil, nil
+	}
+	filter := alert.NewFilter(a.MinChange, a.ISINs)
+	var out []alert.Delivery
+	add := func(sink alert.Sink) error {
+		c, err := export.NewConsumer(s.e.p.Store(), sink, export.ConsumerOptions{
+			Changed: s.e.p.OutboxChanged, Clock: o.Clock, Logger: o.Logger,
+			MinBackoff: min(export.DefaultMinBackoff, o.SinkMaxBackoff), MaxBackoff: o.SinkMaxBackoff,
+		})
+		if err != nil {
+			sink.Close()
+			return err
+		}
+		s.consumers = append(s.consumers, c)
+		s.closers = append(s.closers, sink.Close)
+		out = append(out, alert.Delivery{Sink: sink, Consumer: c})
+		return nil
+	}
+	if a.NATS != "" {
+		ns, err := alert.NewNATSSink(alert.NATSOptions{URL: a.NATS, Filter: filter, Clock: o.Clock, Logger: o.Logger})
+		if err != nil {
+			return nil, &OptionError{Option: "alerts-nats", Err: err}
+		}
+		if err := add(ns); err != nil {
+			return nil, err
+		}
+	}
+	for _, u := range a.Webhooks {
+		ws, err := alert.NewWebhookSink(alert.WebhookOptions{URL: u, Secret: a.Secret, Filter: filter, Clock: o.Clock, Logger: o.Logger})
+		if err != nil {
+			return nil, &OptionError{Option: "alerts-webhook", Err: err}
+		}
+		if err := add(ws); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 func (s *sinks) closeAll() {

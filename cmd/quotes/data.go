@@ -3,14 +3,17 @@ package main
 import (
 	"errors"
 	"log/slog"
+	"net/url"
 	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
+	"github.com/quotesdev/quotes/alert"
 	"github.com/quotesdev/quotes/engine"
 	"github.com/quotesdev/quotes/export"
+	"github.com/quotesdev/quotes/hot"
 	"github.com/quotesdev/quotes/wal"
 )
 
@@ -101,6 +104,54 @@ type sinkOptions struct {
 	flushItems  int
 	maxBackoff  time.Duration
 	archive     archiveOptions
+	alerts      alertOptions
+}
+
+// alertOptions are the flags of the alert sinks (ingest, replay).
+type alertOptions struct {
+	nats      string
+	webhooks  []string
+	secret    string
+	minChange hot.Threshold
+	isinFile  string
+}
+
+func (o *alertOptions) bind(f *pflag.FlagSet) {
+	f.StringVar(&o.nats, "alerts-nats", "", "publish hot events to NATS JetStream, nats://HOST:PORT/SUBJECT (Nats-Msg-Id = event id: exactly once)")
+	o.bindWebhook(f)
+	f.Var(&o.minChange, "alerts-min-change", "deliver only alerts that moved at least this many percent (default: every hot event)")
+	f.StringVar(&o.isinFile, "alerts-isins", "", "deliver only alerts of the ISINs in this file (one per line, # comments)")
+}
+
+func (o *alertOptions) bindWebhook(f *pflag.FlagSet) {
+	f.StringArrayVar(&o.webhooks, "alerts-webhook", nil, "POST each hot event to this URL, signed (repeatable; at least once, Idempotency-Key = event id)")
+	f.StringVar(&o.secret, "alerts-webhook-secret", "", "HMAC-SHA256 key of the X-Quotes-Signature header (required with --alerts-webhook; prefer QUOTES_ALERTS_WEBHOOK_SECRET)")
+}
+
+// options validates the flags and returns the engine's alert options.
+func (o *alertOptions) options() (engine.AlertOptions, error) {
+	a := engine.AlertOptions{NATS: o.nats, Webhooks: o.webhooks, Secret: []byte(o.secret), MinChange: o.minChange}
+	if o.nats != "" {
+		if _, _, err := alert.ParseNATSURL(o.nats); err != nil {
+			return a, usagef("--alerts-nats %q: %v", o.nats, err)
+		}
+	}
+	for _, u := range o.webhooks {
+		if pu, err := url.Parse(u); err != nil || pu.Scheme != "http" && pu.Scheme != "https" || pu.Host == "" {
+			return a, usagef("--alerts-webhook %q: want an http:// or https:// URL", u)
+		}
+	}
+	if len(o.webhooks) > 0 && o.secret == "" {
+		return a, usagef("--alerts-webhook needs --alerts-webhook-secret (or QUOTES_ALERTS_WEBHOOK_SECRET) to sign the requests")
+	}
+	if o.isinFile != "" {
+		isins, err := alert.ReadISINFile(o.isinFile)
+		if err != nil {
+			return a, usagef("--alerts-isins: %v", err)
+		}
+		a.ISINs = isins
+	}
+	return a, nil
 }
 
 func (o *sinkOptions) bind(f *pflag.FlagSet, timeoutDefault time.Duration, timeoutHelp string) {
@@ -112,16 +163,22 @@ func (o *sinkOptions) bind(f *pflag.FlagSet, timeoutDefault time.Duration, timeo
 	f.MarkHidden("sink-max-backoff")
 	f.StringVar(&o.archive.target, "archive", "", "also write hourly Parquet files of the raw feed and the candles to a directory or s3://bucket/prefix (credentials and region from the standard AWS environment)")
 	o.archive.bindS3(f)
+	o.alerts.bind(f)
 }
 
-// apply sets the sink options of opts.
-func (o *sinkOptions) apply(opts *engine.Options) {
+// apply sets the sink options of opts (usage errors for bad alert flags).
+func (o *sinkOptions) apply(opts *engine.Options) error {
+	var err error
+	if opts.Alerts, err = o.alerts.options(); err != nil {
+		return err
+	}
 	opts.ClickHouse = o.clickhouse
 	opts.SinkTimeout = o.sinkTimeout
 	opts.SinkFlushItems = o.flushItems
 	opts.SinkMaxBackoff = o.maxBackoff
 	opts.Archive = o.archive.target
 	opts.S3 = o.archive.s3Options()
+	return nil
 }
 
 // archiveOptions are the S3 flags of commands that read or write an archive.

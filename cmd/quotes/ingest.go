@@ -121,7 +121,9 @@ func (o *ingestOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	o.sinks.apply(&eopts)
+	if err := o.sinks.apply(&eopts); err != nil {
+		return err
+	}
 	eopts.Clock = o.clock
 	if eopts.MinFreeDisk, err = parseMinFreeDisk(o.minFreeDisk); err != nil {
 		return err

@@ -225,7 +225,9 @@ func (o *replayOptions) run(ctx context.Context, cmd *cobra.Command, args []stri
 	if err != nil {
 		return err
 	}
-	o.sinks.apply(&eopts)
+	if err := o.sinks.apply(&eopts); err != nil {
+		return err
+	}
 	eopts.Clock = o.clock
 	eopts.MinFreeDisk = minFree
 	eopts.Token = engine.NewToken()

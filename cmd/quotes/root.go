@@ -92,6 +92,7 @@ QUOTES_DATA=/var/lib/quotes or QUOTES_LOG_LEVEL=debug; a flag on the command lin
 		newServeCmd(a),
 		newSchemaCmd(a),
 		newBackfillCmd(a),
+		newAlertsCmd(a),
 	)
 	return root
 }

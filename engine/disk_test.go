@@ -41,7 +41,9 @@ func TestDiskFull(t *testing.T) {
 	mock.Set(t0)
 	var free atomic.Uint64
 	free.Store(10 << 30)
-	stat := func(string) (diskguard.Usage, error) { return diskguard.Usage{Free: free.Load(), Total: 100 << 30}, nil }
+	stat := func(string) (diskguard.Usage, error) {
+		return diskguard.Usage{Free: free.Load(), Total: 100 << 30}, nil
+	}
 	opts := testOptions(t, "d")
 	opts.Clock, opts.DiskStat, opts.DiskCheckEvery = mock, stat, time.Second
 	opts.MinFreeDisk = diskguard.Threshold{Bytes: 1 << 30}

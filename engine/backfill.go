@@ -33,6 +33,14 @@ type BackfillRequest struct {
 	// OutboxTimeout bounds the delivery of the outbox to ClickHouse before comparing
 	// (default 5 minutes).
 	OutboxTimeout time.Duration
+	// Progress, if set, is told what the backfill is doing, phase by phase.
+	Progress func(phase string)
+}
+
+func (r *BackfillRequest) progress(format string, args ...any) {
+	if r.Progress != nil {
+		r.Progress(fmt.Sprintf(format, args...))
+	}
 }
 
 // BackfillResult counts what Backfill did.
@@ -49,9 +57,13 @@ type BackfillResult struct {
 	// StoreNewer counts stored states with quotes the recomputation did not see (written
 	// meanwhile by a running ingest), left as they are.
 	StoreNewer int
-	// ClickHouse: the comparison (see backfill.Plan) and the instrument events written.
+	// ClickHouse: the comparison (see backfill.Plan) and the instrument events written;
+	// Conflicts and Extra count Plan.Conflicts and Plan.Extra (which a remote answer cuts
+	// to their first few).
 	ClickHouse   backfill.Plan
 	ClickHouseEv int
+	Conflicts    int
+	Extra        int
 }
 
 // Backfill recomputes the closed candles of [req.From, req.To) from the WAL (or the
@@ -82,6 +94,7 @@ func (e *Engine) Backfill(ctx context.Context, req BackfillRequest) (*BackfillRe
 	}
 	res := &BackfillResult{Covered: math.MinInt64}
 	if req.ClickHouse != nil {
+		req.progress("delivering the outbox to ClickHouse first")
 		if err := e.drainOutbox(ctx, req.ClickHouse, req.OutboxTimeout); err != nil {
 			return nil, err
 		}
@@ -91,13 +104,16 @@ func (e *Engine) Backfill(ctx context.Context, req BackfillRequest) (*BackfillRe
 	var err error
 	if req.Archive != nil {
 		if e.log.LastSeq() == 0 && req.Store {
+			req.progress("rebuilding the empty data directory from the archive")
 			if err := e.rebuildFromArchive(ctx, req.Archive, req.To); err != nil {
 				return nil, err
 			}
 			res.Rebuilt = true
 		}
+		req.progress("reading the archive's candles and events")
 		cs, events, err = recomputeArchive(ctx, req.Archive, e.settings.Grace, req.From, req.To)
 	} else {
+		req.progress("recomputing from the WAL (records %d…%d)", e.log.FirstSeq(), e.log.LastSeq())
 		cs, events, err = e.recomputeWAL(req.From, req.To, res)
 	}
 	if err != nil {
@@ -105,6 +121,7 @@ func (e *Engine) Backfill(ctx context.Context, req BackfillRequest) (*BackfillRe
 	}
 	res.Recomputed = len(cs)
 	if req.Store {
+		req.progress("writing %d candle states to the embedded store where they differ", len(cs))
 		if err := e.backfillStore(cs, req.From, req.To, res); err != nil {
 			return nil, err
 		}
@@ -142,6 +159,7 @@ func BackfillArchive(ctx context.Context, req BackfillRequest, settings Settings
 // recomputed states cs.
 func backfillClickHouse(ctx context.Context, req BackfillRequest, cs []aggregate.Candle, events []aggregate.InstrumentEvent, res *BackfillResult) error {
 	ch := req.ClickHouse
+	req.progress("comparing %d candle states with ClickHouse", len(cs))
 	if err := ch.WriteInstruments(ctx, events); err != nil {
 		return err
 	}
@@ -152,6 +170,7 @@ func backfillClickHouse(ctx context.Context, req BackfillRequest, cs []aggregate
 		return err
 	}
 	res.ClickHouse = backfill.Diff(cs, have)
+	res.Conflicts, res.Extra = len(res.ClickHouse.Conflicts), len(res.ClickHouse.Extra)
 	if len(res.ClickHouse.Insert) == 0 {
 		return nil
 	}
@@ -161,14 +180,31 @@ func backfillClickHouse(ctx context.Context, req BackfillRequest, cs []aggregate
 	return ch.Write(ctx, id, res.ClickHouse.Insert)
 }
 
-// drainOutbox delivers what the outbox holds for ch before a comparison.
+// drainOutbox delivers what the outbox holds for ch before a comparison. When the engine
+// runs that sink's consumer itself (a backfill inside a running ingest), it waits for it to
+// catch up instead of running a second consumer of the same outbox.
 func (e *Engine) drainOutbox(ctx context.Context, ch *export.ClickHouseSink, timeout time.Duration) error {
+	name := ch.OutboxSink().Name()
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for _, c := range e.sinks.consumers {
+		if c.Name() != name {
+			continue
+		}
+		for {
+			pending, err := c.Pending()
+			if err == nil && pending == 0 {
+				return nil
+			}
+			if e.sleep(dctx, 100*time.Millisecond) != nil {
+				return fmt.Errorf("ClickHouse has %d outbox items pending that the running sink did not deliver within %s (%v): backfill would count them twice; retry when it is reachable", pending, timeout, err)
+			}
+		}
+	}
 	c, err := export.NewConsumer(e.p.Store(), ch.OutboxSink(), export.ConsumerOptions{Clock: e.opts.Clock, Logger: e.opts.Logger})
 	if err != nil {
 		return err
 	}
-	dctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	pending, err := c.Drain(dctx)
 	if pending > 0 || err != nil {
 		return fmt.Errorf("ClickHouse has %d outbox items pending that could not be delivered first (%v): backfill would count them twice; retry when it is reachable", pending, err)

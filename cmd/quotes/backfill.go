@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -138,12 +139,6 @@ func (o *backfillOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	if req.Archive == nil && !dirExists(o.data.dir) {
 		return usagef("no data directory at %s: backfill recomputes from its WAL", o.data.dir)
 	}
-	if o.clickhouse != "" {
-		if req.ClickHouse, err = engine.OpenClickHouse(ctx, o.clickhouse); err != nil {
-			return engineError(err)
-		}
-		defer req.ClickHouse.Close()
-	}
 	// From the archive, the data directory is only needed to write into it (--store) or
 	// to deliver its outbox to ClickHouse first (when it exists).
 	var eng *engine.Engine
@@ -155,10 +150,20 @@ func (o *backfillOptions) run(ctx context.Context, cmd *cobra.Command) error {
 		if o.clock != nil {
 			eopts.Clock = o.clock
 		}
-		if eng, err = engine.Open(eopts); err != nil {
+		eng, err = engine.Open(eopts)
+		if errors.Is(err, engine.ErrLocked) {
+			return o.remote(ctx, cmd, from, to)
+		}
+		if err != nil {
 			return engineError(err)
 		}
 		defer eng.Close()
+	}
+	if o.clickhouse != "" {
+		if req.ClickHouse, err = engine.OpenClickHouse(ctx, o.clickhouse); err != nil {
+			return engineError(err)
+		}
+		defer req.ClickHouse.Close()
 	}
 	var res *engine.BackfillResult
 	if eng != nil {
@@ -169,11 +174,67 @@ func (o *backfillOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	return o.finish(cmd, res)
+}
+
+// finish prints the result; conflicts left in ClickHouse make it exit 1.
+func (o *backfillOptions) finish(cmd *cobra.Command, res *engine.BackfillResult) error {
 	o.printResult(cmd.OutOrStdout(), res)
-	if n := len(res.ClickHouse.Conflicts); n > 0 {
+	if n := res.Conflicts; n > 0 {
 		return fmt.Errorf("ClickHouse holds %d candles the %s does not explain (first: %s); nothing was changed for them", n, o.source, conflictKeys(res.ClickHouse.Conflicts, 3))
 	}
 	return nil
+}
+
+// remote runs the backfill inside the process that holds --data (a running ingest),
+// streaming its progress to stderr; Ctrl-C cancels it there.
+func (o *backfillOptions) remote(ctx context.Context, cmd *cobra.Command, from, to time.Time) error {
+	rp, ok := engine.ReadRunning(o.data.dir)
+	if !ok || rp.HTTP == "" {
+		return fmt.Errorf("data directory %s is held by another process without an HTTP API (start it with --http): %w", o.data.dir, engine.ErrLocked)
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "quotes: %s is held by `quotes %s` (pid %d): backfilling inside it\n", o.data.dir, rp.Command, rp.PID)
+	spec := engine.BackfillSpec{From: from, To: to, Store: o.toStore, ClickHouse: o.clickhouse, Archive: o.archive.target, S3Endpoint: o.archive.s3Endpoint}
+	res, err := engine.RemoteBackfill(ctx, o.data.dir, rp, spec, func(p string) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "quotes: backfill: %s\n", p)
+	})
+	var re *engine.RemoteError
+	if errors.As(err, &re) && re.Usage {
+		return &usageError{err}
+	}
+	if err != nil {
+		return err
+	}
+	return o.finish(cmd, res)
+}
+
+// backfillOpener opens what a backfill spec names, for a backfill asked of this process
+// over its admin API (credentials from this process's environment).
+func backfillOpener(ctx context.Context, spec engine.BackfillSpec) (engine.BackfillRequest, func(), error) {
+	req := engine.BackfillRequest{From: spec.From.UnixNano(), To: spec.To.UnixNano(), Store: spec.Store}
+	var closers []func() error
+	closeAll := func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	if spec.Archive != "" {
+		ao := archiveOptions{target: spec.Archive, s3Endpoint: spec.S3Endpoint}
+		st, err := engine.OpenArchive(spec.Archive, ao.s3Options())
+		if err != nil {
+			return req, nil, &engine.OptionError{Option: "archive", Err: err}
+		}
+		req.Archive = st
+	}
+	if spec.ClickHouse != "" {
+		ch, err := engine.OpenClickHouse(ctx, spec.ClickHouse)
+		if err != nil {
+			return req, nil, err
+		}
+		req.ClickHouse = ch
+		closers = append(closers, ch.Close)
+	}
+	return req, closeAll, nil
 }
 
 // conflictKeys names the first n conflicts.
@@ -200,12 +261,12 @@ func (o *backfillOptions) printResult(w io.Writer, res *engine.BackfillResult) {
 		fmt.Fprintf(tw, "WAL covers from\t%s\t(earlier minutes skipped: retention removed their records)\n", time.Unix(0, res.Covered).UTC().Format(time.RFC3339))
 	}
 	if o.toStore {
-		fmt.Fprintf(tw, "embedded store\t%d changed\t(%d unchanged; %d stored candles the WAL does not explain)\n", res.StoreChanged, res.StoreWritten-res.StoreChanged, res.StoreExtra)
+		fmt.Fprintf(tw, "embedded store\t%d changed\t(%d unchanged, %d newer in the store; %d stored candles the WAL does not explain)\n", res.StoreChanged, res.StoreWritten-res.StoreChanged-res.StoreNewer, res.StoreNewer, res.StoreExtra)
 	}
 	if o.clickhouse != "" {
 		p := res.ClickHouse
 		fmt.Fprintf(tw, "clickhouse\t%d inserted, %d completed\t(%d equal; %d conflicts, %d candles the WAL does not explain; %d instrument events)\n",
-			p.Missing, p.Completed, p.Equal, len(p.Conflicts), len(p.Extra), res.ClickHouseEv)
+			p.Missing, p.Completed, p.Equal, res.Conflicts, res.Extra, res.ClickHouseEv)
 	}
 	tw.Flush()
 }

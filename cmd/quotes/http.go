@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +38,28 @@ type apiServer struct {
 	recovered bool
 	// ready, if set, is asked once recovered (e.g. the partner connection).
 	ready func() error
+	admin http.Handler // /admin/… once set
+}
+
+// serveAdmin serves /admin/… once setAdmin gave it a handler (503 before).
+func (s *apiServer) serveAdmin(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	h := s.admin
+	s.mu.Unlock()
+	if h == nil {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, `{"error":"recovering the data directory: not ready"}`)
+		return
+	}
+	h.ServeHTTP(w, r)
+}
+
+// setAdmin serves h on /admin/… (the engine's admin API).
+func (s *apiServer) setAdmin(h http.Handler) {
+	s.mu.Lock()
+	s.admin = h
+	s.mu.Unlock()
 }
 
 // httpOptions are the flags of the HTTP API (ingest, replay, serve).
@@ -90,6 +113,7 @@ func startAPI(o httpOptions, st apiSettings, reg *prometheus.Registry, logger *s
 		HotWindow:      st.hotWindow,
 		AuthToken:      o.authToken,
 		LocalToken:     st.localToken,
+		Admin:          http.HandlerFunc(s.serveAdmin),
 	})
 	var srv *api.Server
 	var err error

@@ -177,6 +177,7 @@ func (o *ingestOptions) run(ctx context.Context, cmd *cobra.Command) error {
 		return usagef("--source %q: %v", o.source, err)
 	}
 	if srv != nil {
+		srv.setAdmin(eng.AdminHandler(backfillOpener))
 		srv.setBackend(eng.Backend(), func() error {
 			if err := eng.DiskErr(); err != nil {
 				return err

@@ -253,6 +253,7 @@ func (o *replayOptions) run(ctx context.Context, cmd *cobra.Command, args []stri
 		}
 	}()
 	if srv != nil {
+		srv.setAdmin(eng.AdminHandler(backfillOpener))
 		srv.setBackend(eng.Backend(), nil)
 	}
 

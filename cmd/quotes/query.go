@@ -93,8 +93,11 @@ output; "now" is the minute after the latest one ClickHouse holds, and the still
 minute shows flat at the last close, since ClickHouse receives minutes as they close). Hot
 events are kept in the embedded store only.
 
---format json prints exactly the HTTP API's JSON; table is aligned for people; csv has a
-header row.`,
+--format json prints exactly the HTTP API's JSON; table is aligned for people (numbers and
+prices right-aligned); csv has a header row with the JSON names. In table and csv output,
+partner strings (descriptions) are escaped as Go's %q does, without the quotes — control
+characters such as ESC or NUL as \x1b, \x00, newline as \n, bidirectional overrides as
+\u202e, a backslash as \\ — so they cannot act on the terminal (SPEC §5).`,
 		Example: `  quotes query instruments
   quotes query candles DJ40J281M584 --last 30m
   quotes query candles DJ40J281M584 --from 2026-11-26T13:00:00Z --to 2026-11-26T14:00:00Z --format csv

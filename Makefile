@@ -31,7 +31,7 @@ test-all:
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) fuzz FUZZTIME=5s
 
-test-unit: ## tests in -short mode: no ClickHouse or S3 server (unless CI is set), no kill -9 tests
+test-unit: ## tests in -short mode: no ClickHouse, S3 or browser (unless CI is set), no kill -9 tests
 	$(GO) test -short -count=1 ./...
 
 fuzz: ## run every fuzz target for FUZZTIME each

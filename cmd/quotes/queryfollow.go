@@ -99,7 +99,7 @@ func (f *hotFollower) loop(ctx context.Context) error {
 				}
 				f.followed = true
 				if f.after {
-					f.say("following", fmt.Sprintf("following %s%s, resuming after event %d", who, again, f.last))
+					f.say("following", fmt.Sprintf("following %s%s, %s", who, again, f.resume()))
 				}
 			})
 			if ctx.Err() != nil {
@@ -110,9 +110,9 @@ func (f *hotFollower) loop(ctx context.Context) error {
 				return pe.err
 			}
 			if connected {
-				f.say("lost", fmt.Sprintf("lost %s: %s; waiting for it to come back (will resume after event %d). Ctrl-C to stop.", who, brief(err), f.last))
+				f.say("lost", fmt.Sprintf("lost %s: %s; waiting for it to come back (will resume %s). Ctrl-C to stop.", who, brief(err), f.resumeWhere()))
 			} else {
-				f.say("unreachable "+rp.HTTP, fmt.Sprintf("cannot reach %s, which holds %s: %s; retrying (will resume after event %d). Ctrl-C to stop.", who, f.dir, brief(err), f.last))
+				f.say("unreachable "+rp.HTTP, fmt.Sprintf("cannot reach %s, which holds %s: %s; retrying (will resume %s). Ctrl-C to stop.", who, f.dir, brief(err), f.resumeWhere()))
 			}
 		case ok:
 			f.say("no-http", fmt.Sprintf("%s is held by `quotes %s` (pid %d), which has no HTTP API to follow; waiting for a process that has one (ingest with --http). Ctrl-C to stop.", f.dir, rp.Command, rp.PID))
@@ -125,6 +125,16 @@ func (f *hotFollower) loop(ctx context.Context) error {
 		case <-f.clk.After(followPoll):
 		}
 	}
+}
+
+// resume says where the stream resumes, for a status line.
+func (f *hotFollower) resume() string { return "resuming " + f.resumeWhere() }
+
+func (f *hotFollower) resumeWhere() string {
+	if f.last == 0 {
+		return "from the first stored event"
+	}
+	return fmt.Sprintf("after event %d", f.last)
 }
 
 // sayIdle says why nothing comes: no process holds the directory.

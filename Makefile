@@ -17,7 +17,7 @@ build: ## build bin/quotes
 run: build ## simulator + ingest on embedded storage under .run/
 	@bash scripts/run.sh $(BIN) $(RUNDIR)
 
-deps: ## install what the integration tests need (root, apt, network): ClickHouse, versitygw, Chromium, npm ci
+deps: ## install what the integration tests need (root, apt, network): ClickHouse, versitygw, nats-server, Chromium, npm ci
 	@bash scripts/deps.sh
 
 lint: ## gofmt and go vet
@@ -31,7 +31,7 @@ test-all:
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) fuzz FUZZTIME=5s
 
-test-unit: ## tests in -short mode: no ClickHouse, S3 or browser (unless CI is set), no kill -9 tests
+test-unit: ## tests in -short mode: no ClickHouse, S3, NATS or browser (unless CI is set), no kill -9 tests
 	$(GO) test -short -count=1 ./...
 
 fuzz: ## run every fuzz target for FUZZTIME each

@@ -6,10 +6,10 @@ LDFLAGS  := -X main.version=$(VERSION)
 FUZZTIME ?= 10s
 RUNDIR   ?= .run
 
-.PHONY: help build run test test-unit deps lint fuzz bench bench-micro clean web
+.PHONY: help build run test test-all test-unit deps lint fuzz bench bench-micro clean web
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build bin/quotes
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/quotes
@@ -17,18 +17,21 @@ build: ## build bin/quotes
 run: build ## simulator + ingest on embedded storage under .run/
 	@bash scripts/run.sh $(BIN) $(RUNDIR)
 
-deps: ## install what the integration tests need (ClickHouse, S3 gateway, Chromium)
+deps: ## install what the integration tests need (root, apt, network): ClickHouse, versitygw, nats-server, Chromium, npm ci
 	@bash scripts/deps.sh
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-test: deps lint build ## everything: deps, lint, all tests with -race, a short fuzz run
+test: deps lint build ## everything: deps, lint, all tests with -race, a short fuzz run; fails if they leave files in $TMPDIR
+	@bash scripts/tmpcheck.sh $(MAKE) --no-print-directory test-all
+
+test-all:
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) fuzz FUZZTIME=5s
 
-test-unit: ## unit tests only, no external servers
+test-unit: ## tests in -short mode: no ClickHouse, S3, NATS or browser (unless CI is set), no kill -9 tests
 	$(GO) test -short -count=1 ./...
 
 fuzz: ## run every fuzz target for FUZZTIME each

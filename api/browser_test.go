@@ -55,11 +55,17 @@ func noBrowser(tb testing.TB, err error) {
 // context, cancelled (browser stopped) at the end of the test.
 func newBrowser(tb testing.TB, width, height int) context.Context {
 	tb.Helper()
+	if testing.Short() && os.Getenv("CI") == "" {
+		tb.Skip("browser test (starts Chromium), skipped in -short mode")
+	}
 	bin, err := chromiumPath()
 	if err != nil {
 		noBrowser(tb, err)
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		// Chromium's own temporary files (shared memory with disable-dev-shm-usage, …) go
+		// into the test's directory, removed even if the browser is killed.
+		chromedp.Env("TMPDIR="+tb.TempDir()),
 		chromedp.ExecPath(bin),
 		chromedp.WindowSize(width, height),
 		chromedp.NoSandbox, // tests run as root in containers

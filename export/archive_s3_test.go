@@ -311,7 +311,9 @@ func TestArchiveKillDuringUpload(t *testing.T) {
 	l.Close()
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestArchiveUploadHelper$", "-test.v")
-	cmd.Env = append(os.Environ(), "QUOTES_ARCHIVE_HELPER="+walDir, "QUOTES_ARCHIVE_S3="+srv.Endpoint)
+	// The helper is killed, so its own t.TempDir directories (staging, spool) are never
+	// removed by it: they go into a directory of this test's, which is.
+	cmd.Env = append(os.Environ(), "QUOTES_ARCHIVE_HELPER="+walDir, "QUOTES_ARCHIVE_S3="+srv.Endpoint, "TMPDIR="+t.TempDir())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -86,6 +86,18 @@ type Server struct {
 	done       chan struct{}      // closed when the feed ends: connections close gracefully
 	connCtx    context.Context    // cancelled to cut connections that do not finish in time
 	connCancel context.CancelFunc // cancels connCtx
+
+	// onChange, if set before Run (tests only), is called after every change a test may
+	// wait for: a batch published, a connection's queue written, a client connected or
+	// dropped. It must not block.
+	onChange func()
+}
+
+// changed calls the test hook, if any.
+func (s *Server) changed() {
+	if s.onChange != nil {
+		s.onChange()
+	}
 }
 
 // NewServer validates cfg and listens on cfg.Addr. Call Run to serve.
@@ -293,6 +305,7 @@ func (p *publisher) publish() {
 	}
 	s.mu.Unlock()
 	p.inst, p.quotes, p.events = nil, nil, p.events[:0]
+	s.changed()
 }
 
 // subscriber is one websocket connection's queue of batches.
@@ -393,10 +406,12 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, instruments
 	}
 	s.subs[sub] = struct{}{}
 	s.mu.Unlock()
+	s.changed()
 	defer func() {
 		s.mu.Lock()
 		delete(s.subs, sub)
 		s.mu.Unlock()
+		s.changed()
 	}()
 	log := s.log.With("remote", r.RemoteAddr, "path", r.URL.Path)
 	log.Info("simulator: client connected")
@@ -422,6 +437,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, instruments
 			err = wctx.Err()
 		case <-sub.notify:
 			spare, err = s.send(wctx, c, sub, spare)
+			s.changed()
 		}
 	}
 	if _, overflow := sub.take(nil); overflow {

@@ -17,8 +17,61 @@ import (
 	"github.com/quotesdev/quotes/feed"
 )
 
+// signal wakes a waiter: notify never blocks, and notifications coalesce.
+type signal chan struct{}
+
+func newSignal() signal { return make(signal, 1) }
+
+func (s signal) notify() {
+	select {
+	case s <- struct{}{}:
+	default:
+	}
+}
+
+// testDeadline returns a channel that fires a little before the test binary's -timeout
+// would panic, so that a wait that never ends fails with what it waited for; nil (never)
+// without a timeout. Waits in these tests have no wall-clock limit of their own: under
+// -race on a busy machine any fixed limit is a guess, and the test's deadline is the bound.
+func testDeadline(t *testing.T) <-chan time.Time {
+	d, ok := t.Deadline()
+	if !ok {
+		return nil
+	}
+	left := time.Until(d)
+	return time.After(left - left/20)
+}
+
+// await waits until cond holds, re-checking it whenever sig fires.
+//
+// If mock is set, the wait needs the paced feed to move on, and it also nudges the clock
+// (mock.Add(0)) and re-checks every millisecond: clock.Mock.Add can miss a timer that the
+// feed's goroutine sets while Add is finishing (after Add last looked at the timers,
+// before it sets the final time), and nothing but another Add fires it. That is the one
+// poll here; everything else is woken by the server's and the clients' signals.
+func await(t *testing.T, sig signal, mock *clock.Mock, what string, cond func() bool) {
+	t.Helper()
+	var tick <-chan time.Time
+	if mock != nil {
+		tk := time.NewTicker(time.Millisecond)
+		defer tk.Stop()
+		tick = tk.C
+	}
+	deadline := testDeadline(t)
+	for !cond() {
+		select {
+		case <-sig:
+		case <-tick:
+			mock.Add(0)
+		case <-deadline:
+			t.Fatalf("test deadline: still waiting for %s", what)
+		}
+	}
+}
+
 // client is a plain websocket client of one stream that decodes and keeps every message.
 type client struct {
+	sig    signal // notified on every message and when reading ends
 	mu     sync.Mutex
 	msgs   []feed.Message
 	err    error // why reading ended
@@ -39,8 +92,15 @@ func (c *client) count() int {
 
 func dial(t *testing.T, url string, opts *websocket.DialOptions) *websocket.Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	go func() {
+		select {
+		case <-testDeadline(t):
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	conn, _, err := websocket.Dial(ctx, url, opts)
 	if err != nil {
 		t.Fatalf("dial %s: %v", url, err)
@@ -49,11 +109,13 @@ func dial(t *testing.T, url string, opts *websocket.DialOptions) *websocket.Conn
 	return conn
 }
 
-// connect dials url and reads it in the background until the connection ends.
-func connect(t *testing.T, url string) *client {
+// connect dials url and reads it in the background until the connection ends, notifying
+// sig on every message and at the end.
+func connect(t *testing.T, url string, sig signal) *client {
 	conn := dial(t, url, nil)
-	c := &client{closed: make(chan struct{})}
+	c := &client{sig: sig, closed: make(chan struct{})}
 	go func() {
+		defer sig.notify()
 		defer close(c.closed)
 		dec := feed.NewDecoder(0)
 		for {
@@ -73,6 +135,7 @@ func connect(t *testing.T, url string) *client {
 			}
 			c.msgs = append(c.msgs, m)
 			c.mu.Unlock()
+			sig.notify()
 		}
 	}()
 	return c
@@ -84,6 +147,13 @@ func (s *Server) clients() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.subs)
+}
+
+// activeCount is the number of instruments published as active.
+func (s *Server) activeCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.active)
 }
 
 // dueQuotes counts the model's quotes up to a virtual time.
@@ -114,30 +184,6 @@ func (d *dueQuotes) upTo(v int64) int {
 	return d.n
 }
 
-// waitForClock is waitFor for a condition that needs the paced feed to catch up with mock:
-// it nudges the mock so that timers set at or before its current time fire.
-func waitForClock(t *testing.T, mock *clock.Mock, what string, cond func() bool) {
-	t.Helper()
-	waitFor(t, what, func() bool {
-		if cond() {
-			return true
-		}
-		mock.Add(0)
-		return false
-	})
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // runResult is what Run returned, valid once done is closed.
 type runResult struct {
 	done  chan struct{}
@@ -145,7 +191,10 @@ type runResult struct {
 	err   error
 }
 
-func startServer(t *testing.T, cfg ServerConfig) (*Server, *runResult, context.CancelFunc) {
+// startServer runs a server whose every change, and the end of Run, notify sig. Run starts
+// the feed at once: wait for the initial instruments (activeCount) before moving a mock
+// clock, or the feed starts its virtual time at a later clock reading than the test assumes.
+func startServer(t *testing.T, cfg ServerConfig, sig signal) (*Server, *runResult, context.CancelFunc) {
 	t.Helper()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.Logger = quietLogger()
@@ -153,9 +202,11 @@ func startServer(t *testing.T, cfg ServerConfig) (*Server, *runResult, context.C
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv.onChange = sig.notify
 	ctx, cancel := context.WithCancel(context.Background())
 	res := &runResult{done: make(chan struct{})}
 	go func() {
+		defer sig.notify()
 		defer close(res.done)
 		res.stats, res.err = srv.Run(ctx)
 	}()
@@ -178,7 +229,8 @@ func TestServerStreams(t *testing.T) {
 	o.Duration = 10 * time.Second
 	mock := clock.NewMock()
 	wall0 := mock.Now()
-	srv, res, _ := startServer(t, ServerConfig{Options: o, Clock: mock})
+	sig := newSignal()
+	srv, res, _ := startServer(t, ServerConfig{Options: o, Clock: mock}, sig)
 
 	// What the model says, to compare with.
 	model := mustModel(t, o)
@@ -212,17 +264,14 @@ func TestServerStreams(t *testing.T) {
 		t.Fatalf("model has only %d churn events in 10 s at 2/s", len(events))
 	}
 
-	// Connect once the initial ADDs are published, so that they come as the snapshot.
-	waitFor(t, "the initial instruments", func() bool {
-		srv.mu.Lock()
-		defer srv.mu.Unlock()
-		return len(srv.active) == o.Instruments
-	})
-	inst1 := connect(t, srv.URL()+"/instruments")
-	inst2 := connect(t, srv.URL()+"/instruments")
-	quo := connect(t, srv.URL()+"/quotes")
-	waitFor(t, "3 clients", func() bool { return srv.clients() == 3 })
-	waitFor(t, "the snapshot", func() bool { return inst1.count() >= o.Instruments && inst2.count() >= o.Instruments })
+	// Connect once the initial ADDs are published, so that they come as the snapshot (and
+	// the feed has read the clock it starts from).
+	await(t, sig, nil, "the initial instruments", func() bool { return srv.activeCount() == o.Instruments })
+	inst1 := connect(t, srv.URL()+"/instruments", sig)
+	inst2 := connect(t, srv.URL()+"/instruments", sig)
+	quo := connect(t, srv.URL()+"/quotes", sig)
+	await(t, sig, nil, "3 clients", func() bool { return srv.clients() == 3 })
+	await(t, sig, nil, "the snapshot", func() bool { return inst1.count() >= o.Instruments && inst2.count() >= o.Instruments })
 
 	quotesDue := func(virtual int64) int {
 		n, _ := slices.BinarySearchFunc(quotes, virtual+1, func(m feed.Message, ts int64) int { return int(m.TS - ts) })
@@ -236,21 +285,25 @@ func TestServerStreams(t *testing.T) {
 		}
 		// Paced: quotes up to the clock arrive, none ahead of it.
 		due := quotesDue(now)
-		waitForClock(t, mock, "the quotes due", func() bool { return quo.count() >= due-atStart })
+		await(t, sig, mock, "the quotes due", func() bool { return quo.count() >= due-atStart })
 		if got := quo.count(); got > due {
 			t.Fatalf("at %v: %d quotes received, only %d due", time.Unix(0, now).UTC(), got, due)
 		}
 	}
-	select {
-	case <-res.done:
-		if res.err != nil {
-			t.Fatalf("Run: %v", res.err)
+	// The clock is past the duration: the feed ends.
+	await(t, sig, mock, "Run to end after the duration", func() bool {
+		select {
+		case <-res.done:
+			return true
+		default:
+			return false
 		}
-		if want := int64(len(initial) + len(events) + len(quotes)); res.stats.Messages != want {
-			t.Errorf("Run sent %d messages, the model has %d", res.stats.Messages, want)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("Run did not end after the duration")
+	})
+	if res.err != nil {
+		t.Fatalf("Run: %v", res.err)
+	}
+	if want := int64(len(initial) + len(events) + len(quotes)); res.stats.Messages != want {
+		t.Errorf("Run sent %d messages, the model has %d", res.stats.Messages, want)
 	}
 	for _, c := range []*client{inst1, inst2, quo} {
 		<-c.closed
@@ -303,48 +356,85 @@ func TestServerStreams(t *testing.T) {
 
 // TestServerDropsSlowClient has a client that never reads: once its queue overflows it is
 // disconnected, while a client that keeps up goes on receiving.
+//
+// Deterministic under load: the clock is a mock, moved 50 ms (1,000 quotes, half the queue
+// limit) at a time, and only once the fast client has received everything due and the
+// server has finished writing it (its queue is empty), so the fast client's queue never
+// holds more than one step. The slow client's queue only grows once the kernel's socket
+// buffers are full, after some tens of thousands of quotes; the test bounds that by a
+// number of quotes, not by wall time.
 func TestServerDropsSlowClient(t *testing.T) {
 	o := testOptions(2000)
-	o.QuoteInterval = 100 * time.Millisecond // 20,000 quotes/s
+	o.QuoteInterval = 100 * time.Millisecond // 20,000 quotes/s of feed time
 	o.Churn = 0
+	const (
+		queueLimit = 2000
+		step       = 50 * time.Millisecond
+		maxQuotes  = 1_000_000 // ~100 MB: far beyond what loopback socket buffers hold
+	)
 	mock := clock.NewMock()
-	srv, res, cancel := startServer(t, ServerConfig{Options: o, Clock: mock, QueueLimit: 2000})
+	sig := newSignal()
+	srv, res, cancel := startServer(t, ServerConfig{Options: o, Clock: mock, QueueLimit: queueLimit}, sig)
+	await(t, sig, nil, "the feed to start", func() bool { return srv.activeCount() == o.Instruments })
 
-	fast := connect(t, srv.URL()+"/quotes")
+	fast := connect(t, srv.URL()+"/quotes", sig)
+	await(t, sig, nil, "the fast client", func() bool { return srv.clients() == 1 })
+	var fastSub *subscriber
+	srv.mu.Lock()
+	for sub := range srv.subs {
+		fastSub = sub
+	}
+	srv.mu.Unlock()
 	// The slow client never reads: once the kernel's socket buffers are full, its queue grows.
 	slow := dial(t, srv.URL()+"/quotes", nil)
-	waitFor(t, "2 clients", func() bool { return srv.clients() == 2 })
+	await(t, sig, nil, "2 clients", func() bool { return srv.clients() == 2 })
 
 	due := newDueQuotes(t, o)
 	wall0 := mock.Now()
-	// keepUp advances the clock by 50 ms (1,000 quotes, half the queue limit) and waits for
-	// the fast client to receive what is due.
+	// keepUp advances the clock by one step and waits until the fast client has received
+	// what is due and the server has written all it queued for it.
 	keepUp := func() {
-		mock.Add(50 * time.Millisecond)
+		mock.Add(step)
 		want := due.upTo(due.start+int64(mock.Now().Sub(wall0))) - due.atStart
-		waitForClock(t, mock, "the fast client", func() bool { return fast.count() >= want })
+		await(t, sig, mock, "the fast client to receive what is due", func() bool {
+			select {
+			case <-fast.closed:
+				t.Fatalf("the fast client was disconnected after %d quotes: %v", fast.count(), fast.err)
+			default:
+			}
+			fastSub.mu.Lock()
+			pending := fastSub.pending
+			fastSub.mu.Unlock()
+			return fast.count() >= want && pending == 0
+		})
 	}
-	deadline := time.Now().Add(60 * time.Second)
 	for srv.clients() == 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("the slow client was never dropped")
+		if due.n > maxQuotes {
+			t.Fatalf("the slow client was not dropped after %d quotes", due.n)
 		}
 		keepUp()
 	}
-	if fast.count() < 2000 {
+	if fast.count() < queueLimit {
 		t.Errorf("the fast client got only %d quotes", fast.count())
 	}
 	if srv.clients() != 1 {
 		t.Fatalf("%d clients left, want the fast one", srv.clients())
 	}
 	// The slow client's connection is gone: reading drains what the kernel holds, then fails.
-	ctx, cancelRead := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancelRead := context.WithCancel(context.Background())
 	defer cancelRead()
+	go func() {
+		select {
+		case <-testDeadline(t):
+			cancelRead()
+		case <-ctx.Done():
+		}
+	}()
 	for nread := 0; ; nread++ {
 		if _, _, err := slow.Read(ctx); err != nil {
 			t.Logf("slow client: %d messages, then %v", nread, err)
-			if errors.Is(err, context.DeadlineExceeded) {
-				t.Fatal("the slow client is still open")
+			if ctx.Err() != nil {
+				t.Fatal("the slow client is still open at the test deadline")
 			}
 			break
 		}
@@ -354,11 +444,6 @@ func TestServerDropsSlowClient(t *testing.T) {
 	keepUp()
 	if fast.count() == before {
 		t.Error("the fast client receives nothing after the drop")
-	}
-	select {
-	case <-fast.closed:
-		t.Fatalf("the fast client was disconnected: %v", fast.err)
-	default:
 	}
 	cancel()
 	if <-res.done; res.err != nil {

@@ -18,18 +18,34 @@ import (
 	"github.com/quotesdev/quotes/feed"
 )
 
-// waitLimit bounds every wait on a condition that depends on real network I/O.
-const waitLimit = 10 * time.Second
+// testDeadline returns a channel that fires a little before the test binary's -timeout
+// would panic, so that a wait that never ends fails naming what it waited for; nil (never)
+// without a timeout. Waits here have no wall-clock limit of their own: they depend on
+// loopback network I/O, and under -race on a busy machine any fixed limit is a guess.
+func testDeadline(t testing.TB) <-chan time.Time {
+	tt, ok := t.(interface{ Deadline() (time.Time, bool) })
+	if !ok {
+		return nil
+	}
+	d, ok := tt.Deadline()
+	if !ok {
+		return nil
+	}
+	left := time.Until(d)
+	return time.After(left - left/20)
+}
 
-// eventually polls cond until it holds or waitLimit passes.
-func eventually(t *testing.T, what string, cond func() bool) {
+// eventually polls cond until it holds (the conditions are on connections and counters
+// that have no signal of their own), failing at the test's deadline.
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitLimit)
+	deadline := testDeadline(t)
 	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+		select {
+		case <-deadline:
+			t.Fatalf("test deadline: still waiting for %s", what)
+		case <-time.After(2 * time.Millisecond):
 		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
 
@@ -219,7 +235,7 @@ func newHarness(t *testing.T, instruments, quotes handler, mod func(*harness, *O
 			if err != nil {
 				t.Errorf("Run: %v", err)
 			}
-		case <-time.After(waitLimit):
+		case <-testDeadline(t):
 			t.Errorf("Run did not return after cancel")
 		}
 		h.ms.close()
@@ -268,18 +284,19 @@ func (h *harness) rejectCounts() map[feed.Reason]int {
 // count is back to what it was before the client started.
 func checkNoLeaks(t *testing.T, before int) {
 	t.Helper()
-	deadline := time.Now().Add(waitLimit)
+	deadline := testDeadline(t)
 	for {
 		leaked := clientGoroutines()
 		n := runtime.NumGoroutine()
 		if leaked == "" && n <= before {
 			return
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline:
 			t.Errorf("goroutines: %d now, %d before; client goroutines left:\n%s", n, before, leaked)
 			return
+		case <-time.After(5 * time.Millisecond):
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

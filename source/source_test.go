@@ -108,13 +108,13 @@ func (h *harness) waitTicks(streams ...string) {
 	for _, s := range streams {
 		want[s] = true
 	}
-	timeout := time.After(waitLimit)
+	timeout := testDeadline(h.t)
 	for len(want) > 0 {
 		select {
 		case s := <-h.ticks:
 			delete(want, s)
 		case <-timeout:
-			h.t.Fatalf("timed out waiting for watchdog ticks of %v", want)
+			h.t.Fatalf("test deadline: still waiting for watchdog ticks of %v", want)
 		}
 	}
 }
@@ -251,8 +251,8 @@ func (h *harness) nextSnapshotCheck() time.Duration {
 	select {
 	case d := <-h.snapshots:
 		return d
-	case <-time.After(waitLimit):
-		h.t.Fatal("timed out waiting for a snapshot check")
+	case <-testDeadline(h.t):
+		h.t.Fatal("test deadline: still waiting for a snapshot check")
 		return 0
 	}
 }

@@ -26,7 +26,7 @@ var (
 )
 
 // quotesBinary builds the quotes binary once per test run, for tests that must really kill
-// a process.
+// a process. It lives in the package's temporary directory, which TestMain removes.
 func quotesBinary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {

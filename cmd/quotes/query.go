@@ -8,9 +8,10 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
+	"github.com/benbjohnson/clock"
 	"github.com/spf13/cobra"
 
 	"github.com/quotesdev/quotes/api"
@@ -92,8 +93,11 @@ output; "now" is the minute after the latest one ClickHouse holds, and the still
 minute shows flat at the last close, since ClickHouse receives minutes as they close). Hot
 events are kept in the embedded store only.
 
---format json prints exactly the HTTP API's JSON; table is aligned for people; csv has a
-header row.`,
+--format json prints exactly the HTTP API's JSON; table is aligned for people (numbers and
+prices right-aligned); csv has a header row with the JSON names. In table and csv output,
+partner strings (descriptions) are escaped as Go's %q does, without the quotes — control
+characters such as ESC or NUL as \x1b, \x00, newline as \n, bidirectional overrides as
+\u202e, a backslash as \\ — so they cannot act on the terminal (SPEC §5).`,
 		Example: `  quotes query instruments
   quotes query candles DJ40J281M584 --last 30m
   quotes query candles DJ40J281M584 --from 2026-11-26T13:00:00Z --to 2026-11-26T14:00:00Z --format csv
@@ -230,41 +234,147 @@ func checkFormat(format string, allowed ...string) error {
 	return usagef("--format %q: want one of %v", format, allowed)
 }
 
+const tableTime = "2006-01-02 15:04:05"
+
+// Table output (--format table) is for people: columns padded with spaces and two spaces
+// apart, numbers and prices right-aligned in every table, times in UTC, partner strings
+// escaped (escapeText). A table printed at once is sized to its contents; a followed one
+// (query hot --follow) has fixed widths, and a value wider than its column shifts only its
+// own row.
+
+// column is one column of a table.
+type column struct {
+	title string
+	right bool // right-aligned: numbers and prices
+	width int  // minimum width; the fixed width of a followed table
+}
+
+// tableWriter prints rows under a set of columns.
+type tableWriter struct {
+	w      io.Writer
+	cols   []column
+	widths []int
+	buf    []byte
+}
+
+// newTable returns a table whose columns are as wide as their titles and minimum widths.
+func newTable(w io.Writer, cols []column) *tableWriter {
+	t := &tableWriter{w: w, cols: cols, widths: make([]int, len(cols))}
+	for i, c := range cols {
+		t.widths[i] = max(c.width, utf8.RuneCountInString(c.title))
+	}
+	return t
+}
+
+// fit widens the columns to hold rows.
+func (t *tableWriter) fit(rows [][]string) {
+	for _, r := range rows {
+		for i, cell := range r {
+			t.widths[i] = max(t.widths[i], utf8.RuneCountInString(cell))
+		}
+	}
+}
+
+func (t *tableWriter) header() error {
+	titles := make([]string, len(t.cols))
+	for i, c := range t.cols {
+		titles[i] = c.title
+	}
+	return t.row(titles)
+}
+
+// row prints one row; the last column is not padded on the right.
+func (t *tableWriter) row(cells []string) error {
+	b := t.buf[:0]
+	for i, cell := range cells {
+		if i > 0 {
+			b = append(b, "  "...)
+		}
+		pad := max(0, t.widths[i]-utf8.RuneCountInString(cell))
+		if t.cols[i].right {
+			b = appendSpaces(b, pad)
+			b = append(b, cell...)
+		} else {
+			b = append(b, cell...)
+			if i < len(cells)-1 {
+				b = appendSpaces(b, pad)
+			}
+		}
+	}
+	b = append(b, '\n')
+	t.buf = b
+	_, err := t.w.Write(b)
+	return err
+}
+
+func appendSpaces(b []byte, n int) []byte {
+	for range n {
+		b = append(b, ' ')
+	}
+	return b
+}
+
+// writeTable prints a whole table, sized to its rows, and an optional footer line.
+func writeTable(w io.Writer, cols []column, rows [][]string, footer string) error {
+	t := newTable(w, cols)
+	t.fit(rows)
+	if err := t.header(); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if err := t.row(r); err != nil {
+			return err
+		}
+	}
+	if footer != "" {
+		if _, err := io.WriteString(w, footer+"\n"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	return enc.Encode(v)
 }
 
-const tableTime = "2006-01-02 15:04:05"
+// writeCSV writes a header and rows.
+func writeCSV(w io.Writer, header []string, rows [][]string) error {
+	cw := csv.NewWriter(w)
+	cw.Write(header)
+	for _, r := range rows {
+		cw.Write(r)
+	}
+	cw.Flush()
+	return cw.Error()
+}
 
 func writeInstruments(w io.Writer, format string, ins []api.Instrument) error {
 	switch format {
 	case "json":
 		return writeJSON(w, ins)
 	case "csv":
-		cw := csv.NewWriter(w)
-		cw.Write([]string{"isin", "description", "price", "priceTs"})
-		for _, in := range ins {
+		rows := make([][]string, len(ins))
+		for i, in := range ins {
 			price, ts := "", ""
 			if in.Price != nil {
 				price, ts = in.Price.String(), in.PriceTS.Format(time.RFC3339Nano)
 			}
-			cw.Write([]string{in.ISIN, in.Description, price, ts})
+			rows[i] = []string{in.ISIN, escapeText(in.Description, 0), price, ts}
 		}
-		cw.Flush()
-		return cw.Error()
+		return writeCSV(w, []string{"isin", "description", "price", "priceTs"}, rows)
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ISIN\tPRICE\tPRICE TIME (UTC)\tDESCRIPTION")
-	for _, in := range ins {
+	rows := make([][]string, len(ins))
+	for i, in := range ins {
 		price, ts := "-", "-"
 		if in.Price != nil {
 			price, ts = in.Price.String(), in.PriceTS.Format(tableTime+".000")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", in.ISIN, price, ts, in.Description)
+		rows[i] = []string{in.ISIN, price, ts, escapeText(in.Description, 0)}
 	}
-	fmt.Fprintf(tw, "(%d instruments)\n", len(ins))
-	return tw.Flush()
+	return writeTable(w, []column{{title: "ISIN"}, {title: "PRICE", right: true}, {title: "PRICE TIME (UTC)"}, {title: "DESCRIPTION"}},
+		rows, fmt.Sprintf("(%d instruments)", len(ins)))
 }
 
 func writeCandles(w io.Writer, format string, cs []api.Candle) error {
@@ -272,23 +382,21 @@ func writeCandles(w io.Writer, format string, cs []api.Candle) error {
 	case "json":
 		return writeJSON(w, cs)
 	case "csv":
-		cw := csv.NewWriter(w)
-		cw.Write([]string{"openTimestamp", "closeTimestamp", "openPrice", "highPrice", "lowPrice", "closePrice", "quotes"})
-		for _, c := range cs {
-			cw.Write([]string{c.OpenTimestamp.Format(time.RFC3339), c.CloseTimestamp.Format(time.RFC3339),
+		rows := make([][]string, len(cs))
+		for i, c := range cs {
+			rows[i] = []string{c.OpenTimestamp.Format(time.RFC3339), c.CloseTimestamp.Format(time.RFC3339),
 				c.OpenPrice.String(), c.HighPrice.String(), c.LowPrice.String(), c.ClosePrice.String(),
-				strconv.FormatUint(c.Quotes, 10)})
+				strconv.FormatUint(c.Quotes, 10)}
 		}
-		cw.Flush()
-		return cw.Error()
+		return writeCSV(w, []string{"openTimestamp", "closeTimestamp", "openPrice", "highPrice", "lowPrice", "closePrice", "quotes"}, rows)
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "MINUTE (UTC)\tOPEN\tHIGH\tLOW\tCLOSE\tQUOTES\t")
-	for _, c := range cs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t\n", c.OpenTimestamp.Format("2006-01-02 15:04"),
-			c.OpenPrice, c.HighPrice, c.LowPrice, c.ClosePrice, c.Quotes)
+	rows := make([][]string, len(cs))
+	for i, c := range cs {
+		rows[i] = []string{c.OpenTimestamp.Format("2006-01-02 15:04"), c.OpenPrice.String(), c.HighPrice.String(),
+			c.LowPrice.String(), c.ClosePrice.String(), strconv.FormatUint(c.Quotes, 10)}
 	}
-	return tw.Flush()
+	return writeTable(w, []column{{title: "MINUTE (UTC)"}, {title: "OPEN", right: true}, {title: "HIGH", right: true},
+		{title: "LOW", right: true}, {title: "CLOSE", right: true}, {title: "QUOTES", right: true}}, rows, "")
 }
 
 // hotQuery is `quotes query hot`.
@@ -296,24 +404,34 @@ type hotQuery struct {
 	queryOptions
 	since  string
 	follow bool
+	clk    clock.Clock // paces the waits of --follow
 }
 
 func newQueryHotCmd(a *app) *cobra.Command {
-	o := &hotQuery{queryOptions: queryOptions{app: a}}
+	o := &hotQuery{queryOptions: queryOptions{app: a}, clk: clock.New()}
 	cmd := &cobra.Command{
 		Use:   "hot",
 		Short: "Print hot-instrument events (moves of more than 10 % against 5 minutes earlier)",
 		Long: `hot prints the stored hot events (SPEC §4.5), oldest first. Events are kept at least as
-long as the hot window. --since limits them to events at or after a time; --follow keeps
-printing new events as they happen (one JSON object per line with --format json) until
-Ctrl-C. Event ids are the WAL sequence of the triggering quote: stable across restarts and
-replays.`,
+long as the hot window. --since limits them to events at or after a time. Event ids are the
+WAL sequence of the triggering quote: stable across restarts and replays.
+
+--follow keeps printing new events as they happen until Ctrl-C: a table with fixed column
+widths (header once), csv rows, or one JSON object per line with --format json. It
+follows the process that holds --data (ingest, or serve, with its HTTP API; found via
+--data/running.json) over its Server-Sent Events stream. When that process stops, the
+command says so on stderr and waits for the next one on the same directory, then resumes
+after the last event it printed (Last-Event-ID): nothing is printed twice or skipped. On a
+directory no process holds, it prints the stored events, says that it is waiting and why —
+nothing adds events to a directory no process holds — and follows the next ingest that
+starts on it. It never holds the directory while it waits, so that ingest can start.`,
 		Example: `  quotes query hot
-  quotes query hot --since 2026-11-26T13:00:00Z --format json
+  quotes query hot --since 2026-11-26T13:00:00Z --format csv
+  quotes query hot --follow
   quotes query hot --follow --format json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkFormat(o.format, "table", "json"); err != nil {
+			if err := checkFormat(o.format, "table", "json", "csv"); err != nil {
 				return err
 			}
 			if o.clickhouse != "" {
@@ -327,76 +445,110 @@ replays.`,
 				}
 				since = t.UnixNano()
 			}
+			if o.follow {
+				return o.runFollow(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), since)
+			}
 			return o.withBackend(cmd.Context(), func(b api.Backend) error {
-				return o.run(cmd.Context(), cmd.OutOrStdout(), b, since)
+				events, err := b.HotEvents(cmd.Context(), 0, since, 0)
+				if err != nil {
+					return err
+				}
+				return writeHot(cmd.OutOrStdout(), o.format, events)
 			})
 		},
 	}
-	o.bind(cmd, "table, json")
+	o.bind(cmd, "table, json, csv")
 	cmd.Flags().StringVar(&o.since, "since", "", "only events at or after this time (RFC 3339)")
-	cmd.Flags().BoolVar(&o.follow, "follow", false, "keep printing new events until interrupted")
+	cmd.Flags().BoolVar(&o.follow, "follow", false, "keep printing new events until interrupted, across restarts of the process that holds --data")
 	return cmd
 }
 
-func (o *hotQuery) run(ctx context.Context, w io.Writer, b api.Backend, since int64) error {
-	changed := b.HotEventsChanged()
-	events, err := b.HotEvents(ctx, 0, since, 0)
-	if err != nil {
-		return err
-	}
-	if !o.follow {
-		if o.format == "json" {
-			out := make([]json.RawMessage, len(events))
-			for i := range events {
-				out[i] = events[i].AppendJSON(nil)
-			}
-			return writeJSON(w, out)
-		}
-		return writeHotTable(w, events, true)
-	}
-	var last uint64
-	header := true
-	for {
-		if o.format == "json" {
-			for i := range events {
-				if _, err := w.Write(append(events[i].AppendJSON(nil), '\n')); err != nil {
-					return err
-				}
-			}
-		} else if len(events) > 0 || header {
-			if err := writeHotTable(w, events, header); err != nil {
-				return err
-			}
-			header = false
-		}
-		if n := len(events); n > 0 {
-			last = events[n-1].ID
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-changed:
-		}
-		changed = b.HotEventsChanged()
-		if events, err = b.HotEvents(ctx, last, since, 0); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
+// hotColumns are the columns of the hot event table; fixed sets the widths of a followed
+// table (ids of up to 8 digits, prices of up to 12 characters), whose rows are printed
+// before the next ones are known.
+func hotColumns(fixed bool) []column {
+	cols := []column{{title: "ID", right: true, width: 8}, {title: "TIME (UTC)", width: 23}, {title: "ISIN", width: 12},
+		{title: "PRICE", right: true, width: 12}, {title: "REFERENCE", right: true, width: 12},
+		{title: "REFERENCE TIME (UTC)", width: 23}, {title: "CHANGE %", right: true, width: 10}}
+	if !fixed {
+		for i := range cols {
+			cols[i].width = 0
 		}
 	}
+	return cols
 }
 
-func writeHotTable(w io.Writer, events []hot.Event, header bool) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	if header {
-		fmt.Fprintln(tw, "ID\tTIME (UTC)\tISIN\tPRICE\tREFERENCE\tREFERENCE TIME\tCHANGE %")
+var hotCSVHeader = []string{"id", "ts", "isin", "price", "referencePrice", "referenceTs", "changePercent"}
+
+func hotTableRow(e *hot.Event) []string {
+	return []string{strconv.FormatUint(e.ID, 10), time.Unix(0, e.TS).UTC().Format(tableTime + ".000"), e.ISIN.String(),
+		e.Price.String(), e.ReferencePrice.String(), time.Unix(0, e.ReferenceTS).UTC().Format(tableTime + ".000"),
+		e.ChangePercent.String()}
+}
+
+func hotCSVRow(e *hot.Event) []string {
+	return []string{strconv.FormatUint(e.ID, 10), time.Unix(0, e.TS).UTC().Format(time.RFC3339Nano), e.ISIN.String(),
+		e.Price.String(), e.ReferencePrice.String(), time.Unix(0, e.ReferenceTS).UTC().Format(time.RFC3339Nano),
+		e.ChangePercent.String()}
+}
+
+// writeHot prints events at once: a JSON array (the API's), a sized table, or csv.
+func writeHot(w io.Writer, format string, events []hot.Event) error {
+	switch format {
+	case "json":
+		out := make([]json.RawMessage, len(events))
+		for i := range events {
+			out[i] = events[i].AppendJSON(nil)
+		}
+		return writeJSON(w, out)
+	case "csv":
+		rows := make([][]string, len(events))
+		for i := range events {
+			rows[i] = hotCSVRow(&events[i])
+		}
+		return writeCSV(w, hotCSVHeader, rows)
 	}
+	rows := make([][]string, len(events))
 	for i := range events {
-		e := &events[i]
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID,
-			time.Unix(0, e.TS).UTC().Format(tableTime+".000"), e.ISIN, e.Price, e.ReferencePrice,
-			time.Unix(0, e.ReferenceTS).UTC().Format(tableTime+".000"), e.ChangePercent)
+		rows[i] = hotTableRow(&events[i])
 	}
-	return tw.Flush()
+	return writeTable(w, hotColumns(false), rows, "")
+}
+
+// hotStreamPrinter prints followed events as they come: a fixed-width table, csv, or one
+// JSON object per line.
+type hotStreamPrinter struct {
+	w      io.Writer
+	format string
+	table  *tableWriter
+	csv    *csv.Writer
+}
+
+// newHotStreamPrinter prints the header, if the format has one.
+func newHotStreamPrinter(w io.Writer, format string) (*hotStreamPrinter, error) {
+	p := &hotStreamPrinter{w: w, format: format}
+	switch format {
+	case "table":
+		p.table = newTable(w, hotColumns(true))
+		return p, p.table.header()
+	case "csv":
+		p.csv = csv.NewWriter(w)
+		p.csv.Write(hotCSVHeader)
+		p.csv.Flush()
+		return p, p.csv.Error()
+	}
+	return p, nil
+}
+
+func (p *hotStreamPrinter) print(e *hot.Event) error {
+	switch p.format {
+	case "table":
+		return p.table.row(hotTableRow(e))
+	case "csv":
+		p.csv.Write(hotCSVRow(e))
+		p.csv.Flush()
+		return p.csv.Error()
+	}
+	_, err := p.w.Write(append(e.AppendJSON(nil), '\n'))
+	return err
 }

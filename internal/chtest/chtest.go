@@ -9,7 +9,9 @@
 //
 // When no ClickHouse binary is installed (scripts/deps.sh installs one) or the server does
 // not come up, Start skips the test, except when the CI environment variable is set: then
-// it fails loudly, so a CI run never passes by skipping its integration tests.
+// it fails loudly, so a CI run never passes by skipping its integration tests. In -short
+// mode (make test-unit) Start and Shared.Get skip the test without starting a server,
+// again except when CI is set.
 //
 // Start-up is fast (about 0.1–0.3 s for 18.16 on an idle machine), so every test can have a
 // server of its own; Shared hands out one server per test binary for packages with many
@@ -63,6 +65,7 @@ type Server struct {
 // when it skips or fails.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	skipShort(t)
 	s, err := start(t.TempDir())
 	if err != nil {
 		unavailable(t, err)
@@ -70,6 +73,15 @@ func Start(t testing.TB) *Server {
 	}
 	t.Cleanup(s.Stop)
 	return s
+}
+
+// skipShort skips an integration test in -short mode, unless CI is set: a CI run never
+// skips its integration tests.
+func skipShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() && os.Getenv("CI") == "" {
+		t.Skip("chtest: integration test with a ClickHouse server, skipped in -short mode")
+	}
 }
 
 // unavailable fails (CI) or skips the test because no server could be had.
@@ -330,6 +342,7 @@ type Shared struct {
 // or fails.
 func (sh *Shared) Get(t testing.TB) *Server {
 	t.Helper()
+	skipShort(t)
 	sh.once.Do(func() {
 		sh.dir, sh.err = os.MkdirTemp("", "chtest-")
 		if sh.err != nil {

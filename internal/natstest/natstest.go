@@ -8,7 +8,8 @@
 // The binary is found in PATH, in $GOBIN, or in $(go env GOPATH)/bin, where scripts/deps.sh
 // installs it (`go install github.com/nats-io/nats-server/v2@v2.15.2`). When it is missing or
 // does not come up, Start skips the test, except when the CI environment variable is set:
-// then it fails, so a CI run never passes by skipping.
+// then it fails, so a CI run never passes by skipping. In -short mode (make test-unit) Start
+// skips the test without starting a server, again except when CI is set.
 package natstest
 
 import (
@@ -76,6 +77,9 @@ func Binary() (string, error) {
 // Start starts a server with JetStream for t and kills it when t ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	if testing.Short() && os.Getenv("CI") == "" {
+		t.Skip("natstest: integration test with a NATS server, skipped in -short mode")
+	}
 	bin, err := Binary()
 	if err != nil {
 		unavailable(t, err)

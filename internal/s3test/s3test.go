@@ -8,7 +8,9 @@
 // The binary is found in PATH, in $GOBIN, or in $(go env GOPATH)/bin, where
 // scripts/deps.sh installs it (`go install github.com/versity/versitygw/cmd/versitygw@v1.8.0`).
 // When it is missing or does not come up, Start skips the test, except when the CI
-// environment variable is set: then it fails, so a CI run never passes by skipping.
+// environment variable is set: then it fails, so a CI run never passes by skipping. In
+// -short mode (make test-unit) Start skips the test without starting a server, again
+// except when CI is set.
 package s3test
 
 import (
@@ -89,6 +91,9 @@ func Binary() (string, error) {
 // Start starts a gateway for t with the bucket Bucket, and kills it when t ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	if testing.Short() && os.Getenv("CI") == "" {
+		t.Skip("s3test: integration test with an S3 server, skipped in -short mode")
+	}
 	bin, err := Binary()
 	if err != nil {
 		unavailable(t, err)

@@ -55,6 +55,9 @@ func TestDiskFull(t *testing.T) {
 	isin := mustISIN("US0378331005")
 	ts := func(d time.Duration) int64 { return t0.Add(d).UnixNano() }
 	src.in <- []feed.Message{{TS: ts(time.Second), Kind: feed.KindAdd, ISIN: isin, Description: "Apple"}}
+	for i := 0; i < 1e6 && e.WALLastSeq() < 1; i++ {
+		runtime.Gosched() // the ADD is appended before the disk fills up
+	}
 
 	free.Store(100 << 20) // 100 MiB: below the minimum
 	settle := func(cond func() bool) bool {

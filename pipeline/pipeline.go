@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -98,6 +99,9 @@ type Pipeline struct {
 	lastCkpt int64    // watermark at the last checkpoint
 	ckptSeq  uint64   // sequence of the last checkpoint
 	expired  int64    // minute of the last hot.Detector.Expire: MinuteOf(watermark) after every record
+	// inflight are the runs the Writer derived and has not committed yet, oldest first:
+	// their closed minutes are no longer open in agg and not yet in the store.
+	inflight []*derived
 
 	// The commit half: commitMu serialises the hot detector and the store writes.
 	commitMu sync.Mutex
@@ -199,13 +203,16 @@ func (p *Pipeline) applyMessages(first uint64, msgs []feed.Message) error {
 // derived is what applying a run of records to the aggregator produced, ready for the
 // commit half: the hot detector's operations in order, and the store's items.
 type derived struct {
-	last      uint64 // last sequence applied
-	skipTo    uint64 // hot events with an id ≤ skipTo are already stored
-	ops       []hotOp
-	closed    []aggregate.Candle
-	late      []aggregate.Candle
-	outbox    []store.OutboxItem
-	aggState  []byte // set when a checkpoint is due after this run
+	last     uint64 // last sequence applied
+	skipTo   uint64 // hot events with an id ≤ skipTo are already stored
+	ops      []hotOp
+	closed   []aggregate.Candle
+	late     []aggregate.Candle
+	outbox   []store.OutboxItem
+	aggState []byte // set when a checkpoint is due after this run
+	// inflight is set when the run is in Pipeline.inflight (Writer): its closed and late
+	// candles are served from there until commit writes them to the store.
+	inflight  bool
 	watermark int64
 }
 
@@ -294,10 +301,18 @@ func (p *Pipeline) commit(d *derived) error {
 		}
 	}
 	b := store.Batch{Seq: d.last, Closed: d.closed, Late: d.late, Events: p.events, Outbox: d.outbox}
-	if !b.Empty() {
-		if err := p.store.Apply(&b); err != nil {
+	if d.inflight {
+		// The candles leave inflight as they land in the store, under p.mu: a query sees
+		// them in exactly one of the two.
+		p.mu.Lock()
+		err := p.applyBatch(&b)
+		p.inflight = slices.DeleteFunc(p.inflight, func(x *derived) bool { return x == d })
+		p.mu.Unlock()
+		if err != nil {
 			return err
 		}
+	} else if err := p.applyBatch(&b); err != nil {
+		return err
 	}
 	if len(d.outbox) > 0 {
 		p.outboxChanged.notify()
@@ -309,6 +324,13 @@ func (p *Pipeline) commit(d *derived) error {
 		return p.checkpoint(d.last, d.watermark, d.aggState)
 	}
 	return nil
+}
+
+func (p *Pipeline) applyBatch(b *store.Batch) error {
+	if b.Empty() {
+		return nil
+	}
+	return p.store.Apply(b)
 }
 
 // Finish closes every open minute at the end of a replay's input, flushes and

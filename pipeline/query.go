@@ -75,7 +75,7 @@ func (p *Pipeline) Candles(isin feed.ISIN, r CandleRange) ([]aggregate.Candle, e
 	if err != nil {
 		return nil, err
 	}
-	lists := [][]aggregate.Candle{closed, p.agg.OpenCandles(isin)}
+	lists := [][]aggregate.Candle{closed, p.agg.OpenCandles(isin), p.inflightCandles(isin, inst.Incarnation, to)}
 	if !gr.HasPrev {
 		prev, found, err := p.store.CandleBefore(isin, inst.Incarnation, from)
 		if err != nil {
@@ -154,4 +154,22 @@ func (n *notifier) isClosed() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.closed
+}
+
+// inflightCandles returns the closed and late candles of (isin, incarnation) before to that
+// the Writer derived and has not yet written to the store (earlier ones serve FillGaps as
+// the previous close); p.mu must be held.
+func (p *Pipeline) inflightCandles(isin feed.ISIN, incarnation uint64, to int64) []aggregate.Candle {
+	var out []aggregate.Candle
+	for _, d := range p.inflight {
+		for _, list := range [][]aggregate.Candle{d.closed, d.late} {
+			for i := range list {
+				c := &list[i]
+				if c.ISIN == isin && c.Incarnation == incarnation && c.Minute < to {
+					out = append(out, *c)
+				}
+			}
+		}
+	}
+	return out
 }

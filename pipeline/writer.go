@@ -121,6 +121,10 @@ func (w *Writer) applyLoop() {
 		}
 		w.p.mu.Lock()
 		d, err := w.p.derive(j.first, j.msgs, false)
+		if err == nil && (len(d.closed) > 0 || len(d.late) > 0) {
+			d.inflight = true
+			w.p.inflight = append(w.p.inflight, d)
+		}
 		w.p.mu.Unlock()
 		if err != nil {
 			w.fail(err)

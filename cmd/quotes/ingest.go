@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/quotesdev/quotes/api"
 	"github.com/quotesdev/quotes/engine"
 	"github.com/quotesdev/quotes/feed"
 	"github.com/quotesdev/quotes/source"
@@ -136,19 +137,19 @@ func (o *ingestOptions) run(ctx context.Context, cmd *cobra.Command) error {
 		}
 		defer record.Close()
 	}
-	var srv *apiServer
+	var srv *api.Service
 	if o.http.addr != "" {
-		if srv, err = startAPI(o.http, apiSettings{hotWindow: eopts.Settings.HotWindow, localToken: eopts.Token}, reg, logger, o.clock); err != nil {
+		if srv, err = startAPI(o.http, eopts.Settings.HotWindow, eopts.Token, reg, logger, o.clock); err != nil {
 			return err
 		}
-		defer srv.stop()
-		eopts.RecoveryProgress = srv.progress
-		eopts.Announce = &engine.Running{Command: "ingest", HTTP: srv.hostPort()}
+		defer srv.Stop()
+		eopts.RecoveryProgress = srv.Progress
+		eopts.Announce = &engine.Running{Command: "ingest", HTTP: srv.Announced()}
 	} else {
 		eopts.Announce = &engine.Running{Command: "ingest"}
 	}
 	if o.ready != nil && srv != nil {
-		o.ready <- srv.addr
+		o.ready <- srv.Addr()
 	}
 	eng, err := engine.Open(eopts)
 	if err != nil {
@@ -177,8 +178,8 @@ func (o *ingestOptions) run(ctx context.Context, cmd *cobra.Command) error {
 		return usagef("--source %q: %v", o.source, err)
 	}
 	if srv != nil {
-		srv.setAdmin(eng.AdminHandler(backfillOpener))
-		srv.setBackend(eng.Backend(), func() error {
+		srv.SetAdmin(eng.AdminHandler(backfillOpener))
+		srv.SetBackend(eng.Backend(), func() error {
 			if err := eng.DiskErr(); err != nil {
 				return err
 			}

@@ -2,14 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/benbjohnson/clock"
 	"github.com/spf13/cobra"
@@ -18,8 +14,8 @@ import (
 	"github.com/quotesdev/quotes/engine"
 	"github.com/quotesdev/quotes/export"
 	"github.com/quotesdev/quotes/feed"
-	"github.com/quotesdev/quotes/hot"
 	"github.com/quotesdev/quotes/pipeline"
+	"github.com/quotesdev/quotes/render"
 )
 
 // queryOptions are the flags every `quotes query` subcommand shares.
@@ -126,7 +122,7 @@ func newQueryInstrumentsCmd(a *app) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return writeInstruments(cmd.OutOrStdout(), o.format, ins)
+				return render.Instruments(cmd.OutOrStdout(), o.format, ins)
 			})
 		},
 	}
@@ -174,7 +170,7 @@ close, with 0 quotes.`,
 				if err != nil {
 					return err
 				}
-				return writeCandles(cmd.OutOrStdout(), o.format, cs)
+				return render.Candles(cmd.OutOrStdout(), o.format, cs)
 			})
 		},
 	}
@@ -234,171 +230,6 @@ func checkFormat(format string, allowed ...string) error {
 	return usagef("--format %q: want one of %v", format, allowed)
 }
 
-const tableTime = "2006-01-02 15:04:05"
-
-// Table output (--format table) is for people: columns padded with spaces and two spaces
-// apart, numbers and prices right-aligned in every table, times in UTC, partner strings
-// escaped (escapeText). A table printed at once is sized to its contents; a followed one
-// (query hot --follow) has fixed widths, and a value wider than its column shifts only its
-// own row.
-
-// column is one column of a table.
-type column struct {
-	title string
-	right bool // right-aligned: numbers and prices
-	width int  // minimum width; the fixed width of a followed table
-}
-
-// tableWriter prints rows under a set of columns.
-type tableWriter struct {
-	w      io.Writer
-	cols   []column
-	widths []int
-	buf    []byte
-}
-
-// newTable returns a table whose columns are as wide as their titles and minimum widths.
-func newTable(w io.Writer, cols []column) *tableWriter {
-	t := &tableWriter{w: w, cols: cols, widths: make([]int, len(cols))}
-	for i, c := range cols {
-		t.widths[i] = max(c.width, utf8.RuneCountInString(c.title))
-	}
-	return t
-}
-
-// fit widens the columns to hold rows.
-func (t *tableWriter) fit(rows [][]string) {
-	for _, r := range rows {
-		for i, cell := range r {
-			t.widths[i] = max(t.widths[i], utf8.RuneCountInString(cell))
-		}
-	}
-}
-
-func (t *tableWriter) header() error {
-	titles := make([]string, len(t.cols))
-	for i, c := range t.cols {
-		titles[i] = c.title
-	}
-	return t.row(titles)
-}
-
-// row prints one row; the last column is not padded on the right.
-func (t *tableWriter) row(cells []string) error {
-	b := t.buf[:0]
-	for i, cell := range cells {
-		if i > 0 {
-			b = append(b, "  "...)
-		}
-		pad := max(0, t.widths[i]-utf8.RuneCountInString(cell))
-		if t.cols[i].right {
-			b = appendSpaces(b, pad)
-			b = append(b, cell...)
-		} else {
-			b = append(b, cell...)
-			if i < len(cells)-1 {
-				b = appendSpaces(b, pad)
-			}
-		}
-	}
-	b = append(b, '\n')
-	t.buf = b
-	_, err := t.w.Write(b)
-	return err
-}
-
-func appendSpaces(b []byte, n int) []byte {
-	for range n {
-		b = append(b, ' ')
-	}
-	return b
-}
-
-// writeTable prints a whole table, sized to its rows, and an optional footer line.
-func writeTable(w io.Writer, cols []column, rows [][]string, footer string) error {
-	t := newTable(w, cols)
-	t.fit(rows)
-	if err := t.header(); err != nil {
-		return err
-	}
-	for _, r := range rows {
-		if err := t.row(r); err != nil {
-			return err
-		}
-	}
-	if footer != "" {
-		if _, err := io.WriteString(w, footer+"\n"); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	return enc.Encode(v)
-}
-
-// writeCSV writes a header and rows.
-func writeCSV(w io.Writer, header []string, rows [][]string) error {
-	cw := csv.NewWriter(w)
-	cw.Write(header)
-	for _, r := range rows {
-		cw.Write(r)
-	}
-	cw.Flush()
-	return cw.Error()
-}
-
-func writeInstruments(w io.Writer, format string, ins []api.Instrument) error {
-	switch format {
-	case "json":
-		return writeJSON(w, ins)
-	case "csv":
-		rows := make([][]string, len(ins))
-		for i, in := range ins {
-			price, ts := "", ""
-			if in.Price != nil {
-				price, ts = in.Price.String(), in.PriceTS.Format(time.RFC3339Nano)
-			}
-			rows[i] = []string{in.ISIN, escapeText(in.Description, 0), price, ts}
-		}
-		return writeCSV(w, []string{"isin", "description", "price", "priceTs"}, rows)
-	}
-	rows := make([][]string, len(ins))
-	for i, in := range ins {
-		price, ts := "-", "-"
-		if in.Price != nil {
-			price, ts = in.Price.String(), in.PriceTS.Format(tableTime+".000")
-		}
-		rows[i] = []string{in.ISIN, price, ts, escapeText(in.Description, 0)}
-	}
-	return writeTable(w, []column{{title: "ISIN"}, {title: "PRICE", right: true}, {title: "PRICE TIME (UTC)"}, {title: "DESCRIPTION"}},
-		rows, fmt.Sprintf("(%d instruments)", len(ins)))
-}
-
-func writeCandles(w io.Writer, format string, cs []api.Candle) error {
-	switch format {
-	case "json":
-		return writeJSON(w, cs)
-	case "csv":
-		rows := make([][]string, len(cs))
-		for i, c := range cs {
-			rows[i] = []string{c.OpenTimestamp.Format(time.RFC3339), c.CloseTimestamp.Format(time.RFC3339),
-				c.OpenPrice.String(), c.HighPrice.String(), c.LowPrice.String(), c.ClosePrice.String(),
-				strconv.FormatUint(c.Quotes, 10)}
-		}
-		return writeCSV(w, []string{"openTimestamp", "closeTimestamp", "openPrice", "highPrice", "lowPrice", "closePrice", "quotes"}, rows)
-	}
-	rows := make([][]string, len(cs))
-	for i, c := range cs {
-		rows[i] = []string{c.OpenTimestamp.Format("2006-01-02 15:04"), c.OpenPrice.String(), c.HighPrice.String(),
-			c.LowPrice.String(), c.ClosePrice.String(), strconv.FormatUint(c.Quotes, 10)}
-	}
-	return writeTable(w, []column{{title: "MINUTE (UTC)"}, {title: "OPEN", right: true}, {title: "HIGH", right: true},
-		{title: "LOW", right: true}, {title: "CLOSE", right: true}, {title: "QUOTES", right: true}}, rows, "")
-}
-
 // hotQuery is `quotes query hot`.
 type hotQuery struct {
 	queryOptions
@@ -453,7 +284,7 @@ starts on it. It never holds the directory while it waits, so that ingest can st
 				if err != nil {
 					return err
 				}
-				return writeHot(cmd.OutOrStdout(), o.format, events)
+				return render.Hot(cmd.OutOrStdout(), o.format, events)
 			})
 		},
 	}
@@ -461,94 +292,4 @@ starts on it. It never holds the directory while it waits, so that ingest can st
 	cmd.Flags().StringVar(&o.since, "since", "", "only events at or after this time (RFC 3339)")
 	cmd.Flags().BoolVar(&o.follow, "follow", false, "keep printing new events until interrupted, across restarts of the process that holds --data")
 	return cmd
-}
-
-// hotColumns are the columns of the hot event table; fixed sets the widths of a followed
-// table (ids of up to 8 digits, prices of up to 12 characters), whose rows are printed
-// before the next ones are known.
-func hotColumns(fixed bool) []column {
-	cols := []column{{title: "ID", right: true, width: 8}, {title: "TIME (UTC)", width: 23}, {title: "ISIN", width: 12},
-		{title: "PRICE", right: true, width: 12}, {title: "REFERENCE", right: true, width: 12},
-		{title: "REFERENCE TIME (UTC)", width: 23}, {title: "CHANGE %", right: true, width: 10}}
-	if !fixed {
-		for i := range cols {
-			cols[i].width = 0
-		}
-	}
-	return cols
-}
-
-var hotCSVHeader = []string{"id", "ts", "isin", "price", "referencePrice", "referenceTs", "changePercent"}
-
-func hotTableRow(e *hot.Event) []string {
-	return []string{strconv.FormatUint(e.ID, 10), time.Unix(0, e.TS).UTC().Format(tableTime + ".000"), e.ISIN.String(),
-		e.Price.String(), e.ReferencePrice.String(), time.Unix(0, e.ReferenceTS).UTC().Format(tableTime + ".000"),
-		e.ChangePercent.String()}
-}
-
-func hotCSVRow(e *hot.Event) []string {
-	return []string{strconv.FormatUint(e.ID, 10), time.Unix(0, e.TS).UTC().Format(time.RFC3339Nano), e.ISIN.String(),
-		e.Price.String(), e.ReferencePrice.String(), time.Unix(0, e.ReferenceTS).UTC().Format(time.RFC3339Nano),
-		e.ChangePercent.String()}
-}
-
-// writeHot prints events at once: a JSON array (the API's), a sized table, or csv.
-func writeHot(w io.Writer, format string, events []hot.Event) error {
-	switch format {
-	case "json":
-		out := make([]json.RawMessage, len(events))
-		for i := range events {
-			out[i] = events[i].AppendJSON(nil)
-		}
-		return writeJSON(w, out)
-	case "csv":
-		rows := make([][]string, len(events))
-		for i := range events {
-			rows[i] = hotCSVRow(&events[i])
-		}
-		return writeCSV(w, hotCSVHeader, rows)
-	}
-	rows := make([][]string, len(events))
-	for i := range events {
-		rows[i] = hotTableRow(&events[i])
-	}
-	return writeTable(w, hotColumns(false), rows, "")
-}
-
-// hotStreamPrinter prints followed events as they come: a fixed-width table, csv, or one
-// JSON object per line.
-type hotStreamPrinter struct {
-	w      io.Writer
-	format string
-	table  *tableWriter
-	csv    *csv.Writer
-}
-
-// newHotStreamPrinter prints the header, if the format has one.
-func newHotStreamPrinter(w io.Writer, format string) (*hotStreamPrinter, error) {
-	p := &hotStreamPrinter{w: w, format: format}
-	switch format {
-	case "table":
-		p.table = newTable(w, hotColumns(true))
-		return p, p.table.header()
-	case "csv":
-		p.csv = csv.NewWriter(w)
-		p.csv.Write(hotCSVHeader)
-		p.csv.Flush()
-		return p, p.csv.Error()
-	}
-	return p, nil
-}
-
-func (p *hotStreamPrinter) print(e *hot.Event) error {
-	switch p.format {
-	case "table":
-		return p.table.row(hotTableRow(e))
-	case "csv":
-		p.csv.Write(hotCSVRow(e))
-		p.csv.Flush()
-		return p.csv.Error()
-	}
-	_, err := p.w.Write(append(e.AppendJSON(nil), '\n'))
-	return err
 }

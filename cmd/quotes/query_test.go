@@ -19,6 +19,7 @@ import (
 	"github.com/quotesdev/quotes/feed"
 	"github.com/quotesdev/quotes/hot"
 	"github.com/quotesdev/quotes/pipeline"
+	"github.com/quotesdev/quotes/render"
 	"github.com/quotesdev/quotes/wal"
 )
 
@@ -59,7 +60,7 @@ func TestQueryHot(t *testing.T) {
 	if table != want {
 		t.Errorf("table output:\n%s\nwant:\n%s", table, want)
 	}
-	checkAligned(t, table, hotColumns(false))
+	checkAligned(t, table, render.HotColumns(false))
 
 	csvOut := mustExecute(t, "query", "hot", "--data", data, "--format", "csv", "--since", "2026-11-26T13:10:00Z")
 	wantCSV := `id,ts,isin,price,referencePrice,referenceTs,changePercent
@@ -73,7 +74,7 @@ func TestQueryHot(t *testing.T) {
 
 // checkAligned checks that every line of a table has each right-aligned column ending, and
 // each left-aligned one starting, where its title does in the header line.
-func checkAligned(t *testing.T, table string, cols []column) {
+func checkAligned(t *testing.T, table string, cols []render.Column) {
 	t.Helper()
 	lines := strings.Split(strings.TrimSuffix(table, "\n"), "\n")
 	header := lines[0]
@@ -82,17 +83,17 @@ func checkAligned(t *testing.T, table string, cols []column) {
 			continue
 		}
 		for _, c := range cols {
-			at := strings.Index(header, c.title)
+			at := strings.Index(header, c.Title)
 			if at < 0 {
-				t.Fatalf("no column %q in header %q", c.title, header)
+				t.Fatalf("no column %q in header %q", c.Title, header)
 			}
-			if c.right {
-				end := at + len(c.title)
+			if c.Right {
+				end := at + len(c.Title)
 				if len(line) < end || line[end-1] == ' ' || len(line) > end && line[end] != ' ' {
-					t.Errorf("column %s is not right-aligned in line\n%q\nunder\n%q", c.title, line, header)
+					t.Errorf("column %s is not right-aligned in line\n%q\nunder\n%q", c.Title, line, header)
 				}
 			} else if len(line) <= at || line[at] == ' ' || at > 0 && line[at-1] != ' ' {
-				t.Errorf("column %s is not left-aligned in line\n%q\nunder\n%q", c.title, line, header)
+				t.Errorf("column %s is not left-aligned in line\n%q\nunder\n%q", c.Title, line, header)
 			}
 		}
 	}
@@ -126,7 +127,7 @@ func TestQueryTablesEscapeAndAlign(t *testing.T) {
 	if !strings.Contains(table, escaped+"\n") {
 		t.Errorf("the instruments table does not show the description as %s:\n%s", escaped, table)
 	}
-	checkAligned(t, table, []column{{title: "ISIN"}, {title: "PRICE", right: true}, {title: "PRICE TIME (UTC)"}, {title: "DESCRIPTION"}})
+	checkAligned(t, table, []render.Column{{Title: "ISIN"}, {Title: "PRICE", Right: true}, {Title: "PRICE TIME (UTC)"}, {Title: "DESCRIPTION"}})
 	if !regexp.MustCompile(`\nNONE00000003 +-  -  +no quote\n`).MatchString(table) {
 		t.Errorf("an instrument without a price is not shown with - right-aligned:\n%s", table)
 	}
@@ -146,8 +147,8 @@ func TestQueryTablesEscapeAndAlign(t *testing.T) {
 	}
 
 	candles := mustExecute(t, "query", "candles", "EVIL00000001", "--data", data, "--from", "2026-11-26T13:00:00Z", "--to", "2026-11-26T13:02:00Z")
-	checkAligned(t, candles, []column{{title: "MINUTE (UTC)"}, {title: "OPEN", right: true}, {title: "HIGH", right: true},
-		{title: "LOW", right: true}, {title: "CLOSE", right: true}, {title: "QUOTES", right: true}})
+	checkAligned(t, candles, []render.Column{{Title: "MINUTE (UTC)"}, {Title: "OPEN", Right: true}, {Title: "HIGH", Right: true},
+		{Title: "LOW", Right: true}, {Title: "CLOSE", Right: true}, {Title: "QUOTES", Right: true}})
 	if !strings.Contains(candles, "100000.25") || strings.Count(candles, "\n") != 3 {
 		t.Errorf("candles table:\n%s", candles)
 	}
@@ -462,7 +463,7 @@ func TestQueryHotFollow(t *testing.T) {
 			switch format {
 			case "table":
 				// Fixed widths: the rows printed one by one line up with the header.
-				checkAligned(t, got, hotColumns(true))
+				checkAligned(t, got, render.HotColumns(true))
 				if lines := strings.Split(got, "\n"); len(lines[0]) != len(strings.TrimRight(lines[1], " ")) {
 					t.Errorf("header and rows have different widths:\n%s", got)
 				}

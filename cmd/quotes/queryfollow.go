@@ -17,6 +17,7 @@ import (
 
 	"github.com/quotesdev/quotes/engine"
 	"github.com/quotesdev/quotes/hot"
+	"github.com/quotesdev/quotes/render"
 )
 
 const (
@@ -33,7 +34,7 @@ type hotFollower struct {
 	dir    string
 	since  int64
 	clk    clock.Clock
-	out    *hotStreamPrinter
+	out    *render.HotStream
 	errw   io.Writer
 	client *http.Client
 
@@ -54,7 +55,7 @@ func (o *hotQuery) runFollow(ctx context.Context, w, errw io.Writer, since int64
 		return err
 	}
 	eopts.ReadOnly = true
-	out, err := newHotStreamPrinter(w, o.format)
+	out, err := render.NewHotStream(w, o.format)
 	if err != nil {
 		return err
 	}
@@ -168,7 +169,7 @@ func (f *hotFollower) emit(events ...hot.Event) error {
 		if e.TS < f.since {
 			continue
 		}
-		if err := f.out.print(e); err != nil {
+		if err := f.out.Print(e); err != nil {
 			return &printError{fmt.Errorf("print hot event: %w", err)}
 		}
 	}

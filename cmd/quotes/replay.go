@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/quotesdev/quotes/api"
 	"github.com/quotesdev/quotes/engine"
 	"github.com/quotesdev/quotes/export"
 	"github.com/quotesdev/quotes/feed"
@@ -231,14 +232,14 @@ func (o *replayOptions) run(ctx context.Context, cmd *cobra.Command, args []stri
 	eopts.Clock = o.clock
 	eopts.MinFreeDisk = minFree
 	eopts.Token = engine.NewToken()
-	var srv *apiServer
+	var srv *api.Service
 	if o.http.addr != "" {
-		if srv, err = startAPI(o.http, apiSettings{hotWindow: eopts.Settings.HotWindow, localToken: eopts.Token}, reg, logger, o.clock); err != nil {
+		if srv, err = startAPI(o.http, eopts.Settings.HotWindow, eopts.Token, reg, logger, o.clock); err != nil {
 			return err
 		}
-		defer srv.stop()
-		eopts.RecoveryProgress = srv.progress
-		eopts.Announce = &engine.Running{Command: "replay", HTTP: srv.hostPort()}
+		defer srv.Stop()
+		eopts.RecoveryProgress = srv.Progress
+		eopts.Announce = &engine.Running{Command: "replay", HTTP: srv.Announced()}
 	} else {
 		eopts.Announce = &engine.Running{Command: "replay"}
 	}
@@ -253,8 +254,8 @@ func (o *replayOptions) run(ctx context.Context, cmd *cobra.Command, args []stri
 		}
 	}()
 	if srv != nil {
-		srv.setAdmin(eng.AdminHandler(backfillOpener))
-		srv.setBackend(eng.Backend(), nil)
+		srv.SetAdmin(eng.AdminHandler(backfillOpener))
+		srv.SetBackend(eng.Backend(), nil)
 	}
 
 	var total int64

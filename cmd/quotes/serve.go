@@ -91,7 +91,7 @@ func (o *serveOptions) run(ctx context.Context, cmd *cobra.Command) error {
 		hotWindow = st.HotWindow
 	}
 	token := engine.NewToken()
-	srv, err := startAPI(o.http, apiSettings{hotWindow: hotWindow, localToken: token}, reg, logger, clock.New())
+	srv, err := startAPI(o.http, hotWindow, token, reg, logger, clock.New())
 	if err != nil {
 		return err
 	}
@@ -102,24 +102,24 @@ func (o *serveOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	if o.clickhouse == "" || dirExists(o.data.dir) {
 		eopts, err := o.data.engineOptions(logger, reg)
 		if err != nil {
-			srv.stop()
+			srv.Stop()
 			return err
 		}
 		eopts.ReadOnly = true
-		eopts.Announce = &engine.Running{Command: "serve", HTTP: srv.hostPort()}
+		eopts.Announce = &engine.Running{Command: "serve", HTTP: srv.Announced()}
 		eopts.Token = token
-		eopts.RecoveryProgress = srv.progress
+		eopts.RecoveryProgress = srv.Progress
 		eng, err := engine.Open(eopts)
 		switch {
 		case errors.Is(err, engine.ErrLocked):
 			rp, ok := engine.ReadRunning(o.data.dir)
 			if !ok || rp.HTTP == "" {
-				srv.stop()
+				srv.Stop()
 				return fmt.Errorf("%w; start it with --http to serve it while it runs", err)
 			}
 			backend, via = localClient(o.data.dir, rp), rp.HTTP
 		case err != nil:
-			srv.stop()
+			srv.Stop()
 			return engineError(err)
 		default:
 			defer eng.Close()
@@ -129,20 +129,20 @@ func (o *serveOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	if o.clickhouse != "" {
 		ch, err := engine.OpenClickHouse(ctx, o.clickhouse)
 		if err != nil {
-			srv.stop()
+			srv.Stop()
 			return engineError(err)
 		}
 		defer ch.Close()
 		backend = export.NewClickHouseBackend(ch, backend)
 	}
-	srv.setBackend(backend, nil)
-	logger.Info("serving the HTTP API", "url", srv.url, "data", o.data.dir, "clickhouse", o.clickhouse, "via", via)
+	srv.SetBackend(backend, nil)
+	logger.Info("serving the HTTP API", "url", srv.URL(), "data", o.data.dir, "clickhouse", o.clickhouse, "via", via)
 
 	select {
-	case err := <-srv.served:
+	case err := <-srv.Served():
 		return err // Serve fails only on a listener error
 	case <-ctx.Done():
 	}
 	logger.Info("stopping the HTTP API")
-	return srv.shutdown(o.shutdownTimeout)
+	return srv.Shutdown(o.shutdownTimeout)
 }

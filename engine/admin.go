@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/quotesdev/quotes/export"
 )
 
 // The admin API: what other commands on the same data directory ask the process holding it
@@ -159,4 +161,28 @@ func RemoteBackfill(ctx context.Context, dir string, rp Running, spec BackfillSp
 		return nil, fmt.Errorf("backfill through %s: %w", rp.HTTP, err)
 	}
 	return nil, fmt.Errorf("backfill through `quotes %s` (pid %d): the answer ended without a result (did it stop?)", rp.Command, rp.PID)
+}
+
+// SpecOpener is the BackfillOpener of a process: it opens the spec's archive (with the S3
+// options s3 gives for its endpoint: this process's credentials) and ClickHouse.
+func SpecOpener(s3 func(endpoint string) export.S3Options) BackfillOpener {
+	return func(ctx context.Context, spec BackfillSpec) (BackfillRequest, func(), error) {
+		req := BackfillRequest{From: spec.From.UnixNano(), To: spec.To.UnixNano(), Store: spec.Store}
+		if spec.Archive != "" {
+			st, err := OpenArchive(spec.Archive, s3(spec.S3Endpoint))
+			if err != nil {
+				return req, nil, &OptionError{Option: "archive", Err: err}
+			}
+			req.Archive = st
+		}
+		if spec.ClickHouse == "" {
+			return req, func() {}, nil
+		}
+		ch, err := OpenClickHouse(ctx, spec.ClickHouse)
+		if err != nil {
+			return req, nil, err
+		}
+		req.ClickHouse = ch
+		return req, func() { ch.Close() }, nil
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/quotesdev/quotes/export"
 	"github.com/quotesdev/quotes/feed"
@@ -431,4 +432,96 @@ func (s *ArchiveSource) Read(ctx context.Context, pos []byte, size int, _ int64,
 		return fmt.Errorf("replay archive %s: %w", s.st, err)
 	}
 	return flush()
+}
+
+// SourceOptions say what OpenSources must not replay into itself, and how to reach S3.
+type SourceOptions struct {
+	// DataDir is the --data being replayed into; Archive the --archive being written.
+	DataDir, Archive string
+	// S3 configures s3:// sources.
+	S3 export.S3Options
+}
+
+// SourceError is a SOURCE argument that cannot be replayed (a usage error): missing, empty,
+// not a recording, data directory or archive, or the replay's own --data or --archive.
+type SourceError struct {
+	Arg string
+	Err error
+}
+
+func (e *SourceError) Error() string {
+	if msg := e.Err.Error(); strings.HasPrefix(msg, "source ") {
+		return msg // OpenFileSource and OpenWALSource name the source themselves
+	}
+	return fmt.Sprintf("source %q: %v", e.Arg, e.Err)
+}
+func (e *SourceError) Unwrap() error { return e.Err }
+
+// OpenSources opens replay SOURCE arguments: an s3:// prefix or a directory holding an
+// archive (ArchiveSource), another data directory (WALSource), or a JSONL recording
+// (FileSource). Every problem is found before anything is created; on an error the sources
+// opened so far are closed.
+func OpenSources(args []string, opts SourceOptions) ([]Source, error) {
+	var out []Source
+	fail := func(err error) ([]Source, error) {
+		for _, s := range out {
+			s.Close()
+		}
+		return nil, err
+	}
+	dataAbs, _ := filepath.Abs(opts.DataDir)
+	archiveAbs := ""
+	if opts.Archive != "" && !export.IsS3URL(opts.Archive) {
+		archiveAbs, _ = filepath.Abs(opts.Archive)
+	}
+	for _, a := range args {
+		if export.IsS3URL(a) {
+			if a == opts.Archive {
+				return fail(&SourceError{a, errors.New("it is the --archive itself")})
+			}
+			st, err := OpenArchive(a, opts.S3)
+			if err != nil {
+				return fail(&SourceError{a, err})
+			}
+			out = append(out, NewArchiveSource(st))
+			continue
+		}
+		abs, err := filepath.Abs(a)
+		if err != nil {
+			return fail(&SourceError{a, err})
+		}
+		st, err := os.Stat(abs)
+		if err != nil {
+			return fail(&SourceError{a, errors.Unwrap(err)})
+		}
+		switch {
+		case st.IsDir() && abs == dataAbs:
+			return fail(&SourceError{a, errors.New("it is the --data directory itself")})
+		case st.IsDir() && IsArchiveDir(abs):
+			if abs == archiveAbs {
+				return fail(&SourceError{a, errors.New("it is the --archive itself")})
+			}
+			as, err := OpenArchive(abs, opts.S3)
+			if err != nil {
+				return fail(&SourceError{a, err})
+			}
+			out = append(out, NewArchiveSource(as))
+		case st.IsDir():
+			ws, err := OpenWALSource(abs)
+			if errors.Is(err, ErrLocked) {
+				return fail(err)
+			}
+			if err != nil {
+				return fail(&SourceError{a, err})
+			}
+			out = append(out, ws)
+		default:
+			fs, err := OpenFileSource(a)
+			if err != nil {
+				return fail(&SourceError{a, err})
+			}
+			out = append(out, fs)
+		}
+	}
+	return out, nil
 }

@@ -208,35 +208,6 @@ func (o *backfillOptions) remote(ctx context.Context, cmd *cobra.Command, from, 
 	return o.finish(cmd, res)
 }
 
-// backfillOpener opens what a backfill spec names, for a backfill asked of this process
-// over its admin API (credentials from this process's environment).
-func backfillOpener(ctx context.Context, spec engine.BackfillSpec) (engine.BackfillRequest, func(), error) {
-	req := engine.BackfillRequest{From: spec.From.UnixNano(), To: spec.To.UnixNano(), Store: spec.Store}
-	var closers []func() error
-	closeAll := func() {
-		for _, c := range closers {
-			c()
-		}
-	}
-	if spec.Archive != "" {
-		ao := archiveOptions{target: spec.Archive, s3Endpoint: spec.S3Endpoint}
-		st, err := engine.OpenArchive(spec.Archive, ao.s3Options())
-		if err != nil {
-			return req, nil, &engine.OptionError{Option: "archive", Err: err}
-		}
-		req.Archive = st
-	}
-	if spec.ClickHouse != "" {
-		ch, err := engine.OpenClickHouse(ctx, spec.ClickHouse)
-		if err != nil {
-			return req, nil, err
-		}
-		req.ClickHouse = ch
-		closers = append(closers, ch.Close)
-	}
-	return req, closeAll, nil
-}
-
 // conflictKeys names the first n conflicts.
 func conflictKeys(cs []backfill.Conflict, n int) string {
 	var parts []string

@@ -15,6 +15,7 @@ import (
 
 	"github.com/quotesdev/quotes/api"
 	"github.com/quotesdev/quotes/engine"
+	"github.com/quotesdev/quotes/export"
 	"github.com/quotesdev/quotes/feed"
 	"github.com/quotesdev/quotes/source"
 )
@@ -178,7 +179,10 @@ func (o *ingestOptions) run(ctx context.Context, cmd *cobra.Command) error {
 		return usagef("--source %q: %v", o.source, err)
 	}
 	if srv != nil {
-		srv.SetAdmin(eng.AdminHandler(backfillOpener))
+		srv.SetAdmin(eng.AdminHandler(engine.SpecOpener(func(endpoint string) export.S3Options {
+			ao := archiveOptions{s3Endpoint: endpoint}
+			return ao.s3Options()
+		})))
 		srv.SetBackend(eng.Backend(), func() error {
 			if err := eng.DiskErr(); err != nil {
 				return err

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -113,71 +112,6 @@ accepted no message at all, or rejected more than --max-reject-ratio of the line
 	return cmd
 }
 
-// openSources opens the SOURCE arguments; a missing or empty one is a usage error, found
-// before anything is created.
-func (o *replayOptions) openSources(args []string) ([]engine.Source, error) {
-	var out []engine.Source
-	fail := func(err error) ([]engine.Source, error) {
-		for _, s := range out {
-			s.Close()
-		}
-		return nil, err
-	}
-	dataAbs, _ := filepath.Abs(o.data.dir)
-	for _, a := range args {
-		if export.IsS3URL(a) {
-			if a == o.sinks.archive.target {
-				return fail(usagef("source %q is the --archive itself", a))
-			}
-			st, err := engine.OpenArchive(a, o.sinks.archive.s3Options())
-			if err != nil {
-				return fail(usagef("source %q: %v", a, err))
-			}
-			out = append(out, engine.NewArchiveSource(st))
-			continue
-		}
-		abs, err := filepath.Abs(a)
-		if err != nil {
-			return fail(usagef("source %q: %v", a, err))
-		}
-		st, err := os.Stat(abs)
-		if err != nil {
-			return fail(usagef("source %q: %v", a, errors.Unwrap(err)))
-		}
-		switch {
-		case st.IsDir() && abs == dataAbs:
-			return fail(usagef("source %q is the --data directory itself", a))
-		case st.IsDir() && engine.IsArchiveDir(abs):
-			if t := o.sinks.archive.target; t != "" && !export.IsS3URL(t) {
-				if same, _ := filepath.Abs(t); same == abs {
-					return fail(usagef("source %q is the --archive itself", a))
-				}
-			}
-			as, err := engine.OpenArchive(abs, o.sinks.archive.s3Options())
-			if err != nil {
-				return fail(usagef("source %q: %v", a, err))
-			}
-			out = append(out, engine.NewArchiveSource(as))
-		case st.IsDir():
-			ws, err := engine.OpenWALSource(abs)
-			if errors.Is(err, engine.ErrLocked) {
-				return fail(err)
-			}
-			if err != nil {
-				return fail(usagef("%v", err))
-			}
-			out = append(out, ws)
-		default:
-			fs, err := engine.OpenFileSource(a)
-			if err != nil {
-				return fail(usagef("%v", err))
-			}
-			out = append(out, fs)
-		}
-	}
-	return out, nil
-}
-
 // errInterrupted marks a replay stopped by a signal: the exit code is 128 + the signal.
 type errInterrupted struct{ sig os.Signal }
 
@@ -212,7 +146,11 @@ func (o *replayOptions) run(ctx context.Context, cmd *cobra.Command, args []stri
 		o.clock = clock.New()
 	}
 	logger := o.app.logger
-	srcs, err := o.openSources(args)
+	srcs, err := engine.OpenSources(args, engine.SourceOptions{DataDir: o.data.dir, Archive: o.sinks.archive.target, S3: o.sinks.archive.s3Options()})
+	var se *engine.SourceError
+	if errors.As(err, &se) {
+		return &usageError{err}
+	}
 	if err != nil {
 		return err
 	}
@@ -254,7 +192,10 @@ func (o *replayOptions) run(ctx context.Context, cmd *cobra.Command, args []stri
 		}
 	}()
 	if srv != nil {
-		srv.SetAdmin(eng.AdminHandler(backfillOpener))
+		srv.SetAdmin(eng.AdminHandler(engine.SpecOpener(func(endpoint string) export.S3Options {
+			ao := archiveOptions{s3Endpoint: endpoint}
+			return ao.s3Options()
+		})))
 		srv.SetBackend(eng.Backend(), nil)
 	}
 

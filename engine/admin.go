@@ -35,6 +35,8 @@ type BackfillSpec struct {
 	// Archive and S3Endpoint, for --source archive.
 	Archive    string `json:"archive,omitempty"`
 	S3Endpoint string `json:"s3Endpoint,omitempty"`
+	// Repair is BackfillRequest.Repair (refused by a process delivering to ClickHouse).
+	Repair bool `json:"repair,omitempty"`
 }
 
 // adminLine is one line of the admin API's answer.

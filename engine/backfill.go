@@ -132,7 +132,7 @@ func (e *Engine) Backfill(ctx context.Context, req BackfillRequest) (*BackfillRe
 		}
 	}
 	if req.ClickHouse != nil {
-		if err := backfillClickHouseRepair(ctx, req, cs, events, res); err != nil {
+		if err := e.backfillClickHouseRepair(ctx, req, cs, events, res); err != nil {
 			return nil, err
 		}
 	}

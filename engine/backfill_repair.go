@@ -2,9 +2,11 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"math"
 
 	"github.com/quotesdev/quotes/aggregate"
+	"github.com/quotesdev/quotes/export"
 )
 
 // RepairResult is what BackfillRequest.Repair did to ClickHouse.
@@ -33,6 +35,17 @@ type RepairResult struct {
 // The outbox was delivered before (drainOutbox), so the recomputed states include every
 // flush this data directory made, and the markers of those flushes are kept: later
 // consumer flushes (and retries of earlier ones) stay exactly-once.
+func (e *Engine) backfillClickHouseRepair(ctx context.Context, req BackfillRequest, cs []aggregate.Candle, events []aggregate.InstrumentEvent, res *BackfillResult) error {
+	if req.Repair && e.sinks.running(export.ClickHouseConsumerName) {
+		// Its flushes could land between the comparison and the delete, which would
+		// remove them with the rows being repaired.
+		return fmt.Errorf("backfill --repair: this process delivers to ClickHouse itself (--clickhouse); repair from a run without it: %w", ErrSinkRunning)
+	}
+	return backfillClickHouseRepair(ctx, req, cs, events, res)
+}
+
+// backfillClickHouseRepair does the work of Engine.backfillClickHouseRepair (also for
+// BackfillArchive, which has no data directory).
 func backfillClickHouseRepair(ctx context.Context, req BackfillRequest, cs []aggregate.Candle, events []aggregate.InstrumentEvent, res *BackfillResult) error {
 	if err := req.ClickHouse.WaitMutations(ctx); err != nil {
 		return err

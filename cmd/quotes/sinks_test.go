@@ -46,16 +46,13 @@ func TestSinksListRemove(t *testing.T) {
 	}
 
 	// Held by a running process: named, not a bare lock error.
-	eng, err := engine.Open(engine.DefaultOptions(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	remove, err := eng.Announce("ingest", "")
+	eopts := engine.DefaultOptions(data)
+	eopts.Announce = &engine.Running{Command: "ingest"}
+	eng, err := engine.Open(eopts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, errOut, code := execute(t, "sinks", "remove", "clickhouse", "--data", data)
-	remove()
 	eng.Close()
 	if code != 1 || !strings.Contains(errOut, "in use by `quotes ingest` (pid ") || !strings.Contains(errOut, "stop it") {
 		t.Errorf("sinks remove on a held directory: exit %d, %s", code, errOut)

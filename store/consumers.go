@@ -29,7 +29,7 @@ var consumerFields = []string{"wm", "epoch", "intent", "seen", "ok", "target", "
 
 // Lost is what retention dropped from the outbox for a stale consumer: the items with
 // FirstTag ≤ tag ≤ LastTag, Items of them, whose event times (candle minutes, instrument
-// event times) span From…To (Unix ns). A backfill of [From, To+1m) recomputes them.
+// and hot event times) span From…To (Unix ns). A backfill of [From, To+1m) recomputes them.
 type Lost struct {
 	Items             uint64
 	FirstTag, LastTag uint64
@@ -261,8 +261,13 @@ func (s *Store) ExpireConsumer(name string, staleBefore time.Time) (Lost, error)
 		}
 		lost.Items++
 		lost.LastTag = it.Tag
-		ts := it.Instrument.TS
-		if it.Kind != OutboxInstrument {
+		var ts int64
+		switch it.Kind {
+		case OutboxInstrument:
+			ts = it.Instrument.TS
+		case OutboxHot:
+			ts = it.Event.TS
+		default:
 			ts = it.Candle.Minute
 		}
 		lost.From, lost.To = min(lost.From, ts), max(lost.To, ts)

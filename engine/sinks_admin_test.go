@@ -146,6 +146,7 @@ func TestStaleAndRemovedSinks(t *testing.T) {
 	opts.Clock, opts.Logger, opts.Registerer = mock, logger, reg
 	opts.SinkStale = time.Hour
 	opts.CheckpointEvery = time.Minute
+	opts.DiskCheckEvery = time.Hour // the mock clock fires every due poll, each with a real 1 ms pause
 	e := mustOpen(t, opts)
 	defer e.Close()
 

@@ -37,6 +37,8 @@ type BackfillSpec struct {
 	// Archive and S3Endpoint, for --source archive.
 	Archive    string `json:"archive,omitempty"`
 	S3Endpoint string `json:"s3Endpoint,omitempty"`
+	// Repair is BackfillRequest.Repair (refused by a process delivering to ClickHouse).
+	Repair bool `json:"repair,omitempty"`
 }
 
 // adminLine is one line of the admin API's answer.
@@ -167,7 +169,7 @@ func RemoteBackfill(ctx context.Context, dir string, rp Running, spec BackfillSp
 // options s3 gives for its endpoint: this process's credentials) and ClickHouse.
 func SpecOpener(s3 func(endpoint string) export.S3Options) BackfillOpener {
 	return func(ctx context.Context, spec BackfillSpec) (BackfillRequest, func(), error) {
-		req := BackfillRequest{From: spec.From.UnixNano(), To: spec.To.UnixNano(), Store: spec.Store}
+		req := BackfillRequest{From: spec.From.UnixNano(), To: spec.To.UnixNano(), Store: spec.Store, Repair: spec.Repair}
 		if spec.Archive != "" {
 			st, err := OpenArchive(spec.Archive, s3(spec.S3Endpoint))
 			if err != nil {

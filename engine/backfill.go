@@ -35,6 +35,9 @@ type BackfillRequest struct {
 	OutboxTimeout time.Duration
 	// Progress, if set, is told what the backfill is doing, phase by phase.
 	Progress func(phase string)
+	// Repair rewrites the ClickHouse minutes the recomputation does not explain (conflicts
+	// and extras; see backfill_repair.go) instead of only reporting them.
+	Repair bool
 }
 
 func (r *BackfillRequest) progress(format string, args ...any) {
@@ -64,6 +67,8 @@ type BackfillResult struct {
 	ClickHouseEv int
 	Conflicts    int
 	Extra        int
+	// Repaired is set when Repair ran.
+	Repaired *RepairResult
 }
 
 // Backfill recomputes the closed candles of [req.From, req.To) from the WAL (or the
@@ -127,7 +132,7 @@ func (e *Engine) Backfill(ctx context.Context, req BackfillRequest) (*BackfillRe
 		}
 	}
 	if req.ClickHouse != nil {
-		if err := backfillClickHouse(ctx, req, cs, events, res); err != nil {
+		if err := e.backfillClickHouseRepair(ctx, req, cs, events, res); err != nil {
 			return nil, err
 		}
 	}
@@ -149,7 +154,7 @@ func BackfillArchive(ctx context.Context, req BackfillRequest, settings Settings
 		return nil, err
 	}
 	res.Recomputed = len(cs)
-	if err := backfillClickHouse(ctx, req, cs, events, res); err != nil {
+	if err := backfillClickHouseRepair(ctx, req, cs, events, res); err != nil {
 		return nil, err
 	}
 	return res, nil

@@ -112,6 +112,10 @@ func Open(opts Options) (*Engine, error) {
 	}
 	popts.Consumers = e.sinks.needed
 	popts.RecoveryProgress = opts.RecoveryProgress
+	popts.TrimOutbox = e.trimOutbox
+	if opts.CandleRetention > 0 {
+		popts.CandleRetention = opts.CandleRetention
+	}
 	p, err := pipeline.Open(log, popts)
 	if err != nil {
 		e.unannounce()

@@ -51,6 +51,16 @@ type Options struct {
 	SinkFlushItems int
 	// SinkMaxBackoff is the longest wait between retries of a failing sink.
 	SinkMaxBackoff time.Duration
+	// SinkStale is how long a registered sink (an outbox consumer, e.g. ClickHouse) may go
+	// without any process running it before it is stale: reported on /metrics
+	// (quotes_sink_stale) and in the log every hour, and no longer kept by outbox
+	// retention: its undelivered items are dropped and recorded as lost, for a backfill
+	// (see Engine.Sinks). Default 24h; negative: never stale.
+	SinkStale time.Duration
+	// CandleRetention is how long (event time before the watermark) closed candles stay in
+	// the embedded store; older ones are dropped once the outbox consumers have them.
+	// Default 30 days; negative: kept forever.
+	CandleRetention time.Duration
 
 	// ReadOnly opens the directory to serve it: no sinks run and nothing is appended.
 	ReadOnly bool
@@ -115,6 +125,12 @@ func DefaultSettings() Settings {
 	return Settings{Grace: aggregate.DefaultGrace, HotThreshold: hot.DefaultThreshold(), HotWindow: 5 * time.Minute}
 }
 
+// Defaults of Options.SinkStale and Options.CandleRetention.
+const (
+	DefaultSinkStale       = 24 * time.Hour
+	DefaultCandleRetention = 30 * 24 * time.Hour
+)
+
 // DefaultOptions returns the defaults for dir.
 func DefaultOptions(dir string) Options {
 	return Options{
@@ -127,6 +143,8 @@ func DefaultOptions(dir string) Options {
 		SinkFlushItems:  export.DefaultFlushItems,
 		SinkMaxBackoff:  export.DefaultMaxBackoff,
 		MinFreeDisk:     diskguard.DefaultThreshold,
+		SinkStale:       DefaultSinkStale,
+		CandleRetention: DefaultCandleRetention,
 	}
 }
 
@@ -158,6 +176,12 @@ func (o *Options) defaults() {
 	}
 	if o.SinkMaxBackoff <= 0 {
 		o.SinkMaxBackoff = d.SinkMaxBackoff
+	}
+	if o.SinkStale == 0 {
+		o.SinkStale = d.SinkStale
+	}
+	if o.CandleRetention == 0 {
+		o.CandleRetention = d.CandleRetention
 	}
 	if o.Clock == nil {
 		o.Clock = clock.New()

@@ -27,6 +27,7 @@ type sinks struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	started   bool
+	admin     adminLog // rate limits of the stale-sink logs (sinks_admin.go)
 }
 
 // Pending is what a sink had not received when the engine closed: it is delivered on the
@@ -176,6 +177,7 @@ func (s *sinks) start() error {
 			c.Run(ctx)
 		}()
 	}
+	s.startMonitor(ctx)
 	s.started = true
 	return nil
 }

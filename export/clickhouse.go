@@ -84,6 +84,7 @@ type ClickHouseSink struct {
 	conn      driver.Conn
 	db        string // quoted database name
 	database  string
+	target    string // clickhouse://host:port/database, no credentials
 	chunkRows int
 	timeout   time.Duration
 
@@ -119,6 +120,7 @@ func NewClickHouseSink(_ context.Context, opts ClickHouseOptions) (*ClickHouseSi
 		return nil, fmt.Errorf("clickhouse sink %s: %w", strings.Join(chOpts.Addr, ","), err)
 	}
 	return &ClickHouseSink{
+		target:    "clickhouse://" + strings.Join(chOpts.Addr, ",") + "/" + database,
 		conn:      conn,
 		db:        schema.QuoteIdent(database),
 		database:  database,
@@ -129,6 +131,9 @@ func NewClickHouseSink(_ context.Context, opts ClickHouseOptions) (*ClickHouseSi
 
 // Database returns the database the sink writes to.
 func (s *ClickHouseSink) Database() string { return s.database }
+
+// Target returns where the sink writes, without credentials: clickhouse://host:port/db.
+func (s *ClickHouseSink) Target() string { return s.target }
 
 // Ping checks that the server answers and that the schema is in place (applying it if
 // needed).

@@ -26,6 +26,12 @@ type Sink interface {
 	Write(ctx context.Context, flushID uint64, items []store.OutboxItem) error
 }
 
+// Targeted is a Sink that names where it delivers (without credentials): NewConsumer
+// records it for `quotes sinks list`.
+type Targeted interface {
+	Target() string
+}
+
 // Defaults of ConsumerOptions.
 const (
 	DefaultFlushItems  = 200_000
@@ -33,6 +39,7 @@ const (
 	DefaultMaxBackoff  = 30 * time.Second
 	DefaultPoll        = time.Second
 	DefaultLogInterval = time.Minute
+	DefaultSeenEvery   = time.Minute
 )
 
 // ConsumerOptions configure a Consumer.
@@ -50,8 +57,11 @@ type ConsumerOptions struct {
 	// LogInterval rate-limits the failure logs: at most one per interval (default 1m); the
 	// first failure and the recovery are always logged.
 	LogInterval time.Duration
-	Clock       clock.Clock
-	Logger      *slog.Logger
+	// SeenEvery is how often a running consumer records that it runs (store.TouchConsumer:
+	// its last run and last success, which tell a stale consumer; default 1m).
+	SeenEvery time.Duration
+	Clock     clock.Clock
+	Logger    *slog.Logger
 }
 
 // ConsumerStats are a consumer's counters and gauges.
@@ -104,6 +114,9 @@ type Consumer struct {
 	lastLog   time.Time
 	suppressN int
 	failures  int // consecutive
+
+	lastSeen time.Time // when the last run was recorded (the goroutine running Step)
+	lastOK   time.Time // when the last success was recorded
 }
 
 // NewConsumer registers sink's consumer in st (when new, it starts with whatever the outbox
@@ -124,6 +137,9 @@ func NewConsumer(st *store.Store, sink Sink, opts ConsumerOptions) (*Consumer, e
 	if opts.LogInterval <= 0 {
 		opts.LogInterval = DefaultLogInterval
 	}
+	if opts.SeenEvery <= 0 {
+		opts.SeenEvery = DefaultSeenEvery
+	}
 	if opts.Clock == nil {
 		opts.Clock = clock.New()
 	}
@@ -141,7 +157,40 @@ func NewConsumer(st *store.Store, sink Sink, opts ConsumerOptions) (*Consumer, e
 	if _, err := c.refreshBacklog(); err != nil {
 		return nil, err
 	}
+	if t, ok := sink.(Targeted); ok {
+		if err := st.SetConsumerTarget(name, t.Target()); err != nil {
+			return nil, err
+		}
+	}
+	info, _, err := st.ConsumerInfo(name)
+	if err != nil {
+		return nil, err
+	}
+	if l := info.Lost; !l.Empty() {
+		opts.Logger.Warn("retention dropped outbox items of this sink while no process ran it (longer than --sink-stale): backfill that range to complete it, then `quotes sinks remove` and re-add the sink to clear this",
+			"sink", name, "items", l.Items, "from", time.Unix(0, l.From).UTC().Format(time.RFC3339), "to", time.Unix(0, l.To+60e9).UTC().Format(time.RFC3339))
+	}
+	if err := c.touch(false); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// touch records, at most every SeenEvery, that the consumer runs (and, with success, that
+// it is caught up or delivered): a consumer nobody runs becomes stale (see store).
+func (c *Consumer) touch(success bool) error {
+	now := c.opts.Clock.Now()
+	if now.Sub(c.lastSeen) < c.opts.SeenEvery && (!success || now.Sub(c.lastOK) < c.opts.SeenEvery) {
+		return nil
+	}
+	if err := c.st.TouchConsumer(c.name, now, success); err != nil {
+		return err
+	}
+	c.lastSeen = now
+	if success {
+		c.lastOK = now
+	}
+	return nil
 }
 
 // Name returns the sink's name.
@@ -203,6 +252,9 @@ func (c *Consumer) Step(ctx context.Context) (int, error) {
 	}
 	c.state.Watermark, c.state.HasIntent, c.state.Intent = in.Last, false, store.Intent{}
 	c.redone = false
+	if err := c.touch(true); err != nil {
+		c.opts.Logger.Warn("record the sink's last run", "sink", c.name, "err", err)
+	}
 	n := len(c.buf)
 	c.releaseBuf()
 	c.mu.Lock()
@@ -294,6 +346,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 			return nil
 		}
 		if err != nil {
+			if terr := c.touch(false); terr != nil {
+				c.opts.Logger.Warn("record the sink's last run", "sink", c.name, "err", terr)
+			}
 			if !c.sleep(ctx, c.failed(err)) {
 				return nil
 			}
@@ -302,6 +357,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 		c.succeeded()
 		if n > 0 {
 			continue
+		}
+		if err := c.touch(true); err != nil {
+			c.opts.Logger.Warn("record the sink's last run", "sink", c.name, "err", err)
 		}
 		if _, err := c.refreshBacklog(); err != nil {
 			c.opts.Logger.Warn("count sink backlog", "sink", c.name, "err", err)
@@ -346,6 +404,9 @@ func (c *Consumer) Drain(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	if pending == 0 {
+		if err := c.touch(true); err != nil {
+			c.opts.Logger.Warn("record the sink's last run", "sink", c.name, "err", err)
+		}
 		return 0, nil
 	}
 	if last == nil {

@@ -22,7 +22,8 @@ func (s *ClickHouseSink) OutboxSink() Sink { return clickHouseOutbox{s} }
 
 type clickHouseOutbox struct{ s *ClickHouseSink }
 
-func (o clickHouseOutbox) Name() string { return ClickHouseConsumerName }
+func (o clickHouseOutbox) Name() string   { return ClickHouseConsumerName }
+func (o clickHouseOutbox) Target() string { return o.s.Target() }
 
 func (o clickHouseOutbox) Write(ctx context.Context, flushID uint64, items []store.OutboxItem) error {
 	var (

@@ -135,8 +135,8 @@ func (p *Pipeline) checkpoint(seq uint64, watermark int64, aggState []byte) erro
 
 // retain removes WAL records nobody needs any more — before the checkpoint at ckpt, before
 // what consumers still need, older than WALRetention —, hot events older than
-// EventRetention, and the outbox items every registered outbox consumer has delivered (all
-// of them when none is registered). It runs in the background after a checkpoint, holding p.retaining; a pass
+// EventRetention, the outbox items every registered outbox consumer has delivered (all
+// of them when none is registered), and closed candles older than CandleRetention. It runs in the background after a checkpoint, holding p.retaining; a pass
 // still running makes the next one skip, and Close waits for it.
 func (p *Pipeline) retain(ckpt uint64, watermark int64) {
 	keep := ckpt + 1
@@ -157,8 +157,17 @@ func (p *Pipeline) retain(ckpt uint64, watermark int64) {
 	if err := p.store.DeleteEventsBefore(watermark - int64(p.opts.EventRetention)); err != nil {
 		p.opts.Logger.Warn("hot event retention", "err", err)
 	}
-	if _, err := p.store.TrimDelivered(); err != nil && !errors.Is(err, badger.ErrDBClosed) {
+	trim := p.store.TrimDelivered
+	if p.opts.TrimOutbox != nil {
+		trim = p.opts.TrimOutbox
+	}
+	if _, err := trim(); err != nil && !errors.Is(err, badger.ErrDBClosed) {
 		p.opts.Logger.Warn("outbox retention", "err", err)
+	}
+	if p.opts.CandleRetention > 0 {
+		if _, err := p.store.DeleteCandlesBefore(watermark - int64(p.opts.CandleRetention)); err != nil && !errors.Is(err, badger.ErrDBClosed) {
+			p.opts.Logger.Warn("candle retention", "err", err)
+		}
 	}
 }
 

@@ -66,7 +66,13 @@ type Options struct {
 	// re-applied so far and the number to re-apply: first (0, total), then after every run
 	// of records.
 	RecoveryProgress func(replayed, total uint64)
-	Logger           *slog.Logger
+	// CandleRetention, if positive, is how long (event time, before the watermark) closed
+	// candles stay in the store; older ones go once the outbox consumers have them.
+	CandleRetention time.Duration
+	// TrimOutbox, if set, replaces store.TrimDelivered in the retention pass (the engine
+	// expires stale consumers first and says who keeps the outbox).
+	TrimOutbox func() (int, error)
+	Logger     *slog.Logger
 }
 
 // DefaultOptions returns the defaults.

@@ -26,6 +26,7 @@ type backfillOptions struct {
 	source     string
 	clickhouse string
 	toStore    bool
+	repair     bool
 	archive    archiveOptions // --source archive: --archive and --s3-endpoint
 	clock      clock.Clock
 }
@@ -52,10 +53,24 @@ included. Then
     a part of it (fewer quotes, within the same bounds) → only the difference is inserted
     (a state with the missing count, which the AggregatingMergeTree merges into exactly the
     recomputed candle); anything else (more quotes than the WAL has, different prices)
-    cannot be undone by an insert and is reported as a conflict, not touched. A second
-    run finds every minute equal and writes nothing. An interrupted run is completed by
-    the next one (each insert lands whole or not at all).
+    cannot be undone by an insert and is reported as a conflict, not touched (exit code 1,
+    naming the first few), unless --repair. A second run finds every minute equal and
+    writes nothing. An interrupted run is completed by the next one (each insert lands
+    whole or not at all).
   - instrument events (ADD/DELETE) of the range go to ClickHouse too (idempotent).
+
+--repair also rewrites what an insert cannot fix — e.g. minutes counted twice because two
+data directories delivered the same recording to one database: each conflicting minute
+gets exactly its recomputed state, and minutes the WAL (or archive) does not explain, up
+to the last recomputed minute, are removed. How: the recomputed states are inserted as one
+new flush, then an ALTER TABLE candles DELETE mutation removes every other row of those
+(isin, incarnation, minute) keys, and backfill waits until the server applied it
+(system.mutations; works on 18.16 and current releases). The flush markers that make the
+sink exactly-once are never touched, so later deliveries stay exactly-once. Crash-safe: at
+no point is a minute missing, a mutation once created is finished by the server on its
+own, and the next run (with or without --repair) waits for it first; a second run finds
+every minute equal and changes nothing. Stop other writers to the database (other data
+directories) while repairing.
 
 Limits: only minutes the WAL fully covers are recomputed: when retention has removed the
 WAL's beginning, minutes before the first retained record's next minute are skipped, and
@@ -78,6 +93,9 @@ instruments, prices, candles and hot events.`,
 		Example: `  quotes backfill --from 2026-11-26T13:00:00Z --to 2026-11-26T14:00:00Z --clickhouse clickhouse://127.0.0.1:9000/default
   quotes backfill --from 2026-11-26T00:00:00Z --to 2026-11-27T00:00:00Z --data /var/lib/quotes
 
+  # ClickHouse holds candles the WAL does not explain (exit 1): rewrite them
+  quotes backfill --from 2026-11-26T00:00:00Z --to 2026-11-27T00:00:00Z --clickhouse clickhouse://127.0.0.1:9000/default --repair
+
   # from the Parquet archive alone, into a fresh data directory and ClickHouse
   quotes backfill --source archive --archive /srv/quotes-archive --from 2026-11-26T00:00:00Z --to 2026-11-27T00:00:00Z --data ./rebuilt --clickhouse clickhouse://127.0.0.1:9000/default
   quotes backfill --source archive --archive s3://market-data/quotes --s3-endpoint http://127.0.0.1:7070 --from 2026-11-26T13:00:00Z --to 2026-11-26T14:00:00Z --store=false --clickhouse clickhouse://127.0.0.1:9000/default`,
@@ -96,6 +114,7 @@ instruments, prices, candles and hot events.`,
 	o.archive.bindS3(f)
 	f.StringVar(&o.clickhouse, "clickhouse", "", "also backfill this ClickHouse (clickhouse://host:9000/database)")
 	f.BoolVar(&o.toStore, "store", true, "write the recomputed candles to the embedded store in --data")
+	f.BoolVar(&o.repair, "repair", false, "with --clickhouse: rewrite the ClickHouse minutes the WAL or archive does not explain (conflicts, extras) instead of only reporting them")
 	return cmd
 }
 
@@ -114,7 +133,7 @@ func (o *backfillOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	if !to.After(from) {
 		return usagef("--to %s is not after --from %s", o.to, o.from)
 	}
-	req := engine.BackfillRequest{From: from.UnixNano(), To: to.UnixNano(), Store: o.toStore}
+	req := engine.BackfillRequest{From: from.UnixNano(), To: to.UnixNano(), Store: o.toStore, Repair: o.repair}
 	switch o.source {
 	case "wal":
 		if o.archive.target != "" {
@@ -132,6 +151,9 @@ func (o *backfillOptions) run(ctx context.Context, cmd *cobra.Command) error {
 		}
 	default:
 		return usagef("--source %q: want wal or archive", o.source)
+	}
+	if o.repair && o.clickhouse == "" {
+		return usagef("--repair needs --clickhouse: it rewrites ClickHouse minutes")
 	}
 	if !o.toStore && o.clickhouse == "" {
 		return usagef("nothing to backfill into: --store=false and no --clickhouse")
@@ -180,8 +202,8 @@ func (o *backfillOptions) run(ctx context.Context, cmd *cobra.Command) error {
 // finish prints the result; conflicts left in ClickHouse make it exit 1.
 func (o *backfillOptions) finish(cmd *cobra.Command, res *engine.BackfillResult) error {
 	o.printResult(cmd.OutOrStdout(), res)
-	if n := res.Conflicts; n > 0 {
-		return fmt.Errorf("ClickHouse holds %d candles the %s does not explain (first: %s); nothing was changed for them", n, o.source, conflictKeys(res.ClickHouse.Conflicts, 3))
+	if n := res.Conflicts; n > 0 && res.Repaired == nil {
+		return fmt.Errorf("ClickHouse holds %d candles the %s does not explain (first: %s); nothing was changed for them: --repair rewrites them", n, o.source, conflictKeys(res.ClickHouse.Conflicts, 3))
 	}
 	return nil
 }
@@ -194,7 +216,7 @@ func (o *backfillOptions) remote(ctx context.Context, cmd *cobra.Command, from, 
 		return fmt.Errorf("data directory %s is held by another process without an HTTP API (start it with --http): %w", o.data.dir, engine.ErrLocked)
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "quotes: %s is held by `quotes %s` (pid %d): backfilling inside it\n", o.data.dir, rp.Command, rp.PID)
-	spec := engine.BackfillSpec{From: from, To: to, Store: o.toStore, ClickHouse: o.clickhouse, Archive: o.archive.target, S3Endpoint: o.archive.s3Endpoint}
+	spec := engine.BackfillSpec{From: from, To: to, Store: o.toStore, ClickHouse: o.clickhouse, Archive: o.archive.target, S3Endpoint: o.archive.s3Endpoint, Repair: o.repair}
 	res, err := engine.RemoteBackfill(ctx, o.data.dir, rp, spec, func(p string) {
 		fmt.Fprintf(cmd.ErrOrStderr(), "quotes: backfill: %s\n", p)
 	})
@@ -238,6 +260,9 @@ func (o *backfillOptions) printResult(w io.Writer, res *engine.BackfillResult) {
 		p := res.ClickHouse
 		fmt.Fprintf(tw, "clickhouse\t%d inserted, %d completed\t(%d equal; %d conflicts, %d candles the WAL does not explain; %d instrument events)\n",
 			p.Missing, p.Completed, p.Equal, res.Conflicts, res.Extra, res.ClickHouseEv)
+		if r := res.Repaired; r != nil {
+			fmt.Fprintf(tw, "clickhouse repair\t%d rewritten, %d removed\t(%d extra minutes after the last recomputed one left alone)\n", r.Rewritten, r.Removed, r.KeptAfter)
+		}
 	}
 	tw.Flush()
 }

@@ -27,6 +27,7 @@ type dataOptions struct {
 	resetSettings bool
 	checkpoint    time.Duration
 	walRetention  time.Duration
+	candleRetain  time.Duration
 	flags         *pflag.FlagSet // where the settings are bound (nil: not bound)
 }
 
@@ -50,6 +51,7 @@ func (o *dataOptions) bindWAL(f *pflag.FlagSet) {
 	f.StringVar(&o.sync, "sync", "batch", "WAL durability: always (fsync before each ack), batch (group fsync every few ms), none (OS page cache)")
 	f.DurationVar(&o.checkpoint, "checkpoint-every", 5*time.Minute, "event time between state checkpoints (shorter: faster restart, more writes)")
 	f.DurationVar(&o.walRetention, "wal-retention", 24*time.Hour, "keep WAL records this long (event time) for backfill --source wal and replay DATA_DIR, besides what sinks need")
+	f.DurationVar(&o.candleRetain, "candle-retention", engine.DefaultCandleRetention, "keep closed candles in the embedded store this long (event time before the newest message); older ones are dropped once delivered to the sinks (negative: forever)")
 }
 
 // engineOptions maps the flags to engine options.
@@ -92,6 +94,9 @@ func (o *dataOptions) engineOptions(logger *slog.Logger, reg prometheus.Register
 	if o.walRetention != 0 {
 		opts.WALRetention = o.walRetention
 	}
+	if o.candleRetain != 0 {
+		opts.CandleRetention = o.candleRetain
+	}
 	opts.Logger = logger
 	opts.Registerer = reg
 	return opts, nil
@@ -103,6 +108,7 @@ type sinkOptions struct {
 	sinkTimeout time.Duration
 	flushItems  int
 	maxBackoff  time.Duration
+	stale       time.Duration
 	archive     archiveOptions
 	alerts      alertOptions
 }
@@ -161,6 +167,7 @@ func (o *sinkOptions) bind(f *pflag.FlagSet, timeoutDefault time.Duration, timeo
 	f.MarkHidden("sink-flush-items")
 	f.DurationVar(&o.maxBackoff, "sink-max-backoff", export.DefaultMaxBackoff, "longest wait between retries of a failing sink")
 	f.MarkHidden("sink-max-backoff")
+	f.DurationVar(&o.stale, "sink-stale", engine.DefaultSinkStale, "a registered sink (see `quotes sinks list`) that no run has configured for this long is stale: reported, and the outbox is no longer kept for it (negative: never)")
 	f.StringVar(&o.archive.target, "archive", "", "also write hourly Parquet files of the raw feed and the candles to a directory or s3://bucket/prefix (credentials and region from the standard AWS environment)")
 	o.archive.bindS3(f)
 	o.alerts.bind(f)
@@ -176,6 +183,7 @@ func (o *sinkOptions) apply(opts *engine.Options) error {
 	opts.SinkTimeout = o.sinkTimeout
 	opts.SinkFlushItems = o.flushItems
 	opts.SinkMaxBackoff = o.maxBackoff
+	opts.SinkStale = o.stale
 	opts.Archive = o.archive.target
 	opts.S3 = o.archive.s3Options()
 	return nil

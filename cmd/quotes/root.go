@@ -93,6 +93,7 @@ QUOTES_DATA=/var/lib/quotes or QUOTES_LOG_LEVEL=debug; a flag on the command lin
 		newSchemaCmd(a),
 		newBackfillCmd(a),
 		newAlertsCmd(a),
+		newSinksCmd(a),
 	)
 	return root
 }

@@ -1,0 +1,102 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/quotesdev/quotes/aggregate"
+	"github.com/quotesdev/quotes/feed"
+)
+
+// DeleteCandlesBefore removes the stored candles whose minute is before `before`
+// (retention of the embedded store) and returns how many. A candle the outbox still holds
+// an undelivered item for (a closed state or a late correction some registered consumer
+// has not delivered yet) is kept, whatever its age: it goes once delivered.
+//
+// It visits only the candles it deletes plus one key per incarnation (keys are ordered by
+// ISIN, incarnation, minute: after the first kept minute it seeks to the next incarnation),
+// and the undelivered part of the outbox.
+func (s *Store) DeleteCandlesBefore(before int64) (int, error) {
+	held, err := s.undeliveredCandles()
+	if err != nil {
+		return 0, err
+	}
+	var keys [][]byte
+	err = s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefixCandle
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); {
+			k := it.Item().Key()
+			if len(k) != candleKeySize {
+				return fmt.Errorf("%w: candle key of %d bytes", ErrCorrupt, len(k))
+			}
+			if int64(binary.BigEndian.Uint64(k[candleKeySize-8:])) >= before {
+				// The rest of this incarnation is younger: on to the next one.
+				next := append([]byte(nil), k[:candleKeySize-8]...)
+				inc := binary.BigEndian.Uint64(next[len(prefixCandle)+feed.ISINLen:])
+				if inc == ^uint64(0) {
+					it.Seek(append(next, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
+					continue
+				}
+				binary.BigEndian.PutUint64(next[len(prefixCandle)+feed.ISINLen:], inc+1)
+				it.Seek(next)
+				continue
+			}
+			if !held[string(k)] {
+				keys = append(keys, it.Item().KeyCopy(nil))
+			}
+			it.Next()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: scan candles for retention: %w", err)
+	}
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, k := range keys {
+		if err := wb.Delete(k); err != nil {
+			return 0, fmt.Errorf("store: delete candle: %w", err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return 0, fmt.Errorf("store: delete candles: %w", err)
+	}
+	return len(keys), nil
+}
+
+// undeliveredCandles returns the candle keys of the outbox items some registered consumer
+// has not delivered (tags above the lowest watermark, up to Applied()).
+func (s *Store) undeliveredCandles() (map[string]bool, error) {
+	applied, err := s.Applied()
+	if err != nil {
+		return nil, err
+	}
+	cs, err := s.Consumers()
+	if err != nil {
+		return nil, err
+	}
+	low := applied
+	for _, wm := range cs {
+		low = min(low, wm)
+	}
+	held := map[string]bool{}
+	err = s.ScanOutbox(low+1, applied, func(it *OutboxItem) (bool, error) {
+		if it.Kind == OutboxClosed || it.Kind == OutboxLate {
+			held[string(candleKey(aggregate.Key{ISIN: it.Candle.ISIN, Incarnation: it.Candle.Incarnation, Minute: it.Candle.Minute}))] = true
+		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return held, nil
+}

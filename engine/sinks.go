@@ -14,6 +14,7 @@ import (
 	"github.com/quotesdev/quotes/aggregate"
 	"github.com/quotesdev/quotes/alert"
 	"github.com/quotesdev/quotes/export"
+	"github.com/quotesdev/quotes/internal/backoff"
 )
 
 // sinks are the engine's deliveries beyond the embedded store: one outbox consumer per
@@ -292,13 +293,14 @@ func (s *sinks) stop(timeout time.Duration) error {
 // ctx ends; what it cannot write is written on the next start (the cut is recorded).
 func (s *sinks) flushArchive(ctx context.Context, a *export.Archiver) error {
 	defer a.Close()
+	bo := backoff.New(backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second}, s.e.opts.Clock)
 	var err error
-	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
+	for {
 		if err = a.Flush(ctx); err == nil || ctx.Err() != nil {
 			break
 		}
 		s.e.opts.Logger.Warn("archive: final write failed, retrying", "archive", s.e.opts.Archive, "err", err)
-		if s.e.sleep(ctx, delay) != nil {
+		if bo.Wait(ctx) != nil {
 			break
 		}
 	}

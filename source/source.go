@@ -126,6 +126,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/internal/backoff"
 )
 
 // Defaults of Options; DefaultOptions returns them, and New uses them for zero fields.
@@ -567,19 +568,15 @@ func (c *Client) reject(stream string, de *feed.DecodeError) {
 	c.rejectLog.log(slog.LevelWarn, "source: frame rejected", "stream", stream, "reason", string(de.Reason), "detail", de.Detail)
 }
 
-// backoff returns the delay before reconnect attempt n (0-based): uniform in [b/2, b],
-// b = min(BackoffMax, BackoffMin×2ⁿ).
-func (c *Client) backoff(attempt int) time.Duration {
-	b := c.opts.BackoffMin
-	for i := 0; i < attempt && b < c.opts.BackoffMax; i++ {
-		b *= 2
-	}
-	b = min(b, c.opts.BackoffMax)
-	half := b / 2
+// newBackoff returns a stream's reconnect backoff: attempt n waits a random delay in
+// [b/2, b], b = min(BackoffMax, BackoffMin×2ⁿ), on the client's clock, with a jitter
+// generator of its own seeded from the client's (Options.Rand), so seeded tests stay
+// deterministic.
+func (c *Client) newBackoff() *backoff.Backoff {
 	c.rndMu.Lock()
-	j := c.rnd.Int64N(int64(b-half) + 1)
+	rnd := rand.New(rand.NewPCG(c.rnd.Uint64(), c.rnd.Uint64()))
 	c.rndMu.Unlock()
-	return half + time.Duration(j)
+	return backoff.New(backoff.Policy{Min: c.opts.BackoffMin, Max: c.opts.BackoffMax, Jitter: 0.5, Rand: rnd}, c.clk)
 }
 
 // wait waits d on the clock; false if ctx ended first.

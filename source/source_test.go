@@ -408,12 +408,13 @@ func TestBackoffBounds(t *testing.T) {
 		t.Fatal(err)
 	}
 	seen := map[time.Duration]bool{}
+	bo := c.newBackoff()
 	for attempt := 0; attempt < 200; attempt++ {
 		b := 5 * time.Second
 		if attempt < 10 {
 			b = min(b, 10*time.Millisecond<<attempt)
 		}
-		d := c.backoff(attempt)
+		d := bo.Next()
 		if d < b/2 || d > b {
 			t.Fatalf("attempt %d: %v outside [%v, %v]", attempt, d, b/2, b)
 		}

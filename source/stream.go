@@ -79,7 +79,7 @@ func (s *stream) stats() StreamStats {
 // run connects, reads, and reconnects with backoff until ctx is done; while the client is
 // paused it waits.
 func (s *stream) run(ctx context.Context) {
-	attempt := 0
+	bo := s.c.newBackoff()
 	for {
 		if !s.c.waitResumed(ctx) {
 			return
@@ -92,15 +92,13 @@ func (s *stream) run(ctx context.Context) {
 		case endPaused:
 			continue
 		case endHealthy:
-			attempt = 0
+			bo.Reset()
 		}
-		d := s.c.backoff(attempt)
+		attempt := bo.Attempt()
+		d := bo.Next()
 		s.backoff.Store(int64(d))
 		if !s.c.wait(ctx, s.name, attempt, d) {
 			return
-		}
-		if attempt < 64 {
-			attempt++
 		}
 	}
 }

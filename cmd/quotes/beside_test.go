@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -132,17 +133,25 @@ func TestHealthzDuringRecovery(t *testing.T) {
 	bin := quotesBinary(t)
 	dir := t.TempDir()
 	rec := filepath.Join(dir, "feed.jsonl")
-	mustExecute(t, "generate", "--record", rec, "--instruments", "20000", "--duration", "3m",
+	mustExecute(t, "generate", "--record", rec, "--instruments", "20000", "--duration", "6m",
 		"--quote-interval", "1s", "--speed", "max", "--seed", "9")
 	data := filepath.Join(dir, "data")
 	// a WAL without a recent checkpoint: replay with checkpoints far apart, killed once
 	// most of it is in
-	replay := exec.Command(bin, "replay", rec, "--data", data, "--progress", "never", "--checkpoint-every", "1000h", "--sync", "none")
+	replayHTTP := freeAddr(t)
+	replay := exec.Command(bin, "replay", rec, "--data", data, "--progress", "never", "--checkpoint-every", "1000h", "--sync", "none", "--http", replayHTTP)
 	if err := replay.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 120*time.Second, "most of the recording in the WAL", func() bool {
-		return dirSize(t, filepath.Join(data, "wal")) > 40<<20
+	appliedRE := regexp.MustCompile(`(?m)^quotes_wal_applied_seq (\S+)$`)
+	waitFor(t, 120*time.Second, "3M records in the WAL", func() bool {
+		_, body := getBody("http://" + replayHTTP + "/metrics")
+		m := appliedRE.FindStringSubmatch(body)
+		if m == nil {
+			return false
+		}
+		v, _ := strconv.ParseFloat(m[1], 64)
+		return v > 3e6
 	})
 	replay.Process.Signal(syscall.SIGKILL)
 	replay.Wait()
@@ -152,19 +161,23 @@ func TestHealthzDuringRecovery(t *testing.T) {
 	base := "http://" + httpAddr
 	sawHealthy, sawRecovering := false, false
 	var recovering string
-	waitFor(t, 120*time.Second, "readyz to report the recovery and the API to answer", func() bool {
-		code, _ := getBody(base + "/healthz")
-		if code == 200 {
+	deadline := time.Now().Add(120 * time.Second)
+	for {
+		if time.Now().After(deadline) {
+			t.Fatal("the API never answered instruments: recovery did not end")
+		}
+		if code, _ := getBody(base + "/healthz"); code == 200 {
 			sawHealthy = true
 		}
-		code, body := getBody(base + "/readyz")
-		if code == 503 && strings.Contains(body, `"recovery"`) {
+		if code, body := getBody(base + "/readyz"); code == 503 && strings.Contains(body, `"recovery"`) {
 			sawRecovering, recovering = true, body
 		}
 		// recovered: the data answers (readyz stays 503: the partner is unreachable)
-		code, _ = getBody(base + "/instruments")
-		return code == 200
-	})
+		if code, _ := getBody(base + "/instruments"); code == 200 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if !sawHealthy || !sawRecovering {
 		t.Errorf("during recovery: healthz 200 seen %v, readyz 503 with progress seen %v", sawHealthy, sawRecovering)
 	}

@@ -220,25 +220,9 @@ func (s *Store) ScanOutbox(from, to uint64, fn func(it *OutboxItem) (bool, error
 // (limit ≤ 0: no limit). It reads keys only.
 func (s *Store) CountOutbox(from, to uint64, limit int) (int, error) {
 	n := 0
-	if from > to {
-		return 0, nil
-	}
-	err := s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = prefixOutbox
-		opts.PrefetchValues = false
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Seek(OutboxKey(from, 0)); it.Valid(); it.Next() {
-			k := it.Item().Key()
-			if len(k) == outboxKeySize && binary.BigEndian.Uint64(k[len(prefixOutbox):]) > to {
-				return nil
-			}
-			if n++; limit > 0 && n >= limit {
-				return nil
-			}
-		}
-		return nil
+	err := s.eachOutboxKey(from, to, func([]byte) bool {
+		n++
+		return limit <= 0 || n < limit
 	})
 	if err != nil {
 		return 0, fmt.Errorf("store: count outbox: %w", err)
@@ -250,10 +234,25 @@ func (s *Store) CountOutbox(from, to uint64, limit int) (int, error) {
 // from ≤ tag ≤ to. It reads keys only.
 func (s *Store) CountOutboxHot(from, to uint64) (int, error) {
 	n := 0
-	if from > to {
-		return 0, nil
+	err := s.eachOutboxKey(from, to, func(k []byte) bool {
+		if binary.BigEndian.Uint32(k[len(prefixOutbox)+8:]) >= OutboxHotIdx {
+			n++
+		}
+		return true
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: count hot events in the outbox: %w", err)
 	}
-	err := s.db.View(func(txn *badger.Txn) error {
+	return n, nil
+}
+
+// eachOutboxKey calls fn with the key of every outbox item with from ≤ tag ≤ to, in key
+// order, until fn returns false. It reads keys only.
+func (s *Store) eachOutboxKey(from, to uint64, fn func(k []byte) bool) error {
+	if from > to {
+		return nil
+	}
+	return s.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = prefixOutbox
 		opts.PrefetchValues = false
@@ -264,19 +263,12 @@ func (s *Store) CountOutboxHot(from, to uint64) (int, error) {
 			if len(k) != outboxKeySize {
 				continue
 			}
-			if binary.BigEndian.Uint64(k[len(prefixOutbox):]) > to {
+			if binary.BigEndian.Uint64(k[len(prefixOutbox):]) > to || !fn(k) {
 				return nil
-			}
-			if binary.BigEndian.Uint32(k[len(prefixOutbox)+8:]) >= OutboxHotIdx {
-				n++
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		return 0, fmt.Errorf("store: count hot events in the outbox: %w", err)
-	}
-	return n, nil
 }
 
 // TrimOutbox deletes the outbox items with tag ≤ through and returns how many.
@@ -300,20 +292,7 @@ func (s *Store) TrimOutbox(through uint64) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("store: scan outbox for retention: %w", err)
 	}
-	if len(keys) == 0 {
-		return 0, nil
-	}
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
-	for _, k := range keys {
-		if err := wb.Delete(k); err != nil {
-			return 0, fmt.Errorf("store: trim outbox: %w", err)
-		}
-	}
-	if err := wb.Flush(); err != nil {
-		return 0, fmt.Errorf("store: trim outbox: %w", err)
-	}
-	return len(keys), nil
+	return s.deleteKeys(keys, "trim outbox")
 }
 
 // ConsumerState is the durable position of an outbox consumer.

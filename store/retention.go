@@ -57,6 +57,12 @@ func (s *Store) DeleteCandlesBefore(before int64) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("store: scan candles for retention: %w", err)
 	}
+	return s.deleteKeys(keys, "delete candles")
+}
+
+// deleteKeys deletes keys in one write batch and returns how many; what names the
+// operation in errors.
+func (s *Store) deleteKeys(keys [][]byte, what string) (int, error) {
 	if len(keys) == 0 {
 		return 0, nil
 	}
@@ -64,11 +70,11 @@ func (s *Store) DeleteCandlesBefore(before int64) (int, error) {
 	defer wb.Cancel()
 	for _, k := range keys {
 		if err := wb.Delete(k); err != nil {
-			return 0, fmt.Errorf("store: delete candle: %w", err)
+			return 0, fmt.Errorf("store: %s: %w", what, err)
 		}
 	}
 	if err := wb.Flush(); err != nil {
-		return 0, fmt.Errorf("store: delete candles: %w", err)
+		return 0, fmt.Errorf("store: %s: %w", what, err)
 	}
 	return len(keys), nil
 }

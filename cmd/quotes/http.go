@@ -53,6 +53,22 @@ func startAPI(o httpOptions, hotWindow time.Duration, localToken string, reg *pr
 	})
 }
 
+// startProcessAPI starts the HTTP API of a process that will open eopts' data directory
+// (nil without --http), and makes the engine announce it and report its recovery there.
+func startProcessAPI(o httpOptions, eopts *engine.Options, command string, reg *prometheus.Registry, logger *slog.Logger, clk clock.Clock) (*api.Service, error) {
+	eopts.Announce = &engine.Running{Command: command}
+	if o.addr == "" {
+		return nil, nil
+	}
+	srv, err := startAPI(o, eopts.Settings.HotWindow, eopts.Token, reg, logger, clk)
+	if err != nil {
+		return nil, err
+	}
+	eopts.RecoveryProgress = srv.Progress
+	eopts.Announce.HTTP = srv.Announced()
+	return srv, nil
+}
+
 // localClient is a client of the process rp that holds dir, authenticated with the token
 // it wrote there (readable by the same user only). An https:// address (TLS with a
 // certificate of the operator's) is verified as usual.

@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
-	"github.com/quotesdev/quotes/api"
 	"github.com/quotesdev/quotes/engine"
 	"github.com/quotesdev/quotes/export"
 	"github.com/quotesdev/quotes/feed"
@@ -138,16 +137,12 @@ func (o *ingestOptions) run(ctx context.Context, cmd *cobra.Command) error {
 		}
 		defer record.Close()
 	}
-	var srv *api.Service
-	if o.http.addr != "" {
-		if srv, err = startAPI(o.http, eopts.Settings.HotWindow, eopts.Token, reg, logger, o.clock); err != nil {
-			return err
-		}
+	srv, err := startProcessAPI(o.http, &eopts, "ingest", reg, logger, o.clock)
+	if err != nil {
+		return err
+	}
+	if srv != nil {
 		defer srv.Stop()
-		eopts.RecoveryProgress = srv.Progress
-		eopts.Announce = &engine.Running{Command: "ingest", HTTP: srv.Announced()}
-	} else {
-		eopts.Announce = &engine.Running{Command: "ingest"}
 	}
 	if o.ready != nil && srv != nil {
 		o.ready <- srv.Addr()

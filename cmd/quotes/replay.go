@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/quotesdev/quotes/api"
 	"github.com/quotesdev/quotes/engine"
 	"github.com/quotesdev/quotes/export"
 	"github.com/quotesdev/quotes/feed"
@@ -170,16 +169,12 @@ func (o *replayOptions) run(ctx context.Context, cmd *cobra.Command, args []stri
 	eopts.Clock = o.clock
 	eopts.MinFreeDisk = minFree
 	eopts.Token = engine.NewToken()
-	var srv *api.Service
-	if o.http.addr != "" {
-		if srv, err = startAPI(o.http, eopts.Settings.HotWindow, eopts.Token, reg, logger, o.clock); err != nil {
-			return err
-		}
+	srv, err := startProcessAPI(o.http, &eopts, "replay", reg, logger, o.clock)
+	if err != nil {
+		return err
+	}
+	if srv != nil {
 		defer srv.Stop()
-		eopts.RecoveryProgress = srv.Progress
-		eopts.Announce = &engine.Running{Command: "replay", HTTP: srv.Announced()}
-	} else {
-		eopts.Announce = &engine.Running{Command: "replay"}
 	}
 	eng, err := engine.Open(eopts)
 	if err != nil {

@@ -159,10 +159,12 @@ func (p *pacer) wait(ctx context.Context, ts int64, idle func() error) error {
 		}
 		t := p.clk.Timer(d)
 		// The clock may have moved on while the timer was set (a mock clock advanced by
-		// another goroutine): do not wait for a time that has passed.
-		if p.now = p.clk.Now(); !target.After(p.now) {
+		// another goroutine): then the timer may be due later than target, or target may
+		// have passed. Set it again from the new time.
+		if now := p.clk.Now(); !now.Equal(p.now) {
 			t.Stop()
-			return nil
+			p.now = now
+			continue
 		}
 		select {
 		case <-ctx.Done():

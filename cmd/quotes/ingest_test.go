@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -126,6 +127,41 @@ func TestIngestLive(t *testing.T) {
 	if !strings.Contains(table, isin) || !strings.Contains(table, "(300 instruments)") {
 		t.Errorf("query instruments while ingest runs:\n%s", table)
 	}
+
+	// serve on a second port answers as ingest does; a backfill runs inside ingest
+	httpB := freeAddr(t)
+	serve := startProcess(t, bin, "serve", "--data", data, "--http", httpB)
+	waitFor(t, 20*time.Second, "serve beside ingest", func() bool {
+		code, _ := getJSON("http://"+httpB+"/readyz", &map[string]any{})
+		return code == http.StatusOK
+	})
+	closed := "/instruments/" + isin + "/candles?from=" + time.Now().UTC().Add(-10*time.Minute).Truncate(time.Minute).Format(time.RFC3339) +
+		"&to=" + time.Now().UTC().Add(-time.Minute).Truncate(time.Minute).Format(time.RFC3339)
+	var viaIngest, viaServe []api.Candle
+	if _, err := getJSON(base+closed, &viaIngest); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := getJSON("http://"+httpB+closed, &viaServe); err != nil || fmt.Sprint(viaServe) != fmt.Sprint(viaIngest) {
+		t.Errorf("serve beside ingest: %v %v\nwant %v", err, viaServe, viaIngest)
+	}
+	var ins2, insServe []api.Instrument
+	getJSON(base+"/instruments", &ins2)
+	getJSON("http://"+httpB+"/instruments", &insServe)
+	if len(insServe) != len(ins2) {
+		t.Errorf("serve lists %d instruments, ingest %d", len(insServe), len(ins2))
+	}
+	bfFrom := time.Now().UTC().Add(-10 * time.Minute).Truncate(time.Minute).Format(time.RFC3339)
+	bfTo := time.Now().UTC().Add(time.Minute).Truncate(time.Minute).Format(time.RFC3339)
+	bout, berr, bcode := execute(t, "backfill", "--from", bfFrom, "--to", bfTo, "--data", data)
+	if bcode != 0 || !strings.Contains(berr, "backfilling inside it") || !regexp.MustCompile(`embedded store\s+0 changed`).MatchString(bout) {
+		t.Errorf("backfill beside ingest: exit %d\n%s%s", bcode, bout, berr)
+	}
+	var afterBackfill []api.Candle
+	if _, err := getJSON(base+closed, &afterBackfill); err != nil || fmt.Sprint(afterBackfill) != fmt.Sprint(viaIngest) {
+		t.Errorf("backfill changed closed candles: %v\n%v", afterBackfill, viaIngest)
+	}
+	serve.Process.Signal(syscall.SIGTERM)
+	serve.Wait()
 
 	if err := ingest.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

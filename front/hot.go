@@ -303,4 +303,3 @@ func (h *hotHandler) followOnce(ctx context.Context, k int, after *uint64, out c
 	}
 	return fmt.Errorf("shard %d: /hot ended", k)
 }
-

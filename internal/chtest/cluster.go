@@ -180,4 +180,3 @@ func (c *Cluster) Stop() {
 		c.ZooKeeper.Stop()
 	}
 }
-

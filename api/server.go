@@ -62,6 +62,9 @@ type Options struct {
 	// Admin, if set, serves /admin/…: the operations other commands on the same data
 	// directory ask the running process for (it authenticates them itself).
 	Admin http.Handler
+	// Hot, if set, serves GET /hot (JSON and event stream) instead of the Backend's hot
+	// events, behind the same authentication: the routing front's merged streams.
+	Hot http.Handler
 	// HotWindow is the pipeline's hot window (default hot.DefaultWindow): a paged GET
 	// /instruments and the web page show each instrument's change over it.
 	HotWindow time.Duration
@@ -158,6 +161,10 @@ func NewHandler(opts Options) http.Handler {
 	})))
 	hotJSON := h.timeout(http.HandlerFunc(h.hotJSON))
 	h.handle(routeHot, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if opts.Hot != nil {
+			opts.Hot.ServeHTTP(w, r) // the routing front's merged events (package front)
+			return
+		}
 		if r.Method == http.MethodGet && wantsEventStream(r) {
 			h.hotStream(w, r)
 			return
@@ -524,6 +531,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // stopping returns the channel closed when the Server that received r shuts down (nil, so
 // never ready, when the handler runs under another server).
+// Stopping returns a channel closed when the Server serving r shuts down (nil outside a
+// Server): long-lived responses (event streams) end on it.
+func Stopping(r *http.Request) <-chan struct{} { return stopping(r) }
+
+// WantsEventStream reports whether r asks for Server-Sent Events (Accept:
+// text/event-stream or ?stream=1).
+func WantsEventStream(r *http.Request) bool { return wantsEventStream(r) }
+
 func stopping(r *http.Request) <-chan struct{} {
 	ch, _ := r.Context().Value(stopKey{}).(<-chan struct{})
 	return ch

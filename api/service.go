@@ -27,6 +27,8 @@ type ServiceOptions struct {
 	Logger           *slog.Logger
 	Clock            clock.Clock
 	NotReadyYetError string // what the API answers before SetBackend (default "recovering the data directory")
+	// Hot, if set, serves GET /hot instead of the backend (Options.Hot: serve --shards).
+	Hot http.Handler
 }
 
 // Service is the HTTP API of a process that owns a data directory (ingest, replay, serve).
@@ -71,6 +73,7 @@ func StartService(opts ServiceOptions) (*Service, error) {
 		AuthToken:      opts.AuthToken,
 		LocalToken:     opts.LocalToken,
 		Admin:          http.HandlerFunc(s.serveAdmin),
+		Hot:            opts.Hot,
 	}
 	if opts.Registry != nil {
 		hopts.Gatherer, hopts.Registerer = opts.Registry, opts.Registry

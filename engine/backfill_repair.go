@@ -28,8 +28,9 @@ type RepairResult struct {
 //     see a key half deleted);
 //  2. compare and insert what is missing (backfillClickHouse: res.ClickHouse is the plan);
 //  3. with Repair, rewrite the conflicting minutes with their recomputed states and remove
-//     the extra ones up to the last recomputed minute (export.ClickHouseSink.Repair: insert
-//     first, then delete every other row of those keys; crash-safe, idempotent). A second
+//     the extra ones up to the last recomputed minute (export.ClickHouseSink.Repair: a
+//     mutation deletes those keys' rows, then the states are inserted after it; crash-safe,
+//     idempotent: an interrupted repair's keys are found missing and redone). A second
 //     run finds every minute equal and changes nothing.
 //
 // The outbox was delivered before (drainOutbox), so the recomputed states include every

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -46,6 +47,8 @@ type Engine struct {
 
 	token      string // of Options.Announce
 	unannounce func()
+
+	foreign atomic.Uint64 // messages dropped for another shard (shard.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -86,6 +89,9 @@ func Open(opts Options) (*Engine, error) {
 	}
 	// Settings are checked once the lock is ours, so two processes cannot race on them.
 	settings, err := settle(opts.Dir, opts.Settings, opts.UseStoredSettings || opts.ReadOnly, opts.ResetSettings)
+	if err == nil {
+		err = opts.settleShard()
+	}
 	if err != nil {
 		log.Close()
 		return nil, err

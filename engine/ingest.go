@@ -90,6 +90,7 @@ func (in *ingestion) deliver(batch []feed.Message) error {
 			return err
 		}
 	}
+	batch = e.keepShard(batch)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := e.appendLocked(batch); err != nil {

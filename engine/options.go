@@ -13,6 +13,7 @@ import (
 	"github.com/quotesdev/quotes/export"
 	"github.com/quotesdev/quotes/feed"
 	"github.com/quotesdev/quotes/hot"
+	"github.com/quotesdev/quotes/shard"
 	"github.com/quotesdev/quotes/wal"
 )
 
@@ -35,6 +36,11 @@ type Options struct {
 	// WALRetention keeps WAL records this long (event time) for backfill and replay of the
 	// data directory, besides what the sinks need.
 	WALRetention time.Duration
+
+	// Shard, if set, keeps only the ISINs that package shard assigns to Shard.K of
+	// Shard.N: the others' messages are dropped before the WAL (see shard.go). It is
+	// recorded in Dir on first use.
+	Shard shard.Spec
 
 	// ClickHouse is the DSN of the ClickHouse sink (clickhouse://host:9000/db); empty: none.
 	ClickHouse string

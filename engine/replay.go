@@ -29,6 +29,9 @@ type ReplayOptions struct {
 // ReplayStats is what a Replay did.
 type ReplayStats struct {
 	Messages, Quotes, InstrumentEvents, Ticks uint64
+	// Foreign counts the messages dropped because another shard owns their ISIN
+	// (Options.Shard); they are not in Messages.
+	Foreign uint64
 	// Rejects counts rejected lines by reason; FirstRejects keeps the first few, with
 	// their source and line number.
 	Rejects      map[feed.Reason]uint64
@@ -139,6 +142,9 @@ func (e *Engine) replaySource(ctx context.Context, w *pipeline.Writer, s Source,
 			}
 			e.opts.Logger.Debug("rejected line", "source", s.String(), "err", r)
 		}
+		n := len(b.Msgs)
+		b.Msgs = e.keepShard(b.Msgs)
+		st.Foreign += uint64(n - len(b.Msgs))
 		if err := pacer.wait(ctx, b.Msgs); err != nil {
 			if b.Release != nil {
 				b.Release()

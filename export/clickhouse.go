@@ -71,8 +71,9 @@ type ClickHouseStats struct {
 // external-table block into the Null table candles_input. The materialized view turns that
 // block into one block of aggregate states, which the AggregatingMergeTree commits as one
 // data part (a chunk never spans two partitions): a chunk lands entirely or not at all. Each
-// chunk carries a marker row (schema.MarkerISIN, flush_id, chunk) that lands in the same
-// part; before inserting, Write reads the flush's markers and skips chunks that landed.
+// chunk carries a marker row keyed by the flush id and chunk index (see package schema) that
+// lands in the same part; before inserting, Write reads the flush's markers and skips chunks
+// that landed.
 // A crash (of the process or of ClickHouse) at any moment, followed by a retry of the same
 // flush, so writes every chunk exactly once. This relies on no insert deduplication setting
 // and holds on every server version. One writer per database: two processes writing the
@@ -196,6 +197,9 @@ func (s *ClickHouseSink) Write(ctx context.Context, flushID uint64, candles []ag
 		return nil
 	}
 	chunks := splitChunks(rows, s.chunkRows)
+	if len(chunks) > schema.MaxChunks {
+		return fmt.Errorf("clickhouse write flush %d: %d chunks, more than %d: raise ChunkRows", flushID, len(chunks), schema.MaxChunks)
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -295,19 +299,13 @@ func splitChunks(rows []aggregate.Candle, max int) []chunk {
 }
 
 // markLanded reads the markers of flushID and sets chunk.landed for the chunks found. A
-// marker that does not match the chunk computed now is ErrFlushConflict.
+// marker that does not match the chunk computed now is ErrFlushConflict. A marker's key is
+// (schema.MarkerISIN, flushID, day + chunk index in seconds): see package schema.
 func (s *ClickHouseSink) markLanded(ctx context.Context, flushID uint64, chunks []chunk) error {
-	days := make([]string, 0, 2)
-	for _, c := range chunks {
-		d := fmt.Sprintf("toDateTime(%d)", c.day)
-		if !slices.Contains(days, d) {
-			days = append(days, d)
-		}
-	}
-	q := fmt.Sprintf(`SELECT chunk, toInt64(maxMerge(high)), toInt64(minMerge(low)), toUInt32(minute)
+	q := fmt.Sprintf(`SELECT toUInt32(minute), toInt64(maxMerge(high)), toInt64(minMerge(low))
 FROM %s.candles
-WHERE isin = %s AND incarnation = 0 AND minute IN (%s) AND flush_id = %d
-GROUP BY chunk, minute`, s.db, schema.MarkerISINSQL, strings.Join(days, ", "), flushID)
+WHERE isin = %s AND incarnation = %d
+GROUP BY minute`, s.db, schema.MarkerISINSQL, flushID)
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	res, err := s.conn.Query(ctx, q)
@@ -317,15 +315,15 @@ GROUP BY chunk, minute`, s.db, schema.MarkerISINSQL, strings.Join(days, ", "), f
 	defer res.Close()
 	for res.Next() {
 		var (
-			index       uint32
+			at          uint32
 			rows, total int64
-			day         uint32
 		)
-		if err := res.Scan(&index, &rows, &total, &day); err != nil {
+		if err := res.Scan(&at, &rows, &total); err != nil {
 			return fmt.Errorf("clickhouse write flush %d: read flush markers: %w", flushID, err)
 		}
-		if int(index) >= len(chunks) || total != int64(len(chunks)) ||
-			rows != int64(len(chunks[index].rows)) || int64(day) != chunks[index].day {
+		index, day := int(at%86400), int64(at-at%86400)
+		if index >= len(chunks) || total != int64(len(chunks)) ||
+			rows != int64(len(chunks[index].rows)) || day != chunks[index].day {
 			return fmt.Errorf("%w: flush %d chunk %d landed as %d of %d chunks with %d candles on day %d, now %d chunks",
 				ErrFlushConflict, flushID, index, index+1, total, rows, day, len(chunks))
 		}
@@ -338,7 +336,7 @@ GROUP BY chunk, minute`, s.db, schema.MarkerISINSQL, strings.Join(days, ", "), f
 }
 
 // candleColumns are the columns of candles_input, in the order insertChunk fills them.
-const candleColumns = "isin, incarnation, minute, flush_id, chunk, open_price, open_ts, open_seq, close_price, close_ts, close_seq, high, low, quotes"
+const candleColumns = "isin, incarnation, minute, open_price, open_ts, open_seq, close_price, close_ts, close_seq, high, low, quotes"
 
 // insertChunk inserts one chunk plus its marker as one block.
 func (s *ClickHouseSink) insertChunk(ctx context.Context, flushID uint64, total int, c *chunk) error {
@@ -351,8 +349,6 @@ func (s *ClickHouseSink) insertChunk(ctx context.Context, flushID uint64, total 
 		openP, openTS          = make([]int64, 0, n), make([]int64, 0, n)
 		closeP, closeTS        = make([]int64, 0, n), make([]int64, 0, n)
 		high, low              = make([]int64, 0, n), make([]int64, 0, n)
-		flushIDs               = make([]uint64, n)
-		chunkIdx               = make([]uint32, n)
 	)
 	for i := range c.rows {
 		r := &c.rows[i]
@@ -364,25 +360,20 @@ func (s *ClickHouseSink) insertChunk(ctx context.Context, flushID uint64, total 
 		high, low = append(high, int64(r.High)), append(low, int64(r.Low))
 		quotes = append(quotes, r.Quotes)
 	}
-	// The marker: same day (partition), so the same data part as the chunk's candles.
+	// The marker, keyed by (flush id, chunk): the chunk's day plus its index in seconds, so
+	// the same partition, hence the same data part as the chunk's candles.
 	isin = append(isin, schema.MarkerISIN)
-	inc = append(inc, 0)
-	minute = append(minute, uint32(c.day))
+	inc = append(inc, flushID)
+	minute = append(minute, uint32(c.day)+uint32(c.index))
 	openP, openTS, openSeq = append(openP, 0), append(openTS, 0), append(openSeq, 0)
 	closeP, closeTS, closeSeq = append(closeP, 0), append(closeTS, 0), append(closeSeq, 0)
 	high, low = append(high, int64(len(c.rows))), append(low, int64(total))
 	quotes = append(quotes, 0)
-	for i := range flushIDs {
-		flushIDs[i] = flushID
-		chunkIdx[i] = uint32(c.index)
-	}
 
 	tbl, err := ExternalTable("quotes_rows",
 		ExternalColumn{"isin", "FixedString(12)", isin},
 		ExternalColumn{"incarnation", "UInt64", inc},
 		ExternalColumn{"minute", "UInt32", minute},
-		ExternalColumn{"flush_id", "UInt64", flushIDs},
-		ExternalColumn{"chunk", "UInt32", chunkIdx},
 		ExternalColumn{"open_price", "Int64", openP},
 		ExternalColumn{"open_ts", "Int64", openTS},
 		ExternalColumn{"open_seq", "UInt64", openSeq},

@@ -11,6 +11,7 @@ import (
 
 	"github.com/quotesdev/quotes/aggregate"
 	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/schema"
 )
 
 // RepairKeysPerMutation is the most keys one DELETE mutation names; larger repairs use
@@ -19,49 +20,53 @@ const RepairKeysPerMutation = 50_000
 
 // Repair makes ClickHouse hold exactly the states want for their keys, and nothing for the
 // keys drop, whatever it held for them before (e.g. a minute counted twice because two data
-// directories delivered it): the states are inserted as one flush with a fresh id R (each
-// chunk with its marker, as Write does), then one ALTER TABLE … DELETE mutation per
-// RepairKeysPerMutation keys removes every other row of those keys —
+// directories delivered it): first one ALTER TABLE … DELETE mutation per
+// RepairKeysPerMutation keys removes every row of those keys —
 //
-//	ALTER TABLE db.candles DELETE WHERE flush_id != R AND (isin, incarnation, toUInt32(minute)) IN (…)
+//	ALTER TABLE db.candles DELETE WHERE isin != <marker> AND (isin, incarnation, toUInt32(minute)) IN (…)
 //
-// — and Repair waits until the server has applied it (system.mutations.is_done, which
-// 18.16 has as every later release). Marker rows (isin = schema.MarkerISIN) are never
-// named, so every flush marker stays: a consumer retrying a flush that landed before the
-// repair still finds its marker and skips it (its states are part of want), and later
-// flushes merge into the repaired states as usual.
+// — then the states are inserted as one flush with a fresh id R (each chunk with its
+// marker, as Write does), and Repair waits until the server has applied the mutations
+// (system.mutations.is_done, which 18.16 has as every later release). A mutation applies to
+// the data parts that existed when it was created, never to parts inserted after it, so
+// R's states survive it; since candles are keyed by (isin, incarnation, minute) alone (schema
+// version 2), a row cannot say which flush wrote it, and this order is what tells R's rows
+// from the old ones. Marker rows are never named, so every flush marker stays: a consumer
+// retrying a flush that landed before the repair still finds its marker and skips it (its
+// states are part of want), and later flushes merge into the repaired states as usual.
 //
-// Crash-safe and idempotent: until the mutation is created, ClickHouse holds the old rows
-// plus R (a re-run finds the keys in conflict again and repairs them with a new id); once
-// created, the server completes the mutation on its own, across restarts; a re-run first
-// waits for it (WaitMutations) and then finds every key equal. At no point is a key missing.
-// As for Write, one writer per database: a flush another process inserts meanwhile for
-// the same keys would be deleted with the rest.
+// Crash-safe and idempotent: a crash after the mutations were created but before R landed
+// leaves those keys without rows once the server applies them; a re-run (backfill finds the
+// keys missing or in conflict) deletes and inserts them again, R's of the first attempt
+// included, and WaitMutations first waits for any pending mutation. As for Write, one
+// writer per database: a flush another process inserts meanwhile for the same keys would
+// be deleted with the rest.
 func (s *ClickHouseSink) Repair(ctx context.Context, want []aggregate.Candle, drop []aggregate.Key) error {
 	if len(want) == 0 && len(drop) == 0 {
 		return nil
 	}
 	id := uint64(1)<<63 | rand.Uint64()>>1 // top bit: never a consumer's flush id
-	if err := s.Write(ctx, id, want); err != nil {
-		return fmt.Errorf("clickhouse repair: insert the recomputed states: %w", err)
-	}
 	keys := make([]aggregate.Key, 0, len(want)+len(drop))
 	for i := range want {
 		keys = append(keys, want[i].Key)
 	}
 	keys = append(keys, drop...)
 	for start := 0; start < len(keys); start += RepairKeysPerMutation {
-		if err := s.deleteOthers(ctx, id, keys[start:min(start+RepairKeysPerMutation, len(keys))]); err != nil {
+		if err := s.deleteKeys(ctx, keys[start:min(start+RepairKeysPerMutation, len(keys))]); err != nil {
 			return err
 		}
+	}
+	if err := s.Write(ctx, id, want); err != nil {
+		return fmt.Errorf("clickhouse repair: insert the recomputed states: %w", err)
 	}
 	return s.WaitMutations(ctx)
 }
 
-// deleteOthers creates the mutation that deletes the rows of keys not written by flush id.
-func (s *ClickHouseSink) deleteOthers(ctx context.Context, id uint64, keys []aggregate.Key) error {
+// deleteKeys creates the mutation that deletes every candle row of keys (markers excepted)
+// in the parts that exist now.
+func (s *ClickHouseSink) deleteKeys(ctx context.Context, keys []aggregate.Key) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "ALTER TABLE %s.candles DELETE WHERE flush_id != %d AND (isin, incarnation, toUInt32(minute)) IN (", s.db, id)
+	fmt.Fprintf(&b, "ALTER TABLE %s.candles DELETE WHERE isin != %s AND (isin, incarnation, toUInt32(minute)) IN (", s.db, schema.MarkerISINSQL)
 	for i, k := range keys {
 		if _, ok := feed.ParseISIN(k.ISIN.String()); !ok {
 			return fmt.Errorf("clickhouse repair: invalid ISIN %q", k.ISIN.String())

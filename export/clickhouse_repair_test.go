@@ -14,8 +14,8 @@ import (
 // states) and a minute nobody explains. Repair rewrites the doubled keys with the true
 // states and removes the unexplained one; the flush markers stay, so a retry of one of the
 // original flushes is still skipped, and a later late correction merges into the repaired
-// state. A repair interrupted between its insert and its delete (the keys then hold both)
-// is completed by a second one.
+// state. A repair interrupted between its delete and the end of its insert is completed by
+// a second one.
 func TestClickHouseRepair(t *testing.T) {
 	srv := chtest.Start(t)
 	s := newSink(t, srv, 0)
@@ -40,7 +40,7 @@ func TestClickHouseRepair(t *testing.T) {
 		t.Fatalf("not doubled: %+v", c)
 	}
 
-	// Interrupted: the insert landed, the delete never ran.
+	// Interrupted: the delete was created, the insert failed after its first chunk.
 	s.testAfterFn = func(int) error { return errors.New("simulated crash") }
 	if err := s.Repair(ctx, states, []aggregate.Key{stray.Key}); err == nil {
 		t.Fatal("repair with a crash after its insert succeeded")

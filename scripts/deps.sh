@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the integration tests need when it is missing: ClickHouse (Debian's
-# clickhouse-server and clickhouse-client, 18.16 on bookworm), the Versity S3 gateway
+# clickhouse-server and clickhouse-client, 18.16 on bookworm), ZooKeeper (Debian's, for the
+# replicated cluster tests), the Versity S3 gateway
 # (versitygw, into $(go env GOPATH)/bin), the NATS server (nats-server, likewise), the
 # archive tests' independent Parquet reader (hyparquet, with the machine's Node.js and npm,
 # into export/testdata/node/node_modules) and Chromium for the web page's browser tests (api,
@@ -60,6 +61,20 @@ deps_clickhouse() {
 	fi
 }
 
+# deps_zookeeper installs Debian's ZooKeeper (the server jar; Java comes with it) for the
+# replicated ClickHouse cluster tests (internal/zktest, internal/chtest.StartCluster) and
+# scripts/cluster.sh. Its system service is not started: the tests start private servers.
+deps_zookeeper() {
+	if [ -f /usr/share/java/zookeeper.jar ] && command -v java >/dev/null 2>&1; then
+		return 0
+	fi
+	echo "deps.sh: installing zookeeper" >&2
+	no_service_start apt_install zookeeper
+	if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+		$SUDO systemctl disable --now zookeeper >/dev/null 2>&1 || true
+	fi
+}
+
 # deps_versitygw installs the Versity S3 gateway that internal/s3test starts, with the Go
 # toolchain, into $(go env GOPATH)/bin (where s3test looks when it is not in PATH).
 deps_versitygw() {
@@ -115,6 +130,7 @@ deps_chromium() {
 }
 
 deps_clickhouse
+deps_zookeeper
 deps_versitygw
 deps_nats_server
 deps_hyparquet

@@ -14,6 +14,7 @@ import (
 	"github.com/quotesdev/quotes/engine"
 	"github.com/quotesdev/quotes/export"
 	"github.com/quotesdev/quotes/hot"
+	"github.com/quotesdev/quotes/shard"
 	"github.com/quotesdev/quotes/wal"
 )
 
@@ -28,6 +29,7 @@ type dataOptions struct {
 	checkpoint    time.Duration
 	walRetention  time.Duration
 	candleRetain  time.Duration
+	shard         string
 	flags         *pflag.FlagSet // where the settings are bound (nil: not bound)
 }
 
@@ -52,6 +54,11 @@ func (o *dataOptions) bindWAL(f *pflag.FlagSet) {
 	f.DurationVar(&o.checkpoint, "checkpoint-every", 5*time.Minute, "event time between state checkpoints (shorter: faster restart, more writes)")
 	f.DurationVar(&o.walRetention, "wal-retention", 24*time.Hour, "keep WAL records this long (event time) for backfill --source wal and replay DATA_DIR, besides what sinks need")
 	f.DurationVar(&o.candleRetain, "candle-retention", engine.DefaultCandleRetention, "keep closed candles in the embedded store this long (event time before the newest message); older ones are dropped once delivered to the sinks (negative: forever)")
+}
+
+// bindShard binds --shard (ingest, replay).
+func (o *dataOptions) bindShard(f *pflag.FlagSet) {
+	f.StringVar(&o.shard, "shard", "", "keep only the ISINs of shard K of N (K/N, e.g. 0/2): the others' quotes and instrument events are dropped before the WAL (package shard documents the hash; recorded in --data)")
 }
 
 // engineOptions maps the flags to engine options.
@@ -88,6 +95,13 @@ func (o *dataOptions) engineOptions(logger *slog.Logger, reg prometheus.Register
 		opts.Settings = s
 	}
 	opts.ResetSettings = o.resetSettings
+	if o.shard != "" {
+		sp, err := shard.Parse(o.shard)
+		if err != nil {
+			return opts, usagef("--shard: %v", err)
+		}
+		opts.Shard = sp
+	}
 	if o.checkpoint > 0 {
 		opts.CheckpointEvery = o.checkpoint
 	}

@@ -87,6 +87,7 @@ SIGINT/SIGTERM: stop reading, flush, checkpoint, close cleanly.`,
 	o.data.bindDir(f)
 	o.data.bindSettings(f)
 	o.data.bindWAL(f)
+	o.data.bindShard(f)
 	f.StringVar(&o.source, "source", "ws://127.0.0.1:8032", "partner base URL: /instruments and /quotes are appended")
 	o.http.bind(f, "127.0.0.1:5000", "address of the HTTP API (empty disables it)")
 	f.Float64Var(&o.snapshotMaxDelete, "snapshot-max-delete", 10, "at most this percent of the active instruments may be deleted by one reconnect snapshot's reconciliation; beyond it they are kept (a WARN and quotes_source_deletes_withheld say so)")

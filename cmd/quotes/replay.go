@@ -101,6 +101,7 @@ accepted no message at all, or rejected more than --max-reject-ratio of the line
 	o.data.bindDir(f)
 	o.data.bindSettings(f)
 	o.data.bindWAL(f)
+	o.data.bindShard(f)
 	f.StringVar(&o.speed, "speed", "max", "pace against the wall clock: max, 1x, 10x, …")
 	f.StringVar(&o.progress, "progress", "auto", "progress bar: auto (on a terminal), always, never")
 	f.IntVar(&o.batch, "batch", 32768, "messages per WAL append (one fsync each with --sync batch|always)")
@@ -245,9 +246,9 @@ func (o *replayOptions) run(ctx context.Context, cmd *cobra.Command, args []stri
 // checkRejects fails a replay that accepted nothing, or rejected too much.
 func (o *replayOptions) checkRejects(st *engine.ReplayStats) error {
 	rejected := st.Rejected()
-	lines := st.Messages - st.Ticks + rejected
+	lines := st.Messages + st.Foreign - st.Ticks + rejected
 	switch {
-	case st.Messages == 0 && st.Resumed == 0:
+	case st.Messages == 0 && st.Foreign == 0 && st.Resumed == 0:
 		if rejected > 0 {
 			return fmt.Errorf("no message accepted: all %d lines were rejected (is it a recording? see the summary)", rejected)
 		}
@@ -284,6 +285,9 @@ func (o *replayOptions) printSummary(w io.Writer, st *engine.ReplayStats) {
 	}
 	before, after := st.Before, st.After
 	fmt.Fprintf(tw, "messages\t%d\t(%d quotes, %d instrument events, %d ticks)\n", st.Messages, st.Quotes, st.InstrumentEvents, st.Ticks)
+	if st.Foreign > 0 {
+		fmt.Fprintf(tw, "other shards' messages\t%d\t(dropped before the WAL: --shard %s)\n", st.Foreign, o.data.shard)
+	}
 	fmt.Fprintf(tw, "quotes aggregated\t%d\t(%d late corrections, %d released from grace hold)\n", after.Aggregated-before.Aggregated, after.Late-before.Late, after.Released-before.Released)
 	fmt.Fprintf(tw, "quotes dropped\t%d\t(inactive_expired %d, inactive_at_end %d)\n",
 		after.DroppedExpired-before.DroppedExpired+after.DroppedAtEnd-before.DroppedAtEnd,

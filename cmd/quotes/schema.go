@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/spf13/cobra"
 
 	"github.com/quotesdev/quotes/schema"
@@ -15,6 +17,8 @@ import (
 type schemaOptions struct {
 	clickhouse string
 	database   string
+	cluster    string
+	shards     int // print --cluster: the number of shards (apply reads it from the server)
 }
 
 // newSchemaCmd builds `quotes schema` with its subcommands print and apply.
@@ -31,17 +35,32 @@ quotes_schema recording the schema version.
 
 Every statement is CREATE … IF NOT EXISTS and runs on ClickHouse 18.16 (Debian's) up to
 current releases: applying twice changes nothing. The sink (ingest/replay/backfill
---clickhouse) also applies it on first use.`,
+--clickhouse) also applies it on first use. A database of an older schema version is
+migrated (version 1 → 2: candles re-ordered so late corrections merge; resumable after a
+crash; stop the writers of the older binary first).
+
+With --cluster NAME (a cluster of the servers' <remote_servers>, with {shard} and {replica}
+macros and ZooKeeper), apply connects to every node the server of --clickhouse lists for
+NAME and creates there the database with Replicated*MergeTree tables, plus the database
+<database>_all with Distributed tables over them, sharded by the ISIN hash of --shard (see
+package shard). Each shard's writers (ingest/replay --shard K/N) use a DSN listing that
+shard's replicas and the database; readers (query/serve --clickhouse) use <database>_all.`,
 		Example: `  # the DDL for the database named in the DSN (default: "default")
   quotes schema print --clickhouse clickhouse://127.0.0.1:9000/quotes
 
   # create whatever is missing
-  quotes schema apply --clickhouse clickhouse://127.0.0.1:9000/quotes`,
+  quotes schema apply --clickhouse clickhouse://127.0.0.1:9000/quotes
+
+  # a replicated, sharded cluster (every node of cluster "quotes")
+  quotes schema apply --cluster quotes --clickhouse clickhouse://127.0.0.1:9000/quotes
+  quotes replay feed.jsonl --shard 0/2 --data ./s0 --clickhouse clickhouse://ch-s1r1:9000,ch-s1r2:9000/quotes
+  quotes query instruments --clickhouse clickhouse://ch-s1r1:9000,ch-s2r1:9000/quotes_all`,
 		Args: cobra.NoArgs,
 	}
 	addFlags := func(c *cobra.Command) {
 		c.Flags().StringVar(&o.clickhouse, "clickhouse", "", "ClickHouse DSN, native protocol: clickhouse://[user[:password]@]host:9000/database")
 		c.Flags().StringVar(&o.database, "database", "", "database name (default: the DSN's, else \"default\")")
+		c.Flags().StringVar(&o.cluster, "cluster", "", "a replicated, sharded cluster of this name (remote_servers): replicated local tables on every node and Distributed tables in <database>_all")
 	}
 
 	printCmd := &cobra.Command{
@@ -57,10 +76,14 @@ database of --database or --clickhouse (default "default"). No server is contact
 			if err != nil {
 				return err
 			}
-			return printSchema(cmd.OutOrStdout(), db)
+			if o.cluster != "" && o.shards < 1 {
+				return usagef("schema print --cluster needs --shards N (the number of shards)")
+			}
+			return printSchema(cmd.OutOrStdout(), db, o.cluster, o.shards)
 		},
 	}
 	addFlags(printCmd)
+	printCmd.Flags().IntVar(&o.shards, "shards", 0, "with --cluster: the cluster's number of shards (the N of --shard K/N)")
 
 	applyCmd := &cobra.Command{
 		Use:   "apply",
@@ -100,13 +123,18 @@ func (o *schemaOptions) resolveDatabase() (string, error) {
 	return db, nil
 }
 
-// printSchema writes the DDL of database to w.
-func printSchema(w io.Writer, database string) error {
+// printSchema writes the DDL of database to w (of one node of cluster, when set).
+func printSchema(w io.Writer, database, cluster string, shards int) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "-- quotes ClickHouse schema, version %d, database %s.\n", schema.Version, database)
 	b.WriteString("-- Idempotent: every statement is CREATE … IF NOT EXISTS. `quotes schema apply` also\n")
 	b.WriteString("-- records the version in quotes_schema.\n\n")
-	for _, s := range schema.Statements(database) {
+	stmts := schema.Statements(database)
+	if cluster != "" {
+		fmt.Fprintf(&b, "-- For every node of cluster %s (%d shards); Distributed tables in %s.\n\n", cluster, shards, schema.ClusterDatabase(database))
+		stmts = schema.ClusterStatements(database, schema.Cluster{Name: cluster, Shards: shards})
+	}
+	for _, s := range stmts {
 		b.WriteString(s)
 		b.WriteString(";\n\n")
 	}
@@ -130,6 +158,9 @@ func (o *schemaOptions) apply(ctx context.Context, w io.Writer) error {
 		return err
 	}
 	defer conn.Close()
+	if o.cluster != "" {
+		return o.applyCluster(ctx, w, conn, db)
+	}
 	before, err := schema.RecordedVersion(ctx, conn, db)
 	if err != nil {
 		before = 0 // no version table yet
@@ -142,5 +173,34 @@ func (o *schemaOptions) apply(ctx context.Context, w io.Writer) error {
 	} else {
 		fmt.Fprintf(w, "schema version %d applied to database %s\n", schema.Version, db)
 	}
+	return nil
+}
+
+// applyCluster applies the cluster layout to every node of o.cluster.
+func (o *schemaOptions) applyCluster(ctx context.Context, w io.Writer, conn driver.Conn, db string) error {
+	nodes, err := schema.ClusterNodes(ctx, conn, o.cluster)
+	if err != nil {
+		return err
+	}
+	opts, _, err := schema.ParseDSN(o.clickhouse)
+	if err != nil {
+		return err
+	}
+	c := schema.Cluster{Name: o.cluster, Shards: schema.Shards(nodes)}
+	for _, n := range nodes {
+		nopts := *opts
+		nopts.Addr = []string{n.Addr()}
+		nc, err := clickhouse.Open(&nopts)
+		if err != nil {
+			return fmt.Errorf("cluster %s node %s: %w", o.cluster, n.Addr(), err)
+		}
+		err = schema.ApplyCluster(ctx, nc, db, c)
+		nc.Close()
+		if err != nil {
+			return fmt.Errorf("cluster %s node %s (shard %d replica %d): %w", o.cluster, n.Addr(), n.Shard, n.Replica, err)
+		}
+		fmt.Fprintf(w, "schema version %d in place on %s (shard %d, replica %d)\n", schema.Version, n.Addr(), n.Shard, n.Replica)
+	}
+	fmt.Fprintf(w, "cluster %s: %d nodes, %d shards; writers use database %s, readers %s\n", o.cluster, len(nodes), c.Shards, db, schema.ClusterDatabase(db))
 	return nil
 }

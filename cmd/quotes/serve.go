@@ -21,6 +21,8 @@ type serveOptions struct {
 	app             *app
 	data            dataOptions
 	clickhouse      string
+	shards          string
+	shardsToken     string
 	http            httpOptions
 	shutdownTimeout time.Duration
 }
@@ -43,13 +45,23 @@ the same answers, the open minute included.
 With --clickhouse DSN, instruments and candles are served from ClickHouse (see ` + "`quotes query --help`" + `
 for what "now" is there); hot events from --data when it exists, otherwise /hot fails.
 
+With --shards URL,URL,… serve is the routing front of a sharded deployment (SPEC §11):
+the N URLs are the HTTP APIs of the instances running --shard 0/N, 1/N, … in that order.
+Requests about one ISIN go to the instance that owns it; /instruments and /hot merge all of
+them; the merged /hot stream's event ids are resume cursors covering every shard
+("ID0-ID1-…", each the last event id delivered from that shard). It holds no state: run as
+many copies as you like. --data is not used.
+
 SIGINT or SIGTERM stops it gracefully: requests in flight finish (up to
 --shutdown-timeout) and event streams end.`,
 		Example: `  quotes serve --data ./data
   quotes serve --data ./data --http 127.0.0.1:8080
   curl -s localhost:5000/instruments
   curl -s 'localhost:5000/instruments/DJ40J281M584/candles?last=2h'
-  curl -sN localhost:5000/hot`,
+  curl -sN localhost:5000/hot
+
+  # the front of two shards
+  quotes serve --shards http://127.0.0.1:5001,http://127.0.0.1:5002 --http 127.0.0.1:5000`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.run(cmd.Context(), cmd)
@@ -57,6 +69,8 @@ SIGINT or SIGTERM stops it gracefully: requests in flight finish (up to
 	}
 	f := cmd.Flags()
 	o.data.bindDir(f)
+	f.StringVar(&o.shards, "shards", "", "serve as the routing front of these instances' APIs (comma-separated base URLs, shard 0 first)")
+	f.StringVar(&o.shardsToken, "shards-token", "", "bearer token for the --shards instances' APIs (prefer QUOTES_SHARDS_TOKEN)")
 	f.StringVar(&o.clickhouse, "clickhouse", "", "serve instruments and candles from ClickHouse (clickhouse://host:9000/database); hot events from --data if it exists")
 	o.http.bind(f, "127.0.0.1:5000", "address of the HTTP API (host:port; port 0 picks a free one)")
 	f.DurationVar(&o.http.requestTimeout, "request-timeout", api.DefaultRequestTimeout, "time limit of one HTTP request (event streams excepted)")
@@ -76,6 +90,9 @@ func (o *serveOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	}
 	if o.shutdownTimeout <= 0 {
 		return usagef("--shutdown-timeout %s: must be positive", o.shutdownTimeout)
+	}
+	if o.shards != "" {
+		return o.runFront(ctx)
 	}
 	if o.data.dir == "" {
 		return usagef("--data must not be empty")

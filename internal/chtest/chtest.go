@@ -54,11 +54,12 @@ type Server struct {
 	// StartupTime is how long the latest (re)start took until the server answered.
 	StartupTime time.Duration
 
-	bin   []string // the command: clickhouse-server, or clickhouse server
-	mu    sync.Mutex
-	cmd   *exec.Cmd
-	done  chan struct{} // closed when cmd exits
-	dbSeq int
+	bin      []string // the command: clickhouse-server, or clickhouse server
+	detached bool     // survives the starting process (scripts/cluster.sh)
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	done     chan struct{} // closed when cmd exits
+	dbSeq    int
 }
 
 // Start starts a private server for t and stops it when t ends. See the package doc for
@@ -131,7 +132,7 @@ func start(dir string) (*Server, error) {
 		}
 		s.DSN = "clickhouse://" + s.Addr + "/default"
 		s.HTTPDSN = "http://" + s.HTTPAddr + "/default"
-		if err := writeConfig(dir, ports[0], ports[1]); err != nil {
+		if err := writeConfig(dir, ports[0], ports[1], ""); err != nil {
 			return nil, err
 		}
 		if lastErr = s.launch(); lastErr == nil {
@@ -177,7 +178,10 @@ func (s *Server) launch() error {
 	cmd.Stdout, cmd.Stderr = out, out
 	// Its own process group (a ^C of the test does not reach it first), and killed when
 	// the test process dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if !s.detached {
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
 	if err := cmd.Start(); err != nil {
 		out.Close()
 		return fmt.Errorf("start %s: %w", strings.Join(s.bin, " "), err)
@@ -310,6 +314,16 @@ func (s *Server) Restart(t testing.TB) {
 	if err != nil {
 		t.Fatalf("chtest: restart: %v", err)
 	}
+}
+
+// PID returns the server's process id (0 when it is not running).
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
 }
 
 // Running reports whether the server process is up (not whether it answers).

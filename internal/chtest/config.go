@@ -42,7 +42,7 @@ const configXML = `<?xml version="1.0"?>
     <mark_cache_size>67108864</mark_cache_size>
     <mlock_executable>false</mlock_executable>
     <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
-</yandex>
+{{EXTRA}}</yandex>
 `
 
 // usersXML is the password-less default user, reachable from loopback only, with no
@@ -79,7 +79,8 @@ const usersXML = `<?xml version="1.0"?>
 `
 
 // writeConfig writes config.xml and users.xml into dir and creates log/ and data/.
-func writeConfig(dir string, tcpPort, httpPort int) error {
+// extra is inserted before the closing </yandex> (a cluster node's replication settings).
+func writeConfig(dir string, tcpPort, httpPort int, extra string) error {
 	for _, sub := range []string{"log", "data"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
 			return fmt.Errorf("create server directory: %w", err)
@@ -89,6 +90,7 @@ func writeConfig(dir string, tcpPort, httpPort int) error {
 		"{{DIR}}", dir,
 		"{{TCP}}", fmt.Sprint(tcpPort),
 		"{{HTTP}}", fmt.Sprint(httpPort),
+		"{{EXTRA}}", extra,
 	).Replace(configXML)
 	if err := os.WriteFile(filepath.Join(dir, "config.xml"), []byte(cfg), 0o644); err != nil {
 		return fmt.Errorf("write server config: %w", err)

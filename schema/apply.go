@@ -353,3 +353,39 @@ func ApplyCluster(ctx context.Context, conn driver.Conn, database string, c Clus
 	}
 	return nil
 }
+
+// ApplyToCluster applies the cluster layout of database to every node of cluster name, as
+// conn (opened from dsn) lists them in system.clusters: each node is reached with dsn's
+// options at its own address. done, if set, is told of each node once it is done.
+func ApplyToCluster(ctx context.Context, conn driver.Conn, dsn, database, name string, done func(Node)) (Cluster, []Node, error) {
+	nodes, err := ClusterNodes(ctx, conn, name)
+	if err != nil {
+		return Cluster{}, nil, err
+	}
+	opts, _, err := ParseDSN(dsn)
+	if err != nil {
+		return Cluster{}, nil, err
+	}
+	c := Cluster{Name: name, Shards: Shards(nodes)}
+	for _, n := range nodes {
+		nopts := *opts
+		nopts.Addr = []string{n.Addr()}
+		nc, err := clickhouse.Open(&nopts)
+		if err != nil {
+			return c, nodes, fmt.Errorf("cluster %s node %s: %w", name, n.Addr(), err)
+		}
+		err = ApplyCluster(ctx, nc, database, c)
+		nc.Close()
+		if err != nil {
+			return c, nodes, fmt.Errorf("cluster %s node %s (shard %d replica %d): %w", name, n.Addr(), n.Shard, n.Replica, err)
+		}
+		if done != nil {
+			done(n)
+		}
+	}
+	return c, nodes, nil
+}
+
+// Conn is a ClickHouse connection (clickhouse-go's driver.Conn), so that callers need not
+// import the driver.
+type Conn = driver.Conn

@@ -6,8 +6,6 @@ import (
 	"io"
 	"strings"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/spf13/cobra"
 
 	"github.com/quotesdev/quotes/schema"
@@ -177,29 +175,12 @@ func (o *schemaOptions) apply(ctx context.Context, w io.Writer) error {
 }
 
 // applyCluster applies the cluster layout to every node of o.cluster.
-func (o *schemaOptions) applyCluster(ctx context.Context, w io.Writer, conn driver.Conn, db string) error {
-	nodes, err := schema.ClusterNodes(ctx, conn, o.cluster)
-	if err != nil {
-		return err
-	}
-	opts, _, err := schema.ParseDSN(o.clickhouse)
-	if err != nil {
-		return err
-	}
-	c := schema.Cluster{Name: o.cluster, Shards: schema.Shards(nodes)}
-	for _, n := range nodes {
-		nopts := *opts
-		nopts.Addr = []string{n.Addr()}
-		nc, err := clickhouse.Open(&nopts)
-		if err != nil {
-			return fmt.Errorf("cluster %s node %s: %w", o.cluster, n.Addr(), err)
-		}
-		err = schema.ApplyCluster(ctx, nc, db, c)
-		nc.Close()
-		if err != nil {
-			return fmt.Errorf("cluster %s node %s (shard %d replica %d): %w", o.cluster, n.Addr(), n.Shard, n.Replica, err)
-		}
+func (o *schemaOptions) applyCluster(ctx context.Context, w io.Writer, conn schema.Conn, db string) error {
+	c, nodes, err := schema.ApplyToCluster(ctx, conn, o.clickhouse, db, o.cluster, func(n schema.Node) {
 		fmt.Fprintf(w, "schema version %d in place on %s (shard %d, replica %d)\n", schema.Version, n.Addr(), n.Shard, n.Replica)
+	})
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(w, "cluster %s: %d nodes, %d shards; writers use database %s, readers %s\n", o.cluster, len(nodes), c.Shards, db, schema.ClusterDatabase(db))
 	return nil

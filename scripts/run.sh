@@ -42,6 +42,8 @@ cat <<MSG
 
 quotes is running: a simulated partner on ws://$feed_addr, ingest into $dir/data.
 
+  Web page
+    http://$http_addr/
   HTTP API
     curl http://$http_addr/instruments
     curl http://$http_addr/instruments/$isin/candles?last=30m

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/quotesdev/quotes/feed"
 	"github.com/quotesdev/quotes/simulator"
 	"github.com/quotesdev/quotes/wal"
@@ -103,6 +105,8 @@ func TestArchiveReplay(t *testing.T) {
 	oa := testOptions(t, "a")
 	oa.Archive = archiveDir
 	oa.SinkTimeout = time.Minute
+	reg := prometheus.NewRegistry()
+	oa.Registerer = reg
 	a := mustOpen(t, oa)
 	st := replayFile(t, a, path, ReplayOptions{Batch: 1000})
 	if st.Messages != uint64(len(msgs)) || st.Resumed != 0 {
@@ -111,6 +115,13 @@ func TestArchiveReplay(t *testing.T) {
 	want := rawWAL(t, a)
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
+	}
+	// the archive's progress on /metrics: everything archived, no lag
+	if got, err := testutil.GatherAndCount(reg, "quotes_archive_archived_seq", "quotes_archive_lag_records", "quotes_archive_files_total"); err != nil || got != 3 {
+		t.Fatalf("archive metrics: %d series, %v", got, err)
+	}
+	if lag := testutil.ToFloat64(newArchiveCollectorLag(t, reg)); lag != 0 {
+		t.Errorf("archive lag %v after Close, want 0", lag)
 	}
 	if !IsArchiveDir(archiveDir) || IsArchiveDir(oa.Dir) || !IsDataDir(oa.Dir) {
 		t.Fatal("IsArchiveDir/IsDataDir")
@@ -148,4 +159,20 @@ func TestArchiveReplay(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// newArchiveCollectorLag returns the gathered quotes_archive_lag_records as a collector.
+func newArchiveCollectorLag(t *testing.T, reg *prometheus.Registry) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "quotes_archive_lag_records" {
+			return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "lag"}, func() float64 { return mf.GetMetric()[0].GetGauge().GetValue() })
+		}
+	}
+	t.Fatal("no quotes_archive_lag_records")
+	return nil
 }

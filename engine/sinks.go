@@ -162,6 +162,9 @@ func (s *sinks) start() error {
 			return err
 		}
 		s.archiver.Store(a)
+		if o.Registerer != nil {
+			o.Registerer.MustRegister(newArchiveCollector(s.e, a))
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()

@@ -46,7 +46,9 @@ func (h *handler) withAuth(token, also string, next http.Handler) http.Handler {
 		writeError(w, http.StatusUnauthorized, msg)
 	}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == routeHealthz {
+		// /healthz, and the page and its assets (they hold no data: the page sends the
+		// token on every request it makes) are open.
+		if r.URL.Path == routeHealthz || r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, routeAssets) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -65,9 +67,15 @@ func (h *handler) withAuth(token, also string, next http.Handler) http.Handler {
 }
 
 // bearer returns the token of an "Authorization: Bearer <token>" header (scheme case-
-// insensitive, RFC 6750).
+// insensitive, RFC 6750), or, without one, of an access_token query parameter (RFC 6750
+// §2.3: what a browser's EventSource, which cannot set headers, can send).
 func bearer(r *http.Request) (string, bool) {
 	v := r.Header.Get("Authorization")
+	if v == "" {
+		if tok := r.URL.Query().Get("access_token"); tok != "" {
+			return tok, true
+		}
+	}
 	scheme, tok, ok := strings.Cut(v, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return "", false

@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -249,5 +250,37 @@ func TestQuoteInput(t *testing.T) {
 	}
 	if got := clipInput("/a\nb"); got != `"/a\nb"` {
 		t.Errorf("clipInput = %s", got)
+	}
+}
+
+// TestAuthPageAndQueryToken: with a token, the page and its assets stay open (they hold no
+// data), the data needs the token — as a header, or as access_token for the page's
+// EventSource, which cannot set headers — and the local token is accepted too.
+func TestAuthPageAndQueryToken(t *testing.T) {
+	p := openPipeline(t, wal.SyncNone)
+	srv := httptest.NewServer(NewHandler(Options{Backend: PipelineBackend{P: p}, Logger: quietLogger(), AuthToken: "s3cret", LocalToken: "local"}))
+	defer srv.Close()
+	for _, tc := range []struct {
+		path, header string
+		want         int
+	}{
+		{"/", "", 200},
+		{"/web/app.js", "", 200},
+		{"/instruments", "", 401},
+		{"/instruments?access_token=wrong", "", 401},
+		{"/instruments?access_token=s3cret", "", 200},
+		{"/instruments", "Bearer s3cret", 200},
+		{"/instruments", "Bearer local", 200},
+		{"/hot?format=json&access_token=s3cret", "", 200},
+	} {
+		var h []string
+		if tc.header != "" {
+			h = []string{"Authorization", tc.header}
+		}
+		resp := get(t, srv.URL+tc.path, h...)
+		readBody(t, resp)
+		if resp.StatusCode != tc.want {
+			t.Errorf("GET %s (%q): %d, want %d", tc.path, tc.header, resp.StatusCode, tc.want)
+		}
 	}
 }

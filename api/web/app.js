@@ -42,9 +42,16 @@
     debug.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI);
   });
 
+  // The API's bearer token, off loopback: open the page as /?access_token=TOKEN once; it
+  // is kept for the tab (sessionStorage) and sent with every request.
+  const token = new URLSearchParams(location.search).get('access_token') || sessionStorage.getItem('quotesToken') || '';
+  if (token) sessionStorage.setItem('quotesToken', token);
+
   // getJSON fetches url as JSON; it throws an Error with the API's message on failure.
   async function getJSON(url, signal) {
-    const r = await fetch(url, { headers: { Accept: 'application/json' }, signal });
+    const headers = { Accept: 'application/json' };
+    if (token) headers.Authorization = 'Bearer ' + token;
+    const r = await fetch(url, { headers, signal });
     const body = await r.json().catch(() => null);
     if (!r.ok) {
       const err = new Error((body && body.error) || r.status + ' ' + r.statusText);
@@ -394,7 +401,7 @@
 
   function openStream() {
     const live = $('live');
-    const es = new EventSource('/hot?lastEventId=' + state.lastAlertId);
+    const es = new EventSource('/hot?lastEventId=' + state.lastAlertId + (token ? '&access_token=' + encodeURIComponent(token) : ''));
     es.onopen = () => {
       debug.hotOpen = true;
       live.textContent = '● live';

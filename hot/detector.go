@@ -6,7 +6,7 @@ import (
 	"github.com/quotesdev/quotes/feed"
 )
 
-// maxFree bounds the number of forgotten windows kept for reuse.
+// maxFree bounds the number of forgotten windows whose storage is kept for reuse.
 const maxFree = 256
 
 // entry is one observed quote in a window: 16 bytes, no pointers.
@@ -18,52 +18,73 @@ type entry struct {
 // window is the history of one incarnation: a ring buffer of entries sorted by (ts,
 // processing order), holding every quote newer than (newest ts − window − lateness) plus the
 // newest one at or before that horizon (the oldest possible reference).
+//
+// Pruning is logical: lh is the index of the oldest entry still present, and the ts of the
+// entry after it is kept in the header (next), so deciding whether a prune drops anything
+// touches neither end of the ring. The entries before lh are removed physically only when
+// the ring is full and by Expire. Every read ignores them, so the results are exactly those
+// of dropping them at once. 64 bytes: one cache line per window header.
 type window struct {
 	buf     []entry // ring storage; len(buf) is the capacity
-	head    int     // physical index of the oldest entry
-	n       int     // number of entries
-	cur     int     // logical index of the last reference found, −1 when before the front
+	head    int32   // physical index of the oldest stored entry
+	n       int32   // number of entries stored
+	lh      int32   // logical index of the oldest present entry; [0, lh) are pruned
+	cur     int32   // logical index of the last reference found, lh − 1 when before the front
+	next    int64   // ts of the entry at lh + 1, math.MaxInt64 if none
 	lastSeq uint64  // sequence of the last quote observed
+	used    bool    // the slot holds an incarnation
 	hot     bool    // the last quote observed was hot
 }
 
-// idx maps a logical index (0 = oldest) to a physical one.
-func (w *window) idx(i int) int {
+// idx maps a logical index (0 = oldest stored) to a physical one.
+func (w *window) idx(i int32) int32 {
 	j := w.head + i
-	if j >= len(w.buf) {
-		j -= len(w.buf)
+	if j >= int32(len(w.buf)) {
+		j -= int32(len(w.buf))
 	}
 	return j
 }
 
 // at returns the entry at logical index i.
-func (w *window) at(i int) entry { return w.buf[w.idx(i)] }
+func (w *window) at(i int32) entry { return w.buf[w.idx(i)] }
 
-// resize moves the entries into fresh storage of capacity c ≥ n.
-func (w *window) resize(c int) {
+// resize moves the stored entries into fresh storage of capacity c ≥ n.
+func (w *window) resize(c int32) {
 	nb := make([]entry, c)
 	if w.n > 0 {
 		end := w.head + w.n
-		if end <= len(w.buf) {
+		if end <= int32(len(w.buf)) {
 			copy(nb, w.buf[w.head:end])
 		} else {
 			k := copy(nb, w.buf[w.head:])
-			copy(nb[k:], w.buf[:end-len(w.buf)])
+			copy(nb[k:], w.buf[:end-int32(len(w.buf))])
 		}
 	}
 	w.buf, w.head = nb, 0
 }
 
-// insert places e after every entry with ts ≤ e.ts (so among equal ts the later-processed
-// quote is the later one), shifting the entries after it by one: the cost is proportional to
-// the displacement, O(1) for quotes in time order.
+// setNext refreshes next after lh or the entries around it changed.
+func (w *window) setNext() {
+	if w.lh+1 < w.n {
+		w.next = w.at(w.lh + 1).ts
+	} else {
+		w.next = math.MaxInt64
+	}
+}
+
+// insert places e after every present entry with ts ≤ e.ts (so among equal ts the
+// later-processed quote is the later one), shifting the entries after it by one: the cost is
+// proportional to the displacement, O(1) for quotes in time order.
 func (w *window) insert(e entry) {
-	if w.n == len(w.buf) {
-		// Grow by 25 %: windows settle at a stable size, so the slack stays small.
-		w.resize(w.n + w.n/4 + 8)
+	if w.n == int32(len(w.buf)) {
+		w.drop()
+		if w.n == int32(len(w.buf)) {
+			// Grow by 25 %: windows settle at a stable size, so the slack stays small.
+			w.resize(w.n + w.n/4 + 8)
+		}
 	}
 	pos := w.n
-	for pos > 0 && w.at(pos-1).ts > e.ts {
+	for pos > w.lh && w.at(pos-1).ts > e.ts {
 		pos--
 	}
 	for i := w.n; i > pos; i-- {
@@ -74,45 +95,60 @@ func (w *window) insert(e entry) {
 	if pos <= w.cur {
 		w.cur++
 	}
+	if pos <= w.lh+1 {
+		w.setNext()
+	}
 }
 
-// prune drops the entries before the newest one at or before horizon; they can no longer
-// be the reference of a quote with ts ≥ horizon + window. Cost proportional to the entries
-// dropped.
+// prune drops the entries before the newest present one at or before horizon; they can no
+// longer be the reference of a quote with ts ≥ horizon + window. Cost proportional to the
+// entries dropped; nothing but the header is read when none is.
 func (w *window) prune(horizon int64) {
-	k := 0
-	for k+1 < w.n && w.at(k+1).ts <= horizon {
-		k++
+	if w.next > horizon {
+		return
 	}
+	for w.lh+1 < w.n && w.at(w.lh+1).ts <= horizon {
+		w.lh++
+	}
+	w.setNext()
+}
+
+// drop physically removes the pruned entries.
+func (w *window) drop() {
+	k := w.lh
 	if k == 0 {
 		return
 	}
-	for i := 0; i < k; i++ {
+	for i := int32(0); i < k; i++ {
 		w.buf[w.idx(i)] = entry{}
 	}
 	w.head = w.idx(k)
 	w.n -= k
+	w.lh = 0
 	w.cur -= k
 	if w.cur < -1 {
 		w.cur = -1
 	}
 }
 
-// reference returns the newest entry with ts ≤ cutoff. It starts from the previous answer,
-// so for quotes in time order it moves forward a step or so: O(1) amortised.
+// reference returns the newest present entry with ts ≤ cutoff. It starts from the previous
+// answer, so for quotes in time order it moves forward a step or so: O(1) amortised.
 func (w *window) reference(cutoff int64) (entry, bool) {
 	c := w.cur
 	if c >= w.n {
 		c = w.n - 1
 	}
+	if c < w.lh-1 {
+		c = w.lh - 1
+	}
 	for c+1 < w.n && w.at(c+1).ts <= cutoff {
 		c++
 	}
-	for c >= 0 && w.at(c).ts > cutoff {
+	for c >= w.lh && w.at(c).ts > cutoff {
 		c--
 	}
 	w.cur = c
-	if c < 0 {
+	if c < w.lh {
 		return entry{}, false
 	}
 	return w.at(c), true
@@ -120,22 +156,25 @@ func (w *window) reference(cutoff int64) (entry, bool) {
 
 // Detector finds hot instruments over all incarnations. It is not safe for concurrent use:
 // one pipeline goroutine drives it, in WAL order.
+//
+// The windows live in one slice (no pointer per incarnation to chase), found through an
+// open-addressing table from incarnation to slot; forgotten slots are reused.
 type Detector struct {
 	opts    Options
 	window  int64 // opts.Window in nanoseconds
 	keep    int64 // window + lateness in nanoseconds
-	windows map[uint64]*window
-	free    []*window
+	windows []window
+	index   slotTable
+	free    []int32 // forgotten slots
 }
 
 // New returns an empty Detector; unset fields of opts take their defaults.
 func New(opts Options) *Detector {
 	opts = opts.withDefaults()
 	return &Detector{
-		opts:    opts,
-		window:  int64(opts.Window),
-		keep:    addSat(int64(opts.Window), int64(opts.Lateness)),
-		windows: make(map[uint64]*window),
+		opts:   opts,
+		window: int64(opts.Window),
+		keep:   addSat(int64(opts.Window), int64(opts.Lateness)),
 	}
 }
 
@@ -160,12 +199,14 @@ func (d *Detector) Observe(isin feed.ISIN, incarnation uint64, ts int64, seq uin
 	if p <= 0 || p > feed.MaxPrice {
 		return Event{}, false
 	}
-	w := d.windows[incarnation]
-	if w == nil {
-		w = d.newWindow()
-		d.windows[incarnation] = w
-	} else if seq <= w.lastSeq {
-		return Event{}, false
+	var w *window
+	if s, ok := d.index.get(incarnation); ok {
+		w = &d.windows[s]
+		if seq <= w.lastSeq {
+			return Event{}, false
+		}
+	} else {
+		w = d.newWindow(incarnation)
 	}
 	w.lastSeq = seq
 
@@ -195,24 +236,29 @@ func (d *Detector) Observe(isin feed.ISIN, incarnation uint64, ts int64, seq uin
 // Forget frees the state of a deleted incarnation. A later incarnation of the same ISIN has
 // its own id and starts fresh.
 func (d *Detector) Forget(incarnation uint64) {
-	w := d.windows[incarnation]
-	if w == nil {
+	s, ok := d.index.get(incarnation)
+	if !ok {
 		return
 	}
-	delete(d.windows, incarnation)
-	if len(d.free) < maxFree {
-		d.free = append(d.free, w)
+	d.index.del(incarnation)
+	w := &d.windows[s]
+	buf := w.buf
+	if len(d.free) >= maxFree {
+		buf = nil
 	}
+	clear(buf)
+	*w = window{buf: buf}
+	d.free = append(d.free, s)
 }
 
 // Hot reports whether the last quote observed for the incarnation was hot.
 func (d *Detector) Hot(incarnation uint64) bool {
-	w := d.windows[incarnation]
-	return w != nil && w.hot
+	s, ok := d.index.get(incarnation)
+	return ok && d.windows[s].hot
 }
 
 // Len returns the number of incarnations tracked.
-func (d *Detector) Len() int { return len(d.windows) }
+func (d *Detector) Len() int { return d.index.n }
 
 // Expire drops history that no quote with ts ≥ watermark − lateness can need: in every
 // window, the entries before the newest one at or before watermark − window − lateness.
@@ -222,25 +268,36 @@ func (d *Detector) Len() int { return len(d.windows) }
 // lateness are unaffected.
 func (d *Detector) Expire(watermark int64) {
 	horizon := subSat(watermark, d.keep)
-	for _, w := range d.windows {
+	for i := range d.windows {
+		w := &d.windows[i]
+		if !w.used {
+			continue
+		}
 		w.prune(horizon)
-		if len(w.buf) > 32 && w.n < len(w.buf)/4 {
+		w.drop()
+		if len(w.buf) > 32 && w.n < int32(len(w.buf))/4 {
 			w.resize(2*w.n + 8)
 		}
 	}
 }
 
-// newWindow returns an empty window, reusing a forgotten one when possible.
-func (d *Detector) newWindow() *window {
+// newWindow returns an empty window for incarnation, in a forgotten slot when possible.
+func (d *Detector) newWindow(incarnation uint64) *window {
+	var s int32
 	if k := len(d.free); k > 0 {
-		w := d.free[k-1]
-		d.free[k-1] = nil
+		s = d.free[k-1]
 		d.free = d.free[:k-1]
-		clear(w.buf)
-		*w = window{buf: w.buf, cur: -1}
-		return w
+	} else {
+		s = int32(len(d.windows))
+		d.windows = append(d.windows, window{})
 	}
-	return &window{buf: make([]entry, 8), cur: -1}
+	d.index.put(incarnation, s)
+	w := &d.windows[s]
+	if w.buf == nil {
+		w.buf = make([]entry, 8)
+	}
+	*w = window{buf: w.buf, cur: -1, next: math.MaxInt64, used: true}
+	return w
 }
 
 // subSat returns a − b (b ≥ 0), saturating at math.MinInt64.
@@ -257,4 +314,106 @@ func addSat(a, b int64) int64 {
 		return math.MaxInt64
 	}
 	return a + b
+}
+
+// slotTable maps incarnations to window slots: open addressing with linear probing and
+// backward-shift deletion, load ≤ 0.8. A Go map of pointers cost a hash, a probe and a
+// pointer chase to a scattered window per quote; this table is 16 bytes a slot and the
+// windows are contiguous.
+type slotTable struct {
+	slots []slotEntry
+	shift uint8 // 64 − log2(len(slots))
+	n     int
+}
+
+type slotEntry struct {
+	key  uint64
+	slot int32 // window slot + 1; 0: empty
+}
+
+func (t *slotTable) home(k uint64) uint64 { return (k * 0x9e3779b97f4a7c15) >> t.shift }
+
+// get returns the slot of key.
+func (t *slotTable) get(key uint64) (int32, bool) {
+	if t.n == 0 {
+		return 0, false
+	}
+	mask := uint64(len(t.slots) - 1)
+	for i := t.home(key); ; i = (i + 1) & mask {
+		e := &t.slots[i]
+		if e.slot == 0 {
+			return 0, false
+		}
+		if e.key == key {
+			return e.slot - 1, true
+		}
+	}
+}
+
+// put sets the slot of key.
+func (t *slotTable) put(key uint64, slot int32) {
+	if 5*(t.n+1) > 4*len(t.slots) {
+		t.grow()
+	}
+	t.insert(key, slot+1)
+}
+
+func (t *slotTable) insert(key uint64, v int32) {
+	mask := uint64(len(t.slots) - 1)
+	for i := t.home(key); ; i = (i + 1) & mask {
+		e := &t.slots[i]
+		if e.slot == 0 {
+			*e = slotEntry{key: key, slot: v}
+			t.n++
+			return
+		}
+		if e.key == key {
+			e.slot = v
+			return
+		}
+	}
+}
+
+// del removes key, if present.
+func (t *slotTable) del(key uint64) {
+	if t.n == 0 {
+		return
+	}
+	mask := uint64(len(t.slots) - 1)
+	i := t.home(key)
+	for ; ; i = (i + 1) & mask {
+		if t.slots[i].slot == 0 {
+			return
+		}
+		if t.slots[i].key == key {
+			break
+		}
+	}
+	// Backward shift: pull later entries of the probe run into the hole unless their home
+	// slot lies cyclically in (hole, j].
+	for j := (i + 1) & mask; t.slots[j].slot != 0; j = (j + 1) & mask {
+		home := t.home(t.slots[j].key)
+		if (j-home)&mask >= (j-i)&mask {
+			t.slots[i] = t.slots[j]
+			i = j
+		}
+	}
+	t.slots[i] = slotEntry{}
+	t.n--
+}
+
+func (t *slotTable) grow() {
+	old := t.slots
+	size, bits := 64, uint8(6)
+	for 5*(t.n+1) > 2*size { // after growing, load ≤ 0.4
+		size, bits = size*2, bits+1
+	}
+	t.slots = make([]slotEntry, size)
+	t.shift = 64 - bits
+	t.n = 0
+	for _, e := range old {
+		if e.slot != 0 {
+			t.insert(e.key, e.slot)
+		}
+	}
 }

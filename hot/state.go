@@ -2,6 +2,7 @@ package hot
 
 import (
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/quotesdev/quotes/feed"
@@ -28,16 +29,19 @@ var ErrCorruptState = encoding.NewCorruptSentinel("corrupt hot detector state")
 // the first as varint ts and varint price, the rest as uvarint ts delta and varint price
 // delta.
 func (d *Detector) AppendState(b []byte) []byte {
-	keys := make([]uint64, 0, len(d.windows))
-	for k := range d.windows {
-		keys = append(keys, k)
+	keys := make([]uint64, 0, d.index.n)
+	for _, e := range d.index.slots {
+		if e.slot != 0 {
+			keys = append(keys, e.key)
+		}
 	}
 	slices.Sort(keys)
 	e := encoding.Encbuf{B: b}
 	e.PutByte(stateVersion)
 	e.PutUvarint(uint64(len(keys)))
 	for _, k := range keys {
-		w := d.windows[k]
+		s, _ := d.index.get(k)
+		w := &d.windows[s]
 		e.PutUvarint(k)
 		e.PutUvarint(w.lastSeq)
 		var flags byte
@@ -45,11 +49,11 @@ func (d *Detector) AppendState(b []byte) []byte {
 			flags |= flagHot
 		}
 		e.PutByte(flags)
-		e.PutUvarint(uint64(w.n))
+		e.PutUvarint(uint64(w.n - w.lh))
 		var prev entry
-		for i := 0; i < w.n; i++ {
+		for i := w.lh; i < w.n; i++ {
 			en := w.at(i)
-			if i == 0 {
+			if i == w.lh {
 				e.PutVarint(en.ts)
 				e.PutVarint(en.price)
 			} else {
@@ -78,7 +82,8 @@ func (d *Detector) RestoreState(b []byte) error {
 	if err := r.Err(); err != nil {
 		return fmt.Errorf("restore hot state: bad window count: %w: %w", ErrCorruptState, err)
 	}
-	windows := make(map[uint64]*window, count)
+	windows := make([]window, 0, count)
+	var index slotTable
 	for range count {
 		inc := r.Uvarint()
 		seq := r.Uvarint()
@@ -87,25 +92,26 @@ func (d *Detector) RestoreState(b []byte) error {
 		if err := r.Err(); err != nil {
 			return fmt.Errorf("restore hot state: truncated: %w: %w", ErrCorruptState, err)
 		}
-		if _, dup := windows[inc]; dup {
+		if _, dup := index.get(inc); dup {
 			return fmt.Errorf("restore hot state: incarnation %d twice: %w", inc, ErrCorruptState)
 		}
 		if flags&^flagHot != 0 {
 			return fmt.Errorf("restore hot state: incarnation %d: bad flags %#x: %w", inc, flags, ErrCorruptState)
 		}
 		// Every entry takes at least 2 bytes.
-		if n == 0 || n > uint64(r.Len())/2 {
+		if n == 0 || n > uint64(r.Len())/2 || n > math.MaxInt32/2 {
 			return fmt.Errorf("restore hot state: incarnation %d: bad entry count: %w", inc, ErrCorruptState)
 		}
-		w := &window{
+		w := window{
 			buf:     make([]entry, max(int(n), 8)),
-			n:       int(n),
+			n:       int32(n),
 			cur:     -1,
 			lastSeq: seq,
+			used:    true,
 			hot:     flags&flagHot != 0,
 		}
 		var prev entry
-		for i := range w.n {
+		for i := range int(n) {
 			var e entry
 			if i == 0 {
 				e.ts, e.price = r.Varint(), r.Varint()
@@ -125,12 +131,15 @@ func (d *Detector) RestoreState(b []byte) error {
 			w.buf[i] = e
 			prev = e
 		}
-		windows[inc] = w
+		w.setNext()
+		index.put(inc, int32(len(windows)))
+		windows = append(windows, w)
 	}
 	if r.Len() != 0 {
 		return fmt.Errorf("restore hot state: %d trailing bytes: %w", r.Len(), ErrCorruptState)
 	}
 	d.windows = windows
+	d.index = index
 	d.free = nil
 	return nil
 }

@@ -1,0 +1,112 @@
+package hot
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/quotesdev/quotes/feed"
+)
+
+// TestLazyPruneMatchesEager drives the detector and the eager one it replaced (pruning on
+// every Observe, windows in a map) with the same random operations — quotes in order, late
+// within the lateness and far beyond it, repeated sequences, Expire with a watermark ahead
+// of some instruments, Forget and reuse of slots, snapshot and restore — and requires the
+// same events and byte-identical snapshots at every step.
+func TestLazyPruneMatchesEager(t *testing.T) {
+	for seed := uint64(1); seed <= 40; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 99))
+			opts := Options{Threshold: DefaultThreshold(), Window: 20 * time.Second, Lateness: 5 * time.Second}
+			if seed%3 == 0 {
+				opts.Threshold = Threshold{num: 1, den: 1}
+			}
+			lazy, eager := New(opts), newEager(opts)
+			incs := 1 + int(seed%4)*2
+			farLate := 2 + int(seed%5)*2 // in 20 quotes
+			clock := t0
+			last := make([]int64, incs+1) // newest ts per incarnation
+			price := make([]int64, incs+1)
+			gen := make([]uint64, incs+1) // current incarnation id per instrument
+			lag := make([]int64, incs+1)  // how far an instrument's quotes trail the clock
+			for i := range lag {
+				if i%2 == 0 {
+					lag[i] = rng.Int64N(int64(2 * opts.Window))
+				}
+			}
+			for i := range gen {
+				gen[i] = uint64(i + 1)
+				price[i] = 100_000_000
+			}
+			seq := uint64(1000)
+			events := 0
+			for step := 0; step < 30_000; step++ {
+				i := rng.IntN(incs) + 1
+				switch r := rng.IntN(100); {
+				case r < 2:
+					lazy.Forget(gen[i])
+					eager.Forget(gen[i])
+					gen[i] += 1000
+					last[i] = 0
+				case r < 5:
+					clock += rng.Int64N(int64(30 * time.Second))
+					lazy.Expire(clock)
+					eager.Expire(clock)
+				case r < 7:
+					b := lazy.AppendState(nil)
+					if eb := eager.AppendState(nil); !bytes.Equal(b, eb) {
+						t.Fatalf("step %d: snapshots differ (%d vs %d bytes)", step, len(b), len(eb))
+					}
+					if rng.IntN(2) == 0 {
+						fresh := New(opts)
+						if err := fresh.RestoreState(b); err != nil {
+							t.Fatal(err)
+						}
+						lazy = fresh
+					}
+				default:
+					ts := clock - lag[i] + rng.Int64N(int64(2*time.Second))
+					switch k := rng.IntN(20); {
+					case k < 3: // late within the lateness
+						ts -= rng.Int64N(int64(opts.Lateness))
+					case k < 3+farLate: // far beyond the lateness
+						ts -= rng.Int64N(int64(3 * opts.Window))
+					case k < 6: // same ts as the newest
+						ts = last[i]
+					}
+					clock = max(clock, ts)
+					last[i] = max(last[i], ts)
+					price[i] += rng.Int64N(price[i]/8) - price[i]/16
+					if price[i] <= 0 {
+						price[i] = 1
+					}
+					s := seq
+					if rng.IntN(50) == 0 {
+						s -= uint64(rng.IntN(3)) // a repeat: ignored by both
+					} else {
+						seq++
+						s = seq
+					}
+					var isin feed.ISIN
+					copy(isin[:], fmt.Sprintf("XX%010d", i))
+					ev, ok := lazy.Observe(isin, gen[i], ts, s, feed.Price(price[i]))
+					eev, eok := eager.Observe(isin, gen[i], ts, s, feed.Price(price[i]))
+					if ok != eok || ev != eev {
+						t.Fatalf("step %d: lazy %v %+v, eager %v %+v", step, ok, ev, eok, eev)
+					}
+					if ok {
+						events++
+					}
+				}
+				if lazy.Len() != len(eager.windows) {
+					t.Fatalf("step %d: %d windows, eager %d", step, lazy.Len(), len(eager.windows))
+				}
+			}
+			if events == 0 {
+				t.Fatal("no events: the stream tests nothing")
+			}
+		})
+	}
+}

@@ -42,7 +42,7 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	  done; \
 	done
 
-bench: build ## end-to-end benchmark: one table (SPEC §9), also written to bench/results/latest.txt
+bench: build ## end-to-end benchmark: one table (SPEC §9), also written to bench/results/latest.txt and .json
 	$(GO) run ./bench/quotesbench -bin $(BIN) -out bench/results/latest.txt $(BENCHFLAGS)
 
 bench-micro: build ## micro-benchmarks (go test -bench) for every package

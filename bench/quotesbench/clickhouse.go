@@ -195,6 +195,10 @@ ENGINE = MergeTree() PARTITION BY toYYYYMMDD(t) ORDER BY (isin, ts)`, tbl)
 	}
 	b.t.set("insert throughput (file → ClickHouse)", col, fmt.Sprintf("%s (%s for %s rows)", rate(float64(rows), wall), secs(wall), num(float64(rows))))
 	b.t.set("insert throughput (INSERT statements only)", col, rate(float64(rows), insertTime))
+	b.res.set(w.Name, keyCHFileQPS, float64(rows)/wall.Seconds())
+	if insertTime > 0 {
+		b.res.set(w.Name, keyCHInsertQPS, float64(rows)/insertTime.Seconds())
+	}
 	if disk > 0 {
 		b.t.set("bytes/quote on disk (compressed parts)", col, fmt.Sprintf("%.1f B (%s)", float64(disk)/float64(max(rows, 1)), mib(int64(disk))))
 	}

@@ -197,6 +197,8 @@ func (b *bench) serveQueries(ctx context.Context, col int, w workload, data stri
 	lat, errs := latencies(ctx, isins, 1, 0, url)
 	if len(lat) > 0 {
 		b.ourQueryP50[col] = exactQuantile(0.5, lat)
+		b.res.set(w.Name, keyQueryP50MsIdle, msF(exactQuantile(0.5, lat)))
+		b.res.set(w.Name, keyQueryP99MsIdle, msF(exactQuantile(0.99, lat)))
 	}
 	b.t.section("query: GET /instruments/{isin}/candles?last=30m")
 	b.t.set("idle: serve over the replayed data, 1 client: p50 / p99", col, latCell(lat, errs))
@@ -250,6 +252,7 @@ func (b *bench) killReplay(ctx context.Context, col int, w workload, feedFile, d
 	}
 	b.t.section(restartSection)
 	b.t.set(restartReplayRow, col, fmt.Sprintf("%s (WAL of %s records)", secs(d), num(m["quotes_wal_applied_seq"])))
+	b.res.set(w.Name, keyRestartAfterKillS, secF(d))
 	return nil
 }
 
@@ -314,6 +317,9 @@ func (b *bench) live(ctx context.Context, col int, w workload, level int, speed 
 			return base + "/instruments/" + isin + "/candles?last=30m"
 		})
 		httpCell = latCell(lat, errs)
+		if len(lat) > 0 {
+			b.res.set(w.Name, keyQueryP99MsUnderIngest, msF(exactQuantile(0.99, lat)))
+		}
 		b.note(fmt.Sprintf("query latency while ingest runs: %d concurrent loopback clients for %s against ingest's API at live level 1, right after its measurement window, random ISINs that have a price; exact percentiles of the client-side times.", clients, b.cfg.httpLoad))
 
 		// kill -9 the ingest, restart it on the same data against the same generator.
@@ -331,6 +337,7 @@ func (b *bench) live(ctx context.Context, col int, w workload, level int, speed 
 			return err
 		}
 		restartCell = fmt.Sprintf("%s (WAL of %s records)", secs(d), num(before["quotes_wal_applied_seq"]))
+		b.res.set(w.Name, keyLiveRestartS, secF(d))
 	}
 	gen.stop(10 * time.Second)
 	sent, _ := parseGenerateDone(tail(gen.logPath, 4000))
@@ -347,6 +354,12 @@ func (b *bench) live(ctx context.Context, col int, w workload, level int, speed 
 	}
 	sustained := received / window.Seconds()
 	verdict := "kept up"
+	if level == 0 {
+		b.res.set(w.Name, keyLivePeakRSSMiB, mibF(rss))
+	}
+	if sustained >= 0.98*offered && drops == 0 {
+		b.res.max(w.Name, keyLiveKeptUpQPS, offered)
+	}
 	if sustained < 0.98*offered || drops > 0 {
 		verdict = "FELL BEHIND"
 		if drops > 0 {
@@ -391,4 +404,45 @@ func parseSpeed(s string) float64 {
 		return 1
 	}
 	return f
+}
+
+const steadyRow = "anonymous RSS of ingest at --speed 1x after the steady-state run"
+
+// steady runs live ingest at --speed 1x for w.Steady and reads its anonymous RSS at the end
+// (RssAnon: the process's own memory, not the WAL files Badger maps), which must be flat
+// once the hot window is full.
+func (b *bench) steady(ctx context.Context, col int, w workload) error {
+	dir := filepath.Join(b.tmp, w.Name, "steady")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	b.logf("%s: steady-state live ingest for %s", w.Name, w.Steady)
+	gen, genAddr, err := b.startGenerator(ctx, w, "1x", dir, w.Name+"-steady-generate")
+	if err != nil {
+		return err
+	}
+	defer gen.stop(10 * time.Second)
+	ing, base, _, err := b.startIngest(filepath.Join(dir, "data"), genAddr, dir, w.Name+"-steady-ingest")
+	if err != nil {
+		return err
+	}
+	defer ing.stop(60 * time.Second)
+	if _, err := waitReady(ctx, base+"/readyz", ing, time.Minute); err != nil {
+		return err
+	}
+	if err := sleep(ctx, w.Steady); err != nil {
+		return err
+	}
+	if ing.exited() {
+		return fmt.Errorf("ingest exited during the steady-state run (see %s)", ing.logPath)
+	}
+	rss, err := anonRSS(ing.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	b.t.set(steadyRow, col, fmt.Sprintf("%s after %s", mib(rss), shortDur(w.Steady)))
+	b.res.set(w.Name, keyLiveSteadyAnonRSSMiB, mibF(rss))
+	b.cmd(col, fmt.Sprintf("steady state: quotes generate --speed 1x + quotes ingest --sync batch for %s, then RssAnon from /proc/PID/status", w.Steady))
+	return nil
 }

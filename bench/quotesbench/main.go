@@ -37,6 +37,9 @@ type workload struct {
 	LiveSpeeds []string
 	// KillReplay: also kill -9 a replay half-way and time an ingest restart on its data.
 	KillReplay bool
+	// Steady: also run live ingest at --speed 1x this long and read its anonymous RSS at
+	// the end (live_steady_anon_rss_mib); 0 skips it.
+	Steady time.Duration
 }
 
 func (w workload) genArgs() []string {
@@ -62,6 +65,7 @@ type config struct {
 	noCH       bool
 	liveWindow time.Duration
 	httpLoad   time.Duration
+	steady     time.Duration
 	workloads  []workload
 }
 
@@ -74,17 +78,18 @@ func main() {
 	flag.BoolVar(&c.noCH, "no-clickhouse", false, "skip the ClickHouse baseline")
 	flag.DurationVar(&c.liveWindow, "live-window", 25*time.Second, "measurement window of each live ingest level")
 	flag.DurationVar(&c.httpLoad, "http-load", 10*time.Second, "duration of the HTTP query load while ingest runs")
+	flag.DurationVar(&c.steady, "steady", 8*time.Minute+30*time.Second, "how long the spec workload's steady-state live ingest runs before its anonymous RSS is read (0: skip)")
 	flag.Parse()
 
 	c.workloads = []workload{
 		{Name: "spec", Instruments: 50_000, Interval: time.Second, Duration: 10 * time.Minute, Seed: 1,
-			LiveSpeeds: []string{"1x", "2x", "4x"}, KillReplay: true},
+			LiveSpeeds: []string{"1x", "2x", "4x"}, KillReplay: true, Steady: c.steady},
 		{Name: "heavy", Instruments: 100_000, Interval: 500 * time.Millisecond, Duration: 2 * time.Minute, Seed: 2,
 			LiveSpeeds: []string{"1x", "2x"}},
 	}
 	if c.quick {
 		c.workloads = []workload{
-			{Name: "spec", Instruments: 2_000, Interval: time.Second, Duration: time.Minute, Seed: 1, LiveSpeeds: []string{"1x", "4x"}, KillReplay: true},
+			{Name: "spec", Instruments: 2_000, Interval: time.Second, Duration: time.Minute, Seed: 1, LiveSpeeds: []string{"1x", "4x"}, KillReplay: true, Steady: min(c.steady, 10*time.Second)},
 			{Name: "heavy", Instruments: 4_000, Interval: 500 * time.Millisecond, Duration: 30 * time.Second, Seed: 2, LiveSpeeds: []string{"1x"}},
 		}
 		c.liveWindow, c.httpLoad = 4*time.Second, 2*time.Second
@@ -110,7 +115,7 @@ func run(ctx context.Context, c config) int {
 		return 1
 	}
 	b := &bench{cfg: c, bin: bin, tmp: tmp, ps: &procs{}, began: time.Now(),
-		ourReplay: map[int]float64{}, ourQueryP50: map[int]time.Duration{}}
+		ourReplay: map[int]float64{}, ourQueryP50: map[int]time.Duration{}, res: results{}}
 	defer func() {
 		b.cleanup()
 		if c.keep {
@@ -126,6 +131,17 @@ func run(ctx context.Context, c config) int {
 	if c.out != "" && !c.quick && err == nil {
 		if werr := os.WriteFile(c.out, []byte(report), 0o644); werr != nil {
 			fmt.Fprintln(os.Stderr, "quotesbench:", werr)
+		}
+		js, jerr := b.res.marshal()
+		if jerr == nil {
+			jerr = os.WriteFile(jsonPath(c.out), js, 0o644)
+		}
+		if jerr != nil {
+			fmt.Fprintln(os.Stderr, "quotesbench:", jerr)
+		}
+	} else if c.quick {
+		if js, jerr := b.res.marshal(); jerr == nil {
+			fmt.Print("\nresults (JSON, not written with -quick):\n" + string(js))
 		}
 	}
 	if err != nil {
@@ -150,7 +166,12 @@ type bench struct {
 	// ours, per column, for the ratios to the ClickHouse baseline.
 	ourReplay   map[int]float64       // replay --sync batch quotes/s
 	ourQueryP50 map[int]time.Duration // idle last=30m p50
+	// res are the figures of bench/results/latest.json, per workload name.
+	res results
 }
+
+// name is the workload name of column col (the key of its object in latest.json).
+func (b *bench) name(col int) string { return b.cfg.workloads[col].Name }
 
 func (b *bench) logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "[%6.1fs] %s\n", time.Since(b.began).Seconds(), fmt.Sprintf(format, args...))
@@ -233,8 +254,11 @@ func (b *bench) workload(ctx context.Context, col int, w workload, ch *chBaselin
 		b.t.set("throughput --sync "+mode, col, fmt.Sprintf("%s (%s, wall %s)", rate(float64(sum.Quotes), sum.Elapsed), secs(sum.Elapsed), secs(p.wall)))
 		b.t.set("peak RSS --sync "+mode, col, mib(p.maxRSS))
 		b.t.set("WAL bytes/quote --sync "+mode, col, fmt.Sprintf("%.1f B (%s)", float64(walBytes)/float64(max(sum.Quotes, 1)), mib(walBytes)))
+		b.res.set(w.Name, "replay_qps_"+mode, float64(sum.Quotes)/sum.Elapsed.Seconds())
 		if mode == "batch" {
 			batchDir, batchSum = data, sum
+			b.res.set(w.Name, keyReplayPeakRSSMiB, mibF(p.maxRSS))
+			b.res.set(w.Name, keyWALBytesPerQuote, float64(walBytes)/float64(max(sum.Quotes, 1)))
 			b.ourReplay[col] = float64(sum.Quotes) / sum.Elapsed.Seconds()
 			b.t.set("candles closed, hot events", col, fmt.Sprintf("%s, %s", num(float64(sum.Candles)), num(float64(sum.HotEvents))))
 		} else {
@@ -279,6 +303,15 @@ func (b *bench) workload(ctx context.Context, col int, w workload, ch *chBaselin
 		}
 		if err := b.live(ctx, col, w, level, speed); err != nil {
 			return err
+		}
+	}
+	if w.Steady > 0 {
+		if err := b.steady(ctx, col, w); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			b.logf("%s: steady-state ingest failed: %v", w.Name, err)
+			b.t.set(steadyRow, col, "FAILED: "+lastLine(err.Error()))
 		}
 	}
 	return nil

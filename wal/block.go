@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math"
 
 	"github.com/quotesdev/quotes/feed"
 	"github.com/quotesdev/quotes/internal/encoding"
@@ -13,8 +14,11 @@ import (
 // of Prometheus' tsdb/record vs tsdb/wlog. The layout is drawn in doc.go.
 
 const (
-	// blockVersion is the format version written in byte 0 of every block.
-	blockVersion = 1
+	// blockVersion is the format version written in byte 0 of every block: 2 since issue
+	// 15 (records name instruments by dictionary id, see doc.go); blocks of version 1 are
+	// still read.
+	blockVersion  = 2
+	blockVersion1 = 1
 	// blockHeaderSize is the fixed header: version(1) count(4) firstSeq(8) minTS(8) maxTS(8)
 	// cumMaxTS(8).
 	blockHeaderSize = 1 + 4 + 8 + 8 + 8 + 8
@@ -69,6 +73,22 @@ type blockHeader struct {
 // lastSeq is the sequence of the block's last record.
 func (h blockHeader) lastSeq() uint64 { return h.FirstSeq + uint64(h.Count) - 1 }
 
+// The tag byte of a format-2 record.
+const (
+	tagKindMask  = 0x07 // the kind if 1…7; 0: a kind byte follows
+	tagISINShift = 3    // bits 3-4: how the ISIN is stored
+	tagISINMask  = 0x18
+	tagDesc      = 0x20 // a description follows
+	tagMillis    = 0x40 // the TS delta is in whole milliseconds
+	tagPrice     = 0x80 // a non-zero price follows
+
+	millis = int64(1_000_000) // nanoseconds
+
+	isinZero = 0 // the zero ISIN (ticks): nothing stored
+	isinID   = 1 // uvarint dictionary id
+	isinRaw  = 2 // the 12 bytes
+)
+
 // blockEncoder builds one block in a reusable buffer.
 type blockEncoder struct {
 	buf    encoding.Encbuf
@@ -77,6 +97,9 @@ type blockEncoder struct {
 	prevTS int64
 	minTS  int64
 	maxTS  int64
+	// dict, if set, gives ISINs their ids (format 2); without one (tests of format 1 only)
+	// every ISIN is stored raw.
+	dict *dict
 }
 
 // reset starts a new block whose first record gets sequence first.
@@ -88,8 +111,63 @@ func (e *blockEncoder) reset(first uint64) {
 	e.prevTS = 0
 }
 
-// add appends one record.
+// add appends one record (format 2).
 func (e *blockEncoder) add(m *feed.Message) {
+	if e.count == 0 || m.TS < e.minTS {
+		e.minTS = m.TS
+	}
+	if e.count == 0 || m.TS > e.maxTS {
+		e.maxTS = m.TS
+	}
+	var tag byte
+	if m.Kind >= 1 && m.Kind <= tagKindMask {
+		tag = byte(m.Kind)
+	}
+	var id uint32
+	mode := isinRaw
+	if m.ISIN == (feed.ISIN{}) {
+		mode = isinZero
+	} else if e.dict != nil {
+		var ok bool
+		if id, ok = e.dict.id(&m.ISIN); ok {
+			mode = isinID
+		}
+	}
+	tag |= byte(mode) << tagISINShift
+	if m.Description != "" {
+		tag |= tagDesc
+	}
+	delta := m.TS - e.prevTS // wraps like the decoder's sum
+	e.prevTS = m.TS
+	if delta%millis == 0 {
+		tag |= tagMillis
+		delta /= millis
+	}
+	if m.Price != 0 {
+		tag |= tagPrice
+	}
+	e.buf.PutByte(tag)
+	if tag&tagKindMask == 0 {
+		e.buf.PutByte(byte(m.Kind))
+	}
+	e.buf.PutVarint(delta)
+	switch mode {
+	case isinID:
+		e.buf.PutUvarint(uint64(id))
+	case isinRaw:
+		e.buf.PutBytes(m.ISIN[:])
+	}
+	if m.Price != 0 {
+		e.buf.PutVarint(int64(m.Price))
+	}
+	if m.Description != "" {
+		e.buf.PutUvarintString(m.Description)
+	}
+	e.count++
+}
+
+// addV1 appends one record in format 1 (only for the tests of reading old blocks).
+func (e *blockEncoder) addV1(m *feed.Message) {
 	if e.count == 0 || m.TS < e.minTS {
 		e.minTS = m.TS
 	}
@@ -112,10 +190,14 @@ func (e *blockEncoder) size() int { return e.buf.Len() }
 // block; the block's own CumMaxTS is returned. The returned slice aliases the encoder's
 // buffer.
 func (e *blockEncoder) finish(prevCumMax int64) ([]byte, int64) {
+	return e.finishVersion(prevCumMax, blockVersion)
+}
+
+func (e *blockEncoder) finishVersion(prevCumMax int64, version byte) ([]byte, int64) {
 	cum := max(prevCumMax, e.maxTS)
 	// The header overwrites the placeholder at the start of the buffer.
 	h := encoding.Encbuf{B: e.buf.B[:0]}
-	h.PutByte(blockVersion)
+	h.PutByte(version)
 	h.PutBE32(e.count)
 	h.PutBE64(e.first)
 	h.PutBE64int64(e.minTS)
@@ -166,8 +248,8 @@ func decodeHeader1(b []byte) (blockHeader, error) {
 	}
 	d := encoding.NewDecbuf(body[:blockHeaderSize])
 	h.Version = d.Byte()
-	if h.Version != blockVersion {
-		return h, fmt.Errorf("unsupported block format version %d (this build reads %d)", h.Version, blockVersion)
+	if h.Version != blockVersion && h.Version != blockVersion1 {
+		return h, fmt.Errorf("unsupported block format version %d (this build reads %d and %d)", h.Version, blockVersion1, blockVersion)
 	}
 	h.Count = d.BE32()
 	h.FirstSeq = d.BE64()
@@ -182,20 +264,97 @@ func decodeHeader1(b []byte) (blockHeader, error) {
 }
 
 // decodeBlock verifies and decodes a whole block, appending its records to dst. first is
-// as for decodeHeader.
-func decodeBlock(b []byte, first uint64, dst []Record) ([]Record, blockHeader, error) {
+// as for decodeHeader; names is the ISIN dictionary (index = id) for format 2.
+func decodeBlock(b []byte, first uint64, dst []Record, names []feed.ISIN) ([]Record, blockHeader, error) {
 	h, err := decodeHeader(b, first)
 	if err != nil {
 		return dst, h, err
 	}
-	dst, err = decodeRecords(b, h, dst)
+	if h.Version == blockVersion1 {
+		dst, err = decodeRecordsV1(b, h, dst)
+	} else {
+		dst, err = decodeRecords(b, h, dst, names)
+	}
 	if err != nil {
 		return dst, h, &decodeError{err}
 	}
 	return dst, h, nil
 }
 
-func decodeRecords(b []byte, h blockHeader, dst []Record) ([]Record, error) {
+// errNonCanonical: a format-2 record that the encoder would have written differently.
+var errNonCanonical = errors.New("non-canonical record")
+
+func decodeRecords(b []byte, h blockHeader, dst []Record, names []feed.ISIN) ([]Record, error) {
+	d := encoding.NewDecbuf(b[blockHeaderSize : len(b)-blockTrailerSize])
+	var ts int64
+	seq := h.FirstSeq
+	for i := uint32(0); i < h.Count; i++ {
+		var r Record
+		r.Seq = seq
+		seq++
+		tag := d.Byte()
+		r.Kind = feed.Kind(tag & tagKindMask)
+		if r.Kind == 0 {
+			if r.Kind = feed.Kind(d.Byte()); r.Kind >= 1 && r.Kind <= tagKindMask {
+				d.Failf("%v: kind %d escaped", errNonCanonical, r.Kind)
+			}
+		}
+		delta := d.Varint()
+		if tag&tagMillis != 0 {
+			if delta > math.MaxInt64/millis || delta < math.MinInt64/millis {
+				d.Failf("TS delta of %d ms overflows", delta)
+			}
+			delta *= millis
+		} else if delta%millis == 0 && d.Err() == nil {
+			d.Failf("%v: TS delta %d not in milliseconds", errNonCanonical, delta)
+		}
+		ts += delta
+		r.TS = ts
+		switch (tag & tagISINMask) >> tagISINShift {
+		case isinZero:
+		case isinID:
+			id := d.Uvarint()
+			if id >= uint64(len(names)) {
+				if d.Err() == nil {
+					d.Failf("ISIN id %d not in the dictionary (%d ids)", id, len(names))
+				}
+				break
+			}
+			r.ISIN = names[id]
+		case isinRaw:
+			copy(r.ISIN[:], d.Bytes(feed.ISINLen))
+			if r.ISIN == (feed.ISIN{}) && d.Err() == nil {
+				d.Failf("%v: zero ISIN stored raw", errNonCanonical)
+			}
+		default:
+			d.Failf("bad ISIN mode in tag %#x", tag)
+		}
+		if tag&tagPrice != 0 {
+			if r.Price = feed.Price(d.Varint()); r.Price == 0 && d.Err() == nil {
+				d.Failf("%v: zero price stored", errNonCanonical)
+			}
+		}
+		if tag&tagDesc != 0 {
+			l := d.Uvarint()
+			if l > maxRecordSize || l == 0 {
+				d.Failf("description of %d bytes", l)
+			}
+			if desc := d.Bytes(int(l)); len(desc) > 0 {
+				r.Description = string(desc)
+			}
+		}
+		if err := d.Err(); err != nil {
+			return dst, fmt.Errorf("record %d: %w: %w", i, errTruncRec, err)
+		}
+		dst = append(dst, r)
+	}
+	if d.Len() != 0 {
+		return dst, fmt.Errorf("%w: %d bytes", errTrailing, d.Len())
+	}
+	return dst, nil
+}
+
+func decodeRecordsV1(b []byte, h blockHeader, dst []Record) ([]Record, error) {
 	d := encoding.NewDecbuf(b[blockHeaderSize : len(b)-blockTrailerSize])
 	var ts int64
 	seq := h.FirstSeq

@@ -37,17 +37,17 @@ func goldenBlockMessages() []feed.Message {
 	}
 }
 
-// TestBlockGolden: a block encodes byte-identically to testdata/block.golden (written by
-// the encoder before internal/encoding), and the golden decodes to the messages. Existing
-// WALs must keep opening.
+// TestBlockGolden: a format-1 block encodes byte-identically to testdata/block.golden
+// (written by the encoder before internal/encoding), and the golden decodes to the messages.
+// Existing WALs must keep opening: format 1 is still read (not written any more).
 func TestBlockGolden(t *testing.T) {
 	msgs := goldenBlockMessages()
 	var e blockEncoder
 	e.reset(4242)
 	for i := range msgs {
-		e.add(&msgs[i])
+		e.addV1(&msgs[i])
 	}
-	got, cum := e.finish(1_767_225_700_000_000_000)
+	got, cum := e.finishVersion(1_767_225_700_000_000_000, blockVersion1)
 	if cum != 1_767_225_700_000_000_000 {
 		t.Errorf("CumMaxTS %d", cum)
 	}
@@ -75,7 +75,7 @@ func TestBlockGolden(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("block encoding differs from the golden:\n got %x\nwant %x", got, want)
 	}
-	recs, h, err := decodeBlock(want, 4242, nil)
+	recs, h, err := decodeBlock(want, 4242, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestBlockGolden(t *testing.T) {
 	short := bytes.Clone(want[:blockHeaderSize+3])
 	short = binary.BigEndian.AppendUint32(short, crc32.Checksum(short, castagnoli()))
 	for name, b := range map[string][]byte{"checksum": flipped, "short": want[:10], "truncated records": short} {
-		_, _, err := decodeBlock(b, 4242, nil)
+		_, _, err := decodeBlock(b, 4242, nil, nil)
 		var de *decodeError
 		if !errors.As(err, &de) {
 			t.Fatalf("%s: error %v is not a decodeError", name, err)
@@ -124,5 +124,70 @@ func TestBlockGolden(t *testing.T) {
 	}
 	if !errors.Is(ErrCorrupt, encoding.ErrCorrupt) {
 		t.Error("ErrCorrupt does not match encoding.ErrCorrupt")
+	}
+}
+
+// TestBlockGoldenV2: a format-2 block (the current one) encodes byte-identically to
+// testdata/block2.golden, assigns dictionary ids in order of first use, and decodes back to
+// the messages with that dictionary; without it, the ids are unknown and the block is
+// corrupt.
+func TestBlockGoldenV2(t *testing.T) {
+	msgs := goldenBlockMessages()
+	// Kinds outside 1…7 and a raw ISIN (dictionary full) take the escape paths.
+	c, _ := feed.ParseISIN("FR0000120271")
+	msgs = append(msgs,
+		feed.Message{Kind: 9, TS: msgs[7].TS + 1, ISIN: c, Price: 5},
+		feed.Message{Kind: feed.KindQuote, TS: msgs[7].TS + 3_000_000, ISIN: c, Price: 1})
+	d := newDict()
+	var e blockEncoder
+	e.reset(4242)
+	e.dict = d
+	for i := range msgs {
+		if i == len(msgs)-1 {
+			e.dict = nil // as if the dictionary were full: the ISIN goes raw
+		}
+		e.add(&msgs[i])
+	}
+	got, _ := e.finish(1_767_225_700_000_000_000)
+	if names := d.snapshot(); len(names) != 3 || names[0] != msgs[0].ISIN || names[1] != msgs[3].ISIN || names[2] != c {
+		t.Fatalf("dictionary %q, want the ISINs in order of first use", names)
+	}
+	var text strings.Builder
+	for i := 0; i < len(got); i += 64 {
+		text.WriteString(hex.EncodeToString(got[i:min(i+64, len(got))]) + "\n")
+	}
+	const path = "testdata/block2.golden"
+	if *update {
+		if err := os.WriteFile(path, []byte(text.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create)", err)
+	}
+	want, err := hex.DecodeString(strings.ReplaceAll(string(raw), "\n", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("block encoding differs from the golden:\n got %x\nwant %x", got, want)
+	}
+	recs, h, err := decodeBlock(want, 4242, nil, d.snapshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Version != 2 || h.Count != uint32(len(msgs)) {
+		t.Errorf("header %+v", h)
+	}
+	var back []feed.Message
+	for _, r := range recs {
+		back = append(back, r.Message)
+	}
+	if !slices.Equal(back, msgs) {
+		t.Errorf("decoded %+v\nwant %+v", back, msgs)
+	}
+	if _, _, err := decodeBlock(want, 4242, nil, d.snapshot()[:1]); err == nil {
+		t.Error("a block with ids missing from the dictionary decoded")
 	}
 }

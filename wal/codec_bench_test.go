@@ -6,6 +6,7 @@ import "testing"
 func BenchmarkBlockCodec(b *testing.B) {
 	msgs := quoteBatch(0, 4096)
 	var e blockEncoder
+	e.dict = newDict()
 	b.Run("encode", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
@@ -22,12 +23,13 @@ func BenchmarkBlockCodec(b *testing.B) {
 		e.add(&msgs[i])
 	}
 	block, _ := e.finish(0)
+	b.ReportMetric(float64(len(block))/float64(len(msgs)), "B/record")
 	dst := make([]Record, 0, len(msgs))
 	b.Run("decode", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			var err error
-			if dst, _, err = decodeBlock(block, 1, dst[:0]); err != nil {
+			if dst, _, err = decodeBlock(block, 1, dst[:0], e.dict.snapshot()); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -10,21 +10,34 @@
 // # Key space
 //
 //	w/ + be64(first seq)   one block of records per group commit (or per MaxBlockBytes of one)
+//	d/ + be32(id)          the ISIN dictionary: id → 12-byte ISIN (dict.go)
 //	m/ + name              consumer watermark, be64 seq (WatermarkKey, EncodeWatermark)
 //	p/ + source            resumable source position, opaque bytes (AppendFrom)
 //
-// # Block layout (format version 1)
+// # Block layout (format version 2; version 1 is still read)
 //
 //	+---------+-----------+--------------+-----------+-----------+--------------+
 //	| version | count     | first seq    | min TS    | max TS    | cum max TS   |  header,
-//	| u8 = 1  | u32 BE    | u64 BE       | i64 BE    | i64 BE    | i64 BE       |  37 bytes
+//	| u8 = 2  | u32 BE    | u64 BE       | i64 BE    | i64 BE    | i64 BE       |  37 bytes
 //	+---------+-----------+--------------+-----------+-----------+--------------+
 //	| record 0 | record 1 | ... | record count-1                                 |
 //	+---------------------------------------------------------------------------+
 //	| crc32c (Castagnoli) of everything above, u32 BE                           |  4 bytes
 //	+---------------------------------------------------------------------------+
 //
-//	record:
+//	record (format 2):
+//	+-----+--------+---------------+------------------------+---------------+-----------------+
+//	| tag | [kind] | TS delta      | [ISIN]                 | [price]       | [description]   |
+//	| u8  | u8     | zigzag varint | uvarint id or 12 bytes | zigzag varint | uvarint len + B |
+//	+-----+--------+---------------+------------------------+---------------+-----------------+
+//
+//	tag: bits 0-2 kind (1…7; 0: the kind byte follows), bits 3-4 the ISIN (0 zero ISIN, not
+//	stored; 1 dictionary id; 2 the 12 bytes), bit 5 description present, bit 6 TS delta in
+//	whole milliseconds, bit 7 non-zero price present. Fields in brackets are there only when
+//	the tag says so; the decoder rejects what the encoder would not write (an escaped kind of
+//	1…7, a stored zero price, an empty description, a whole-millisecond delta in nanoseconds).
+//
+//	record (format 1, read only):
 //	+-------------------+------+-----------+-----------------+------------+-------------+
 //	| TS delta          | kind | ISIN      | price           | desc len   | description |
 //	| zigzag varint     | u8   | 12 bytes  | zigzag varint   | uvarint    | desc len B  |
@@ -33,7 +46,10 @@
 // The record's sequence is first seq + its index. TS delta is relative to the previous record
 // of the block (to 0 for the first), so out-of-order arrival times cost nothing special. Kind
 // is feed.Kind (1 ADD, 2 DELETE, 3 QUOTE) or KindTick (4); ticks carry a zero ISIN. Price is
-// feed.Price in micro-units. A quote takes about 22 bytes. "cum max TS" is the largest TS of
+// feed.Price in micro-units. An ISIN is stored as its id in the log's dictionary (d/, dense
+// ids in order of first use, written in the transaction of the first block using them, never
+// removed; after 2^22 distinct ISINs new ones are stored raw). A quote takes about 9–11 bytes
+// (22 in format 1): tag 1, TS delta 1–3, id 2–3, price 4. "cum max TS" is the largest TS of
 // all records written up to the end of this block: non-decreasing along the log, it makes
 // SeqAtTime an exact binary search although TS itself is not monotonic.
 //

@@ -39,6 +39,9 @@ type Log struct {
 
 	truncMu sync.Mutex // serialises Truncate
 
+	// dict is the ISIN dictionary of format-2 blocks (see dict.go).
+	dict *dict
+
 	// Owned by the writer goroutine (and by Open before it starts).
 	nextSeq  uint64
 	cumMaxTS int64
@@ -79,8 +82,13 @@ func Open(opts Options) (*Log, error) {
 		stopped: make(chan struct{}),
 		reqs:    make(chan *appendReq, 1024),
 		notify:  make(chan struct{}),
+		dict:    newDict(),
 	}
 	l.pool.New = func() any { return &appendReq{done: make(chan struct{}, 1)} }
+	if err := l.dict.load(db, opts.Repair, opts.Logger.Warn); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	if err := l.recover(); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -363,6 +371,7 @@ func (l *Log) commit(batch []*appendReq) {
 				cur = &l.encs[nblocks]
 				nblocks++
 				cur.reset(seq)
+				cur.dict = l.dict
 			}
 			cur.add(&r.msgs[i])
 			seq++
@@ -372,6 +381,9 @@ func (l *Log) commit(batch []*appendReq) {
 		}
 	}
 	flush()
+	if err == nil {
+		err = l.dict.stage(txn)
+	}
 	writes := nblocks > 0
 	for _, r := range batch {
 		if r.hasPos && err == nil {

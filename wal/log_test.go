@@ -31,6 +31,8 @@ func TestParseSyncMode(t *testing.T) {
 func TestBlockRoundTrip(t *testing.T) {
 	var e blockEncoder
 	e.reset(42)
+	d := newDict()
+	e.dict = d
 	var msgs []feed.Message
 	for n := uint64(0); n < 500; n++ {
 		m := testMsg(1, n)
@@ -44,7 +46,8 @@ func TestBlockRoundTrip(t *testing.T) {
 	if cum != 1_800_000_000_000_000_000 {
 		t.Errorf("cum max = %d", cum)
 	}
-	recs, h, err := decodeBlock(v, 42, nil)
+	names := d.snapshot()
+	recs, h, err := decodeBlock(v, 42, nil, names)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,24 +59,24 @@ func TestBlockRoundTrip(t *testing.T) {
 			t.Fatalf("record %d: got %+v want %+v", i, r, msgs[i])
 		}
 	}
-	if _, _, err := decodeBlock(v, 43, nil); err == nil {
+	if _, _, err := decodeBlock(v, 43, nil, names); err == nil {
 		t.Error("key/header mismatch not detected")
 	}
 	// Every single-byte flip and every truncation must be detected.
 	for i := range v {
 		c := append([]byte(nil), v...)
 		c[i] ^= 0x10
-		if _, _, err := decodeBlock(c, 42, nil); err == nil {
+		if _, _, err := decodeBlock(c, 42, nil, names); err == nil {
 			t.Fatalf("flip at byte %d not detected", i)
 		}
 	}
 	for n := 0; n < len(v); n += 7 {
-		if _, _, err := decodeBlock(v[:n], 42, nil); err == nil {
+		if _, _, err := decodeBlock(v[:n], 42, nil, names); err == nil {
 			t.Fatalf("truncation to %d bytes not detected", n)
 		}
 	}
-	if avg := float64(len(v)) / 500; avg > 40 {
-		t.Errorf("%.1f bytes/record, want a compact encoding", avg)
+	if avg := float64(len(v)) / 500; avg > 12 {
+		t.Errorf("%.1f bytes/record, want ≤ 12 (dictionary ids, millisecond deltas)", avg)
 	}
 }
 

@@ -65,7 +65,7 @@ func (r *Reader) load() error {
 		return r.l.findBlock(txn, want, func(first uint64, v []byte) error {
 			var h blockHeader
 			var err error
-			r.recs, h, err = decodeBlock(v, first, r.recs[:0])
+			r.recs, h, err = decodeBlock(v, first, r.recs[:0], r.l.dict.snapshot())
 			if err != nil {
 				return err
 			}
@@ -171,7 +171,7 @@ func (l *Log) SeqAtTime(ts int64) (uint64, error) {
 		for seq := lo; seq <= last; {
 			found := false
 			err := l.findBlock(txn, seq, func(first uint64, v []byte) error {
-				recs, h, err := decodeBlock(v, first, nil)
+				recs, h, err := decodeBlock(v, first, nil, l.dict.snapshot())
 				if err != nil {
 					return err
 				}

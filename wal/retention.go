@@ -276,7 +276,7 @@ func (l *Log) repair() error {
 				continue
 			}
 			err := item.Value(func(v []byte) error {
-				_, h, err := decodeBlock(v, first, nil)
+				_, h, err := decodeBlock(v, first, nil, l.dict.snapshot())
 				if err == nil {
 					expect = h.lastSeq() + 1
 				}

@@ -1,0 +1,154 @@
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/internal/encoding"
+)
+
+// The ISIN dictionary of format-2 blocks: a record names its instrument by a small id
+// instead of 12 bytes. Ids are dense, assigned by the writer in order of first use, and each
+// new id is stored under d/ + be32(id) → ISIN in the same Badger transaction as the first
+// block that uses it, so a block on disk never refers to an id that is not. Entries are
+// never removed (retention keeps them; they cost ~20 bytes per distinct ISIN ever seen), and
+// at most maxDictSize ISINs get an id: beyond, records carry the ISIN itself.
+const (
+	keyPrefixDict = "d/"
+	maxDictSize   = 1 << 22
+)
+
+// dictKey returns "d/" + be32(id).
+func dictKey(id uint32) []byte {
+	e := encoding.Encbuf{B: make([]byte, 0, len(keyPrefixDict)+4)}
+	e.PutString(keyPrefixDict)
+	e.PutBE32(id)
+	return e.Get()
+}
+
+// dict is the log's ISIN dictionary. ids is the writer's (and Open's) only; names is read by
+// every decoder through an atomic snapshot: the writer appends, then publishes, before the
+// blocks using the new ids become visible (Log.publish), so a reader that can see a block
+// can see its ids.
+type dict struct {
+	ids   map[feed.ISIN]uint32
+	names atomic.Pointer[[]feed.ISIN]
+	// fresh are the ids assigned for the group being written, staged with its blocks.
+	fresh []uint32
+}
+
+func newDict() *dict {
+	d := &dict{ids: make(map[feed.ISIN]uint32)}
+	d.names.Store(&[]feed.ISIN{})
+	return d
+}
+
+// snapshot returns the names known now; index = id.
+func (d *dict) snapshot() []feed.ISIN { return *d.names.Load() }
+
+// id returns the id of isin, assigning the next one (recorded in fresh) if it has none; ok
+// is false when the dictionary is full.
+func (d *dict) id(isin *feed.ISIN) (uint32, bool) {
+	if id, ok := d.ids[*isin]; ok {
+		return id, true
+	}
+	names := d.snapshot()
+	if len(names) >= maxDictSize {
+		return 0, false
+	}
+	id := uint32(len(names))
+	names = append(names, *isin)
+	d.names.Store(&names)
+	d.ids[*isin] = id
+	d.fresh = append(d.fresh, id)
+	return id, true
+}
+
+// stage adds the ids assigned since the last stage to txn.
+func (d *dict) stage(txn *badger.Txn) error {
+	names := d.snapshot()
+	for _, id := range d.fresh {
+		isin := names[id]
+		if err := txn.Set(dictKey(id), isin[:]); err != nil {
+			return fmt.Errorf("wal: stage ISIN id %d: %w", id, err)
+		}
+	}
+	d.fresh = d.fresh[:0]
+	return nil
+}
+
+// load reads every stored entry. Ids must be dense from 0: a missing or malformed one is
+// corruption (blocks referring to it could not be decoded). With repair, the entries from
+// the first bad one on are deleted instead (blocks that use them then fail verification and
+// are dropped by the repair that follows) and the rest is kept.
+func (d *dict) load(db *badger.DB, repair bool, logWarn func(msg string, args ...any)) error {
+	var names []feed.ISIN
+	var bad [][]byte
+	err := db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(keyPrefixDict), PrefetchValues: true, PrefetchSize: 1000})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			if bad != nil {
+				bad = append(bad, item.KeyCopy(nil))
+				continue
+			}
+			dk := encoding.NewDecbuf(item.Key()[len(keyPrefixDict):])
+			id := dk.BE32()
+			if dk.Done() != nil || id != uint32(len(names)) {
+				if repair {
+					bad = append(bad, item.KeyCopy(nil))
+					continue
+				}
+				return &CorruptionError{Key: item.KeyCopy(nil), Err: fmt.Errorf("ISIN dictionary: expected id %d (open with Repair)", len(names))}
+			}
+			err := item.Value(func(v []byte) error {
+				if len(v) != feed.ISINLen {
+					return errors.New("ISIN dictionary: value is not 12 bytes")
+				}
+				var isin feed.ISIN
+				copy(isin[:], v)
+				names = append(names, isin)
+				return nil
+			})
+			if err != nil {
+				if repair {
+					bad = append(bad, item.KeyCopy(nil))
+					continue
+				}
+				return &CorruptionError{Key: item.KeyCopy(nil), Err: fmt.Errorf("%w (open with Repair)", err)}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		var ce *CorruptionError
+		if errors.As(err, &ce) {
+			return err
+		}
+		return fmt.Errorf("wal: load ISIN dictionary: %w", err)
+	}
+	if len(bad) > 0 {
+		wb := db.NewWriteBatch()
+		for _, k := range bad {
+			if err := wb.Delete(k); err != nil {
+				wb.Cancel()
+				return fmt.Errorf("wal: repair ISIN dictionary: %w", err)
+			}
+		}
+		if err := wb.Flush(); err != nil {
+			return fmt.Errorf("wal: repair ISIN dictionary: %w", err)
+		}
+		logWarn("wal: repaired corrupt ISIN dictionary", "idsKept", len(names), "entriesDropped", len(bad))
+	}
+	d.ids = make(map[feed.ISIN]uint32, len(names))
+	for i, isin := range names {
+		d.ids[isin] = uint32(i)
+	}
+	d.names.Store(&names)
+	return nil
+}

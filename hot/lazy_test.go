@@ -110,3 +110,47 @@ func TestLazyPruneMatchesEager(t *testing.T) {
 		})
 	}
 }
+
+// TestLargeSnapshotMatchesEager: a snapshot much larger than WriteState's pieces is
+// byte-identical to the eager detector's, written whole or streamed.
+func TestLargeSnapshotMatchesEager(t *testing.T) {
+	opts := DefaultOptions()
+	lazy, eager := New(opts), newEager(opts)
+	rng := rand.New(rand.NewPCG(5, 5))
+	seq := uint64(0)
+	for q := 0; q < 300_000; q++ {
+		i := rng.IntN(3000)
+		ts := t0 + int64(q)*int64(time.Millisecond) + rng.Int64N(int64(time.Second))
+		p := feed.Price(100_000_000 + rng.Int64N(20_000_000))
+		seq++
+		var isin feed.ISIN
+		copy(isin[:], fmt.Sprintf("XX%010d", i))
+		ev, ok := lazy.Observe(isin, uint64(i+1), ts, seq, p)
+		eev, eok := eager.Observe(isin, uint64(i+1), ts, seq, p)
+		if ok != eok || ev != eev {
+			t.Fatalf("quote %d: lazy %v %+v, eager %v %+v", q, ok, ev, eok, eev)
+		}
+	}
+	want := eager.AppendState(nil)
+	if len(want) < 10*stateFlush {
+		t.Fatalf("snapshot of %d bytes: too small to test streaming", len(want))
+	}
+	if got := lazy.AppendState([]byte("prefix")); !bytes.Equal(got[6:], want) || string(got[:6]) != "prefix" {
+		t.Fatal("AppendState differs from the eager snapshot")
+	}
+	var pieces int
+	var buf bytes.Buffer
+	if err := lazy.WriteState(writerFunc(func(p []byte) (int, error) {
+		pieces++
+		return buf.Write(p)
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf.Bytes(), want) || pieces < 10 {
+		t.Fatalf("WriteState: %d bytes in %d pieces, differs from the eager snapshot", buf.Len(), pieces)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

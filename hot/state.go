@@ -2,6 +2,7 @@ package hot
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"slices"
 
@@ -29,6 +30,25 @@ var ErrCorruptState = encoding.NewCorruptSentinel("corrupt hot detector state")
 // the first as varint ts and varint price, the rest as uvarint ts delta and varint price
 // delta.
 func (d *Detector) AppendState(b []byte) []byte {
+	w := appender{b: b}
+	_ = d.WriteState(&w) // appender never fails
+	return w.b
+}
+
+// appender is an io.Writer appending to b.
+type appender struct{ b []byte }
+
+func (a *appender) Write(p []byte) (int, error) {
+	a.b = append(a.b, p...)
+	return len(p), nil
+}
+
+// stateFlush is the size at which WriteState hands its buffer to the writer.
+const stateFlush = 64 << 10
+
+// WriteState writes the snapshot of AppendState to w, in pieces of about 64 KiB, without
+// ever holding it whole: a checkpoint of 50,000 full windows is over 100 MB.
+func (d *Detector) WriteState(out io.Writer) error {
 	keys := make([]uint64, 0, d.index.n)
 	for _, e := range d.index.slots {
 		if e.slot != 0 {
@@ -36,7 +56,7 @@ func (d *Detector) AppendState(b []byte) []byte {
 		}
 	}
 	slices.Sort(keys)
-	e := encoding.Encbuf{B: b}
+	e := encoding.Encbuf{B: make([]byte, 0, stateFlush+1024)}
 	e.PutByte(stateVersion)
 	e.PutUvarint(uint64(len(keys)))
 	for _, k := range keys {
@@ -61,9 +81,18 @@ func (d *Detector) AppendState(b []byte) []byte {
 				e.PutVarint(en.price - prev.price)
 			}
 			prev = en
+			if e.Len() >= stateFlush {
+				if _, err := out.Write(e.Get()); err != nil {
+					return fmt.Errorf("write hot state: %w", err)
+				}
+				e.Reset()
+			}
 		}
 	}
-	return e.Get()
+	if _, err := out.Write(e.Get()); err != nil {
+		return fmt.Errorf("write hot state: %w", err)
+	}
+	return nil
 }
 
 // RestoreState replaces all state of d with the snapshot b written by AppendState. After

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -88,29 +89,25 @@ func decodeCkptHeader(v []byte) (ckptHeader, error) {
 }
 
 // checkpoint writes the state as of seq: aggState (taken by derive) and the hot detector's
-// state, which p.commitMu holds at the same point.
+// state, which p.commitMu holds at the same point. The state is streamed into chunks, each
+// written in its own transaction, so that it is never held whole (the hot state of 50,000
+// instruments is over 100 MB).
 func (p *Pipeline) checkpoint(seq uint64, watermark int64, aggState []byte) error {
 	start := time.Now()
-	e := encoding.Encbuf{B: make([]byte, 0, len(aggState)+1<<16)}
-	e.PutUvarintBytes(aggState)
-	blob := p.det.AppendState(e.Get())
-
 	db := p.log.DB()
-	wb := db.NewWriteBatch()
-	defer wb.Cancel()
-	chunks := uint32(0)
-	for off := 0; off < len(blob) || chunks == 0; off += checkpointChunk {
-		end := min(off+checkpointChunk, len(blob))
-		if err := wb.Set(chunkKey(seq, chunks), blob[off:end]); err != nil {
-			return fmt.Errorf("pipeline: write checkpoint chunk: %w", err)
-		}
-		chunks++
-	}
-	if err := wb.Flush(); err != nil {
+	cw := &chunkWriter{db: db, seq: seq}
+	e := encoding.Encbuf{B: make([]byte, 0, binary.MaxVarintLen64)}
+	e.PutUvarint(uint64(len(aggState)))
+	_, _ = cw.Write(e.Get())
+	_, _ = cw.Write(aggState)
+	if err := p.det.WriteState(cw); err != nil {
 		return fmt.Errorf("pipeline: write checkpoint at seq %d: %w", seq, err)
 	}
-	hdr := (&ckptHeader{seq: seq, watermark: watermark, chunks: chunks, size: uint64(len(blob)),
-		crc: crc32.Checksum(blob, castagnoli)}).encode()
+	if err := cw.close(); err != nil {
+		return fmt.Errorf("pipeline: write checkpoint at seq %d: %w", seq, err)
+	}
+	hdr := (&ckptHeader{seq: seq, watermark: watermark, chunks: cw.chunks, size: cw.size,
+		crc: cw.crc}).encode()
 	err := db.Update(func(txn *badger.Txn) error {
 		if err := txn.Set(keyCheckpoint, hdr); err != nil {
 			return err
@@ -120,7 +117,7 @@ func (p *Pipeline) checkpoint(seq uint64, watermark int64, aggState []byte) erro
 	if err != nil {
 		return fmt.Errorf("pipeline: commit checkpoint at seq %d: %w", seq, err)
 	}
-	p.opts.Metrics.observeCheckpoint(start, len(blob))
+	p.opts.Metrics.observeCheckpoint(start, int(cw.size))
 	if err := deleteChunks(db, seq); err != nil {
 		p.opts.Logger.Warn("could not delete old checkpoints", "err", err)
 	}
@@ -131,6 +128,63 @@ func (p *Pipeline) checkpoint(seq uint64, watermark int64, aggState []byte) erro
 		}()
 	}
 	return nil
+}
+
+// chunkWriter cuts the checkpoint blob into chunks of exactly checkpointChunk bytes (the
+// last one shorter, and at least one chunk) and writes each under chunkKey(seq, idx) in its
+// own transaction, keeping the running size and checksum. Write fails once a write failed.
+type chunkWriter struct {
+	db     *badger.DB
+	seq    uint64
+	buf    []byte
+	chunks uint32
+	size   uint64
+	crc    uint32
+	err    error
+}
+
+func (w *chunkWriter) Write(b []byte) (int, error) {
+	n := len(b)
+	for len(b) > 0 && w.err == nil {
+		if w.buf == nil {
+			w.buf = make([]byte, 0, checkpointChunk)
+		}
+		k := copy(w.buf[len(w.buf):cap(w.buf)], b)
+		w.buf, b = w.buf[:len(w.buf)+k], b[k:]
+		if len(w.buf) == checkpointChunk {
+			w.flush()
+		}
+	}
+	return n, w.err
+}
+
+// flush writes the buffered chunk; Badger keeps the slice until the write, so the next
+// chunk gets a fresh buffer.
+func (w *chunkWriter) flush() {
+	if w.err != nil {
+		return
+	}
+	chunk := w.buf
+	w.buf = nil
+	w.size += uint64(len(chunk))
+	w.crc = crc32.Update(w.crc, castagnoli, chunk)
+	key := chunkKey(w.seq, w.chunks)
+	if err := w.db.Update(func(txn *badger.Txn) error { return txn.Set(key, chunk) }); err != nil {
+		w.err = fmt.Errorf("write checkpoint chunk %d: %w", w.chunks, err)
+		return
+	}
+	w.chunks++
+}
+
+// close writes the last chunk (an empty one if nothing was written).
+func (w *chunkWriter) close() error {
+	if len(w.buf) > 0 || w.chunks == 0 {
+		if w.buf == nil {
+			w.buf = []byte{}
+		}
+		w.flush()
+	}
+	return w.err
 }
 
 // retain removes WAL records nobody needs any more — before the checkpoint at ckpt, before

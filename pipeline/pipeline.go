@@ -115,6 +115,8 @@ type Pipeline struct {
 	events   []hot.Event
 	hotTotal atomic.Uint64 // hot events derived (including recovered ones)
 
+	freeDerived chan *derived // recycled derived values (newDerived)
+
 	eventsChanged *notifier
 	outboxChanged *notifier
 	closed        bool
@@ -141,6 +143,7 @@ func Open(log *wal.Log, opts Options) (*Pipeline, error) {
 		store:         store.New(log.DB()),
 		agg:           aggregate.New(opts.Aggregate),
 		det:           hot.New(opts.Hot),
+		freeDerived:   make(chan *derived, 16),
 		eventsChanged: newNotifier(),
 		outboxChanged: newNotifier(),
 	}
@@ -222,6 +225,48 @@ type derived struct {
 	watermark int64
 }
 
+// maxRecycledItems bounds the candles and outbox items a recycled derived keeps room for.
+const maxRecycledItems = 4096
+
+// newDerived returns an empty derived for n records, recycled when possible: a replay
+// derives a batch of 32,768 records every few milliseconds, and allocating its slices
+// anew (~2 MB of hot operations alone) was a large part of the garbage.
+func (p *Pipeline) newDerived(n int) *derived {
+	var d *derived
+	select {
+	case d = <-p.freeDerived:
+	default:
+		d = &derived{}
+	}
+	d.skipTo = p.skipTo
+	if cap(d.ops) < n {
+		d.ops = make([]hotOp, 0, n)
+	}
+	return d
+}
+
+// releaseDerived recycles d once commit is done with it (nothing keeps references into it:
+// the store encodes what it writes).
+func (p *Pipeline) releaseDerived(d *derived) {
+	clear(d.outbox) // items hold strings
+	*d = derived{ops: d.ops[:0], closed: d.closed[:0], late: d.late[:0], outbox: d.outbox[:0]}
+	// The batch that closes a minute carries a candle per instrument: do not keep such
+	// slices around in every recycled value.
+	if cap(d.closed) > maxRecycledItems {
+		d.closed = nil
+	}
+	if cap(d.late) > maxRecycledItems {
+		d.late = nil
+	}
+	if cap(d.outbox) > maxRecycledItems {
+		d.outbox = nil
+	}
+	select {
+	case p.freeDerived <- d:
+	default:
+	}
+}
+
 // hotOp is one operation for the hot detector, in record order.
 type hotOp struct {
 	kind        uint8 // opObserve, opForget, opExpire
@@ -245,7 +290,7 @@ func (p *Pipeline) derive(first uint64, msgs []feed.Message, forceCheckpoint boo
 	if len(msgs) > 0 && first != p.applied+1 {
 		return nil, fmt.Errorf("pipeline: WAL returned sequence %d, expected %d: another writer on this log?", first, p.applied+1)
 	}
-	d := &derived{skipTo: p.skipTo, ops: make([]hotOp, 0, len(msgs))}
+	d := p.newDerived(len(msgs))
 	p.d = d
 	for i := range msgs {
 		p.apply(wal.Record{Seq: first + uint64(i), Message: msgs[i]})
@@ -278,6 +323,7 @@ func (p *Pipeline) apply(r wal.Record) {
 func (p *Pipeline) commit(d *derived) error {
 	p.commitMu.Lock()
 	defer p.commitMu.Unlock()
+	defer p.releaseDerived(d)
 	defer p.opts.Metrics.observeCommit(time.Now())
 	p.events = p.events[:0]
 	var hotTag uint64

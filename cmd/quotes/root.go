@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,9 +9,12 @@ import (
 	"os"
 	"runtime/pprof"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/quotesdev/quotes/internal/memlimit"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -30,12 +34,15 @@ type rootOptions struct {
 	cpuProfile string
 	memProfile string
 	stopProf   func()
+	// memBudget is --memory-budget (internal/memlimit); stopMem ends its governor.
+	memBudget memlimit.Budget
+	stopMem   context.CancelFunc
 }
 
 // newRootCmd builds the whole command tree. Each subcommand is a constructor with its flags
 // bound to its own options struct: no globals, no init().
 func newRootCmd() *cobra.Command {
-	opts := &rootOptions{}
+	opts := &rootOptions{memBudget: memlimit.DefaultBudget}
 	a := &app{logger: slog.New(slog.DiscardHandler)}
 	root := &cobra.Command{
 		Use:   "quotes",
@@ -69,9 +76,13 @@ QUOTES_DATA=/var/lib/quotes or QUOTES_LOG_LEVEL=debug; a flag on the command lin
 				return err
 			}
 			a.logger = logger
+			opts.startMemoryBudget()
 			return opts.startProfiles()
 		},
 		PersistentPostRunE: func(*cobra.Command, []string) error {
+			if opts.stopMem != nil {
+				opts.stopMem()
+			}
 			return opts.stopProfiles()
 		},
 	}
@@ -79,6 +90,7 @@ QUOTES_DATA=/var/lib/quotes or QUOTES_LOG_LEVEL=debug; a flag on the command lin
 	root.PersistentFlags().StringVar(&opts.logFormat, "log-format", "text", "log format: text or json")
 	root.PersistentFlags().StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile to this file (for go tool pprof)")
 	root.PersistentFlags().StringVar(&opts.memProfile, "memprofile", "", "write a heap profile to this file at exit")
+	root.PersistentFlags().Var(&opts.memBudget, "memory-budget", "soft limit of the Go heap (GOMEMLIMIT), raised to the live heap + 25 % when that is larger; 0: none. An explicit GOMEMLIMIT in the environment wins")
 	root.PersistentFlags().MarkHidden("cpuprofile")
 	root.PersistentFlags().MarkHidden("memprofile")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
@@ -148,6 +160,17 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, hopts)), nil
 	}
 	return nil, usagef("--log-format %q: want text or json", format)
+}
+
+// startMemoryBudget runs the memory governor unless GOMEMLIMIT is set in the environment
+// (then the runtime already applies the user's limit) or the budget is 0.
+func (o *rootOptions) startMemoryBudget() {
+	if _, ok := os.LookupEnv("GOMEMLIMIT"); ok || o.memBudget <= 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	memlimit.Run(ctx, int64(o.memBudget), 500*time.Millisecond)
+	o.stopMem = cancel
 }
 
 func (o *rootOptions) startProfiles() error {

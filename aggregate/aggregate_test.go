@@ -1,6 +1,8 @@
 package aggregate
 
 import (
+	"bytes"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -453,5 +455,30 @@ func TestInstrumentEvents(t *testing.T) {
 	}
 	if out.n != 1 {
 		t.Errorf("released quote not aggregated before its ADD event: %d quotes", out.n)
+	}
+}
+
+// TestPrefetchGroupChangesNothing: PrefetchGroup only reads: the snapshot is the same before
+// and after, for active, unknown and deleted ISINs and non-quote messages.
+func TestPrefetchGroupChangesNothing(t *testing.T) {
+	a := New(DefaultOptions())
+	var out nopOutput
+	var msgs []feed.Message
+	seq := uint64(0)
+	for i := 0; i < 40; i++ {
+		isin := isinOf(fmt.Sprintf("P%07d", i))
+		seq++
+		a.Apply(record.Record{Seq: seq, Message: feed.Message{Kind: feed.KindAdd, TS: t0, ISIN: isin, Description: "x"}}, &out)
+		seq++
+		a.Apply(record.Record{Seq: seq, Message: feed.Message{Kind: feed.KindQuote, TS: t0 + int64(i), ISIN: isin, Price: 5}}, &out)
+		msgs = append(msgs, feed.Message{Kind: feed.KindQuote, ISIN: isin, Price: 6}, feed.Message{Kind: feed.KindAdd, ISIN: isin})
+	}
+	seq++
+	a.Apply(record.Record{Seq: seq, Message: feed.Message{Kind: feed.KindDelete, TS: t0 + 50, ISIN: isinOf("P0000003")}}, &out)
+	msgs = append(msgs, feed.Message{Kind: feed.KindQuote, ISIN: isinOf("ZZ0000000000")})
+	before := a.AppendState(nil)
+	a.PrefetchGroup(msgs)
+	if !bytes.Equal(before, a.AppendState(nil)) {
+		t.Fatal("PrefetchGroup changed the state")
 	}
 }

@@ -2,6 +2,7 @@ package aggregate
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -52,6 +53,58 @@ func benchApplyQuote(b *testing.B, n int) {
 	b.StopTimer()
 	if s := a.Stats(); s.Aggregated == 0 || s.CandlesClosed == 0 {
 		b.Fatalf("nothing aggregated or closed: %+v", s)
+	}
+}
+
+// BenchmarkApplyShuffled measures Apply for 50,000 instruments quoting once per second in a
+// random order (as the feed does, unlike BenchmarkApplyQuote's fixed order, which the
+// hardware prefetcher follows), one record at a time and in groups of 32 prefetched with
+// PrefetchGroup first, as the pipeline applies them.
+func BenchmarkApplyShuffled(b *testing.B) {
+	for _, prefetch := range []bool{false, true} {
+		b.Run(fmt.Sprintf("prefetch=%v", prefetch), func(b *testing.B) {
+			const n, group = 50_000, 32
+			a := New(DefaultOptions())
+			var out nopOutput
+			isins := make([]feed.ISIN, n)
+			var seq uint64
+			for i := range isins {
+				isins[i] = isinOf(fmt.Sprintf("B%07d", i*7919%10_000_000))
+				seq++
+				r := record.Record{Seq: seq}
+				r.Kind, r.TS, r.ISIN, r.Description = feed.KindAdd, t0, isins[i], "bench"
+				a.Apply(r, &out)
+			}
+			rng := rand.New(rand.NewPCG(1, 1))
+			step := int64(time.Second) / int64(n)
+			ts := t0
+			order := make([]int, 0, 20*n) // 20 seconds of random quote orders, reused
+			for len(order) < 20*n {
+				order = append(order, rng.Perm(n)...)
+			}
+			g := make([]feed.Message, group)
+			var sink int64
+			k := 0
+			b.ReportAllocs()
+			b.ResetTimer()
+			for done := 0; done < b.N; done += group {
+				for i := range g {
+					ts += step
+					g[i] = feed.Message{Kind: feed.KindQuote, TS: ts, ISIN: isins[order[k]], Price: feed.Price(100_000_000 + int64(k%1000))}
+					if k++; k == len(order) {
+						k = 0
+					}
+				}
+				if prefetch {
+					sink += a.PrefetchGroup(g)
+				}
+				for i := range g {
+					seq++
+					a.Apply(record.Record{Seq: seq, Message: g[i]}, &out)
+				}
+			}
+			_ = sink
+		})
 	}
 }
 

@@ -118,6 +118,41 @@ func BenchmarkObserve(b *testing.B) {
 	_ = events
 }
 
+// BenchmarkObservePrefetch is BenchmarkObserve in groups of 32 quotes, each prefetched
+// with PrefetchGroup first, as the pipeline does.
+func BenchmarkObservePrefetch(b *testing.B) {
+	const n, group = 50_000, 32
+	l := newLoad(n, 1)
+	d := New(DefaultOptions())
+	for l.start < t0+int64(10*time.Minute) {
+		i, ts, seq, p := l.next()
+		d.Observe(l.isins[i], uint64(i)+1, ts, seq, p)
+	}
+	type q struct {
+		i, ts int64
+		seq   uint64
+		p     feed.Price
+	}
+	qs := make([]q, group)
+	incs := make([]uint64, group)
+	slots := make([]int32, group)
+	var sink int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	for k := 0; k < b.N; k += group {
+		for j := range qs {
+			i, ts, seq, p := l.next()
+			qs[j] = q{int64(i), ts, seq, p}
+			incs[j] = uint64(i) + 1
+		}
+		sink += d.PrefetchGroup(incs, slots)
+		for _, x := range qs {
+			d.Observe(l.isins[x.i], uint64(x.i)+1, x.ts, x.seq, x.p)
+		}
+	}
+	_ = sink
+}
+
 // BenchmarkTenMinutes runs one whole 10-minute stream of the spec workload (≈15M quotes)
 // through a fresh Detector per iteration, with Expire once a minute, and reports the
 // throughput, the heap held at the end and the snapshot size.

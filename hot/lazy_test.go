@@ -154,3 +154,20 @@ func TestLargeSnapshotMatchesEager(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestPrefetchGroupChangesNothing: PrefetchGroup only reads: the snapshot is the same
+// before and after, for known and unknown incarnations.
+func TestPrefetchGroupChangesNothing(t *testing.T) {
+	d := New(DefaultOptions())
+	var isin feed.ISIN
+	for q := 0; q < 5000; q++ {
+		d.Observe(isin, uint64(q%50+1), t0+int64(q)*int64(100*time.Millisecond), uint64(q+1), feed.Price(1_000_000+q%7))
+	}
+	d.Forget(7)
+	before := d.AppendState(nil)
+	incs := []uint64{1, 7, 50, 51, 1 << 40, 3}
+	d.PrefetchGroup(incs, make([]int32, len(incs)))
+	if !bytes.Equal(before, d.AppendState(nil)) {
+		t.Fatal("PrefetchGroup changed the state")
+	}
+}

@@ -108,12 +108,16 @@ type Pipeline struct {
 	// inflight are the runs the Writer derived and has not committed yet, oldest first:
 	// their closed minutes are no longer open in agg and not yet in the store.
 	inflight []*derived
+	sink     int64 // what aggregate.Aggregator.PrefetchGroup read (unused)
 
 	// The commit half: commitMu serialises the hot detector and the store writes.
 	commitMu sync.Mutex
 	det      *hot.Detector
 	events   []hot.Event
 	hotTotal atomic.Uint64 // hot events derived (including recovered ones)
+	hotIncs  []uint64      // prefetchHot's scratch
+	hotSlots []int32
+	hotSink  int64 // what hot.Detector.PrefetchGroup read (unused)
 
 	freeDerived chan *derived // recycled derived values (newDerived)
 
@@ -225,6 +229,25 @@ type derived struct {
 	watermark int64
 }
 
+// prefetchGroup is how many records (and hot operations) are prefetched together before
+// they are applied (aggregate.Aggregator.PrefetchGroup, hot.Detector.PrefetchGroup).
+const prefetchGroup = 32
+
+// prefetchHot prefetches the windows of the quotes among ops; p.commitMu must be held.
+func (p *Pipeline) prefetchHot(ops []hotOp) {
+	incs := p.hotIncs[:0]
+	for i := range ops {
+		if ops[i].kind == opObserve {
+			incs = append(incs, ops[i].incarnation)
+		}
+	}
+	if len(p.hotSlots) < len(incs) {
+		p.hotSlots = make([]int32, prefetchGroup)
+	}
+	p.hotSink += p.det.PrefetchGroup(incs, p.hotSlots)
+	p.hotIncs = incs
+}
+
 // maxRecycledItems bounds the candles and outbox items a recycled derived keeps room for.
 const maxRecycledItems = 4096
 
@@ -292,8 +315,12 @@ func (p *Pipeline) derive(first uint64, msgs []feed.Message, forceCheckpoint boo
 	}
 	d := p.newDerived(len(msgs))
 	p.d = d
-	for i := range msgs {
-		p.apply(wal.Record{Seq: first + uint64(i), Message: msgs[i]})
+	for g := 0; g < len(msgs); g += prefetchGroup {
+		group := msgs[g:min(g+prefetchGroup, len(msgs))]
+		p.sink += p.agg.PrefetchGroup(group)
+		for i := range group {
+			p.apply(wal.Record{Seq: first + uint64(g+i), Message: group[i]})
+		}
 	}
 	p.d = nil
 	d.last, d.watermark = p.applied, p.agg.Watermark()
@@ -329,6 +356,9 @@ func (p *Pipeline) commit(d *derived) error {
 	var hotTag uint64
 	hotIdx := store.OutboxHotIdx
 	for i := range d.ops {
+		if i%prefetchGroup == 0 {
+			p.prefetchHot(d.ops[i:min(i+prefetchGroup, len(d.ops))])
+		}
 		op := &d.ops[i]
 		switch op.kind {
 		case opObserve:

@@ -121,7 +121,10 @@ func (p *Pipeline) checkpoint(seq uint64, watermark int64, aggState []byte) erro
 	if err := deleteChunks(db, seq); err != nil {
 		p.opts.Logger.Warn("could not delete old checkpoints", "err", err)
 	}
-	if p.retaining.TryLock() {
+	// No retention pass while Open recovers: the owner of the pipeline (whose callbacks,
+	// Options.Consumers and TrimOutbox, the pass calls) does not have it yet. The first
+	// checkpoint after Open runs it.
+	if !p.recovering && p.retaining.TryLock() {
 		go func() {
 			defer p.retaining.Unlock()
 			p.retain(seq, watermark)
@@ -193,6 +196,7 @@ func (w *chunkWriter) close() error {
 // of them when none is registered), and closed candles older than CandleRetention. It runs in the background after a checkpoint, holding p.retaining; a pass
 // still running makes the next one skip, and Close waits for it.
 func (p *Pipeline) retain(ckpt uint64, watermark int64) {
+	p.retainedSeq = ckpt
 	keep := ckpt + 1
 	if p.opts.Consumers != nil {
 		keep = min(keep, p.opts.Consumers())
@@ -335,6 +339,8 @@ func (p *Pipeline) recover() error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.recovering = true
+	defer func() { p.recovering = false }()
 	p.skipTo, p.applied, p.ckptSeq, p.lastCkpt = skip, seq, seq, p.agg.Watermark()
 	p.expired = math.MinInt64
 	if m, ok := p.agg.CurrentMinute(); ok {

@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -125,7 +126,10 @@ type Pipeline struct {
 	outboxChanged *notifier
 	closed        bool
 
-	retaining sync.Mutex // held while a retention pass runs
+	retaining  sync.Mutex // held while a retention pass runs
+	recovering bool       // Open is recovering: checkpoints run no retention pass
+	// retainedSeq is the checkpoint of the last retention pass started; p.retaining guards it.
+	retainedSeq uint64
 }
 
 // Open recovers the pipeline over log: it loads the last checkpoint and re-applies the WAL
@@ -324,6 +328,11 @@ func (p *Pipeline) derive(first uint64, msgs []feed.Message, forceCheckpoint boo
 	}
 	p.d = nil
 	d.last, d.watermark = p.applied, p.agg.Watermark()
+	if p.lastCkpt == math.MinInt64 {
+		// No checkpoint and no watermark yet: count CheckpointEvery from the first one
+		// (the distance to math.MinInt64 would overflow).
+		p.lastCkpt = d.watermark
+	}
 	due := d.watermark-p.lastCkpt >= int64(p.opts.CheckpointEvery) && p.ckptSeq != p.applied
 	if forceCheckpoint || due {
 		d.aggState = p.agg.AppendState(nil)
@@ -463,7 +472,13 @@ func (p *Pipeline) Close() error {
 	err := p.flushLocked(true)
 	p.eventsChanged.close()
 	p.outboxChanged.close()
-	p.retaining.Lock() // let a background retention pass finish before the WAL closes
+	// Let a background retention pass finish before the WAL closes; if the last checkpoint's
+	// pass was skipped because an earlier one was still running, run it now, so that Close
+	// always leaves retention applied as of the last checkpoint.
+	p.retaining.Lock()
+	if err == nil && p.ckptSeq != 0 && p.retainedSeq != p.ckptSeq {
+		p.retain(p.ckptSeq, p.lastCkpt)
+	}
 	p.retaining.Unlock()
 	return err
 }

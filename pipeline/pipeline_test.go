@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -243,5 +244,75 @@ func TestCandlesUnknownInstrument(t *testing.T) {
 	isin, _ := feed.ParseISIN("AAAAAAAAAAAA")
 	if _, err := p.Candles(isin, CandleRange{Last: 30}); err != ErrUnknownInstrument {
 		t.Fatalf("got %v, want ErrUnknownInstrument", err)
+	}
+}
+
+// TestFirstRunCheckpoints: a pipeline opened on an empty log checkpoints every
+// CheckpointEvery of event time from its first records on, not only from the first restart
+// (the watermark of "no checkpoint yet" is math.MinInt64, and the distance to it used to
+// overflow, so a fresh run never checkpointed before Close and a kill -9 re-applied the whole
+// log).
+func TestFirstRunCheckpoints(t *testing.T) {
+	log, p := openPipeline(t, t.TempDir()) // CheckpointEvery 1m
+	defer log.Close()
+	msgs := feedMessages(t, 60_000) // 100 instruments × 1/s: 10 minutes
+	for i := 0; i < len(msgs); i += 500 {
+		if err := p.Append(msgs[i:min(i+500, len(msgs))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.mu.RLock()
+	ckpt, applied := p.ckptSeq, p.applied
+	p.mu.RUnlock()
+	if ckpt == 0 || applied-ckpt > 7_000 {
+		t.Fatalf("last checkpoint at seq %d of %d: want one within about a minute (6,000 records)", ckpt, applied)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRecoveryRunsNoRetention: checkpoints taken while Open re-applies a long WAL run no
+// retention pass, whose callbacks (Options.Consumers, TrimOutbox) belong to an owner that
+// does not have the pipeline yet (the engine's trimOutbox dereferenced its nil pipeline).
+func TestRecoveryRunsNoRetention(t *testing.T) {
+	log, err := wal.Open(wal.DefaultOptions(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	msgs := feedMessages(t, 200_000) // ~33 minutes of event time in 4 recovery runs, no checkpoint
+	for i := 0; i < len(msgs); i += 5000 {
+		if _, err := log.Append(msgs[i:min(i+5000, len(msgs))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var opened, early atomic.Bool
+	opts := DefaultOptions()
+	opts.CheckpointEvery = time.Minute
+	opts.Consumers = func() uint64 {
+		early.Store(early.Load() || !opened.Load())
+		return 1
+	}
+	opts.TrimOutbox = func() (int, error) {
+		early.Store(early.Load() || !opened.Load())
+		return 0, nil
+	}
+	p, err := Open(log, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened.Store(true)
+	p.mu.RLock()
+	ckpt := p.ckptSeq
+	p.mu.RUnlock()
+	if ckpt == 0 {
+		t.Fatal("recovery took no checkpoint: the test proves nothing")
+	}
+	if err := p.Close(); err != nil { // waits for a retention pass in progress
+		t.Fatal(err)
+	}
+	if early.Load() {
+		t.Fatal("a retention pass ran during Open")
 	}
 }

@@ -8,8 +8,8 @@ import (
 
 // archiveCollector exports the Parquet archive's progress at scrape time.
 type archiveCollector struct {
-	a   *export.Archiver
-	e   *Engine
+	a                                     *export.Archiver
+	e                                     *Engine
 	seq, lag, cuts, files, rows, failures *prometheus.Desc
 }
 

@@ -422,8 +422,9 @@ func TestHostileAddBurst(t *testing.T) {
 	}
 	noHistoryLost(t, h)
 	// The harness keeps every delivered message (n × ~80 B); the client's own state is the
-	// active set (n entries) and a bounded queue.
-	if limit := int64(n)*300 + 16<<20; grew > limit {
+	// active set (n entries) and a bounded queue. The slack covers GC timing and the race
+	// detector's shadow memory; keeping the duplicates would need several times more.
+	if limit := int64(n)*400 + 32<<20; grew > limit {
 		t.Errorf("heap grew by %d MB for %d instruments", grew>>20, n)
 	}
 	t.Logf("%d frames sent, %d delivered, heap peak +%d MB", sent.Load(), delivered.Load(), grew>>20)

@@ -306,7 +306,7 @@ func (ch *chaos) disk(ctx, mctx context.Context, d time.Duration) {
 		ch.fail(fmt.Errorf("disk episode: %w", err))
 		return
 	}
-	paused := waitFor(ctx, 5*time.Second, 20*time.Millisecond, "paused", func() bool {
+	paused := waitFor(mctx, 5*time.Second, 20*time.Millisecond, "paused", func() bool {
 		m, err := ch.obs.scrape(ctx)
 		return err == nil && m["quotes_disk_low"] == 1
 	}) == nil

@@ -79,7 +79,7 @@ func main() {
 	flag.IntVar(&c.instruments, "instruments", 500, "instruments of the partner simulator")
 	flag.DurationVar(&c.quoteInterval, "quote-interval", time.Second, "mean time between two quotes of one instrument")
 	flag.Float64Var(&c.churn, "churn", 0.2, "instrument deletes+adds per second")
-	flag.DurationVar(&c.every, "every", 24*time.Second, "mean time between two faults of ClickHouse, S3, the receiver and the partner (each)")
+	flag.DurationVar(&c.every, "every", 20*time.Second, "mean time between two faults of ClickHouse, S3, the receiver and the partner (each)")
 	flag.DurationVar(&c.ingestGap, "ingest-gap", 2*time.Second, "mean pause between two faults of ingest (after it is ready again)")
 	flag.Float64Var(&c.minuteKill, "minute-kill", 1, "share of the minute closes at which ingest is killed")
 	flag.Float64Var(&c.checkpointKill, "checkpoint-kill", 0.35, "chance of killing ingest at an upcoming checkpoint")
@@ -164,14 +164,15 @@ func soak(ctx context.Context, c *cluster, rep *report) error {
 	}
 
 	c.logf("faults over: healing and draining")
-	if err := heal(ctx, c, obs); err != nil {
-		ch.errs = append(ch.errs, err)
-	}
+	healErr := heal(ctx, c, obs)
 	ch.wg.Wait()
 	rep.faults = ch.faults
 	rep.errs = ch.errs
-	if len(ch.errs) > 0 {
-		return fmt.Errorf("%d errors during the run, first: %w", len(ch.errs), ch.errs[0])
+	if healErr != nil {
+		rep.errs = append(rep.errs, healErr)
+		if ingest := c.ingest(); ingest != nil && !ingest.exited() || ctx.Err() != nil {
+			return healErr // nothing to check while ingest holds the data directory
+		}
 	}
 	k := &checker{c: c}
 	err := k.run(ctx)
@@ -194,8 +195,9 @@ func heal(ctx context.Context, c *cluster, obs *observer) error {
 		al, ok2 := m["quotes_alert_backlog_events"]
 		return ok1 && ok2 && ch == 0 && al == 0
 	}
+	var drainErr error
 	if err := waitFor(ctx, 3*time.Minute, 200*time.Millisecond, "sink backlogs 0", drained); err != nil {
-		return fmt.Errorf("heal: %w", err)
+		drainErr = fmt.Errorf("heal: %w", err)
 	}
 	// Let the minute of the last faults close, so that the check covers them.
 	closeAt := nextMinuteClose(time.Now()).Add(time.Second)
@@ -203,8 +205,19 @@ func heal(ctx context.Context, c *cluster, obs *observer) error {
 	if err := sleep(ctx, time.Until(closeAt)); err != nil {
 		return err
 	}
-	if err := waitFor(ctx, 3*time.Minute, 200*time.Millisecond, "sink backlogs 0", drained); err != nil {
-		return fmt.Errorf("heal: %w", err)
+	if drainErr == nil {
+		if err := waitFor(ctx, 3*time.Minute, 200*time.Millisecond, "sink backlogs 0", drained); err != nil {
+			drainErr = fmt.Errorf("heal: %w", err)
+		}
+	}
+	if drainErr != nil {
+		// Stop and check anyway: the check says what is missing.
+		c.logf("%v; stopping ingest (SIGTERM) and checking anyway", drainErr)
+		if err := c.ingest().stop(2 * time.Minute); err != nil {
+			c.logf("ingest's stop: %v", err)
+		}
+		c.killGenerator()
+		return drainErr
 	}
 	c.logf("backlogs drained; stopping ingest (SIGTERM)")
 	for attempt := 1; ; attempt++ {

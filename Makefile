@@ -4,9 +4,11 @@ BIN      := bin/quotes
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 FUZZTIME ?= 10s
+CHAOS_DURATION ?= 5m
+CHAOS_SEED ?= 0
 RUNDIR   ?= .run
 
-.PHONY: help build run test test-all test-unit deps lint fuzz bench bench-micro clean web
+.PHONY: help build run test test-all test-unit deps lint fuzz bench bench-micro chaos clean web
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -44,6 +46,9 @@ fuzz: ## run every fuzz target for FUZZTIME each
 
 bench: build ## end-to-end benchmark: one table (SPEC §9), also written to bench/results/latest.txt and .json
 	$(GO) run ./bench/quotesbench -bin $(BIN) -out bench/results/latest.txt $(BENCHFLAGS)
+
+chaos: build ## soak under random faults (CHAOS_DURATION, default 5m; CHAOS_SEED), then check nothing was lost or doubled
+	$(GO) run ./chaos -bin $(BIN) -duration $(CHAOS_DURATION) -seed $(CHAOS_SEED) $(CHAOSFLAGS)
 
 bench-micro: build ## micro-benchmarks (go test -bench) for every package
 	$(GO) test -run '^$$' -bench . -benchmem ./...

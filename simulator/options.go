@@ -52,6 +52,12 @@ type Options struct {
 	// Speed paces the feed against the clock: 1 is real time, 10 is ten times faster,
 	// SpeedMax (0) is as fast as possible.
 	Speed float64
+	// Skip starts the output this far into the feed: the messages before Start+Skip are
+	// generated (so the model's state, and a server's active set, are those of that
+	// moment) but neither sent nor recorded, and pacing starts at Start+Skip. A simulator
+	// restarted with the same Options and Skip = how long the previous one ran continues
+	// its feed instead of starting it over.
+	Skip time.Duration
 }
 
 // DefaultChurn returns the default churn rate for n instruments: n/2000 events per second,
@@ -83,6 +89,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("simulator: Churn %v: want 0..%v events per second", o.Churn, MaxChurn)
 	case o.Duration < 0:
 		return fmt.Errorf("simulator: Duration %v: want 0 (forever) or more", o.Duration)
+	case o.Skip < 0 || o.Duration > 0 && o.Skip >= o.Duration:
+		return fmt.Errorf("simulator: Skip %v: want 0 or more, and less than Duration", o.Skip)
 	case o.Start.IsZero():
 		return errors.New("simulator: Start is not set (see DefaultOptions)")
 	case o.Start.Year() < 1970 || o.Start.Year() > 2200:

@@ -45,7 +45,7 @@ func Record(ctx context.Context, w io.Writer, opts Options, clk clock.Clock) (St
 	err = drive(ctx, model, opts, clk, func(m *feed.Message, reused bool) error {
 		stats.count(m, reused)
 		return rec.write(m)
-	}, rec.idle)
+	}, rec.idle, nil)
 	if ferr := rec.flush(); err == nil {
 		err = ferr
 	}
@@ -96,19 +96,29 @@ func (r *recorder) flush() error {
 // It returns nil at the end, ctx.Err() wrapped when ctx is done, or the first error of emit
 // or idle.
 func drive(ctx context.Context, model *Model, opts Options, clk clock.Clock,
-	emit func(m *feed.Message, reused bool) error, idle func() error) error {
+	emit func(m *feed.Message, reused bool) error, idle func() error, skipped func(m *feed.Message)) error {
 	start := opts.Start.UnixNano()
 	end := int64(math.MaxInt64)
 	if opts.Duration > 0 {
 		end = start + int64(opts.Duration)
 	}
-	p := pacer{clk: clk, speed: opts.Speed, start: start, wall0: clk.Now()}
+	from := start + int64(opts.Skip)
+	p := pacer{clk: clk, speed: opts.Speed, start: from, wall0: clk.Now()}
 	p.now = p.wall0
 	var m feed.Message // outside the loop: &m escapes to emit, allocate it once
 	for i := 0; ; i++ {
 		m = model.Next()
 		if m.TS >= end {
 			break
+		}
+		if m.TS < from { // Options.Skip: generated, not sent
+			if i&4095 == 0 && ctx.Err() != nil {
+				return fmt.Errorf("simulator: feed stopped: %w", ctx.Err())
+			}
+			if skipped != nil {
+				skipped(&m)
+			}
+			continue
 		}
 		if p.speed == SpeedMax {
 			if i&4095 == 0 && ctx.Err() != nil {

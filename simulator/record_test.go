@@ -291,3 +291,41 @@ func BenchmarkRecord(b *testing.B) {
 	}
 	b.ReportMetric(float64(msgs)/b.Elapsed().Seconds(), "lines/s")
 }
+
+// TestRecordSkip checks Options.Skip: the output is the full feed's from Start+Skip on.
+func TestRecordSkip(t *testing.T) {
+	o := testOptions(200)
+	o.Speed = SpeedMax
+	o.Churn = 2
+	o.Duration = time.Minute
+	full, _ := record(t, o)
+	o.Skip = 25 * time.Second
+	skipped, st := record(t, o)
+	cut := o.Start.Add(o.Skip)
+	var want []byte
+	for _, line := range bytes.SplitAfter(full, []byte("\n")) {
+		var m feed.Message
+		if len(line) == 0 {
+			continue
+		}
+		if err := (&feed.Decoder{}).DecodeRecorded(bytes.TrimSpace(line), &m); err != nil {
+			t.Fatal(err)
+		}
+		if !m.Time().Before(cut) {
+			want = append(want, line...)
+		}
+	}
+	if len(want) == 0 || len(want) == len(full) {
+		t.Fatalf("the cut at %v selects %d of %d bytes", cut, len(want), len(full))
+	}
+	if !bytes.Equal(skipped, want) {
+		t.Fatalf("with Skip %v: %d bytes, want the full feed's last %d bytes", o.Skip, len(skipped), len(want))
+	}
+	if n := int64(bytes.Count(skipped, []byte("\n"))); n != st.Messages {
+		t.Errorf("%d lines, stats say %d messages", n, st.Messages)
+	}
+	o.Skip = o.Duration
+	if err := o.Validate(); err == nil {
+		t.Error("Skip = Duration accepted")
+	}
+}

@@ -191,6 +191,18 @@ func (s *Server) Run(ctx context.Context) (Stats, error) {
 			return rec.idle()
 		}
 		return nil
+	}, func(m *feed.Message) {
+		if m.Kind == feed.KindQuote {
+			return
+		}
+		// Skipped (Options.Skip): only the active set follows, for the snapshots.
+		s.mu.Lock()
+		if m.Kind == feed.KindAdd {
+			s.active[m.ISIN] = m.Description
+		} else {
+			delete(s.active, m.ISIN)
+		}
+		s.mu.Unlock()
 	})
 	pub.publish()
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -490,5 +491,46 @@ func TestServerRecords(t *testing.T) {
 	want, wst := record(t, o)
 	if !bytes.Equal(rec.Bytes(), want) || st != wst {
 		t.Errorf("served recording (%+v) differs from Record's (%+v)", st, wst)
+	}
+}
+
+// TestServerSkip checks that a server started with Options.Skip has the model's active set
+// of that moment (what a reconnecting client's snapshot shows): a restarted simulator with
+// Skip continues its feed, churn included.
+func TestServerSkip(t *testing.T) {
+	o := testOptions(50)
+	o.Churn = 2
+	o.Seed = 11
+	o.Skip = 40 * time.Second
+	model := mustModel(t, o)
+	want := map[feed.ISIN]string{}
+	from := o.Start.Add(o.Skip).UnixNano()
+	churned := 0
+	for {
+		m := model.Next()
+		if m.TS >= from {
+			break
+		}
+		switch m.Kind {
+		case feed.KindAdd:
+			want[m.ISIN] = m.Description
+		case feed.KindDelete:
+			delete(want, m.ISIN)
+			churned++
+		}
+	}
+	if churned < 20 {
+		t.Fatalf("only %d deletes before the skip point", churned)
+	}
+	srv, _, _ := startServer(t, ServerConfig{Options: o, Clock: clock.NewMock()}, newSignal())
+	same := func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		return maps.Equal(srv.active, want)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !same(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the active set is not the model's at Start+Skip")
+		}
 	}
 }

@@ -28,6 +28,7 @@ type generateOptions struct {
 	record        string
 	speed         string
 	start         string
+	skip          time.Duration
 	queueLimit    int
 }
 
@@ -45,7 +46,10 @@ instrument is deleted and a new one added, 20 % of the new ones reusing a recent
 ISIN.
 
 The feed is deterministic: the same --seed (and other flags) gives the same feed. Without
---seed a random seed is used and logged, so a run can be reproduced.
+--seed a random seed is used and logged, so a run can be reproduced. A generator restarted
+with the same flags starts the same feed over (the same initial instruments and prices);
+with --skip D it begins D into the feed instead — the part before is generated but not sent
+— so --skip = how long the previous one ran continues where it stopped.
 
 --record FILE (- for stdout) also writes the feed as recorded JSONL (SPEC §3), with
 synthetic timestamps starting at --start, so a recording does not depend on when or how
@@ -82,6 +86,7 @@ simulator's memory.`,
 	f.StringVar(&o.record, "record", "", "also write the feed as JSONL to `FILE` (- for stdout)")
 	f.StringVar(&o.speed, "speed", "1x", "pace: 1x is real time, 10x ten times faster, max as fast as possible (only with --record)")
 	f.StringVar(&o.start, "start", simulator.DefaultStart().Format(time.RFC3339), "feed time of the first message, RFC 3339 or now: the timestamps of --record")
+	f.DurationVar(&o.skip, "skip", 0, "begin this far into the feed (generated, not sent): a generator restarted with the same flags and --skip = how long the previous one ran continues its feed")
 	f.IntVar(&o.queueLimit, "client-queue", simulator.DefaultQueueLimit, "messages queued for one client before it is dropped as too slow")
 	return cmd
 }
@@ -112,6 +117,10 @@ func (o *generateOptions) options(cmd *cobra.Command) (simulator.Options, error)
 		return opts, usagef("--duration %v: want 0 (forever) or more", o.duration)
 	}
 	opts.Duration = o.duration
+	if o.skip < 0 || o.duration > 0 && o.skip >= o.duration {
+		return opts, usagef("--skip %v: want 0 or more, and less than --duration", o.skip)
+	}
+	opts.Skip = o.skip
 	speed, err := simulator.ParseSpeed(o.speed)
 	if err != nil {
 		return opts, usagef("--speed: %w", err)

@@ -133,7 +133,7 @@ func (o *ingestOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	eopts.Token = engine.NewToken()
 	var record *os.File
 	if o.record != "" {
-		if record, err = os.OpenFile(o.record, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
+		if record, err = openRecording(o.record); err != nil {
 			return usagef("--record %q: %v", o.record, errors.Unwrap(err))
 		}
 		defer record.Close()
@@ -215,4 +215,27 @@ func readiness(c *source.Client) error {
 		return errors.New("partner source not connected")
 	}
 	return nil
+}
+
+// openRecording opens the --record file for appending. A file that does not end with a
+// newline — its last line torn by a crash (kill -9) while ingest wrote it — gets one first,
+// so that the lines appended now start on a line of their own: the torn line stays one
+// rejected line instead of taking the next good line down with it.
+func openRecording(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && fi.Size() > 0 {
+		last := make([]byte, 1)
+		if _, err = f.ReadAt(last, fi.Size()-1); err == nil && last[0] != '\n' {
+			_, err = f.Write([]byte{'\n'})
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return f, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -192,6 +193,35 @@ func TestIngestLive(t *testing.T) {
 		// The replay closes the last minute and so serves one more (flat) minute at most.
 		if !strings.HasPrefix(got, want) {
 			t.Errorf("candles of %s after replaying ingest's WAL differ:\n got %s\nwant %s", in.ISIN, got, want)
+		}
+	}
+}
+
+// TestOpenRecordingAfterTornLine: a --record file whose last line a kill -9 cut off gets a
+// newline before ingest appends, so the next good line is not merged into the torn one.
+func TestOpenRecordingAfterTornLine(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, before, want string }{
+		{"torn", "{\"a\":1}\n{\"b\"", "{\"a\":1}\n{\"b\"\nnext\n"},
+		{"whole", "{\"a\":1}\n", "{\"a\":1}\nnext\n"},
+		{"empty", "", "next\n"},
+	} {
+		path := filepath.Join(dir, tc.name+".jsonl")
+		if tc.before != "" {
+			if err := os.WriteFile(path, []byte(tc.before), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f, err := openRecording(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteString("next\n"); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if got, _ := os.ReadFile(path); string(got) != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
 	}
 }

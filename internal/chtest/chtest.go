@@ -5,7 +5,8 @@
 // with a generated config.xml and users.xml that Debian's 18.16 reads and current versions
 // still accept (the <yandex> root element, plain password-less default user). The server
 // is torn down by t.Cleanup. Kill and Restart simulate a server crash and its recovery on
-// the same ports and data directory.
+// the same ports and data directory. StartProcess (process.go) and Relaunch do the same
+// outside a test (make bench, make chaos).
 //
 // When no ClickHouse binary is installed (scripts/deps.sh installs one) or the server does
 // not come up, Start skips the test, except when the CI environment variable is set: then
@@ -303,6 +304,15 @@ func (s *Server) signal(sig syscall.Signal, grace time.Duration) {
 // server does not come back.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
+	if err := s.Relaunch(); err != nil {
+		t.Fatalf("chtest: restart: %v", err)
+	}
+}
+
+// Relaunch is Restart outside a test (for StartProcess servers): it starts the server
+// again on the same ports and data directory, stopping a running one first, and returns an
+// error when it does not come back.
+func (s *Server) Relaunch() error {
 	s.Stop()
 	var err error
 	for attempt := 0; attempt < 20; attempt++ {
@@ -311,9 +321,7 @@ func (s *Server) Restart(t testing.TB) {
 		}
 		time.Sleep(250 * time.Millisecond) // the old sockets may linger a moment
 	}
-	if err != nil {
-		t.Fatalf("chtest: restart: %v", err)
-	}
+	return err
 }
 
 // PID returns the server's process id (0 when it is not running).

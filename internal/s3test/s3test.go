@@ -3,7 +3,8 @@
 //
 // Start launches `versitygw --port 127.0.0.1:PORT --access KEY --secret SECRET posix DIR`,
 // waits until it answers HTTP and creates a bucket; the server is killed by t.Cleanup.
-// Kill and Restart simulate an outage and its end (same port, same data).
+// Kill and Restart simulate an outage and its end (same port, same data). StartProcess and
+// Relaunch do the same outside a test (make chaos).
 //
 // The binary is found in PATH, in $GOBIN, or in $(go env GOPATH)/bin, where
 // scripts/deps.sh installs it (`go install github.com/versity/versitygw/cmd/versitygw@v1.8.0`).
@@ -94,23 +95,47 @@ func Start(t testing.TB) *Server {
 	if testing.Short() && os.Getenv("CI") == "" {
 		t.Skip("s3test: integration test with an S3 server, skipped in -short mode")
 	}
+	s, err := start(t.TempDir())
+	if err != nil {
+		if errors.Is(err, errUnavailable) {
+			unavailable(t, err)
+			return nil
+		}
+		t.Fatalf("s3test: %v", err)
+	}
+	t.Cleanup(s.Kill)
+	return s
+}
+
+// StartProcess starts a gateway like Start, but outside a test: its data, metadata and log
+// live under dir (which the caller creates and removes), the bucket Bucket exists, and the
+// caller stops it with Kill (Relaunch brings it back). It returns an error when versitygw is
+// not installed or does not come up. make chaos uses it.
+func StartProcess(dir string) (*Server, error) {
+	return start(dir)
+}
+
+// errUnavailable marks the errors of start that mean "no gateway here" (Start skips on
+// them outside CI) rather than a broken one.
+var errUnavailable = errors.New("s3test: no S3 server")
+
+// start launches a gateway storing under dir on a free port and creates the bucket.
+func start(dir string) (*Server, error) {
 	bin, err := Binary()
 	if err != nil {
-		unavailable(t, err)
-		return nil
+		return nil, fmt.Errorf("%w: %w", errUnavailable, err)
 	}
-	dir := t.TempDir()
 	s := &Server{Dir: filepath.Join(dir, "data"), meta: filepath.Join(dir, "meta"), bin: bin, log: filepath.Join(dir, "versitygw.log")}
 	for _, d := range []string{s.Dir, s.meta} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		port, err := freePort()
 		if err != nil {
-			t.Fatalf("s3test: free port: %v", err)
+			return nil, fmt.Errorf("free port: %w", err)
 		}
 		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		s.Endpoint = "http://" + s.Addr
@@ -119,16 +144,19 @@ func Start(t testing.TB) *Server {
 		}
 	}
 	if lastErr != nil {
-		unavailable(t, lastErr)
-		return nil
+		return nil, fmt.Errorf("%w: %w", errUnavailable, lastErr)
 	}
-	t.Cleanup(s.Kill)
 	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
 	defer cancel()
-	if err := s.Client(t).MakeBucket(ctx, Bucket, minio.MakeBucketOptions{Region: Region}); err != nil {
-		t.Fatalf("s3test: create bucket: %v\n%s", err, s.logTail())
+	c, err := s.NewClient()
+	if err == nil {
+		err = c.MakeBucket(ctx, Bucket, minio.MakeBucketOptions{Region: Region})
 	}
-	return s
+	if err != nil {
+		s.Kill()
+		return nil, fmt.Errorf("create bucket: %v\n%s", err, s.logTail())
+	}
+	return s, nil
 }
 
 func unavailable(t testing.TB, err error) {
@@ -210,15 +238,21 @@ func (s *Server) logTail() string {
 // Client returns a client of the server with the test credentials.
 func (s *Server) Client(t testing.TB) *minio.Client {
 	t.Helper()
-	c, err := minio.New(s.Addr, &minio.Options{
-		Creds:        s.Credentials(),
-		Region:       Region,
-		BucketLookup: minio.BucketLookupPath,
-	})
+	c, err := s.NewClient()
 	if err != nil {
 		t.Fatalf("s3test: client: %v", err)
 	}
 	return c
+}
+
+// NewClient returns a client of the server with the test credentials (Client outside a
+// test).
+func (s *Server) NewClient() (*minio.Client, error) {
+	return minio.New(s.Addr, &minio.Options{
+		Creds:        s.Credentials(),
+		Region:       Region,
+		BucketLookup: minio.BucketLookupPath,
+	})
 }
 
 // Credentials returns the test server's static credentials.
@@ -241,13 +275,22 @@ func (s *Server) Kill() {
 // Restart starts the server again after Kill, on the same port and data.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
+	if err := s.Relaunch(); err != nil {
+		t.Fatalf("s3test: restart: %v", err)
+	}
+}
+
+// Relaunch is Restart outside a test (for StartProcess servers): it kills a running server,
+// starts it again on the same port and data, and returns an error when it does not come
+// back.
+func (s *Server) Relaunch() error {
 	s.Kill()
 	var err error
 	for attempt := 0; attempt < 20; attempt++ { // the port may linger a moment
 		if err = s.launch(); err == nil {
-			return
+			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("s3test: restart: %v", err)
+	return err
 }

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseMetrics(t *testing.T) {
+	m := parseMetrics([]byte(`# HELP quotes_sink_backlog_items x
+# TYPE quotes_sink_backlog_items gauge
+quotes_sink_backlog_items{sink="clickhouse"} 3
+quotes_sink_backlog_items{sink="other",x="a b}"} 4
+quotes_disk_low 1
+quotes_checkpoint_duration_seconds_count 7
+`))
+	for name, want := range map[string]float64{"quotes_sink_backlog_items": 7, "quotes_disk_low": 1, "quotes_checkpoint_duration_seconds_count": 7} {
+		if m[name] != want {
+			t.Errorf("%s = %v, want %v", name, m[name], want)
+		}
+	}
+}
+
+func TestNextMinuteClose(t *testing.T) {
+	at := nextMinuteClose(time.Date(2026, 1, 1, 10, 0, 30, 0, time.UTC))
+	if want := time.Date(2026, 1, 1, 10, 1, 5, int(time.Millisecond), time.UTC); !at.Equal(want) {
+		t.Errorf("after 10:00:30: %v, want %v", at.UTC(), want)
+	}
+	at = nextMinuteClose(time.Date(2026, 1, 1, 10, 0, 2, 0, time.UTC))
+	if want := time.Date(2026, 1, 1, 10, 0, 5, int(time.Millisecond), time.UTC); !at.Equal(want) {
+		t.Errorf("after 10:00:02: %v, want %v", at.UTC(), want)
+	}
+}
+
+func candlesJSON(t *testing.T, s string) []apiCandle {
+	t.Helper()
+	var cs []apiCandle
+	if err := json.Unmarshal([]byte(s), &cs); err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+// TestCompareCandles: the check must be able to fail — fewer quotes is lost, more is
+// doubled, a different price is differing, a missing or extra minute is lost or doubled.
+func TestCompareCandles(t *testing.T) {
+	want := candlesJSON(t, `[
+{"openTimestamp":"A","closeTimestamp":"B","openPrice":1,"highPrice":2,"lowPrice":1,"closePrice":2,"quotes":4},
+{"openTimestamp":"B","closeTimestamp":"C","openPrice":2,"highPrice":2,"lowPrice":2,"closePrice":2,"quotes":1},
+{"openTimestamp":"C","closeTimestamp":"D","openPrice":2,"highPrice":3,"lowPrice":2,"closePrice":3,"quotes":2},
+{"openTimestamp":"D","closeTimestamp":"E","openPrice":3,"highPrice":3,"lowPrice":3,"closePrice":3,"quotes":0}]`)
+	got := candlesJSON(t, `[
+{"openTimestamp":"A","closeTimestamp":"B","openPrice":1,"highPrice":2,"lowPrice":1,"closePrice":2,"quotes":8},
+{"openTimestamp":"B","closeTimestamp":"C","openPrice":2,"highPrice":2,"lowPrice":2,"closePrice":2.5,"quotes":1},
+{"openTimestamp":"D","closeTimestamp":"E","openPrice":3,"highPrice":3,"lowPrice":3,"closePrice":3,"quotes":0},
+{"openTimestamp":"E","closeTimestamp":"F","openPrice":3,"highPrice":3,"lowPrice":3,"closePrice":3,"quotes":0}]`)
+	var tl tally
+	compareCandles(&tl, "X", got, want)
+	if tl.compared != 4 || tl.lost != 1 || tl.doubled != 2 || tl.differing != 1 || tl.ok() {
+		t.Errorf("compared %d lost %d doubled %d differing %d ok %v, want 4 1 2 1 false", tl.compared, tl.lost, tl.doubled, tl.differing, tl.ok())
+	}
+	var same tally
+	compareCandles(&same, "X", want, want)
+	if !same.ok() || same.compared != 4 {
+		t.Errorf("identical candles: %+v", same)
+	}
+}
+
+func TestReportVerdict(t *testing.T) {
+	r := &report{cfg: config{seed: 5, duration: time.Minute}, tallies: []*tally{{name: "a", compared: 3}, {name: "info", compared: 9, informational: true}}}
+	if !r.ok() || !strings.Contains(r.String(), "PASS: lost 0, doubled 0, differing 0") {
+		t.Errorf("all good but:\n%s", r)
+	}
+	r.tallies = append(r.tallies, &tally{name: "b", compared: 1, doubled: 1})
+	if r.ok() || !strings.Contains(r.String(), "FAIL: lost 0, doubled 1, differing 0") {
+		t.Errorf("a doubled item but:\n%s", r)
+	}
+	if !strings.Contains(r.String(), "CHAOS_SEED=5") {
+		t.Error("the seed is not printed")
+	}
+}

@@ -22,8 +22,9 @@ type LiveSource interface {
 
 // IngestOptions configure Ingest.
 type IngestOptions struct {
-	// Record, if set, receives every message that arrives as JSONL (SPEC §3), flushed at
-	// every minute tick and at the end.
+	// Record, if set, receives every message that arrives as JSONL (SPEC §3), each batch
+	// after its WAL append, flushed with it: a kill -9 loses at most the batch in flight
+	// from the recording (the WAL, not the recording, is the complete log).
 	Record io.Writer
 	// Started, if set, is called once the source and the tick loop run.
 	Started func()
@@ -103,11 +104,16 @@ func (in *ingestion) deliver(batch []feed.Message) error {
 		}
 	}
 	if in.rec != nil {
+		// Written after the WAL append and flushed with every batch: a kill -9 loses at most
+		// the batch in flight from the recording (the WAL has it).
 		for i := range batch {
 			if err := in.rec.Write(&batch[i]); err != nil {
 				e.opts.Logger.Error("record", "err", err)
 				break
 			}
+		}
+		if err := in.rec.Flush(); err != nil {
+			e.opts.Logger.Error("record", "err", err)
 		}
 	}
 	return nil

@@ -26,7 +26,7 @@ lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-test: deps lint build ## everything: deps, lint, all tests with -race, a short fuzz run; fails if they leave files in $TMPDIR
+test: deps lint build ## everything: deps, lint, all tests with -race, a short fuzz run; fails if they leave files in their TMPDIR
 	@bash scripts/tmpcheck.sh $(MAKE) --no-print-directory test-all
 
 test-all:

@@ -169,8 +169,8 @@ func fmtMinute(m int64) string { return time.Unix(0, m).UTC().Format(time.RFC333
 
 // recording compares ingest's --record file with the WAL: every recorded line must be a
 // WAL message, in order, once. Messages of the WAL missing from the recording are counted
-// apart (informational): ingest buffers the recording and flushes it at each minute tick,
-// so a kill -9 loses what was buffered.
+// apart (informational): ingest writes the recording after each WAL append and flushes it
+// with every batch, so a kill -9 loses at most the batch in flight.
 func (k *checker) recording(log *wal.Log) error {
 	t := k.add(&tally{name: "--record file ⊆ WAL, in order, once", unit: "lines"})
 	f, err := os.Open(k.c.record)
@@ -241,7 +241,7 @@ func (k *checker) recording(log *wal.Log) error {
 		t.notes = append(t.notes, fmt.Sprintf("%d torn lines (a kill -9 mid-line; rejected by replay)", torn))
 	}
 	k.add(&tally{name: "WAL messages missing from the --record file", unit: "messages", compared: missing, informational: true,
-		notes: []string{"ingest buffers --record and flushes it at each minute tick: a kill -9 loses the buffer (see the report)"}})
+		notes: []string{"ingest writes --record after each WAL append, flushed with every batch: a kill -9 loses at most the batch in flight (the WAL has it)"}})
 	return nil
 }
 

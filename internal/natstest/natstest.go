@@ -29,6 +29,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/quotesdev/quotes/internal/gobin"
 )
 
 // StartTimeout bounds how long Start waits for the server to serve JetStream.
@@ -49,30 +50,7 @@ type Server struct {
 }
 
 // Binary returns the path of nats-server: in PATH, $GOBIN, $GOPATH/bin or ~/go/bin.
-func Binary() (string, error) {
-	if p, err := exec.LookPath("nats-server"); err == nil {
-		return p, nil
-	}
-	var dirs []string
-	if d := os.Getenv("GOBIN"); d != "" {
-		dirs = append(dirs, d)
-	}
-	if gp := os.Getenv("GOPATH"); gp != "" {
-		for _, d := range filepath.SplitList(gp) {
-			dirs = append(dirs, filepath.Join(d, "bin"))
-		}
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		dirs = append(dirs, filepath.Join(home, "go", "bin"))
-	}
-	for _, d := range dirs {
-		p := filepath.Join(d, "nats-server")
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
-			return p, nil
-		}
-	}
-	return "", errors.New("nats-server not found in PATH, $GOBIN, $GOPATH/bin or ~/go/bin")
-}
+func Binary() (string, error) { return gobin.Find("nats-server") }
 
 // Start starts a server with JetStream for t and kills it when t ends.
 func Start(t testing.TB) *Server {

@@ -32,6 +32,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/quotesdev/quotes/internal/gobin"
 )
 
 // StartTimeout bounds how long Start waits for the gateway to answer.
@@ -64,30 +65,7 @@ type Server struct {
 }
 
 // Binary returns the path of versitygw: in PATH, $GOBIN, $GOPATH/bin or ~/go/bin.
-func Binary() (string, error) {
-	if p, err := exec.LookPath("versitygw"); err == nil {
-		return p, nil
-	}
-	var dirs []string
-	if d := os.Getenv("GOBIN"); d != "" {
-		dirs = append(dirs, d)
-	}
-	if gp := os.Getenv("GOPATH"); gp != "" {
-		for _, d := range filepath.SplitList(gp) {
-			dirs = append(dirs, filepath.Join(d, "bin"))
-		}
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		dirs = append(dirs, filepath.Join(home, "go", "bin"))
-	}
-	for _, d := range dirs {
-		p := filepath.Join(d, "versitygw")
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
-			return p, nil
-		}
-	}
-	return "", errors.New("versitygw not found in PATH, $GOBIN, $GOPATH/bin or ~/go/bin")
-}
+func Binary() (string, error) { return gobin.Find("versitygw") }
 
 // Start starts a gateway for t with the bucket Bucket, and kills it when t ends.
 func Start(t testing.TB) *Server {

@@ -94,8 +94,8 @@ func pageRows(t *testing.T, ctx context.Context) [][]string {
 // candles, its live update and a hot alert injected into the pipeline, which opens its
 // instrument when clicked. It writes a screenshot as a test artifact.
 func TestWebPage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("browser test")
+	if testing.Short() && os.Getenv("CI") == "" {
+		t.Skip("browser test, skipped in -short mode (not when CI is set)")
 	}
 	p := openPipeline(t, wal.SyncNone)
 	msgs := replayRecording(t, p, webRecording)

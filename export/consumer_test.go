@@ -327,9 +327,6 @@ func TestConsumerRedoesIntentIdentically(t *testing.T) {
 	log, p := openTestPipeline(t, filepath.Join(t.TempDir(), "data"))
 	defer log.Close()
 	msgs := testFeed(t, 20_000)
-	if err := p.Append(msgs[:10_000]); err != nil {
-		t.Fatal(err)
-	}
 	var calls []uint64
 	var first []store.OutboxItem
 	rec := &recordingSink{fn: func(id uint64, items []store.OutboxItem) error {
@@ -346,8 +343,12 @@ func TestConsumerRedoesIntentIdentically(t *testing.T) {
 		}
 		return nil
 	}}
+	// Registered before the records: the outbox holds items only while a consumer is.
 	c, err := NewConsumer(p.Store(), rec, consumerOpts(p, 1<<30))
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Append(msgs[:10_000]); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Step(context.Background()); err == nil {

@@ -229,7 +229,9 @@ type derived struct {
 	aggState []byte // set when a checkpoint is due after this run
 	// inflight is set when the run is in Pipeline.inflight (Writer): its closed and late
 	// candles are served from there until commit writes them to the store.
-	inflight  bool
+	inflight bool
+	// outboxOn is whether the run writes outbox items (store.HasConsumers when derived).
+	outboxOn  bool
 	watermark int64
 }
 
@@ -318,6 +320,7 @@ func (p *Pipeline) derive(first uint64, msgs []feed.Message, forceCheckpoint boo
 		return nil, fmt.Errorf("pipeline: WAL returned sequence %d, expected %d: another writer on this log?", first, p.applied+1)
 	}
 	d := p.newDerived(len(msgs))
+	d.outboxOn = p.store.HasConsumers()
 	p.d = d
 	for g := 0; g < len(msgs); g += prefetchGroup {
 		group := msgs[g:min(g+prefetchGroup, len(msgs))]
@@ -375,6 +378,9 @@ func (p *Pipeline) commit(d *derived) error {
 				p.hotTotal.Add(1)
 				if ev.ID > d.skipTo {
 					p.events = append(p.events, ev)
+					if !d.outboxOn {
+						continue
+					}
 					// The event for the alert sinks, tagged with the record that produced
 					// it (the triggering quote's, = the event id, unless a held-back quote
 					// was released by an ADD) after that record's other items.
@@ -499,7 +505,7 @@ func (o *output) Instrument(ev aggregate.InstrumentEvent) {
 	if ev.Kind == feed.KindDelete {
 		p.d.ops = append(p.d.ops, hotOp{kind: opForget, incarnation: ev.Incarnation})
 	}
-	if p.cur > p.skipTo {
+	if p.cur > p.skipTo && p.d.outboxOn {
 		p.addOutbox(store.OutboxItem{Kind: store.OutboxInstrument, Instrument: ev})
 	}
 }
@@ -508,7 +514,9 @@ func (o *output) Closed(c *aggregate.Candle) {
 	p := (*Pipeline)(o)
 	if p.cur > p.skipTo {
 		p.d.closed = append(p.d.closed, *c)
-		p.addOutbox(store.OutboxItem{Kind: store.OutboxClosed, Candle: *c})
+		if p.d.outboxOn {
+			p.addOutbox(store.OutboxItem{Kind: store.OutboxClosed, Candle: *c})
+		}
 	}
 }
 
@@ -516,7 +524,9 @@ func (o *output) Late(c *aggregate.Candle) {
 	p := (*Pipeline)(o)
 	if p.cur > p.skipTo {
 		p.d.late = append(p.d.late, *c)
-		p.addOutbox(store.OutboxItem{Kind: store.OutboxLate, Candle: *c})
+		if p.d.outboxOn {
+			p.addOutbox(store.OutboxItem{Kind: store.OutboxLate, Candle: *c})
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"math"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -314,5 +315,50 @@ func TestRecoveryRunsNoRetention(t *testing.T) {
 	}
 	if early.Load() {
 		t.Fatal("a retention pass ran during Open")
+	}
+}
+
+// TestOutboxOnlyWithConsumers: while no outbox consumer is registered the pipeline writes no
+// outbox items (retention would remove them unread); once one is, every closed minute goes
+// to the outbox again.
+func TestOutboxOnlyWithConsumers(t *testing.T) {
+	log, err := wal.Open(wal.DefaultOptions(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	p, err := Open(log, DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := feedMessages(t, 20_000)
+	half := len(msgs) / 2
+	if err := p.Append(msgs[:half]); err != nil {
+		t.Fatal(err)
+	}
+	closedBefore := p.Stats().CandlesClosed
+	if n, err := p.Store().OutboxSize(); err != nil || n != 0 || closedBefore == 0 {
+		t.Fatalf("no consumer: %d outbox items (%v) after %d closed candles, want 0 after some", n, err, closedBefore)
+	}
+	if _, err := p.Store().RegisterConsumer("late"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Append(msgs[half:]); err != nil {
+		t.Fatal(err)
+	}
+	closed := 0
+	if err := p.Store().ScanOutbox(0, math.MaxUint64, func(it *store.OutboxItem) (bool, error) {
+		if it.Kind == store.OutboxClosed {
+			closed++
+		}
+		return true, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := int(p.Stats().CandlesClosed - closedBefore); closed != want || want == 0 {
+		t.Errorf("after registering: %d closed candles in the outbox, want %d", closed, want)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

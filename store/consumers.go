@@ -225,7 +225,7 @@ func (s *Store) RemoveConsumer(name string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("store: remove consumer %s: %w", name, err)
 	}
-	return found, nil
+	return found, s.refreshConsumers()
 }
 
 // ErrConsumerActive means the consumer ran after the caller decided it was stale.

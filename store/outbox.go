@@ -329,7 +329,8 @@ func checkConsumerName(name string) error {
 }
 
 // RegisterConsumer returns the state of the consumer name, registering it (watermark 0: it
-// will deliver everything the outbox still holds) when it is new. From then on, retention
+// will deliver everything the outbox still holds — nothing if no consumer was registered
+// before, see HasConsumers) when it is new. From then on, retention
 // keeps the outbox items it has not delivered.
 func (s *Store) RegisterConsumer(name string) (ConsumerState, error) {
 	if err := checkConsumerName(name); err != nil {
@@ -382,6 +383,7 @@ func (s *Store) RegisterConsumer(name string) (ConsumerState, error) {
 	if err != nil {
 		return ConsumerState{}, fmt.Errorf("store: register consumer %s: %w", name, err)
 	}
+	s.consumers.Store(true)
 	return st, nil
 }
 
@@ -441,7 +443,7 @@ func (s *Store) UnregisterConsumer(name string) error {
 	if err != nil {
 		return fmt.Errorf("store: unregister consumer %s: %w", name, err)
 	}
-	return nil
+	return s.refreshConsumers()
 }
 
 // Consumers returns the watermark of every registered consumer.

@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -17,13 +18,23 @@ import (
 //
 // It visits only the candles it deletes plus one key per incarnation (keys are ordered by
 // ISIN, incarnation, minute: after the first kept minute it seeks to the next incarnation),
-// and the undelivered part of the outbox.
+// and the undelivered part of the outbox. Once a pass has run, the Store knows the oldest
+// minute it holds, and a pass with nothing before it returns at once.
 func (s *Store) DeleteCandlesBefore(before int64) (int, error) {
+	s.lowMu.Lock()
+	if s.lowKnown && s.low >= before {
+		s.lowMu.Unlock()
+		return 0, nil
+	}
+	// Writes during the scan lower s.low; the scan's own minimum is merged into it below.
+	s.low, s.lowKnown = math.MaxInt64, false
+	s.lowMu.Unlock()
 	held, err := s.undeliveredCandles()
 	if err != nil {
 		return 0, err
 	}
 	var keys [][]byte
+	low := int64(math.MaxInt64) // oldest minute that stays
 	err = s.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = prefixCandle
@@ -35,7 +46,8 @@ func (s *Store) DeleteCandlesBefore(before int64) (int, error) {
 			if len(k) != candleKeySize {
 				return fmt.Errorf("%w: candle key of %d bytes", ErrCorrupt, len(k))
 			}
-			if int64(binary.BigEndian.Uint64(k[candleKeySize-8:])) >= before {
+			if m := int64(binary.BigEndian.Uint64(k[candleKeySize-8:])); m >= before {
+				low = min(low, m)
 				// The rest of this incarnation is younger: on to the next one.
 				next := append([]byte(nil), k[:candleKeySize-8]...)
 				inc := binary.BigEndian.Uint64(next[len(prefixCandle)+feed.ISINLen:])
@@ -49,6 +61,8 @@ func (s *Store) DeleteCandlesBefore(before int64) (int, error) {
 			}
 			if !held[string(k)] {
 				keys = append(keys, it.Item().KeyCopy(nil))
+			} else {
+				low = min(low, int64(binary.BigEndian.Uint64(k[candleKeySize-8:])))
 			}
 			it.Next()
 		}
@@ -57,7 +71,13 @@ func (s *Store) DeleteCandlesBefore(before int64) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("store: scan candles for retention: %w", err)
 	}
-	return s.deleteKeys(keys, "delete candles")
+	n, err := s.deleteKeys(keys, "delete candles")
+	if err == nil {
+		s.lowMu.Lock()
+		s.low, s.lowKnown = min(s.low, low), true
+		s.lowMu.Unlock()
+	}
+	return n, err
 }
 
 // deleteKeys deletes keys in one write batch and returns how many; what names the

@@ -83,6 +83,27 @@ func TestDeleteCandlesBefore(t *testing.T) {
 	if len(storedKeys(t, s)) != 4*5 {
 		t.Errorf("%d candles left, want 20", len(storedKeys(t, s)))
 	}
+	// The store now knows its oldest minute (105) and skips passes with nothing before it;
+	// but candles written later below that bound (a backfill, a late correction) are seen.
+	if n, err := s.DeleteCandlesBefore(104 * m); err != nil || n != 0 {
+		t.Errorf("pass below the oldest minute deleted %d (%v)", n, err)
+	}
+	if err := s.PutCandles([]aggregate.Candle{candleAt(a, 1, 50*m)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(&Batch{Seq: 61, Late: []aggregate.Candle{candleAt(b, 4, 60*m)}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.DeleteCandlesBefore(105 * m); err != nil || n != 2 {
+		t.Errorf("after writes of minutes 50 and 60 deleted %d (%v), want 2", n, err)
+	}
+	// A second Store over the same data (a restart) starts without the bound and scans.
+	if err := s.PutCandles([]aggregate.Candle{candleAt(a, 1, 70*m)}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := New(s.db).DeleteCandlesBefore(105 * m); err != nil || n != 1 {
+		t.Errorf("new Store over old candles deleted %d (%v), want 1", n, err)
+	}
 }
 
 // TestConsumerLifecycle: last run, target, expiry of a stale consumer (its undelivered

@@ -23,6 +23,9 @@ package store
 import (
 	"errors"
 	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -43,13 +46,60 @@ var (
 // encoding.ErrCorrupt.
 var ErrCorrupt = encoding.NewCorruptSentinel("store: corrupt value")
 
-// Store reads and writes candles and hot events in a Badger DB it does not own.
+// Store reads and writes candles and hot events in a Badger DB it does not own. There is one
+// Store per DB (the pipeline's): it caches a bound on what the DB holds.
 type Store struct {
 	db *badger.DB
+
+	// low bounds the minutes of the stored candles from below when lowKnown (math.MaxInt64:
+	// none stored), so that a retention pass with nothing old enough to delete costs
+	// nothing; every candle write lowers it. Unknown until the first retention pass.
+	lowMu    sync.Mutex
+	low      int64
+	lowKnown bool
+
+	// consumers is whether an outbox consumer is registered (HasConsumers), kept up to date
+	// by the methods that register and remove them.
+	consumers atomic.Bool
 }
 
 // New returns a Store over db (usually wal.Log.DB()).
-func New(db *badger.DB) *Store { return &Store{db: db} }
+func New(db *badger.DB) *Store {
+	s := &Store{db: db}
+	// A store without candles (a new data directory) knows its bound from the start.
+	_ = db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixCandle})
+		defer it.Close()
+		if it.Rewind(); !it.Valid() {
+			s.low, s.lowKnown = math.MaxInt64, true
+		}
+		return nil
+	})
+	_ = s.refreshConsumers()
+	return s
+}
+
+// HasConsumers reports whether an outbox consumer is registered. While none is, the
+// pipeline writes no outbox items: a consumer registered later starts with what the outbox
+// holds then, and retention would remove them unread anyway.
+func (s *Store) HasConsumers() bool { return s.consumers.Load() }
+
+// refreshConsumers re-reads whether a consumer is registered.
+func (s *Store) refreshConsumers() error {
+	cs, err := s.Consumers()
+	if err != nil {
+		return err
+	}
+	s.consumers.Store(len(cs) > 0)
+	return nil
+}
+
+// lowerBound records that candles of minute m are being written.
+func (s *Store) lowerBound(m int64) {
+	s.lowMu.Lock()
+	s.low = min(s.low, m)
+	s.lowMu.Unlock()
+}
 
 // Batch is one flush: everything derived from WAL records up to Seq.
 type Batch struct {
@@ -87,6 +137,9 @@ func (b *Batch) Reset() {
 // same derived items gives the same result.
 func (s *Store) Apply(b *Batch) error {
 	if len(b.Closed) > 0 || len(b.Events) > 0 || len(b.Outbox) > 0 {
+		if len(b.Closed) > 0 {
+			s.lowerBound(minMinute(b.Closed))
+		}
 		wb := s.db.NewWriteBatch()
 		defer wb.Cancel()
 		for i := range b.Closed {
@@ -110,6 +163,9 @@ func (s *Store) Apply(b *Batch) error {
 		if err := wb.Flush(); err != nil {
 			return fmt.Errorf("store: flush closed candles: %w", err)
 		}
+	}
+	if len(b.Late) > 0 {
+		s.lowerBound(minMinute(b.Late))
 	}
 	err := s.db.Update(func(txn *badger.Txn) error {
 		for i := range b.Late {
@@ -431,6 +487,9 @@ func (s *Store) ScanCandles(fn func(c aggregate.Candle) error) error {
 // PutCandles writes full candle states as they are, replacing what is stored under their
 // keys (backfill: idempotent). Empty candles are skipped.
 func (s *Store) PutCandles(cs []aggregate.Candle) error {
+	if len(cs) > 0 {
+		s.lowerBound(minMinute(cs))
+	}
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	for i := range cs {
@@ -446,4 +505,13 @@ func (s *Store) PutCandles(cs []aggregate.Candle) error {
 		return fmt.Errorf("store: put candles: %w", err)
 	}
 	return nil
+}
+
+// minMinute returns the smallest minute of cs (not empty).
+func minMinute(cs []aggregate.Candle) int64 {
+	m := int64(math.MaxInt64)
+	for i := range cs {
+		m = min(m, cs[i].Minute)
+	}
+	return m
 }

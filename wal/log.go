@@ -42,12 +42,18 @@ type Log struct {
 	// dict is the ISIN dictionary of format-2 blocks (see dict.go).
 	dict *dict
 
+	// resident pages the value-log files out of the resident set (resident_linux.go);
+	// residentMu serialises its passes.
+	residentMu sync.Mutex
+	resident   *residentTrimmer
+
 	// Owned by the writer goroutine (and by Open before it starts).
-	nextSeq  uint64
-	cumMaxTS int64
-	failed   error
-	encs     []blockEncoder
-	gathered atomic.Int64 // records gathered for the current group (test hook)
+	sinceTrim int64 // block bytes written since the last resident-set trim
+	nextSeq   uint64
+	cumMaxTS  int64
+	failed    error
+	encs      []blockEncoder
+	gathered  atomic.Int64 // records gathered for the current group (test hook)
 }
 
 // appendReq is one Append waiting for the writer.
@@ -83,6 +89,9 @@ func Open(opts Options) (*Log, error) {
 		reqs:    make(chan *appendReq, 1024),
 		notify:  make(chan struct{}),
 		dict:    newDict(),
+	}
+	if !opts.InMemory && opts.ResidentTrimBytes > 0 {
+		l.resident = newResidentTrimmer(opts.Dir)
 	}
 	l.pool.New = func() any { return &appendReq{done: make(chan struct{}, 1)} }
 	if err := l.dict.load(db, opts.Repair, opts.Logger.Warn); err != nil {
@@ -356,6 +365,7 @@ func (l *Log) commit(batch []*appendReq) {
 		}
 		var v []byte
 		v, cum = cur.finish(cum)
+		l.sinceTrim += int64(len(v))
 		if e := txn.Set(blockKey(cur.first), v); e != nil {
 			err = fmt.Errorf("wal: stage block at seq %d: %w", cur.first, e)
 		}
@@ -411,6 +421,23 @@ func (l *Log) commit(batch []*appendReq) {
 		l.cumMaxTS = cum
 		l.publish(seq - 1)
 	}
+	if l.resident != nil && l.sinceTrim >= l.opts.ResidentTrimBytes {
+		l.sinceTrim = 0
+		l.TrimResident()
+	}
+}
+
+// TrimResident asks the kernel to take the log's value-log files out of the process's
+// resident set (see Options.ResidentTrimBytes); the writer does it by itself as it writes,
+// callers after reading much of the log (recovery). It returns the bytes of mappings
+// advised (0 where unsupported or disabled).
+func (l *Log) TrimResident() int64 {
+	if l.resident == nil {
+		return 0
+	}
+	l.residentMu.Lock()
+	defer l.residentMu.Unlock()
+	return l.resident.trim()
 }
 
 // openBadger opens the Badger DB. A process killed right after Badger created a memtable or

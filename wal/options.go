@@ -113,6 +113,11 @@ type Options struct {
 	// GCDiscardRatio is the fraction of a value-log file that must be garbage for Truncate
 	// to rewrite it (default 0.5).
 	GCDiscardRatio float64
+	// ResidentTrimBytes: after this many bytes of blocks written, the log asks the kernel to
+	// page its value-log files out of the process's resident set (Linux; default 32 MiB;
+	// negative: never). Badger writes them through a memory mapping it keeps, so without it
+	// the resident set grows with the log.
+	ResidentTrimBytes int64
 	// Badger, if set, is applied last to the Badger options (escape hatch for tuning).
 	Badger func(badger.Options) badger.Options
 }
@@ -153,6 +158,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.BlockCacheSize <= 0 {
 		o.BlockCacheSize = 64 << 20
+	}
+	if o.ResidentTrimBytes == 0 {
+		o.ResidentTrimBytes = 32 << 20
 	}
 	if o.GCDiscardRatio <= 0 || o.GCDiscardRatio >= 1 {
 		o.GCDiscardRatio = 0.5

@@ -1,12 +1,17 @@
 package pipeline
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"math"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -16,24 +21,38 @@ import (
 	"github.com/quotesdev/quotes/wal"
 )
 
-// Checkpoint layout in Badger:
+// A checkpoint is the aggregator's and the hot detector's state as of a WAL sequence. It is
+// one file, CheckpointFile in the WAL's directory (Badger leaves files without its suffixes
+// alone), replaced atomically (written as CheckpointFile.tmp, synced, renamed, directory
+// synced):
+//
+//	┌────────┬────────────┬──────────┬────────────────┬───────────┬──────────────┬───────────┐
+//	│ "QCKP" │ version(1) │ seq(be64)│ watermark(be64)│ size(be64)│ crc32c(be32) │ state     │
+//	└────────┴────────────┴──────────┴────────────────┴───────────┴──────────────┴───────────┘
+//	  4 B      1 B          8 B        8 B              8 B         4 B            size bytes
+//
+// The state is uvarint(len(aggregator state)) aggregator state, then the hot detector state
+// (hot.Detector.WriteState); the checksum covers it. The file is not in Badger because it is
+// replaced whole every few minutes: in the value log each one (~100 MB at 50,000
+// instruments) stayed as garbage until value-log GC, and its pages in the resident set.
+//
+// Directories written before hold the checkpoint in Badger (legacy layout, still read; the
+// first file checkpoint deletes it):
 //
 //	k/current               → header: version(1) seq(be64) watermark(be64) chunks(be32) size(be64) crc32c(be32)
-//	k/d/ seq(be64) idx(be32) → chunk idx of the state blob (at most checkpointChunk bytes)
-//
-// The state blob is uvarint(len(aggregator state)) aggregator state, then the hot detector
-// state. The chunks are written first, then k/current in its own transaction, then the older
-// checkpoint's chunks are deleted: a crash leaves either the old or the new checkpoint whole.
+//	k/d/ seq(be64) idx(be32) → chunk idx of the same state (at most 4 MiB)
 var (
 	keyCheckpoint    = []byte("k/current")
 	prefixCkptChunks = []byte("k/d/")
 	castagnoli       = crc32.MakeTable(crc32.Castagnoli)
+	ckptMagic        = []byte("QCKP")
 )
 
 const (
+	// CheckpointFile is the name of the checkpoint file in the WAL's directory.
+	CheckpointFile    = "checkpoint"
 	checkpointVersion = 1
-	checkpointChunk   = 4 << 20
-	checkpointHeader  = 1 + 8 + 8 + 4 + 8 + 4
+	ckptFileHeader    = 4 + 1 + 8 + 8 + 8 + 4
 	// WatermarkCheckpoint is the WAL watermark name under which the last checkpoint's
 	// sequence is kept: retention never removes records after it.
 	WatermarkCheckpoint = "checkpoint"
@@ -43,34 +62,46 @@ const (
 // It also matches encoding.ErrCorrupt.
 var ErrCheckpointCorrupt = encoding.NewCorruptSentinel("pipeline: checkpoint corrupt")
 
-func chunkKey(seq uint64, idx uint32) []byte {
-	e := encoding.Encbuf{B: make([]byte, 0, len(prefixCkptChunks)+8+4)}
-	e.PutBytes(prefixCkptChunks)
-	e.PutBE64(seq)
-	e.PutBE32(idx)
-	return e.Get()
-}
-
-// ckptHeader is the value of k/current (layout above).
+// ckptHeader is the header of a checkpoint (file or legacy k/current).
 type ckptHeader struct {
 	seq       uint64
 	watermark int64
-	chunks    uint32
+	chunks    uint32 // legacy layout only
 	size      uint64
 	crc       uint32
 }
 
-func (h *ckptHeader) encode() []byte {
-	e := encoding.Encbuf{B: make([]byte, 0, checkpointHeader)}
+func (h *ckptHeader) encodeFile() []byte {
+	e := encoding.Encbuf{B: make([]byte, 0, ckptFileHeader)}
+	e.PutBytes(ckptMagic)
 	e.PutByte(checkpointVersion)
 	e.PutBE64(h.seq)
 	e.PutBE64int64(h.watermark)
-	e.PutBE32(h.chunks)
 	e.PutBE64(h.size)
 	e.PutBE32(h.crc)
 	return e.Get()
 }
 
+func decodeFileHeader(v []byte) (ckptHeader, error) {
+	var h ckptHeader
+	if len(v) < ckptFileHeader || !bytes.Equal(v[:len(ckptMagic)], ckptMagic) {
+		return h, fmt.Errorf("%w: file header of %d bytes, or not a checkpoint", ErrCheckpointCorrupt, len(v))
+	}
+	d := encoding.NewDecbuf(v[len(ckptMagic):ckptFileHeader])
+	if version := d.Byte(); version != checkpointVersion {
+		d.Failf("version %d", version)
+	}
+	h.seq = d.BE64()
+	h.watermark = d.BE64int64()
+	h.size = d.BE64()
+	h.crc = d.BE32()
+	if err := d.Done(); err != nil {
+		return ckptHeader{}, fmt.Errorf("%w: file header: %w", ErrCheckpointCorrupt, err)
+	}
+	return h, nil
+}
+
+// decodeCkptHeader decodes the legacy k/current value.
 func decodeCkptHeader(v []byte) (ckptHeader, error) {
 	var h ckptHeader
 	d := encoding.NewDecbuf(v)
@@ -88,38 +119,52 @@ func decodeCkptHeader(v []byte) (ckptHeader, error) {
 	return h, nil
 }
 
+func chunkKey(seq uint64, idx uint32) []byte {
+	e := encoding.Encbuf{B: make([]byte, 0, len(prefixCkptChunks)+8+4)}
+	e.PutBytes(prefixCkptChunks)
+	e.PutBE64(seq)
+	e.PutBE32(idx)
+	return e.Get()
+}
+
 // checkpoint writes the state as of seq: aggState (taken by derive) and the hot detector's
-// state, which p.commitMu holds at the same point. The state is streamed into chunks, each
-// written in its own transaction, so that it is never held whole (the hot state of 50,000
-// instruments is over 100 MB).
+// state, which p.commitMu holds at the same point. The state is streamed to the file, never
+// held whole (the hot state of 50,000 instruments is over 100 MB).
 func (p *Pipeline) checkpoint(seq uint64, watermark int64, aggState []byte) error {
 	start := time.Now()
-	db := p.log.DB()
-	cw := &chunkWriter{db: db, seq: seq}
-	e := encoding.Encbuf{B: make([]byte, 0, binary.MaxVarintLen64)}
-	e.PutUvarint(uint64(len(aggState)))
-	_, _ = cw.Write(e.Get())
-	_, _ = cw.Write(aggState)
-	if err := p.det.WriteState(cw); err != nil {
-		return fmt.Errorf("pipeline: write checkpoint at seq %d: %w", seq, err)
+	// The checkpoint must never be ahead of the durable WAL (with --sync none the records
+	// up to seq may still be in the page cache only).
+	if err := p.log.Sync(); err != nil {
+		return fmt.Errorf("pipeline: checkpoint at seq %d: %w", seq, err)
 	}
-	if err := cw.close(); err != nil {
-		return fmt.Errorf("pipeline: write checkpoint at seq %d: %w", seq, err)
-	}
-	hdr := (&ckptHeader{seq: seq, watermark: watermark, chunks: cw.chunks, size: cw.size,
-		crc: cw.crc}).encode()
-	err := db.Update(func(txn *badger.Txn) error {
-		if err := txn.Set(keyCheckpoint, hdr); err != nil {
+	size, err := writeCheckpointFile(p.log.Dir(), seq, watermark, func(w io.Writer) error {
+		e := encoding.Encbuf{B: make([]byte, 0, binary.MaxVarintLen64)}
+		e.PutUvarint(uint64(len(aggState)))
+		if _, err := w.Write(e.Get()); err != nil {
 			return err
 		}
+		if _, err := w.Write(aggState); err != nil {
+			return err
+		}
+		return p.det.WriteState(w)
+	})
+	if err != nil {
+		return fmt.Errorf("pipeline: write checkpoint at seq %d: %w", seq, err)
+	}
+	db := p.log.DB()
+	err = db.Update(func(txn *badger.Txn) error {
 		return txn.Set(wal.WatermarkKey(WatermarkCheckpoint), wal.EncodeWatermark(seq))
 	})
 	if err != nil {
 		return fmt.Errorf("pipeline: commit checkpoint at seq %d: %w", seq, err)
 	}
-	p.opts.Metrics.observeCheckpoint(start, int(cw.size))
-	if err := deleteChunks(db, seq); err != nil {
-		p.opts.Logger.Warn("could not delete old checkpoints", "err", err)
+	p.opts.Metrics.observeCheckpoint(start, int(size))
+	if p.legacyCkpt {
+		if err := deleteLegacyCheckpoint(db); err != nil {
+			p.opts.Logger.Warn("could not delete the checkpoint kept in Badger by an older version", "err", err)
+		} else {
+			p.legacyCkpt = false
+		}
 	}
 	// No retention pass while Open recovers: the owner of the pipeline (whose callbacks,
 	// Options.Consumers and TrimOutbox, the pass calls) does not have it yet. The first
@@ -133,61 +178,73 @@ func (p *Pipeline) checkpoint(seq uint64, watermark int64, aggState []byte) erro
 	return nil
 }
 
-// chunkWriter cuts the checkpoint blob into chunks of exactly checkpointChunk bytes (the
-// last one shorter, and at least one chunk) and writes each under chunkKey(seq, idx) in its
-// own transaction, keeping the running size and checksum. Write fails once a write failed.
-type chunkWriter struct {
-	db     *badger.DB
-	seq    uint64
-	buf    []byte
-	chunks uint32
-	size   uint64
-	crc    uint32
-	err    error
+// writeCheckpointFile writes the checkpoint with the state body writes, replacing the
+// previous one atomically, and returns the state's size.
+func writeCheckpointFile(dir string, seq uint64, watermark int64, body func(io.Writer) error) (uint64, error) {
+	final := filepath.Join(dir, CheckpointFile)
+	tmp := final + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		if f != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	bw := bufio.NewWriterSize(f, 1<<20)
+	if _, err := bw.Write(make([]byte, ckptFileHeader)); err != nil { // the header, once known
+		return 0, err
+	}
+	cw := &checksumWriter{w: bw}
+	if err := body(cw); err != nil {
+		return 0, err
+	}
+	if err := bw.Flush(); err != nil {
+		return 0, err
+	}
+	hdr := (&ckptHeader{seq: seq, watermark: watermark, size: cw.size, crc: cw.crc}).encodeFile()
+	if _, err := f.WriteAt(hdr, 0); err != nil {
+		return 0, err
+	}
+	if err := f.Sync(); err != nil {
+		return 0, err
+	}
+	err = f.Close()
+	f = nil
+	if err != nil {
+		os.Remove(tmp)
+		return 0, err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		os.Remove(tmp)
+		return 0, err
+	}
+	return cw.size, syncDir(dir)
 }
 
-func (w *chunkWriter) Write(b []byte) (int, error) {
-	n := len(b)
-	for len(b) > 0 && w.err == nil {
-		if w.buf == nil {
-			w.buf = make([]byte, 0, checkpointChunk)
-		}
-		k := copy(w.buf[len(w.buf):cap(w.buf)], b)
-		w.buf, b = w.buf[:len(w.buf)+k], b[k:]
-		if len(w.buf) == checkpointChunk {
-			w.flush()
-		}
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
 	}
-	return n, w.err
+	defer d.Close()
+	return d.Sync()
 }
 
-// flush writes the buffered chunk; Badger keeps the slice until the write, so the next
-// chunk gets a fresh buffer.
-func (w *chunkWriter) flush() {
-	if w.err != nil {
-		return
-	}
-	chunk := w.buf
-	w.buf = nil
-	w.size += uint64(len(chunk))
-	w.crc = crc32.Update(w.crc, castagnoli, chunk)
-	key := chunkKey(w.seq, w.chunks)
-	if err := w.db.Update(func(txn *badger.Txn) error { return txn.Set(key, chunk) }); err != nil {
-		w.err = fmt.Errorf("write checkpoint chunk %d: %w", w.chunks, err)
-		return
-	}
-	w.chunks++
+// checksumWriter passes writes on, keeping their total size and CRC-32C.
+type checksumWriter struct {
+	w    io.Writer
+	size uint64
+	crc  uint32
 }
 
-// close writes the last chunk (an empty one if nothing was written).
-func (w *chunkWriter) close() error {
-	if len(w.buf) > 0 || w.chunks == 0 {
-		if w.buf == nil {
-			w.buf = []byte{}
-		}
-		w.flush()
-	}
-	return w.err
+func (c *checksumWriter) Write(b []byte) (int, error) {
+	c.size += uint64(len(b))
+	c.crc = crc32.Update(c.crc, castagnoli, b)
+	return c.w.Write(b)
 }
 
 // retain removes WAL records nobody needs any more — before the checkpoint at ckpt, before
@@ -229,20 +286,17 @@ func (p *Pipeline) retain(ckpt uint64, watermark int64) {
 	}
 }
 
-// deleteChunks removes the chunks of every checkpoint but keep.
-func deleteChunks(db *badger.DB, keep uint64) error {
+// deleteLegacyCheckpoint removes a checkpoint kept in Badger by an older version.
+func deleteLegacyCheckpoint(db *badger.DB) error {
 	var keys [][]byte
 	err := db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
-		opts.Prefix = prefixCkptChunks
+		opts.Prefix = []byte("k/")
 		opts.PrefetchValues = false
 		it := txn.NewIterator(opts)
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			d := encoding.NewDecbuf(it.Item().Key()[len(prefixCkptChunks):])
-			if d.BE64() != keep {
-				keys = append(keys, it.Item().KeyCopy(nil))
-			}
+			keys = append(keys, it.Item().KeyCopy(nil))
 		}
 		return nil
 	})
@@ -259,12 +313,41 @@ func deleteChunks(db *badger.DB, keep uint64) error {
 	return wb.Flush()
 }
 
-// loadCheckpoint restores the last checkpoint, if any, and returns its sequence (0: none).
+// loadCheckpoint restores the last checkpoint, if any, and returns its sequence (0: none):
+// the file, or else one an older version kept in Badger.
 func (p *Pipeline) loadCheckpoint() (uint64, error) {
-	db := p.log.DB()
-	var blob []byte
-	var seq uint64
-	err := db.View(func(txn *badger.Txn) (err error) {
+	legacySeq, legacyBlob, err := readLegacyCheckpoint(p.log.DB())
+	if err != nil {
+		return 0, fmt.Errorf("pipeline: read checkpoint: %w", err)
+	}
+	p.legacyCkpt = legacySeq != 0
+	data, err := os.ReadFile(filepath.Join(p.log.Dir(), CheckpointFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		if legacySeq == 0 {
+			return 0, nil
+		}
+		return legacySeq, p.restore(legacySeq, legacyBlob)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("pipeline: read checkpoint: %w", err)
+	}
+	hdr, err := decodeFileHeader(data)
+	if err != nil {
+		return 0, fmt.Errorf("pipeline: read checkpoint %s: %w", CheckpointFile, err)
+	}
+	blob := data[ckptFileHeader:]
+	if uint64(len(blob)) != hdr.size || crc32.Checksum(blob, castagnoli) != hdr.crc {
+		return 0, fmt.Errorf("%w: checksum of checkpoint file at seq %d (%d state bytes, header says %d)", ErrCheckpointCorrupt, hdr.seq, len(blob), hdr.size)
+	}
+	if hdr.seq == 0 {
+		return 0, fmt.Errorf("%w: checkpoint file at seq 0", ErrCheckpointCorrupt)
+	}
+	return hdr.seq, p.restore(hdr.seq, blob)
+}
+
+// readLegacyCheckpoint reads a checkpoint kept in Badger by an older version (seq 0: none).
+func readLegacyCheckpoint(db *badger.DB) (seq uint64, blob []byte, err error) {
+	err = db.View(func(txn *badger.Txn) (err error) {
 		item, err := txn.Get(keyCheckpoint)
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
@@ -299,13 +382,7 @@ func (p *Pipeline) loadCheckpoint() (uint64, error) {
 		}
 		return nil
 	})
-	if err != nil {
-		return 0, fmt.Errorf("pipeline: read checkpoint: %w", err)
-	}
-	if seq == 0 {
-		return 0, nil
-	}
-	return seq, p.restore(seq, blob)
+	return seq, blob, err
 }
 
 func (p *Pipeline) restore(seq uint64, blob []byte) error {

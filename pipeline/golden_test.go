@@ -237,9 +237,18 @@ func TestGoldenDataDirReads(t *testing.T) {
 	if want := goldenFeed(); !slices.Equal(msgs, want) {
 		t.Fatalf("golden WAL has %d records, not the %d messages of goldenFeed", len(msgs), len(want))
 	}
-	// Reopening with the current code wrote nothing: the checkpoint was current.
+	// Reopening with the current code wrote nothing but the checkpoint, moved from Badger
+	// to its file (issue 15) with the same state.
 	after := dumpKV(t, log.DB())
-	compareKV(t, after, kvs)
+	compareKV(t, after, slices.DeleteFunc(slices.Clone(kvs), func(p kv) bool { return bytes.HasPrefix(p.k, []byte("k/")) }))
+	wantHdr, wantState := goldenCheckpoint(t, kvs)
+	data, err := os.ReadFile(filepath.Join(dir, CheckpointFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hdr, err := decodeFileHeader(data); err != nil || hdr.seq != wantHdr.seq || !bytes.Equal(data[ckptFileHeader:], wantState) {
+		t.Errorf("the moved checkpoint differs from the golden's (%v)", err)
+	}
 }
 
 // goldenWAL reads every message of the log.
@@ -336,7 +345,49 @@ func TestGoldenDataDirWrites(t *testing.T) {
 		t.Errorf("the new WAL reads back %d records that differ from the golden's %d", len(again), len(all))
 	}
 	nlog.Close()
-	compareKV(t, got, slices.DeleteFunc(slices.Clone(kvs), isWAL))
+	// The checkpoint is a file since issue 15: its state is byte-identical to the state the
+	// golden keeps in Badger (k/current and its chunks), and Badger holds no k/ key.
+	wantHdr, wantState := goldenCheckpoint(t, kvs)
+	data, err := os.ReadFile(filepath.Join(newDir, CheckpointFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr, err := decodeFileHeader(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hdr.seq != wantHdr.seq || hdr.watermark != wantHdr.watermark || hdr.crc != wantHdr.crc || !bytes.Equal(data[ckptFileHeader:], wantState) {
+		t.Errorf("checkpoint file at seq %d (%d state bytes) differs from the golden's at seq %d (%d bytes)", hdr.seq, len(data)-ckptFileHeader, wantHdr.seq, len(wantState))
+	}
+	isCkpt := func(p kv) bool { return bytes.HasPrefix(p.k, []byte("k/")) }
+	compareKV(t, got, slices.DeleteFunc(slices.DeleteFunc(slices.Clone(kvs), isWAL), isCkpt))
+}
+
+// goldenCheckpoint returns the header and state of the golden's checkpoint (legacy layout).
+func goldenCheckpoint(t testing.TB, kvs []kv) (ckptHeader, []byte) {
+	t.Helper()
+	var hdr ckptHeader
+	chunks := map[string][]byte{}
+	for _, p := range kvs {
+		switch {
+		case string(p.k) == "k/current":
+			h, err := decodeCkptHeader(p.v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hdr = h
+		case bytes.HasPrefix(p.k, []byte("k/d/")):
+			chunks[string(p.k)] = p.v
+		}
+	}
+	var state []byte
+	for i := uint32(0); i < hdr.chunks; i++ {
+		state = append(state, chunks[string(chunkKey(hdr.seq, i))]...)
+	}
+	if hdr.seq == 0 || uint64(len(state)) != hdr.size {
+		t.Fatalf("the golden's checkpoint: header %+v, %d state bytes", hdr, len(state))
+	}
+	return hdr, state
 }
 
 func compareKV(t testing.TB, got, want []kv) {
@@ -445,8 +496,8 @@ func TestCorruptCheckpoint(t *testing.T) {
 	flipped[len(flipped)/2] ^= 1
 	// A checkpoint whose checksum matches but whose aggregator state length is garbage.
 	badState := []byte{0xff, 0xff, 0xff, 0xff, 0x0f, 1, 2}
-	badHdr := (&ckptHeader{seq: h.seq, watermark: h.watermark, chunks: 1, size: uint64(len(badState)),
-		crc: crc32.Checksum(badState, castagnoli)}).encode()
+	badHdr := encodeLegacyHeader(ckptHeader{seq: h.seq, watermark: h.watermark, chunks: 1, size: uint64(len(badState)),
+		crc: crc32.Checksum(badState, castagnoli)})
 	for name, change := range map[string][]kv{
 		"empty header":   {{[]byte("k/current"), []byte{}}},
 		"short header":   {{[]byte("k/current"), hdr[:len(hdr)-1]}},
@@ -472,5 +523,113 @@ func TestCorruptCheckpoint(t *testing.T) {
 				t.Fatalf("error %v, want ErrCheckpointCorrupt and encoding.ErrCorrupt", err)
 			}
 		})
+	}
+}
+
+// encodeLegacyHeader encodes a k/current value of the legacy layout.
+func encodeLegacyHeader(h ckptHeader) []byte {
+	e := encoding.Encbuf{}
+	e.PutByte(checkpointVersion)
+	e.PutBE64(h.seq)
+	e.PutBE64int64(h.watermark)
+	e.PutBE32(h.chunks)
+	e.PutBE64(h.size)
+	e.PutBE32(h.crc)
+	return e.Get()
+}
+
+// TestCorruptCheckpointFile: a damaged checkpoint file makes Open fail with an error matching
+// ErrCheckpointCorrupt and encoding.ErrCorrupt; a leftover checkpoint.tmp (a crash while
+// writing one) is ignored.
+func TestCorruptCheckpointFile(t *testing.T) {
+	kvs := readKVFile(t, goldenKV)
+	src := t.TempDir()
+	loadGoldenDir(t, src, kvs)
+	// Open the golden (legacy checkpoint) and close: Close writes the checkpoint file.
+	log, err := wal.Open(wal.DefaultOptions(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Open(log, goldenOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := dump(t, p)
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := dumpKV(t, log.DB()); slices.ContainsFunc(got, func(p kv) bool { return bytes.HasPrefix(p.k, []byte("k/")) }) {
+		t.Error("the legacy checkpoint is still in Badger after a file checkpoint")
+	}
+	log.Close()
+	good, err := os.ReadFile(filepath.Join(src, CheckpointFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flip := func(i int) []byte { b := bytes.Clone(good); b[i] ^= 1; return b }
+	for name, data := range map[string][]byte{
+		"empty":          {},
+		"short header":   good[:ckptFileHeader-1],
+		"magic":          flip(0),
+		"version":        flip(4),
+		"truncated":      good[:len(good)-1],
+		"longer":         append(bytes.Clone(good), 0),
+		"state checksum": flip(ckptFileHeader + (len(good)-ckptFileHeader)/2),
+		"ok":             good,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			copyDir(t, src, dir)
+			if err := os.WriteFile(filepath.Join(dir, CheckpointFile), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, CheckpointFile+".tmp"), []byte("half-written"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			log, err := wal.Open(wal.DefaultOptions(dir))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer log.Close()
+			p, err := Open(log, goldenOptions())
+			if name == "ok" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := dump(t, p); got != want {
+					t.Error("the pipeline restored from the checkpoint file differs from the one that wrote it")
+				}
+				p.Close()
+				return
+			}
+			if err == nil {
+				p.Close()
+				t.Fatal("opened a corrupt checkpoint")
+			}
+			if !errors.Is(err, ErrCheckpointCorrupt) || !errors.Is(err, encoding.ErrCorrupt) {
+				t.Fatalf("error %v, want ErrCheckpointCorrupt and encoding.ErrCorrupt", err)
+			}
+		})
+	}
+}
+
+// copyDir copies the regular files of src into dst.
+func copyDir(t testing.TB, src, dst string) {
+	t.Helper()
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

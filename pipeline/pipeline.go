@@ -18,9 +18,9 @@
 // registered consumer has delivered them. OutboxChanged wakes consumers.
 //
 // Checkpoints. Periodically (every Options.CheckpointEvery of event time) and on Close the
-// full aggregator and hot detector state is written to Badger under k/ together with the
-// sequence it reflects; recovery loads it and re-applies only the WAL after it. WAL retention
-// never removes records after the last checkpoint.
+// full aggregator and hot detector state is written to a file in the WAL's directory
+// together with the sequence it reflects (checkpoint.go); recovery loads it and re-applies
+// only the WAL after it. WAL retention never removes records after the last checkpoint.
 package pipeline
 
 import (
@@ -104,8 +104,10 @@ type Pipeline struct {
 	outIdx   uint32   // index of the next outbox item of the record being applied
 	d        *derived // what the records being applied derive
 	lastCkpt int64    // watermark at the last checkpoint
-	ckptSeq  uint64   // sequence of the last checkpoint
-	expired  int64    // minute of the last hot.Detector.Expire: MinuteOf(watermark) after every record
+	// legacyCkpt: Badger holds a checkpoint of an older version, deleted by the next one.
+	legacyCkpt bool
+	ckptSeq    uint64 // sequence of the last checkpoint
+	expired    int64  // minute of the last hot.Detector.Expire: MinuteOf(watermark) after every record
 	// inflight are the runs the Writer derived and has not committed yet, oldest first:
 	// their closed minutes are no longer open in agg and not yet in the store.
 	inflight []*derived
@@ -457,7 +459,7 @@ func (p *Pipeline) Flush() error {
 
 // flushLocked commits a checkpoint when forced or due; p.mu must be held.
 func (p *Pipeline) flushLocked(force bool) error {
-	if force && p.ckptSeq == p.applied && p.ckptSeq != 0 {
+	if force && p.ckptSeq == p.applied && p.ckptSeq != 0 && !p.legacyCkpt {
 		return nil
 	}
 	d, err := p.derive(p.applied+1, nil, force)

@@ -203,6 +203,22 @@ func (l *Log) acquire() error {
 // ARCHITECTURE.md); the Log owns it and closes it in Close.
 func (l *Log) DB() *badger.DB { return l.db }
 
+// Dir returns the log's directory ("" in memory). Files without Badger's suffixes (.sst,
+// .vlog, .mem) are left alone by Badger: the pipeline keeps its checkpoint file there.
+func (l *Log) Dir() string { return l.opts.Dir }
+
+// Sync makes everything appended so far durable, whatever the sync mode.
+func (l *Log) Sync() error {
+	if err := l.acquire(); err != nil {
+		return err
+	}
+	defer l.mu.RUnlock()
+	if err := l.db.Sync(); err != nil {
+		return fmt.Errorf("wal: sync: %w", err)
+	}
+	return nil
+}
+
 // LastSeq returns the last acknowledged sequence, 0 if the log is empty. Readers never go
 // beyond it.
 func (l *Log) LastSeq() uint64 { return l.lastSeq.Load() }

@@ -1,0 +1,85 @@
+package wal
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// residentTrimmer keeps the log's files from accumulating in the process's resident set.
+//
+// Badger maps its value-log files (where the blocks live) with mmap and writes through the
+// mapping; the pages it wrote stay mapped until it closes the file, so the resident set grew
+// with the log (at 50,000 quotes/s, by ~0.5 GB per 10 minutes) although nothing reads them
+// again. The trimmer asks the kernel to reclaim the mapped pages of the log's value-log
+// files (madvise MADV_PAGEOUT) once they are written and synced: the data stays in the file
+// and is read back on demand (a recovery, a replay of the WAL, a backfill).
+//
+// MADV_PAGEOUT is only a hint: it never changes what a mapping contains (unlike
+// MADV_DONTNEED it is harmless even on memory that is no longer the file), dirty pages are
+// left alone, and a kernel without it (before Linux 5.4) returns EINVAL, after which the
+// trimmer turns itself off.
+type residentTrimmer struct {
+	dir      string // absolute, cleaned
+	disabled bool
+}
+
+func newResidentTrimmer(dir string) *residentTrimmer {
+	abs, err := filepath.Abs(dir)
+	if err != nil || dir == "" {
+		return &residentTrimmer{disabled: true}
+	}
+	return &residentTrimmer{dir: filepath.Clean(abs)}
+}
+
+// trim pages out the mapped value-log files of the log's directory and returns the bytes of
+// address space it advised.
+func (t *residentTrimmer) trim() int64 {
+	if t == nil || t.disabled {
+		return 0
+	}
+	data, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.disabled = true
+		return 0
+	}
+	var advised int64
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		start, end, path, ok := parseMapsLine(sc.Bytes())
+		if !ok || filepath.Ext(path) != ".vlog" || filepath.Dir(path) != t.dir {
+			continue
+		}
+		// The raw system call: the range is an address of the maps file, not Go memory.
+		if _, _, errno := unix.Syscall(unix.SYS_MADVISE, start, end-start, unix.MADV_PAGEOUT); errno != 0 {
+			t.disabled = true // EINVAL: no MADV_PAGEOUT in this kernel
+			return advised
+		}
+		advised += int64(end - start)
+	}
+	return advised
+}
+
+// parseMapsLine parses "start-end perms offset dev inode   path" of /proc/self/maps.
+func parseMapsLine(line []byte) (start, end uintptr, path string, ok bool) {
+	fields := bytes.Fields(line)
+	if len(fields) < 6 {
+		return 0, 0, "", false
+	}
+	lo, hi, found := bytes.Cut(fields[0], []byte("-"))
+	if !found {
+		return 0, 0, "", false
+	}
+	s, err1 := strconv.ParseUint(string(lo), 16, 64)
+	e, err2 := strconv.ParseUint(string(hi), 16, 64)
+	if err1 != nil || err2 != nil || e <= s {
+		return 0, 0, "", false
+	}
+	// The path is the rest of the line after the inode (it may contain spaces).
+	i := bytes.Index(line, fields[5])
+	return uintptr(s), uintptr(e), string(line[i:]), true
+}

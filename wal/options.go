@@ -157,7 +157,7 @@ func (o Options) withDefaults() Options {
 		o.ValueThreshold = 512
 	}
 	if o.BlockCacheSize <= 0 {
-		o.BlockCacheSize = 64 << 20
+		o.BlockCacheSize = 16 << 20
 	}
 	if o.ResidentTrimBytes == 0 {
 		o.ResidentTrimBytes = 32 << 20
@@ -180,6 +180,8 @@ func (o Options) badgerOptions() badger.Options {
 		WithValueThreshold(o.ValueThreshold).
 		WithBlockCacheSize(o.BlockCacheSize).
 		WithNumVersionsToKeep(1).
+		WithNumMemtables(2).
+		WithNumCompactors(2).
 		WithLogger(badgerLogger{o.Logger}).
 		WithMetricsEnabled(false)
 	if o.InMemory {

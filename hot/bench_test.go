@@ -43,7 +43,7 @@ func newLoad(n int, seed uint64) *load {
 			l.isins[i][j] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[l.rng.Uint64()%36]
 		}
 		l.prices[i] = (100 + int64(l.rng.Uint64()%1900)) * feed.PriceScale
-		l.phase[i] = int64(l.rng.Uint64() % uint64(loadSlot))
+		l.phase[i] = int64(l.rng.Uint64()%10) * int64(time.Millisecond) // the partner's times are whole ms
 		s := int(l.rng.Uint64() % 300) // first quote within 3 s
 		l.slots[s] = append(l.slots[s], uint32(i))
 	}

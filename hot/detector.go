@@ -9,163 +9,45 @@ import (
 // maxFree bounds the number of forgotten windows whose storage is kept for reuse.
 const maxFree = 256
 
-// entry is one observed quote in a window: 16 bytes, no pointers.
-type entry struct {
-	ts    int64
-	price int64
-}
+// wideBit marks the index's slots of wide windows.
+const wideBit = 1 << 30
 
-// window is the history of one incarnation: a ring buffer of entries sorted by (ts,
-// processing order), holding every quote newer than (newest ts − window − lateness) plus the
-// newest one at or before that horizon (the oldest possible reference).
-//
-// Pruning is logical: lh is the index of the oldest entry still present, and the ts of the
-// entry after it is kept in the header (next), so deciding whether a prune drops anything
-// touches neither end of the ring. The entries before lh are removed physically only when
-// the ring is full and by Expire. Every read ignores them, so the results are exactly those
-// of dropping them at once. 64 bytes: one cache line per window header.
-type window struct {
-	buf     []entry // ring storage; len(buf) is the capacity
-	head    int32   // physical index of the oldest stored entry
-	n       int32   // number of entries stored
-	lh      int32   // logical index of the oldest present entry; [0, lh) are pruned
-	cur     int32   // logical index of the last reference found, lh − 1 when before the front
-	next    int64   // ts of the entry at lh + 1, math.MaxInt64 if none
-	lastSeq uint64  // sequence of the last quote observed
-	used    bool    // the slot holds an incarnation
-	hot     bool    // the last quote observed was hot
-}
-
-// idx maps a logical index (0 = oldest stored) to a physical one.
-func (w *window) idx(i int32) int32 {
-	j := w.head + i
-	if j >= int32(len(w.buf)) {
-		j -= int32(len(w.buf))
-	}
-	return j
-}
-
-// at returns the entry at logical index i.
-func (w *window) at(i int32) entry { return w.buf[w.idx(i)] }
-
-// resize moves the stored entries into fresh storage of capacity c ≥ n.
-func (w *window) resize(c int32) {
-	nb := make([]entry, c)
-	if w.n > 0 {
-		end := w.head + w.n
-		if end <= int32(len(w.buf)) {
-			copy(nb, w.buf[w.head:end])
-		} else {
-			k := copy(nb, w.buf[w.head:])
-			copy(nb[k:], w.buf[:end-int32(len(w.buf))])
-		}
-	}
-	w.buf, w.head = nb, 0
-}
-
-// setNext refreshes next after lh or the entries around it changed.
-func (w *window) setNext() {
-	if w.lh+1 < w.n {
-		w.next = w.at(w.lh + 1).ts
-	} else {
-		w.next = math.MaxInt64
-	}
-}
-
-// insert places e after every present entry with ts ≤ e.ts (so among equal ts the
-// later-processed quote is the later one), shifting the entries after it by one: the cost is
-// proportional to the displacement, O(1) for quotes in time order.
-func (w *window) insert(e entry) {
-	if w.n == int32(len(w.buf)) {
-		w.drop()
-		if w.n == int32(len(w.buf)) {
-			// Grow by 25 %: windows settle at a stable size, so the slack stays small.
-			w.resize(w.n + w.n/4 + 8)
-		}
-	}
-	pos := w.n
-	for pos > w.lh && w.at(pos-1).ts > e.ts {
-		pos--
-	}
-	for i := w.n; i > pos; i-- {
-		w.buf[w.idx(i)] = w.buf[w.idx(i-1)]
-	}
-	w.buf[w.idx(pos)] = e
-	w.n++
-	if pos <= w.cur {
-		w.cur++
-	}
-	if pos <= w.lh+1 {
-		w.setNext()
-	}
-}
-
-// prune drops the entries before the newest present one at or before horizon; they can no
-// longer be the reference of a quote with ts ≥ horizon + window. Cost proportional to the
-// entries dropped; nothing but the header is read when none is.
-func (w *window) prune(horizon int64) {
-	if w.next > horizon {
-		return
-	}
-	for w.lh+1 < w.n && w.at(w.lh+1).ts <= horizon {
-		w.lh++
-	}
-	w.setNext()
-}
-
-// drop physically removes the pruned entries.
-func (w *window) drop() {
-	k := w.lh
-	if k == 0 {
-		return
-	}
-	for i := int32(0); i < k; i++ {
-		w.buf[w.idx(i)] = entry{}
-	}
-	w.head = w.idx(k)
-	w.n -= k
-	w.lh = 0
-	w.cur -= k
-	if w.cur < -1 {
-		w.cur = -1
-	}
-}
-
-// reference returns the newest present entry with ts ≤ cutoff. It starts from the previous
-// answer, so for quotes in time order it moves forward a step or so: O(1) amortised.
-func (w *window) reference(cutoff int64) (entry, bool) {
-	c := w.cur
-	if c >= w.n {
-		c = w.n - 1
-	}
-	if c < w.lh-1 {
-		c = w.lh - 1
-	}
-	for c+1 < w.n && w.at(c+1).ts <= cutoff {
-		c++
-	}
-	for c >= w.lh && w.at(c).ts > cutoff {
-		c--
-	}
-	w.cur = c
-	if c < w.lh {
-		return entry{}, false
-	}
-	return w.at(c), true
-}
+// Time-base moves of compact windows (see Expire): when the watermark is rebaseAfter past
+// the base, the base moves to rebaseKeep before the watermark.
+const (
+	rebaseAfter = 12 * 24 * 3600 * int64(1e9)
+	rebaseKeep  = 24 * 3600 * int64(1e9)
+)
 
 // Detector finds hot instruments over all incarnations. It is not safe for concurrent use:
 // one pipeline goroutine drives it, in WAL order.
 //
-// The windows live in one slice (no pointer per incarnation to chase), found through an
-// open-addressing table from incarnation to slot; forgotten slots are reused.
+// The windows live in two slices (no pointer per incarnation to chase), found through an
+// open-addressing table from incarnation to slot; forgotten slots are reused. A window is
+// compact (8-byte points: milliseconds since the detector's time base, price relative to
+// the window's first price) while every quote it holds fits that form, which is always the
+// case for the partner's feed; a quote that does not fit (a time that is not a whole
+// millisecond, a price more than ±2,147 units from the base) moves its window to the wide
+// form (16-byte points), and Expire moves it back once it fits again. The form changes
+// nothing but memory: the results are exactly those of one form.
 type Detector struct {
 	opts    Options
 	window  int64 // opts.Window in nanoseconds
 	keep    int64 // window + lateness in nanoseconds
-	windows []window
-	index   slotTable
-	free    []int32 // forgotten slots
+	compact []window[int32]
+	wide    []window[int64]
+	// cdom is the domain of compact windows; its base is set by the first quote.
+	cdom    domain
+	baseSet bool
+	wideDom domain
+	index   slotTable // incarnation → slot: compact[s], or wide[s &^ wideBit] when s has wideBit
+	// compactInc and wideInc are the incarnation of each slot (meaningless when unused).
+	compactInc []uint64
+	wideInc    []uint64
+	freeC      []int32 // forgotten compact slots
+	freeW      []int32 // forgotten wide slots
+	// widened, narrowed and rebased count form changes (tests).
+	widened, narrowed, rebased int
 }
 
 // New returns an empty Detector; unset fields of opts take their defaults.
@@ -175,6 +57,7 @@ func New(opts Options) *Detector {
 		opts:   opts,
 		window: int64(opts.Window),
 		keep:   addSat(int64(opts.Window), int64(opts.Lateness)),
+		cdom:   domain{compact: true},
 	}
 }
 
@@ -199,24 +82,48 @@ func (d *Detector) Observe(isin feed.ISIN, incarnation uint64, ts int64, seq uin
 	if p <= 0 || p > feed.MaxPrice {
 		return Event{}, false
 	}
-	var w *window
-	if s, ok := d.index.get(incarnation); ok {
-		w = &d.windows[s]
+	s, ok := d.index.get(incarnation)
+	if !ok {
+		if !d.baseSet {
+			d.cdom.tbase, d.baseSet = d.cdom.key(ts)*msNanos, true
+		}
+		s = d.newCompact(incarnation)
+	}
+	if s&wideBit == 0 {
+		w := &d.compact[s]
 		if seq <= w.lastSeq {
 			return Event{}, false
 		}
-	} else {
-		w = d.newWindow(incarnation)
+		if w.n == 0 {
+			w.pbase = int64(p)
+		}
+		k, fits := d.cdom.pointKey(ts)
+		if dp := int64(p) - w.pbase; fits && dp == int64(int32(dp)) {
+			return observe(d, w, d.cdom, isin, incarnation, ts, int64(k), seq, p)
+		}
+		s = d.widen(s)
 	}
-	w.lastSeq = seq
+	w := &d.wide[s&^wideBit]
+	if seq <= w.lastSeq {
+		return Event{}, false
+	}
+	return observe(d, w, d.wideDom, isin, incarnation, ts, ts, seq, p)
+}
 
-	ref, ok := w.reference(subSat(ts, d.window))
+// observe applies the quote (time ts, key k in dm) to w.
+func observe[T word](d *Detector, w *window[T], dm domain, isin feed.ISIN, incarnation uint64, ts, k int64, seq uint64, p feed.Price) (Event, bool) {
+	w.lastSeq = seq
+	i, ok := w.reference(dm.key(subSat(ts, d.window)))
+	var ref entry
+	if ok {
+		ref = w.entry(dm, i)
+	}
 	hot := ok && d.opts.Threshold.exceeded(int64(p), ref.price)
 	edge := hot && !w.hot
 	w.hot = hot
 
-	w.insert(entry{ts: ts, price: int64(p)})
-	w.prune(subSat(w.at(w.n-1).ts, d.keep))
+	w.insert(point[T]{key: T(k), price: T(int64(p) - w.pbase)})
+	w.prune(dm.key(subSat(dm.time(w.key(w.n-1)), d.keep)))
 
 	if !edge {
 		return Event{}, false
@@ -241,20 +148,25 @@ func (d *Detector) Forget(incarnation uint64) {
 		return
 	}
 	d.index.del(incarnation)
-	w := &d.windows[s]
-	buf := w.buf
-	if len(d.free) >= maxFree {
-		buf = nil
+	if s&wideBit == 0 {
+		d.compact[s].reset(len(d.freeC) >= maxFree)
+		d.freeC = append(d.freeC, s)
+	} else {
+		d.wide[s&^wideBit].reset(len(d.freeW) >= maxFree)
+		d.freeW = append(d.freeW, s&^wideBit)
 	}
-	clear(buf)
-	*w = window{buf: buf}
-	d.free = append(d.free, s)
 }
 
 // Hot reports whether the last quote observed for the incarnation was hot.
 func (d *Detector) Hot(incarnation uint64) bool {
 	s, ok := d.index.get(incarnation)
-	return ok && d.windows[s].hot
+	if !ok {
+		return false
+	}
+	if s&wideBit == 0 {
+		return d.compact[s].hot
+	}
+	return d.wide[s&^wideBit].hot
 }
 
 // Len returns the number of incarnations tracked.
@@ -262,42 +174,141 @@ func (d *Detector) Len() int { return d.index.n }
 
 // Expire drops history that no quote with ts ≥ watermark − lateness can need: in every
 // window, the entries before the newest one at or before watermark − window − lateness.
-// It also gives back storage of windows that shrank a lot. It costs O(incarnations); call it
-// now and then (e.g. once a minute of event time) with the pipeline's watermark, to bound
-// the memory of instruments that stopped quoting. Results of later Observe calls within the
-// lateness are unaffected.
+// It also gives back storage of windows that shrank a lot, moves wide windows that fit the
+// compact form again back to it, and moves the compact windows' time base forward when the
+// watermark is far past it. It costs O(incarnations); call it now and then (e.g. once a
+// minute of event time) with the pipeline's watermark, to bound the memory of instruments
+// that stopped quoting. Results of later Observe calls within the lateness are unaffected.
 func (d *Detector) Expire(watermark int64) {
 	horizon := subSat(watermark, d.keep)
-	for i := range d.windows {
-		w := &d.windows[i]
+	ch := d.cdom.key(horizon)
+	for i := range d.compact {
+		w := &d.compact[i]
+		if !w.used {
+			continue
+		}
+		w.prune(ch)
+		w.drop()
+		w.shrink()
+	}
+	for i := range d.wide {
+		w := &d.wide[i]
 		if !w.used {
 			continue
 		}
 		w.prune(horizon)
 		w.drop()
-		if len(w.buf) > 32 && w.n < int32(len(w.buf))/4 {
-			w.resize(2*w.n + 8)
-		}
+		w.shrink()
+		d.narrow(int32(i))
+	}
+	if d.baseSet && watermark-d.cdom.tbase > rebaseAfter && watermark > math.MinInt64+rebaseKeep {
+		d.rebase(d.cdom.time(d.cdom.key(watermark - rebaseKeep)))
 	}
 }
 
-// newWindow returns an empty window for incarnation, in a forgotten slot when possible.
-func (d *Detector) newWindow(incarnation uint64) *window {
-	var s int32
-	if k := len(d.free); k > 0 {
-		s = d.free[k-1]
-		d.free = d.free[:k-1]
-	} else {
-		s = int32(len(d.windows))
-		d.windows = append(d.windows, window{})
-	}
-	d.index.put(incarnation, s)
-	w := &d.windows[s]
+// newCompact returns the slot of an empty compact window for incarnation.
+func (d *Detector) newCompact(incarnation uint64) int32 {
+	s := d.allocCompact(incarnation)
+	w := &d.compact[s]
 	if w.buf == nil {
-		w.buf = make([]entry, 8)
+		w.buf = make([]point[int32], 8)
 	}
-	*w = window{buf: w.buf, cur: -1, next: math.MaxInt64, used: true}
-	return w
+	*w = window[int32]{buf: w.buf, cur: -1, next: math.MaxInt64, used: true}
+	d.index.put(incarnation, s)
+	return s
+}
+
+// allocCompact returns a free compact slot (a forgotten one when possible) for incarnation.
+func (d *Detector) allocCompact(incarnation uint64) int32 {
+	if k := len(d.freeC); k > 0 {
+		s := d.freeC[k-1]
+		d.freeC = d.freeC[:k-1]
+		d.compactInc[s] = incarnation
+		return s
+	}
+	d.compact = append(d.compact, window[int32]{})
+	d.compactInc = append(d.compactInc, incarnation)
+	return int32(len(d.compact) - 1)
+}
+
+// allocWide returns a free wide slot for incarnation.
+func (d *Detector) allocWide(incarnation uint64) int32 {
+	if k := len(d.freeW); k > 0 {
+		s := d.freeW[k-1]
+		d.freeW = d.freeW[:k-1]
+		d.wideInc[s] = incarnation
+		return s
+	}
+	d.wide = append(d.wide, window[int64]{})
+	d.wideInc = append(d.wideInc, incarnation)
+	return int32(len(d.wide) - 1)
+}
+
+// widen moves the compact window in slot s to a wide slot and returns that slot as the
+// index stores it.
+func (d *Detector) widen(s int32) int32 {
+	inc := d.compactInc[s]
+	ws := d.allocWide(inc)
+	if !convert(&d.wide[ws], &d.compact[s], d.cdom, d.wideDom, 0) {
+		panic("hot: a compact window does not fit the wide form") // 32-bit values fit 64 bits
+	}
+	d.compact[s].reset(len(d.freeC) >= maxFree)
+	d.freeC = append(d.freeC, s)
+	d.index.put(inc, ws|wideBit)
+	d.widened++
+	return ws | wideBit
+}
+
+// narrow moves the wide window in slot ws back to a compact slot if all its points fit.
+func (d *Detector) narrow(ws int32) {
+	w := &d.wide[ws]
+	if !d.baseSet || w.n == 0 || w.lh != 0 {
+		return
+	}
+	pbase := w.at(0).price
+	for i := int32(0); i < w.n; i++ {
+		p := w.at(i)
+		_, ok := d.cdom.pointKey(p.key)
+		if dp := p.price - pbase; !ok || dp != int64(int32(dp)) {
+			return
+		}
+	}
+	inc := d.wideInc[ws]
+	s := d.allocCompact(inc)
+	if !convert(&d.compact[s], w, d.wideDom, d.cdom, pbase) {
+		panic("hot: a wide window that fits the compact form did not convert")
+	}
+	w.reset(len(d.freeW) >= maxFree)
+	d.freeW = append(d.freeW, ws)
+	d.index.put(inc, s)
+	d.narrowed++
+}
+
+// rebase moves the time base of compact windows to base (a whole millisecond after the
+// current one); windows with a point that would fall outside the key range go wide.
+func (d *Detector) rebase(base int64) {
+	shift := (base - d.cdom.tbase) / msNanos
+	if shift <= 0 {
+		return
+	}
+	for i := range d.compact {
+		w := &d.compact[i]
+		if !w.used {
+			continue
+		}
+		if w.n > 0 && w.key(0)-shift < math.MinInt32 {
+			d.widen(int32(i))
+			continue
+		}
+		for j := int32(0); j < w.n; j++ {
+			w.buf[w.idx(j)].key -= int32(shift)
+		}
+		if w.next != math.MaxInt64 {
+			w.next -= shift
+		}
+	}
+	d.cdom.tbase = base
+	d.rebased++
 }
 
 // subSat returns a − b (b ≥ 0), saturating at math.MinInt64.
@@ -429,29 +440,43 @@ func (d *Detector) PrefetchGroup(incs []uint64, slots []int32) int64 {
 	for k, inc := range incs {
 		s, ok := d.index.get(inc)
 		if !ok {
-			s = -1
+			s = noSlot
 		}
 		slots[k] = s
 	}
 	var sink int64
 	for _, s := range slots[:len(incs)] {
-		if s >= 0 {
-			sink += int64(d.windows[s].n)
+		switch {
+		case s == noSlot:
+		case s&wideBit == 0:
+			sink += int64(d.compact[s].n)
+		default:
+			sink += int64(d.wide[s&^wideBit].n)
 		}
 	}
 	for _, s := range slots[:len(incs)] {
-		if s < 0 {
-			continue
+		switch {
+		case s == noSlot:
+		case s&wideBit == 0:
+			sink += prefetchPoints(&d.compact[s])
+		default:
+			sink += prefetchPoints(&d.wide[s&^wideBit])
 		}
-		w := &d.windows[s]
-		if w.n == 0 {
-			continue
-		}
-		c := max(w.cur+1, w.lh)
-		if c >= w.n {
-			c = w.n - 1
-		}
-		sink += w.buf[w.idx(w.n-1)].ts ^ w.buf[w.idx(c)].ts
 	}
 	return sink
+}
+
+// noSlot marks an incarnation without a window in PrefetchGroup's slots.
+const noSlot = -1
+
+// prefetchPoints reads the newest point of w and the one after its reference cursor.
+func prefetchPoints[T word](w *window[T]) int64 {
+	if w.n == 0 {
+		return 0
+	}
+	c := max(w.cur+1, w.lh)
+	if c >= w.n {
+		c = w.n - 1
+	}
+	return int64(w.buf[w.idx(w.n-1)].key ^ w.buf[w.idx(c)].key)
 }

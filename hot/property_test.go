@@ -125,6 +125,15 @@ type op struct {
 	price feed.Price
 }
 
+// streamForm is the kind of quote times a stream has.
+type streamForm int
+
+const (
+	formMillis streamForm = iota // whole milliseconds
+	formMixed                    // mostly whole milliseconds
+	formNanos                    // any nanosecond
+)
+
 // stream is a generated input with the naive implementation's answers.
 type stream struct {
 	opts   Options
@@ -176,6 +185,8 @@ func genStream(seed uint64, nInst, nOps int) stream {
 	s := stream{opts: opts}
 	clock := t0
 	coarse := seed%2 == 0
+	form := streamForm(seed % 3)
+	days := seed%4 == 3
 	for len(s.ops) < nOps {
 		seq++
 		switch {
@@ -197,12 +208,25 @@ func genStream(seed uint64, nInst, nOps int) stream {
 			s.ops = append(s.ops, op{kind: 'e', ts: clock})
 			continue
 		}
+		if days && rng.IntN(1500) == 0 { // a long pause: compact windows' time base moves
+			clock += int64(13*24*time.Hour) + rng.Int64N(int64(time.Hour))
+			s.ops = append(s.ops, op{kind: 'e', ts: clock})
+		}
 		ts := clock
 		switch rng.IntN(40) {
 		case 0:
 			ts -= rng.Int64N(int64(opts.Lateness)) // late, but within the lateness
 		case 1:
 			ts -= rng.Int64N(10) * int64(100*time.Millisecond) // late by whole steps
+		}
+		switch form {
+		case formMillis: // the partner's feed: every window compact unless prices jump far
+			ts -= ts % int64(time.Millisecond)
+		case formMixed: // now and then a time that is not a whole millisecond
+			ts -= ts % int64(time.Millisecond)
+			if rng.IntN(300) == 0 {
+				ts += 1 + rng.Int64N(int64(time.Millisecond)-1)
+			}
 		}
 		p := in.price
 		r, hasRef := nv.ref(in.inc, ts)
@@ -278,11 +302,16 @@ func TestAgainstNaive(t *testing.T) {
 		seeds = 3
 	}
 	total := 0
+	var forms struct{ widened, narrowed, rebased, compact int }
 	for seed := range uint64(seeds) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			s := genStream(seed, 5+int(seed)*7, 6000)
 			d := New(s.opts)
 			got := run(d, s.ops)
+			forms.widened += d.widened
+			forms.narrowed += d.narrowed
+			forms.rebased += d.rebased
+			forms.compact += len(d.compact) - len(d.freeC)
 			compareEvents(t, got, s.events)
 			for inc, h := range s.hot {
 				if d.Hot(inc) != h {
@@ -295,9 +324,12 @@ func TestAgainstNaive(t *testing.T) {
 			total += len(got)
 		})
 	}
-	t.Logf("%d events", total)
+	t.Logf("%d events; windows widened %d, narrowed %d, time base moved %d times", total, forms.widened, forms.narrowed, forms.rebased)
 	if total < 100 {
 		t.Errorf("only %d events over all seeds: the generator does not exercise the detector", total)
+	}
+	if forms.widened == 0 || forms.narrowed == 0 || forms.rebased == 0 || forms.compact == 0 {
+		t.Errorf("the streams did not move windows between both forms (%+v)", forms)
 	}
 }
 

@@ -61,36 +61,50 @@ func (d *Detector) WriteState(out io.Writer) error {
 	e.PutUvarint(uint64(len(keys)))
 	for _, k := range keys {
 		s, _ := d.index.get(k)
-		w := &d.windows[s]
-		e.PutUvarint(k)
-		e.PutUvarint(w.lastSeq)
-		var flags byte
-		if w.hot {
-			flags |= flagHot
+		var err error
+		if s&wideBit == 0 {
+			err = writeWindow(&e, out, k, &d.compact[s], d.cdom)
+		} else {
+			err = writeWindow(&e, out, k, &d.wide[s&^wideBit], d.wideDom)
 		}
-		e.PutByte(flags)
-		e.PutUvarint(uint64(w.n - w.lh))
-		var prev entry
-		for i := w.lh; i < w.n; i++ {
-			en := w.at(i)
-			if i == w.lh {
-				e.PutVarint(en.ts)
-				e.PutVarint(en.price)
-			} else {
-				e.PutUvarint(uint64(en.ts - prev.ts))
-				e.PutVarint(en.price - prev.price)
-			}
-			prev = en
-			if e.Len() >= stateFlush {
-				if _, err := out.Write(e.Get()); err != nil {
-					return fmt.Errorf("write hot state: %w", err)
-				}
-				e.Reset()
-			}
+		if err != nil {
+			return err
 		}
 	}
 	if _, err := out.Write(e.Get()); err != nil {
 		return fmt.Errorf("write hot state: %w", err)
+	}
+	return nil
+}
+
+// writeWindow appends the window of incarnation inc to e, handing e to out whenever it
+// grows past stateFlush.
+func writeWindow[T word](e *encoding.Encbuf, out io.Writer, inc uint64, w *window[T], dm domain) error {
+	e.PutUvarint(inc)
+	e.PutUvarint(w.lastSeq)
+	var flags byte
+	if w.hot {
+		flags |= flagHot
+	}
+	e.PutByte(flags)
+	e.PutUvarint(uint64(w.n - w.lh))
+	var prev entry
+	for i := w.lh; i < w.n; i++ {
+		en := w.entry(dm, i)
+		if i == w.lh {
+			e.PutVarint(en.ts)
+			e.PutVarint(en.price)
+		} else {
+			e.PutUvarint(uint64(en.ts - prev.ts))
+			e.PutVarint(en.price - prev.price)
+		}
+		prev = en
+		if e.Len() >= stateFlush {
+			if _, err := out.Write(e.Get()); err != nil {
+				return fmt.Errorf("write hot state: %w", err)
+			}
+			e.Reset()
+		}
 	}
 	return nil
 }
@@ -111,8 +125,13 @@ func (d *Detector) RestoreState(b []byte) error {
 	if err := r.Err(); err != nil {
 		return fmt.Errorf("restore hot state: bad window count: %w: %w", ErrCorruptState, err)
 	}
-	windows := make([]window, 0, count)
-	var index slotTable
+	// The compact windows' time base: the newest time in the snapshot (first pass), so
+	// that the recent points, which are most of them, fit.
+	nd := New(d.opts)
+	if t, ok := newestTime(b); ok {
+		nd.cdom.tbase, nd.baseSet = nd.cdom.key(t)*msNanos, true
+	}
+	var es []entry
 	for range count {
 		inc := r.Uvarint()
 		seq := r.Uvarint()
@@ -121,7 +140,7 @@ func (d *Detector) RestoreState(b []byte) error {
 		if err := r.Err(); err != nil {
 			return fmt.Errorf("restore hot state: truncated: %w: %w", ErrCorruptState, err)
 		}
-		if _, dup := index.get(inc); dup {
+		if _, dup := nd.index.get(inc); dup {
 			return fmt.Errorf("restore hot state: incarnation %d twice: %w", inc, ErrCorruptState)
 		}
 		if flags&^flagHot != 0 {
@@ -131,14 +150,7 @@ func (d *Detector) RestoreState(b []byte) error {
 		if n == 0 || n > uint64(r.Len())/2 || n > math.MaxInt32/2 {
 			return fmt.Errorf("restore hot state: incarnation %d: bad entry count: %w", inc, ErrCorruptState)
 		}
-		w := window{
-			buf:     make([]entry, max(int(n), 8)),
-			n:       int32(n),
-			cur:     -1,
-			lastSeq: seq,
-			used:    true,
-			hot:     flags&flagHot != 0,
-		}
+		es = es[:0]
 		var prev entry
 		for i := range int(n) {
 			var e entry
@@ -157,18 +169,80 @@ func (d *Detector) RestoreState(b []byte) error {
 			if e.price <= 0 || e.price > int64(feed.MaxPrice) {
 				return fmt.Errorf("restore hot state: incarnation %d: bad price %d: %w", inc, e.price, ErrCorruptState)
 			}
-			w.buf[i] = e
+			es = append(es, e)
 			prev = e
 		}
-		w.setNext()
-		index.put(inc, int32(len(windows)))
-		windows = append(windows, w)
+		nd.restoreWindow(inc, seq, flags&flagHot != 0, es)
 	}
 	if r.Len() != 0 {
 		return fmt.Errorf("restore hot state: %d trailing bytes: %w", r.Len(), ErrCorruptState)
 	}
-	d.windows = windows
-	d.index = index
-	d.free = nil
+	*d = *nd
 	return nil
+}
+
+// restoreWindow adds the window of incarnation inc holding es (oldest first), compact
+// when it fits.
+func (d *Detector) restoreWindow(inc, seq uint64, hot bool, es []entry) {
+	fits := d.baseSet
+	for _, e := range es {
+		_, ok := d.cdom.pointKey(e.ts)
+		if dp := e.price - es[0].price; !ok || dp != int64(int32(dp)) {
+			fits = false
+			break
+		}
+	}
+	if fits {
+		s := d.allocCompact(inc)
+		d.compact[s] = restored[int32](d.cdom, es[0].price, seq, hot, es)
+		d.index.put(inc, s)
+		return
+	}
+	s := d.allocWide(inc)
+	d.wide[s] = restored[int64](d.wideDom, 0, seq, hot, es)
+	d.index.put(inc, s|wideBit)
+}
+
+// restored returns a window holding es in domain dm with price base pbase; every entry
+// must fit.
+func restored[T word](dm domain, pbase int64, seq uint64, hot bool, es []entry) window[T] {
+	w := window[T]{buf: make([]point[T], max(len(es), 8)), n: int32(len(es)), cur: -1, lastSeq: seq, pbase: pbase, used: true, hot: hot}
+	for i, e := range es {
+		k := e.ts
+		if dm.compact {
+			ck, _ := dm.pointKey(e.ts)
+			k = int64(ck)
+		}
+		w.buf[i] = point[T]{key: T(k), price: T(e.price - pbase)}
+	}
+	w.setNext()
+	return w
+}
+
+// newestTime returns the largest entry time in the snapshot b, reading it without checks
+// (RestoreState checks); ok is false when there is none.
+func newestTime(b []byte) (int64, bool) {
+	r := encoding.NewDecbuf(b)
+	r.Byte()
+	count := r.Uvarint()
+	newest, ok := int64(math.MinInt64), false
+	for c := uint64(0); c < count && r.Err() == nil; c++ {
+		r.Uvarint()
+		r.Uvarint()
+		r.Byte()
+		n := r.Uvarint()
+		var ts int64
+		for i := uint64(0); i < n && r.Err() == nil; i++ {
+			if i == 0 {
+				ts = r.Varint()
+			} else {
+				ts += int64(r.Uvarint())
+			}
+			r.Varint()
+		}
+		if n > 0 && r.Err() == nil {
+			newest, ok = max(newest, ts), true
+		}
+	}
+	return newest, ok
 }

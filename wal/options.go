@@ -114,7 +114,7 @@ type Options struct {
 	// to rewrite it (default 0.5).
 	GCDiscardRatio float64
 	// ResidentTrimBytes: after this many bytes of blocks written, the log asks the kernel to
-	// page its value-log files out of the process's resident set (Linux; default 32 MiB;
+	// page its value-log files out of the process's resident set (Linux; default 16 MiB;
 	// negative: never). Badger writes them through a memory mapping it keeps, so without it
 	// the resident set grows with the log.
 	ResidentTrimBytes int64
@@ -160,7 +160,7 @@ func (o Options) withDefaults() Options {
 		o.BlockCacheSize = 16 << 20
 	}
 	if o.ResidentTrimBytes == 0 {
-		o.ResidentTrimBytes = 32 << 20
+		o.ResidentTrimBytes = 16 << 20
 	}
 	if o.GCDiscardRatio <= 0 || o.GCDiscardRatio >= 1 {
 		o.GCDiscardRatio = 0.5

@@ -7,14 +7,16 @@
 // live heap of headroom.
 //
 // What the budget has to hold (the spec workload, 50,000 instruments quoting every second):
-// the hot detector's windows, 16 bytes per quote of the last window + lateness (5m30s) ≈
-// 265 MiB with ring slack when full; the aggregator's incarnations and open candles
-// (~20 MiB); Badger's memtable being filled and the ones being flushed (32 MiB each,
-// wal.Options.MemTableSize) and its table builders; its block cache (64 MiB,
-// wal.Options.BlockCacheSize); a checkpoint in flight (4 MiB chunks); and a replay's
-// batches in flight (8 per stage of 32,768 messages, ~2 MiB each). DefaultBudget covers
-// that with a little room; a larger instrument count or quote rate raises the live heap, and
-// the limit follows it.
+// the hot detector's windows, 8 bytes per quote of the last window + lateness (5m30s) ≈
+// 140 MiB with ring slack when full; the aggregator's incarnations and open candles
+// (~20 MiB); Badger's memtable being filled and the one being flushed (32 MiB each,
+// wal.Options.MemTableSize, touched as they fill) and its table builders; its block cache
+// (16 MiB, wal.Options.BlockCacheSize); and a replay's batches in flight (8 per stage of
+// 32,768 messages, ~2 MiB each). DefaultBudget is about that: live ingest at the spec
+// load stays under it; a replay's live heap is a little above it, so its limit follows the
+// live heap + 25 % (measured: peak RSS of the spec replay 598 MiB at a 512 MiB budget,
+// 530 MiB at 256 MiB, for 3 % more CPU). A larger instrument count or quote rate raises the
+// live heap, and the limit follows it.
 package memlimit
 
 import (
@@ -29,7 +31,7 @@ import (
 )
 
 // DefaultBudget is the default soft limit of the Go heap.
-const DefaultBudget = 512 << 20
+const DefaultBudget = 256 << 20
 
 // Headroom is the collector's headroom above the live heap when that is over the budget.
 const Headroom = 0.25

@@ -33,7 +33,7 @@ func TestBudgetFlag(t *testing.T) {
 			t.Errorf("Set(%q) accepted", in)
 		}
 	}
-	b := Budget(DefaultBudget)
+	b := Budget(512 << 20)
 	if s := b.String(); s != "512MiB" {
 		t.Errorf("String() = %q", s)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/quotesdev/quotes/aggregate"
 	"github.com/quotesdev/quotes/export"
 	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/internal/proc"
 	"github.com/quotesdev/quotes/internal/s3test"
 	"github.com/quotesdev/quotes/record"
 	"github.com/quotesdev/quotes/wal"
@@ -493,26 +494,26 @@ func (c apiCandle) same(o apiCandle) bool {
 }
 
 // serve starts `quotes serve` with args on a free port and returns its base URL.
-func (k *checker) serve(ctx context.Context, name string, args ...string) (string, *proc, error) {
-	port, err := freePort()
+func (k *checker) serve(ctx context.Context, name string, args ...string) (string, *proc.Process, error) {
+	port, err := proc.FreePort()
 	if err != nil {
 		return "", nil, err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	p, err := k.c.ps.start(name, k.c.logs, nil, k.c.cfg.bin, append([]string{"serve", "--http", addr}, args...)...)
+	p, err := k.c.ps.Start(proc.Spec{Name: name, LogDir: k.c.logs, Bin: k.c.cfg.bin, Args: append([]string{"serve", "--http", addr}, args...), Append: true})
 	if err != nil {
 		return "", nil, err
 	}
 	base := "http://" + addr
-	err = waitFor(ctx, 2*time.Minute, 50*time.Millisecond, name+" ready", func() bool {
-		code, _, err := get(ctx, base+"/readyz")
-		return p.exited() || (err == nil && code == 200)
+	err = proc.WaitFor(ctx, 2*time.Minute, 50*time.Millisecond, name+" ready", func() bool {
+		code, _, err := proc.Get(ctx, base+"/readyz")
+		return p.Exited() || (err == nil && code == 200)
 	})
-	if err == nil && p.exited() {
-		err = fmt.Errorf("%s exited: %s", name, tail(p.logPath, 1500))
+	if err == nil && p.Exited() {
+		err = fmt.Errorf("%s exited: %s", name, proc.Tail(p.LogPath(), 1500))
 	}
 	if err != nil {
-		p.kill()
+		p.Kill()
 		return "", nil, err
 	}
 	return base, p, nil
@@ -526,22 +527,22 @@ func (k *checker) candles(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer tp.kill()
+	defer tp.Kill()
 	store, sp, err := k.serve(ctx, "serve-store", "--data", k.c.data)
 	if err != nil {
 		return err
 	}
-	defer sp.kill()
+	defer sp.Kill()
 	chBase, cp, err := k.serve(ctx, "serve-clickhouse", "--clickhouse", k.c.ch.DSN, "--data", filepath.Join(k.c.tmp, "no-data"))
 	if err != nil {
 		return err
 	}
-	defer cp.kill()
+	defer cp.Kill()
 
 	var isins []string
 	instr := map[string]string{}
 	for _, base := range []string{truth, store, chBase} {
-		code, body, err := get(ctx, base+"/instruments")
+		code, body, err := proc.Get(ctx, base+"/instruments")
 		if err != nil || code != 200 {
 			return fmt.Errorf("GET %s/instruments: %d %v", base, code, err)
 		}
@@ -594,7 +595,7 @@ func (k *checker) candles(ctx context.Context) error {
 }
 
 func getCandles(ctx context.Context, u string) ([]apiCandle, error) {
-	code, body, err := get(ctx, u)
+	code, body, err := proc.Get(ctx, u)
 	if err != nil {
 		return nil, err
 	}

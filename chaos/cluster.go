@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/quotesdev/quotes/internal/chtest"
+	"github.com/quotesdev/quotes/internal/proc"
 	"github.com/quotesdev/quotes/internal/s3test"
 )
 
@@ -39,7 +40,7 @@ const (
 type cluster struct {
 	cfg  config
 	tmp  string
-	ps   *procs
+	ps   *proc.Group
 	logf func(format string, args ...any)
 
 	mount  string // tmpfs mount point holding data, "" when mounting was impossible
@@ -54,8 +55,8 @@ type cluster struct {
 	hook              *receiver
 
 	mu      sync.Mutex
-	gen     *proc
-	ing     *proc
+	gen     *proc.Process
+	ing     *proc.Process
 	stopped bool // ingest is SIGSTOPped
 }
 
@@ -96,7 +97,7 @@ func (c *cluster) setUp(ctx context.Context) error {
 	c.logf("webhook receiver on %s", c.hook.addr)
 
 	for _, a := range []*string{&c.genAddr, &c.httpAddr} {
-		port, err := freePort()
+		port, err := proc.FreePort()
 		if err != nil {
 			return err
 		}
@@ -176,15 +177,15 @@ func (c *cluster) startGenerator(ctx context.Context) error {
 	} else {
 		args = append(args, "--skip", time.Since(c.genStart).Truncate(time.Millisecond).String())
 	}
-	p, err := c.ps.start("generate", c.logs, nil, c.cfg.bin, args...)
+	p, err := c.ps.Start(proc.Spec{Name: "generate", LogDir: c.logs, Bin: c.cfg.bin, Args: args, Append: true})
 	if err != nil {
 		return err
 	}
 	c.mu.Lock()
 	c.gen = p
 	c.mu.Unlock()
-	return waitFor(ctx, 30*time.Second, 20*time.Millisecond, "generator accepts connections", func() bool {
-		if p.exited() {
+	return proc.WaitFor(ctx, 30*time.Second, 20*time.Millisecond, "generator accepts connections", func() bool {
+		if p.Exited() {
 			return true
 		}
 		conn, err := net.DialTimeout("tcp", c.genAddr, time.Second)
@@ -202,7 +203,7 @@ func (c *cluster) killGenerator() {
 	c.gen = nil
 	c.mu.Unlock()
 	if p != nil {
-		p.kill()
+		p.Kill()
 	}
 }
 
@@ -228,7 +229,7 @@ func (c *cluster) ingestEnv() []string {
 
 // startIngest starts ingest (not waiting for it).
 func (c *cluster) startIngest() error {
-	p, err := c.ps.start("ingest", c.logs, c.ingestEnv(), c.cfg.bin, c.ingestArgs()...)
+	p, err := c.ps.Start(proc.Spec{Name: "ingest", LogDir: c.logs, Bin: c.cfg.bin, Args: c.ingestArgs(), Env: c.ingestEnv(), Append: true})
 	if err != nil {
 		return err
 	}
@@ -238,7 +239,7 @@ func (c *cluster) startIngest() error {
 	return nil
 }
 
-func (c *cluster) ingest() *proc {
+func (c *cluster) ingest() *proc.Process {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.ing
@@ -247,7 +248,7 @@ func (c *cluster) ingest() *proc {
 // killIngest kills ingest (kill -9) and waits until it is gone.
 func (c *cluster) killIngest() {
 	if p := c.ingest(); p != nil {
-		p.kill()
+		p.Kill()
 	}
 }
 
@@ -256,7 +257,7 @@ func (c *cluster) signalIngest(sig syscall.Signal) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ing != nil {
-		c.ing.signal(sig)
+		c.ing.Signal(sig)
 		c.stopped = sig == syscall.SIGSTOP
 	}
 }
@@ -265,29 +266,29 @@ func (c *cluster) signalIngest(sig syscall.Signal) {
 func (c *cluster) ready(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	code, _, err := get(ctx, c.base()+"/readyz")
+	code, _, err := proc.Get(ctx, c.base()+"/readyz")
 	return err == nil && code == 200
 }
 
 // waitReady waits until /readyz answers 200; an ingest that exited is an error.
 func (c *cluster) waitReady(ctx context.Context, timeout time.Duration) error {
-	var exited *proc
-	err := waitFor(ctx, timeout, 20*time.Millisecond, "ingest /readyz 200", func() bool {
-		if p := c.ingest(); p != nil && p.exited() {
+	var exited *proc.Process
+	err := proc.WaitFor(ctx, timeout, 20*time.Millisecond, "ingest /readyz 200", func() bool {
+		if p := c.ingest(); p != nil && p.Exited() {
 			exited = p
 			return true
 		}
 		return c.ready(ctx)
 	})
 	if exited != nil {
-		return fmt.Errorf("ingest exited: %v\n%s", exited.err, tail(exited.logPath, 2000))
+		return fmt.Errorf("ingest exited: %v\n%s", exited.Err(), proc.Tail(exited.LogPath(), 2000))
 	}
 	return err
 }
 
 // teardown stops whatever still runs (cleanup, also after Ctrl-C).
 func (c *cluster) teardown() {
-	c.ps.killAll()
+	c.ps.KillAll()
 	if c.ch != nil {
 		c.ch.Kill()
 	}

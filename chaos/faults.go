@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/quotesdev/quotes/aggregate"
+	"github.com/quotesdev/quotes/internal/proc"
 )
 
 // kind is a kind of fault.
@@ -88,7 +89,7 @@ func (ch *chaos) measure(ctx context.Context, f *injected, healed time.Time, bac
 	ch.wg.Add(1)
 	go func() {
 		defer ch.wg.Done()
-		if waitFor(ctx, 5*time.Minute, 20*time.Millisecond, "ready", func() bool { return ch.c.ready(ctx) }) == nil {
+		if proc.WaitFor(ctx, 5*time.Minute, 20*time.Millisecond, "ready", func() bool { return ch.c.ready(ctx) }) == nil {
 			ch.mu.Lock()
 			f.ready = time.Since(healed)
 			ch.mu.Unlock()
@@ -96,7 +97,7 @@ func (ch *chaos) measure(ctx context.Context, f *injected, healed time.Time, bac
 		if backlog == "" {
 			return
 		}
-		if waitFor(ctx, 5*time.Minute, 100*time.Millisecond, "caught up", func() bool {
+		if proc.WaitFor(ctx, 5*time.Minute, 100*time.Millisecond, "caught up", func() bool {
 			m, err := ch.obs.scrape(ctx)
 			v, ok := m[backlog]
 			return err == nil && ok && v == 0
@@ -140,13 +141,13 @@ func (ch *chaos) serviceLoop(ctx, mctx context.Context, stream uint64, k kind, b
 	r := ch.rng(stream)
 	every := ch.cfg.every
 	for {
-		if sleep(ctx, between(r, every/2, every*3/2)) != nil {
+		if proc.Sleep(ctx, between(r, every/2, every*3/2)) != nil {
 			return
 		}
 		down := between(r, 500*time.Millisecond, 4*time.Second)
 		f := &injected{kind: k, at: time.Now()}
 		brk()
-		sleep(ctx, down) // ended early by ctx: healed at once
+		proc.Sleep(ctx, down) // ended early by ctx: healed at once
 		if err := heal(); err != nil {
 			ch.fail(fmt.Errorf("%s: heal: %w", kindNames[k], err))
 			return
@@ -194,7 +195,7 @@ func (ch *chaos) ingestLoop(ctx, mctx context.Context) {
 		closeAt := nextMinuteClose(now)
 		if closeAt.Sub(now) < gap+horizon && ch.rng(uint64(closeAt.Unix())).Float64() < ch.cfg.minuteKill {
 			closeAt = closeAt.Add(between(ch.rng(uint64(closeAt.Unix())+1), 0, 80*time.Millisecond))
-			if sleep(ctx, time.Until(closeAt)) != nil {
+			if proc.Sleep(ctx, time.Until(closeAt)) != nil {
 				return
 			}
 			ch.kill(ctx, mctx, "at minute close")
@@ -203,13 +204,13 @@ func (ch *chaos) ingestLoop(ctx, mctx context.Context) {
 		// A kill at the next checkpoint, predicted from the last one seen in /metrics.
 		if ckpt, ok := ch.obs.nextCheckpoint(); ok && ckpt.After(now) && ckpt.Sub(now) < gap+horizon && r.Float64() < ch.cfg.checkpointKill {
 			at := ckpt.Add(between(r, -40*time.Millisecond, 40*time.Millisecond))
-			if sleep(ctx, time.Until(at)) != nil {
+			if proc.Sleep(ctx, time.Until(at)) != nil {
 				return
 			}
 			ch.kill(ctx, mctx, "at checkpoint")
 			continue
 		}
-		if sleep(ctx, gap) != nil {
+		if proc.Sleep(ctx, gap) != nil {
 			return
 		}
 		if len(bag) == 0 {
@@ -277,7 +278,7 @@ func (ch *chaos) restartIngest(ctx context.Context, f *injected) {
 func (ch *chaos) stop(ctx, mctx context.Context, d time.Duration) {
 	f := &injected{kind: kindStop, sub: "", at: time.Now()}
 	ch.c.signalIngest(syscall.SIGSTOP)
-	sleep(ctx, d)
+	proc.Sleep(ctx, d)
 	ch.c.signalIngest(syscall.SIGCONT)
 	healed := time.Now()
 	f.down = healed.Sub(f.at)
@@ -306,7 +307,7 @@ func (ch *chaos) disk(ctx, mctx context.Context, d time.Duration) {
 		ch.fail(fmt.Errorf("disk episode: %w", err))
 		return
 	}
-	paused := waitFor(mctx, 5*time.Second, 20*time.Millisecond, "paused", func() bool {
+	paused := proc.WaitFor(mctx, 5*time.Second, 20*time.Millisecond, "paused", func() bool {
 		m, err := ch.obs.scrape(ctx)
 		return err == nil && m["quotes_disk_low"] == 1
 	}) == nil
@@ -315,7 +316,7 @@ func (ch *chaos) disk(ctx, mctx context.Context, d time.Duration) {
 		f.sub = "NOT PAUSED"
 		ch.fail(fmt.Errorf("disk episode: ingest did not report quotes_disk_low 1 within 5s"))
 	}
-	sleep(ctx, d)
+	proc.Sleep(ctx, d)
 	if err := ch.c.setDiskFree(0); err != nil {
 		ch.fail(fmt.Errorf("disk episode: give space back: %w", err))
 		return
@@ -335,23 +336,23 @@ func (ch *chaos) term(ctx, mctx context.Context, r *rand.Rand) {
 	if r.IntN(2) == 0 {
 		killAfter = between(r, 20*time.Millisecond, 1500*time.Millisecond)
 	}
-	p.signal(syscall.SIGTERM)
+	p.Signal(syscall.SIGTERM)
 	switch {
-	case killAfter >= 0 && sleep(mctx, killAfter) == nil && !p.exited():
-		p.kill()
+	case killAfter >= 0 && proc.Sleep(mctx, killAfter) == nil && !p.Exited():
+		p.Kill()
 		f.sub = "kill -9 in shutdown"
 	default:
 		select {
-		case <-p.done:
+		case <-p.Done():
 		case <-time.After(60 * time.Second):
 			ch.fail(fmt.Errorf("ingest did not stop within 60s of SIGTERM"))
-			p.kill()
+			p.Kill()
 		}
 		f.sub = "clean exit"
-		if p.err != nil {
-			f.sub = "exit: " + p.err.Error()
-			if !strings.Contains(tail(p.logPath, 3000), "not caught up") {
-				ch.fail(fmt.Errorf("ingest exited with %v after SIGTERM\n%s", p.err, tail(p.logPath, 1500)))
+		if p.Err() != nil {
+			f.sub = "exit: " + p.Err().Error()
+			if !strings.Contains(proc.Tail(p.LogPath(), 3000), "not caught up") {
+				ch.fail(fmt.Errorf("ingest exited with %v after SIGTERM\n%s", p.Err(), proc.Tail(p.LogPath(), 1500)))
 			}
 		}
 	}
@@ -370,9 +371,9 @@ type observer struct {
 
 // watch polls /metrics until ctx ends.
 func (o *observer) watch(ctx context.Context) {
-	for sleep(ctx, 50*time.Millisecond) == nil {
+	for proc.Sleep(ctx, 50*time.Millisecond) == nil {
 		p := o.c.ingest()
-		if p == nil || p.cmd.Process == nil {
+		if p == nil {
 			continue
 		}
 		m, err := o.scrape(ctx)
@@ -384,8 +385,8 @@ func (o *observer) watch(ctx context.Context) {
 			continue
 		}
 		o.mu.Lock()
-		if p.cmd.Process.Pid != o.pid {
-			o.pid, o.ckpts = p.cmd.Process.Pid, n
+		if p.Pid() != o.pid {
+			o.pid, o.ckpts = p.Pid(), n
 		} else if n > o.ckpts {
 			o.ckpts, o.lastCkpt = n, time.Now().Add(-25*time.Millisecond)
 		}
@@ -412,7 +413,7 @@ func (o *observer) nextCheckpoint() (time.Time, bool) {
 func (o *observer) scrape(ctx context.Context) (map[string]float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	code, body, err := get(ctx, o.c.base()+"/metrics")
+	code, body, err := proc.Get(ctx, o.c.base()+"/metrics")
 	if err != nil {
 		return nil, err
 	}

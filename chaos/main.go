@@ -53,6 +53,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/quotesdev/quotes/internal/proc"
 )
 
 type config struct {
@@ -114,7 +116,7 @@ func run(ctx context.Context, cfg config) int {
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "[%7.1fs] %s\n", time.Since(began).Seconds(), fmt.Sprintf(format, args...))
 	}
-	c := &cluster{cfg: cfg, tmp: tmp, ps: &procs{}, logf: logf}
+	c := &cluster{cfg: cfg, tmp: tmp, ps: &proc.Group{}, logf: logf}
 	defer func() {
 		c.teardown()
 		if cfg.keep {
@@ -170,7 +172,7 @@ func soak(ctx context.Context, c *cluster, rep *report) error {
 	rep.errs = ch.errs
 	if healErr != nil {
 		rep.errs = append(rep.errs, healErr)
-		if ingest := c.ingest(); ingest != nil && !ingest.exited() || ctx.Err() != nil {
+		if ingest := c.ingest(); ingest != nil && !ingest.Exited() || ctx.Err() != nil {
 			return healErr // nothing to check while ingest holds the data directory
 		}
 	}
@@ -196,24 +198,24 @@ func heal(ctx context.Context, c *cluster, obs *observer) error {
 		return ok1 && ok2 && ch == 0 && al == 0
 	}
 	var drainErr error
-	if err := waitFor(ctx, 3*time.Minute, 200*time.Millisecond, "sink backlogs 0", drained); err != nil {
+	if err := proc.WaitFor(ctx, 3*time.Minute, 200*time.Millisecond, "sink backlogs 0", drained); err != nil {
 		drainErr = fmt.Errorf("heal: %w", err)
 	}
 	// Let the minute of the last faults close, so that the check covers them.
 	closeAt := nextMinuteClose(time.Now()).Add(time.Second)
 	c.logf("waiting for the minute close at %s", closeAt.UTC().Format(time.TimeOnly))
-	if err := sleep(ctx, time.Until(closeAt)); err != nil {
+	if err := proc.Sleep(ctx, time.Until(closeAt)); err != nil {
 		return err
 	}
 	if drainErr == nil {
-		if err := waitFor(ctx, 3*time.Minute, 200*time.Millisecond, "sink backlogs 0", drained); err != nil {
+		if err := proc.WaitFor(ctx, 3*time.Minute, 200*time.Millisecond, "sink backlogs 0", drained); err != nil {
 			drainErr = fmt.Errorf("heal: %w", err)
 		}
 	}
 	if drainErr != nil {
 		// Stop and check anyway: the check says what is missing.
 		c.logf("%v; stopping ingest (SIGTERM) and checking anyway", drainErr)
-		if err := c.ingest().stop(2 * time.Minute); err != nil {
+		if err := c.ingest().Stop(2 * time.Minute); err != nil {
 			c.logf("ingest's stop: %v", err)
 		}
 		c.killGenerator()
@@ -222,12 +224,12 @@ func heal(ctx context.Context, c *cluster, obs *observer) error {
 	c.logf("backlogs drained; stopping ingest (SIGTERM)")
 	for attempt := 1; ; attempt++ {
 		p := c.ingest()
-		err := p.stop(2 * time.Minute)
+		err := p.Stop(2 * time.Minute)
 		if err == nil {
 			break
 		}
-		if attempt == 3 || !strings.Contains(tail(p.logPath, 4000), "not caught up") {
-			return fmt.Errorf("heal: ingest's clean stop: %w\n%s", err, tail(p.logPath, 1500))
+		if attempt == 3 || !strings.Contains(proc.Tail(p.LogPath(), 4000), "not caught up") {
+			return fmt.Errorf("heal: ingest's clean stop: %w\n%s", err, proc.Tail(p.LogPath(), 1500))
 		}
 		c.logf("ingest stopped with sinks not caught up (%v): once more", err)
 		if err := c.startIngest(); err != nil {
@@ -236,7 +238,7 @@ func heal(ctx context.Context, c *cluster, obs *observer) error {
 		if err := c.waitReady(ctx, 3*time.Minute); err != nil {
 			return err
 		}
-		if err := waitFor(ctx, 3*time.Minute, 200*time.Millisecond, "sink backlogs 0", drained); err != nil {
+		if err := proc.WaitFor(ctx, 3*time.Minute, 200*time.Millisecond, "sink backlogs 0", drained); err != nil {
 			return err
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/quotesdev/quotes/alert"
+	"github.com/quotesdev/quotes/internal/proc"
 )
 
 // receiver is the webhook endpoint ingest delivers hot events to: it checks each request
@@ -39,7 +40,7 @@ type delivery struct {
 }
 
 func newReceiver(secret []byte) (*receiver, error) {
-	port, err := freePort()
+	port, err := proc.FreePort()
 	if err != nil {
 		return nil, err
 	}

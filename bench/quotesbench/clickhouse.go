@@ -18,6 +18,7 @@ import (
 	"github.com/quotesdev/quotes/export"
 	"github.com/quotesdev/quotes/feed"
 	"github.com/quotesdev/quotes/internal/chtest"
+	"github.com/quotesdev/quotes/internal/proc"
 	"github.com/quotesdev/quotes/schema"
 )
 
@@ -221,7 +222,7 @@ FROM %s WHERE isin = '%s' AND t >= toDateTime(%d) AND t < toDateTime(%d) GROUP B
 	}
 	b.cmd(col, "ClickHouse: SELECT toStartOfMinute(t) AS m, argMin(price, ts), max(price), min(price), argMax(price, ts), count() FROM "+tbl+" WHERE isin = ? AND t in the last 30 min GROUP BY m ORDER BY m FORMAT JSONCompact   (HTTP interface, same ISINs as ours)")
 	b.logf("%s: ClickHouse queries", w.Name)
-	if code, body, err := get(ctx, query(isins[0])); err != nil || code != http.StatusOK {
+	if code, body, err := proc.Get(ctx, query(isins[0])); err != nil || code != http.StatusOK {
 		return fmt.Errorf("candle query: status %d, %v: %s", code, err, firstLine(string(body)))
 	}
 	latencies(ctx, isins[:50], 1, 0, query) // warm-up

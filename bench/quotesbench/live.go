@@ -13,32 +13,22 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/quotesdev/quotes/internal/proc"
 )
 
 const latencyMetric = "quotes_ingest_durable_latency_seconds"
 
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // startGenerator serves the workload's feed at speed on a free loopback port and waits
 // until it accepts connections.
-func (b *bench) startGenerator(ctx context.Context, w workload, speed, logDir, name string) (*proc, string, error) {
-	port, err := freePort()
+func (b *bench) startGenerator(ctx context.Context, w workload, speed, logDir, name string) (*proc.Process, string, error) {
+	port, err := proc.FreePort()
 	if err != nil {
 		return nil, "", err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	args := append([]string{"generate", "--listen", addr, "--speed", speed}, w.genArgs()...)
-	p, err := b.ps.start(name, logDir, b.bin, args...)
+	p, err := b.start(name, logDir, args...)
 	if err != nil {
 		return nil, "", err
 	}
@@ -47,27 +37,27 @@ func (b *bench) startGenerator(ctx context.Context, w workload, speed, logDir, n
 			c.Close()
 			return p, addr, nil
 		}
-		if p.exited() {
-			return nil, "", fmt.Errorf("%s exited: %s", name, tail(p.logPath, 1000))
+		if p.Exited() {
+			return nil, "", fmt.Errorf("%s exited: %s", name, proc.Tail(p.LogPath(), 1000))
 		}
-		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+		if err := proc.Sleep(ctx, 20*time.Millisecond); err != nil {
 			return nil, "", err
 		}
 	}
-	p.kill()
+	p.Kill()
 	return nil, "", fmt.Errorf("%s: %s does not accept connections", name, addr)
 }
 
 // startIngest starts ingest on data against the generator at genAddr, with the API on a
 // free loopback port; it returns the API base URL.
-func (b *bench) startIngest(data, genAddr, logDir, name string) (*proc, string, []string, error) {
-	port, err := freePort()
+func (b *bench) startIngest(data, genAddr, logDir, name string) (*proc.Process, string, []string, error) {
+	port, err := proc.FreePort()
 	if err != nil {
 		return nil, "", nil, err
 	}
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", port)
 	args := []string{"ingest", "--source", "ws://" + genAddr, "--data", data, "--http", httpAddr, "--sync", "batch"}
-	p, err := b.ps.start(name, logDir, b.bin, args...)
+	p, err := b.start(name, logDir, args...)
 	if err != nil {
 		return nil, "", nil, err
 	}
@@ -81,7 +71,7 @@ type instrument struct {
 
 // quotedISINs returns the active instruments that have a price.
 func quotedISINs(ctx context.Context, base string) ([]string, error) {
-	code, body, err := get(ctx, base+"/instruments")
+	code, body, err := proc.Get(ctx, base+"/instruments")
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +123,7 @@ func latencies(ctx context.Context, isins []string, clients int, d time.Duration
 				next++
 				mu.Unlock()
 				t0 := time.Now()
-				code, _, err := get(ctx, url(isin))
+				code, _, err := proc.Get(ctx, url(isin))
 				el := time.Since(t0)
 				mu.Lock()
 				// 404: deleted by churn since the ISIN list was taken; a real answer.
@@ -171,18 +161,18 @@ const (
 // serveQueries measures last=30m over `quotes serve` on the replayed data, one client,
 // and returns the ISIN sequence it asked for (the ClickHouse baseline asks the same).
 func (b *bench) serveQueries(ctx context.Context, col int, w workload, data string) ([]string, error) {
-	port, err := freePort()
+	port, err := proc.FreePort()
 	if err != nil {
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	args := []string{"serve", "--data", data, "--http", addr}
 	b.logf("%s: serve + %d last=30m queries", w.Name, idleQueries)
-	p, err := b.ps.start(w.Name+"-serve", filepath.Dir(data), b.bin, args...)
+	p, err := b.start(w.Name+"-serve", filepath.Dir(data), args...)
 	if err != nil {
 		return nil, err
 	}
-	defer p.stop(10 * time.Second)
+	defer p.Stop(10 * time.Second)
 	base := "http://" + addr
 	if _, err := waitReady(ctx, base+"/readyz", p, time.Minute); err != nil {
 		return nil, err
@@ -223,25 +213,24 @@ func (b *bench) killReplay(ctx context.Context, col int, w workload, feedFile, d
 	data := filepath.Join(dir, "killed-replay")
 	defer os.RemoveAll(data)
 	b.logf("%s: replay, kill -9 after %s, restart ingest", w.Name, secs(full/2))
-	p, err := b.ps.start(w.Name+"-replay-killed", dir, b.bin, "replay", feedFile, "--data", data, "--sync", "batch", "--progress", "never")
+	p, err := b.start(w.Name+"-replay-killed", dir, "replay", feedFile, "--data", data, "--sync", "batch", "--progress", "never")
 	if err != nil {
 		return err
 	}
-	if err := sleep(ctx, max(full/2, time.Second)); err != nil {
+	if err := proc.Sleep(ctx, max(full/2, time.Second)); err != nil {
 		return err
 	}
-	p.kill()
-	<-p.done
+	p.Kill()
 	gen, genAddr, err := b.startGenerator(ctx, w, w.LiveSpeeds[0], dir, w.Name+"-generate-restart")
 	if err != nil {
 		return err
 	}
-	defer gen.stop(10 * time.Second)
+	defer gen.Stop(10 * time.Second)
 	ing, base, _, err := b.startIngest(data, genAddr, dir, w.Name+"-ingest-after-replay-kill")
 	if err != nil {
 		return err
 	}
-	defer ing.stop(60 * time.Second)
+	defer ing.Stop(60 * time.Second)
 	d, err := waitReady(ctx, base+"/readyz", ing, 5*time.Minute)
 	if err != nil {
 		return err
@@ -272,13 +261,13 @@ func (b *bench) live(ctx context.Context, col int, w workload, level int, speed 
 	if err != nil {
 		return err
 	}
-	defer gen.stop(10 * time.Second)
+	defer gen.Stop(10 * time.Second)
 	data := filepath.Join(dir, "data")
 	ing, base, args, err := b.startIngest(data, genAddr, dir, w.Name+"-live-ingest-"+speed)
 	if err != nil {
 		return err
 	}
-	defer func() { ing.stop(60 * time.Second) }()
+	defer func() { ing.Stop(60 * time.Second) }()
 	if level == 0 {
 		b.cmd(col, fmt.Sprintf("quotes generate --listen ADDR --speed %s %s   (levels: --speed %s)", speed, strings.Join(w.genArgs(), " "), strings.Join(w.LiveSpeeds, ", ")))
 		b.cmd(col, "quotes "+strings.Join(args, " "))
@@ -286,7 +275,7 @@ func (b *bench) live(ctx context.Context, col int, w workload, level int, speed 
 	if _, err := waitReady(ctx, base+"/readyz", ing, time.Minute); err != nil {
 		return err
 	}
-	if err := sleep(ctx, min(5*time.Second, b.cfg.liveWindow/2)); err != nil { // snapshot, warm-up
+	if err := proc.Sleep(ctx, min(5*time.Second, b.cfg.liveWindow/2)); err != nil { // snapshot, warm-up
 		return err
 	}
 	m0, err := scrape(ctx, base)
@@ -294,7 +283,7 @@ func (b *bench) live(ctx context.Context, col int, w workload, level int, speed 
 		return err
 	}
 	t0 := time.Now()
-	if err := sleep(ctx, b.cfg.liveWindow); err != nil {
+	if err := proc.Sleep(ctx, b.cfg.liveWindow); err != nil {
 		return err
 	}
 	m1, err := scrape(ctx, base)
@@ -324,28 +313,27 @@ func (b *bench) live(ctx context.Context, col int, w workload, level int, speed 
 
 		// kill -9 the ingest, restart it on the same data against the same generator.
 		before, _ := scrape(ctx, base)
-		ing.kill()
-		<-ing.done
-		rss = ing.maxRSS
+		ing.Kill()
+		rss = ing.MaxRSS()
 		ing2, base2, _, err := b.startIngest(data, genAddr, dir, w.Name+"-live-ingest-restarted")
 		if err != nil {
 			return err
 		}
 		d, err := waitReady(ctx, base2+"/readyz", ing2, 5*time.Minute)
-		ing2.stop(60 * time.Second)
+		ing2.Stop(60 * time.Second)
 		if err != nil {
 			return err
 		}
 		restartCell = fmt.Sprintf("%s (WAL of %s records)", secs(d), num(before["quotes_wal_applied_seq"]))
 		b.res.set(w.Name, keyLiveRestartS, secF(d))
 	}
-	gen.stop(10 * time.Second)
-	sent, _ := parseGenerateDone(tail(gen.logPath, 4000))
-	genElapsed := parseGenerateElapsed(tail(gen.logPath, 4000))
-	drops := strings.Count(readFile(gen.logPath), "client too slow")
+	gen.Stop(10 * time.Second)
+	sent, _ := parseGenerateDone(proc.Tail(gen.LogPath(), 4000))
+	genElapsed := parseGenerateElapsed(proc.Tail(gen.LogPath(), 4000))
+	drops := strings.Count(readFile(gen.LogPath()), "client too slow")
 	if level != 0 {
-		ing.stop(60 * time.Second)
-		rss = ing.maxRSS
+		ing.Stop(60 * time.Second)
+		rss = ing.MaxRSS()
 	}
 
 	offered := nominal
@@ -422,22 +410,22 @@ func (b *bench) steady(ctx context.Context, col int, w workload) error {
 	if err != nil {
 		return err
 	}
-	defer gen.stop(10 * time.Second)
+	defer gen.Stop(10 * time.Second)
 	ing, base, _, err := b.startIngest(filepath.Join(dir, "data"), genAddr, dir, w.Name+"-steady-ingest")
 	if err != nil {
 		return err
 	}
-	defer ing.stop(60 * time.Second)
+	defer ing.Stop(60 * time.Second)
 	if _, err := waitReady(ctx, base+"/readyz", ing, time.Minute); err != nil {
 		return err
 	}
-	if err := sleep(ctx, w.Steady); err != nil {
+	if err := proc.Sleep(ctx, w.Steady); err != nil {
 		return err
 	}
-	if ing.exited() {
-		return fmt.Errorf("ingest exited during the steady-state run (see %s)", ing.logPath)
+	if ing.Exited() {
+		return fmt.Errorf("ingest exited during the steady-state run (see %s)", ing.LogPath())
 	}
-	rss, err := anonRSS(ing.cmd.Process.Pid)
+	rss, err := anonRSS(ing.Pid())
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/quotesdev/quotes/internal/proc"
 )
 
 // workload is one input feed and the live rates tried for it.
@@ -114,7 +116,7 @@ func run(ctx context.Context, c config) int {
 		fmt.Fprintln(os.Stderr, "quotesbench:", err)
 		return 1
 	}
-	b := &bench{cfg: c, bin: bin, tmp: tmp, ps: &procs{}, began: time.Now(),
+	b := &bench{cfg: c, bin: bin, tmp: tmp, ps: &proc.Group{}, began: time.Now(),
 		ourReplay: map[int]float64{}, ourQueryP50: map[int]time.Duration{}, res: results{}}
 	defer func() {
 		b.cleanup()
@@ -156,7 +158,7 @@ type bench struct {
 	cfg     config
 	bin     string
 	tmp     string
-	ps      *procs
+	ps      *proc.Group
 	t       table
 	notes   []string
 	cmds    []string
@@ -181,7 +183,7 @@ func (b *bench) cleanup() {
 	for i := len(b.cleanFn) - 1; i >= 0; i-- {
 		b.cleanFn[i]()
 	}
-	b.ps.killAll()
+	b.ps.KillAll()
 }
 
 func (b *bench) run(ctx context.Context) error {
@@ -208,14 +210,14 @@ func (b *bench) workload(ctx context.Context, col int, w workload, ch *chBaselin
 	b.logf("%s: generate --record", w.Name)
 	args := append([]string{"generate", "--record", feedFile, "--speed", "max", "--duration", w.Duration.String()}, w.genArgs()...)
 	b.cmd(col, "quotes "+strings.Join(args, " "))
-	g, err := b.ps.start(w.Name+"-generate", dir, b.bin, args...)
+	g, err := b.start(w.Name+"-generate", dir, args...)
 	if err != nil {
 		return err
 	}
-	if err := g.wait(ctx); err != nil {
+	if err := g.Wait(ctx); err != nil {
 		return err
 	}
-	quotes, messages := parseGenerateDone(tail(g.logPath, 2000))
+	quotes, messages := parseGenerateDone(proc.Tail(g.LogPath(), 2000))
 	fi, err := os.Stat(feedFile)
 	if err != nil {
 		return err
@@ -223,7 +225,7 @@ func (b *bench) workload(ctx context.Context, col int, w workload, ch *chBaselin
 	b.t.section("input")
 	b.t.set("quotes (messages) in the recording", col, fmt.Sprintf("%s (%s)", num(float64(quotes)), num(float64(messages))))
 	b.t.set("recording size", col, mib(fi.Size()))
-	b.t.set("generate --record time", col, secs(g.wall))
+	b.t.set("generate --record time", col, secs(g.Wall()))
 
 	// Replay with each sync mode, each into a fresh data directory.
 	b.t.section("replay: file → WAL → candles + hot (embedded store)")
@@ -239,25 +241,25 @@ func (b *bench) workload(ctx context.Context, col int, w workload, ch *chBaselin
 		if mode == "batch" {
 			b.cmd(col, "quotes "+strings.Join(args, " ")+"   (and --sync always, none)")
 		}
-		p, err := b.ps.start(w.Name+"-replay-"+mode, dir, b.bin, args...)
+		p, err := b.start(w.Name+"-replay-"+mode, dir, args...)
 		if err != nil {
 			return err
 		}
-		if err := p.wait(ctx); err != nil {
+		if err := p.Wait(ctx); err != nil {
 			return err
 		}
-		sum, err := parseReplaySummary(p.stdout())
+		sum, err := parseReplaySummary(p.Stdout())
 		if err != nil {
 			return err
 		}
 		walBytes := dirSize(filepath.Join(data, "wal"))
-		b.t.set("throughput --sync "+mode, col, fmt.Sprintf("%s (%s, wall %s)", rate(float64(sum.Quotes), sum.Elapsed), secs(sum.Elapsed), secs(p.wall)))
-		b.t.set("peak RSS --sync "+mode, col, mib(p.maxRSS))
+		b.t.set("throughput --sync "+mode, col, fmt.Sprintf("%s (%s, wall %s)", rate(float64(sum.Quotes), sum.Elapsed), secs(sum.Elapsed), secs(p.Wall())))
+		b.t.set("peak RSS --sync "+mode, col, mib(p.MaxRSS()))
 		b.t.set("WAL bytes/quote --sync "+mode, col, fmt.Sprintf("%.1f B (%s)", float64(walBytes)/float64(max(sum.Quotes, 1)), mib(walBytes)))
 		b.res.set(w.Name, "replay_qps_"+mode, float64(sum.Quotes)/sum.Elapsed.Seconds())
 		if mode == "batch" {
 			batchDir, batchSum = data, sum
-			b.res.set(w.Name, keyReplayPeakRSSMiB, mibF(p.maxRSS))
+			b.res.set(w.Name, keyReplayPeakRSSMiB, mibF(p.MaxRSS()))
 			b.res.set(w.Name, keyWALBytesPerQuote, float64(walBytes)/float64(max(sum.Quotes, 1)))
 			b.ourReplay[col] = float64(sum.Quotes) / sum.Elapsed.Seconds()
 			b.t.set("candles closed, hot events", col, fmt.Sprintf("%s, %s", num(float64(sum.Candles)), num(float64(sum.HotEvents))))

@@ -30,6 +30,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/quotesdev/quotes/internal/gobin"
+	"github.com/quotesdev/quotes/internal/proc"
 )
 
 // StartTimeout bounds how long Start waits for the server to serve JetStream.
@@ -67,7 +68,7 @@ func Start(t testing.TB) *Server {
 	s := &Server{StoreDir: filepath.Join(dir, "jetstream"), bin: bin, log: filepath.Join(dir, "nats-server.log")}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
+		port, err := proc.FreePort()
 		if err != nil {
 			t.Fatalf("natstest: free port: %v", err)
 		}
@@ -91,15 +92,6 @@ func unavailable(t testing.TB, err error) {
 		t.Fatalf("natstest: NATS integration test cannot run in CI: %v (scripts/deps.sh installs nats-server)", err)
 	}
 	t.Skipf("natstest: skipping, no NATS server: %v (run scripts/deps.sh to install nats-server)", err)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // launch starts the process and waits until JetStream answers.

@@ -33,6 +33,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/quotesdev/quotes/internal/gobin"
+	"github.com/quotesdev/quotes/internal/proc"
 )
 
 // StartTimeout bounds how long Start waits for the gateway to answer.
@@ -111,7 +112,7 @@ func start(dir string) (*Server, error) {
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
+		port, err := proc.FreePort()
 		if err != nil {
 			return nil, fmt.Errorf("free port: %w", err)
 		}
@@ -143,15 +144,6 @@ func unavailable(t testing.TB, err error) {
 		t.Fatalf("s3test: S3 integration test cannot run in CI: %v (scripts/deps.sh installs versitygw)", err)
 	}
 	t.Skipf("s3test: skipping, no S3 server: %v (run scripts/deps.sh to install versitygw)", err)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // launch starts the process and waits until it answers.

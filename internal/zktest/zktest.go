@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/quotesdev/quotes/internal/proc"
 )
 
 // StartTimeout bounds how long Start waits for the server to answer.
@@ -97,7 +99,7 @@ func Command(cfg string) ([]string, error) {
 func StartProcess(dir string, opts Options) (*Server, error) {
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
+		port, err := proc.FreePort()
 		if err != nil {
 			return nil, fmt.Errorf("find a free port: %w", err)
 		}
@@ -110,15 +112,6 @@ func StartProcess(dir string, opts Options) (*Server, error) {
 		}
 	}
 	return nil, lastErr
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (s *Server) launch(opts Options) error {

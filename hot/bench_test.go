@@ -44,7 +44,7 @@ func newLoad(n int, seed uint64) *load {
 		}
 		l.prices[i] = (100 + int64(l.rng.Uint64()%1900)) * feed.PriceScale
 		l.phase[i] = int64(l.rng.Uint64()%10) * int64(time.Millisecond) // the partner's times are whole ms
-		s := int(l.rng.Uint64() % 300) // first quote within 3 s
+		s := int(l.rng.Uint64() % 300)                                  // first quote within 3 s
 		l.slots[s] = append(l.slots[s], uint32(i))
 	}
 	return l

@@ -21,8 +21,9 @@ import "iter"
 // Copying a Map copies a reference to its slots: use only one of the copies afterwards.
 type Map[V any] struct {
 	slots []slot[V]
-	shift uint8 // 64 − log2(len(slots))
-	n     int   // entries
+	mask  uint64 // len(slots) − 1
+	shift uint8  // 64 − log2(len(slots))
+	n     int    // entries
 }
 
 type slot[V any] struct {
@@ -37,26 +38,28 @@ const (
 )
 
 // home returns the first slot to probe for k.
-func (m *Map[V]) home(k uint64) uint64 { return (k * 0x9e3779b97f4a7c15) >> m.shift }
+func (m *Map[V]) home(k uint64) uint64 { return (k * fib) >> m.shift }
+
+// fib is 2^64/φ, odd: Fibonacci hashing.
+const fib = 0x9e3779b97f4a7c15
 
 // Get returns the value of k and whether k is present. Get(0) reports absent. It reads only
-// the slots of k's probe run (usually one): small enough to be inlined, and cheap enough to
-// call ahead of time only to bring those slots into the cache.
-func (m *Map[V]) Get(k uint64) (V, bool) {
-	if m.n != 0 {
-		mask := uint64(len(m.slots) - 1)
-		for i := m.home(k); ; i = (i + 1) & mask {
-			s := &m.slots[i]
-			if s.key == 0 { // also ends Get(0)
-				break
-			}
-			if s.key == k {
-				return s.val, true
-			}
+// the slots of k's probe run (usually one) and is kept small enough to be inlined, even
+// inside a caller's small wrapper: cheap enough to call ahead of time only to bring those
+// slots into the cache (a prefetch pass over a group of keys).
+func (m *Map[V]) Get(k uint64) (v V, ok bool) {
+	// i < len(m.slots) holds but for the zero Map (shift 0, no slots), and spares the
+	// bounds check.
+	for i := (k * fib) >> m.shift; i < uint64(len(m.slots)); i = (i + 1) & m.mask {
+		s := &m.slots[i]
+		if s.key == 0 { // also ends Get(0)
+			break
+		}
+		if s.key == k {
+			return s.val, true
 		}
 	}
-	var zero V
-	return zero, false
+	return
 }
 
 // Put sets the value of k, adding k if absent. It panics if k is 0.
@@ -72,8 +75,7 @@ func (m *Map[V]) Put(k uint64, v V) {
 
 // insert sets k to v; there is room for one more entry.
 func (m *Map[V]) insert(k uint64, v V) {
-	mask := uint64(len(m.slots) - 1)
-	for i := m.home(k); ; i = (i + 1) & mask {
+	for i := m.home(k); ; i = (i + 1) & m.mask {
 		s := &m.slots[i]
 		if s.key == 0 {
 			*s = slot[V]{key: k, val: v}
@@ -92,7 +94,7 @@ func (m *Map[V]) Delete(k uint64) {
 	if m.n == 0 || k == 0 {
 		return
 	}
-	mask := uint64(len(m.slots) - 1)
+	mask := m.mask
 	i := m.home(k)
 	for ; ; i = (i + 1) & mask {
 		if m.slots[i].key == k {
@@ -123,7 +125,7 @@ func (m *Map[V]) grow() {
 		size, bits = size*2, bits+1
 	}
 	m.slots = make([]slot[V], size)
-	m.shift = 64 - bits
+	m.mask, m.shift = uint64(size-1), 64-bits
 	m.n = 0
 	for i := range old {
 		if old[i].key != 0 {

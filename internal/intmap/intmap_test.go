@@ -8,9 +8,7 @@ import (
 	"testing"
 )
 
-// fib is the multiplier of home; fibInv is its inverse modulo 2^64.
-const fib = 0x9e3779b97f4a7c15
-
+// fibInv is the inverse of fib modulo 2^64.
 var fibInv = func() uint64 {
 	x := uint64(fib) // Newton's iteration: each step doubles the correct low bits
 	for range 6 {

@@ -38,7 +38,7 @@ const (
 )
 
 // home returns the first slot to probe for k.
-func (m *Map[V]) home(k uint64) uint64 { return (k * fib) >> m.shift }
+func (m *Map[V]) home(k uint64) uint64 { return (k * fib) >> (m.shift & 63) }
 
 // fib is 2^64/φ, odd: Fibonacci hashing.
 const fib = 0x9e3779b97f4a7c15
@@ -50,7 +50,7 @@ const fib = 0x9e3779b97f4a7c15
 func (m *Map[V]) Get(k uint64) (v V, ok bool) {
 	// i < len(m.slots) holds but for the zero Map (shift 0, no slots), and spares the
 	// bounds check.
-	for i := (k * fib) >> m.shift; i < uint64(len(m.slots)); i = (i + 1) & m.mask {
+	for i := (k * fib) >> (m.shift & 63); i < uint64(len(m.slots)); i = (i + 1) & m.mask {
 		s := &m.slots[i]
 		if s.key == 0 { // also ends Get(0)
 			break

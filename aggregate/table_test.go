@@ -59,18 +59,3 @@ func TestISINTableAgainstMap(t *testing.T) {
 		}
 	}
 }
-
-func TestPackISINInjective(t *testing.T) {
-	a, b := isinOf("ZZZZZZZZZZZZ"), isinOf("000000000000")
-	if packISIN(&a) == 0 || packISIN(&b) != 1 || packISIN(&a) <= packISIN(&b) {
-		t.Fatal("pack range")
-	}
-	var zero feed.ISIN
-	if packISIN(&zero) != 0 {
-		t.Fatal("zero ISIN packs")
-	}
-	x, y := isinOf("A00000000001"), isinOf("100000000000A"[:12])
-	if packISIN(&x) == packISIN(&y) {
-		t.Fatal("collision")
-	}
-}

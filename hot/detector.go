@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/internal/intmap"
 )
 
 // maxFree bounds the number of forgotten windows whose storage is kept for reuse.
@@ -170,7 +171,7 @@ func (d *Detector) Hot(incarnation uint64) bool {
 }
 
 // Len returns the number of incarnations tracked.
-func (d *Detector) Len() int { return d.index.n }
+func (d *Detector) Len() int { return d.index.len() }
 
 // Expire drops history that no quote with ts ≥ watermark − lateness can need: in every
 // window, the entries before the newest one at or before watermark − window − lateness.
@@ -327,106 +328,59 @@ func addSat(a, b int64) int64 {
 	return a + b
 }
 
-// slotTable maps incarnations to window slots: open addressing with linear probing and
-// backward-shift deletion, load ≤ 0.8. A Go map of pointers cost a hash, a probe and a
-// pointer chase to a scattered window per quote; this table is 16 bytes a slot and the
-// windows are contiguous.
+// slotTable maps incarnations to window slots. A Go map of pointers cost a hash, a probe
+// and a pointer chase to a scattered window per quote; an intmap.Map is 16 bytes a slot and
+// the windows are contiguous. Incarnation 0, the key intmap reserves (WAL sequences start at
+// 1, but Observe and RestoreState take any id), is kept beside it.
 type slotTable struct {
-	slots []slotEntry
-	shift uint8 // 64 − log2(len(slots))
-	n     int
+	m        intmap.Map[int32]
+	zeroSlot int32 // window slot of incarnation 0, if hasZero
+	hasZero  bool
 }
-
-type slotEntry struct {
-	key  uint64
-	slot int32 // window slot + 1; 0: empty
-}
-
-func (t *slotTable) home(k uint64) uint64 { return (k * 0x9e3779b97f4a7c15) >> t.shift }
 
 // get returns the slot of key.
 func (t *slotTable) get(key uint64) (int32, bool) {
-	if t.n == 0 {
-		return 0, false
+	if key == 0 {
+		return t.zeroSlot, t.hasZero
 	}
-	mask := uint64(len(t.slots) - 1)
-	for i := t.home(key); ; i = (i + 1) & mask {
-		e := &t.slots[i]
-		if e.slot == 0 {
-			return 0, false
-		}
-		if e.key == key {
-			return e.slot - 1, true
-		}
-	}
+	return t.m.Get(key)
 }
 
 // put sets the slot of key.
 func (t *slotTable) put(key uint64, slot int32) {
-	if 5*(t.n+1) > 4*len(t.slots) {
-		t.grow()
+	if key == 0 {
+		t.zeroSlot, t.hasZero = slot, true
+		return
 	}
-	t.insert(key, slot+1)
-}
-
-func (t *slotTable) insert(key uint64, v int32) {
-	mask := uint64(len(t.slots) - 1)
-	for i := t.home(key); ; i = (i + 1) & mask {
-		e := &t.slots[i]
-		if e.slot == 0 {
-			*e = slotEntry{key: key, slot: v}
-			t.n++
-			return
-		}
-		if e.key == key {
-			e.slot = v
-			return
-		}
-	}
+	t.m.Put(key, slot)
 }
 
 // del removes key, if present.
 func (t *slotTable) del(key uint64) {
-	if t.n == 0 {
+	if key == 0 {
+		t.zeroSlot, t.hasZero = 0, false
 		return
 	}
-	mask := uint64(len(t.slots) - 1)
-	i := t.home(key)
-	for ; ; i = (i + 1) & mask {
-		if t.slots[i].slot == 0 {
-			return
-		}
-		if t.slots[i].key == key {
-			break
-		}
-	}
-	// Backward shift: pull later entries of the probe run into the hole unless their home
-	// slot lies cyclically in (hole, j].
-	for j := (i + 1) & mask; t.slots[j].slot != 0; j = (j + 1) & mask {
-		home := t.home(t.slots[j].key)
-		if (j-home)&mask >= (j-i)&mask {
-			t.slots[i] = t.slots[j]
-			i = j
-		}
-	}
-	t.slots[i] = slotEntry{}
-	t.n--
+	t.m.Delete(key)
 }
 
-func (t *slotTable) grow() {
-	old := t.slots
-	size, bits := 64, uint8(6)
-	for 5*(t.n+1) > 2*size { // after growing, load ≤ 0.4
-		size, bits = size*2, bits+1
+// len returns the number of entries.
+func (t *slotTable) len() int {
+	if t.hasZero {
+		return t.m.Len() + 1
 	}
-	t.slots = make([]slotEntry, size)
-	t.shift = 64 - bits
-	t.n = 0
-	for _, e := range old {
-		if e.slot != 0 {
-			t.insert(e.key, e.slot)
-		}
+	return t.m.Len()
+}
+
+// keys appends every key to b, in no particular order.
+func (t *slotTable) keys(b []uint64) []uint64 {
+	if t.hasZero {
+		b = append(b, 0)
 	}
+	for k := range t.m.All() {
+		b = append(b, k)
+	}
+	return b
 }
 
 // PrefetchGroup reads, without changing anything, the memory Observe will touch for the

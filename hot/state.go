@@ -49,12 +49,7 @@ const stateFlush = 64 << 10
 // WriteState writes the snapshot of AppendState to w, in pieces of about 64 KiB, without
 // ever holding it whole: a checkpoint of 50,000 full windows is over 100 MB.
 func (d *Detector) WriteState(out io.Writer) error {
-	keys := make([]uint64, 0, d.index.n)
-	for _, e := range d.index.slots {
-		if e.slot != 0 {
-			keys = append(keys, e.key)
-		}
-	}
+	keys := d.index.keys(make([]uint64, 0, d.index.len()))
 	slices.Sort(keys)
 	e := encoding.Encbuf{B: make([]byte, 0, stateFlush+1024)}
 	e.PutByte(stateVersion)

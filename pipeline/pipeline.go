@@ -108,7 +108,7 @@ type Pipeline struct {
 	legacyCkpt bool
 	ckptSeq    uint64 // sequence of the last checkpoint
 	expired    int64  // minute of the last hot.Detector.Expire: MinuteOf(watermark) after every record
-	// inflight are the runs the Writer derived and has not committed yet, oldest first:
+	// inflight are the runs derived and not committed yet (Writer, Append), oldest first:
 	// their closed minutes are no longer open in agg and not yet in the store.
 	inflight []*derived
 	sink     int64 // what aggregate.Aggregator.PrefetchGroup read (unused)
@@ -209,14 +209,31 @@ func (p *Pipeline) Tick(ts int64) error {
 	return p.Append([]feed.Message{{TS: ts, Kind: wal.KindTick}})
 }
 
+// applyMessages applies msgs (sequences first, first+1, …): it derives under p.mu and
+// commits after releasing it, so queries do not wait for the store write (and its sync)
+// or a checkpoint. As with the Writer, a run with closed or late candles is in p.inflight
+// until commit moves them to the store. Appends come one at a time, so the next derive
+// starts only after this commit.
 func (p *Pipeline) applyMessages(first uint64, msgs []feed.Message) error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	d, err := p.derive(first, msgs, false)
+	if err == nil {
+		p.addInflight(d)
+	}
+	p.mu.Unlock()
 	if err != nil {
 		return err
 	}
 	return p.commit(d)
+}
+
+// addInflight registers d in p.inflight when it has closed or late candles; p.mu must be
+// held.
+func (p *Pipeline) addInflight(d *derived) {
+	if len(d.closed) > 0 || len(d.late) > 0 {
+		d.inflight = true
+		p.inflight = append(p.inflight, d)
+	}
 }
 
 // derived is what applying a run of records to the aggregator produced, ready for the
@@ -450,11 +467,20 @@ func (p *Pipeline) Finish() error {
 	return p.Flush()
 }
 
-// Flush checkpoints the state (everything applied is already in the store).
+// Flush checkpoints the state (everything applied is already in the store). The
+// checkpoint is written after p.mu is released, as applyMessages does.
 func (p *Pipeline) Flush() error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.flushLocked(true)
+	if p.ckptSeq == p.applied && p.ckptSeq != 0 && !p.legacyCkpt {
+		p.mu.Unlock()
+		return nil
+	}
+	d, err := p.derive(p.applied+1, nil, true)
+	p.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return p.commit(d)
 }
 
 // flushLocked commits a checkpoint when forced or due; p.mu must be held.

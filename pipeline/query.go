@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"math"
 	"sync"
 
 	"github.com/quotesdev/quotes/aggregate"
@@ -75,7 +76,14 @@ func (p *Pipeline) Candles(isin feed.ISIN, r CandleRange) ([]aggregate.Candle, e
 	if err != nil {
 		return nil, err
 	}
-	lists := [][]aggregate.Candle{closed, p.agg.OpenCandles(isin), p.inflightCandles(isin, inst.Incarnation, to)}
+	// With the previous close known (gr.HasPrev: no closed minute with quotes at or after
+	// from), no closed candle before from may override it: an inflight late correction
+	// of an earlier minute holds only part of that minute.
+	lo := int64(math.MinInt64)
+	if gr.HasPrev {
+		lo = from
+	}
+	lists := [][]aggregate.Candle{closed, p.agg.OpenCandles(isin), p.inflightCandles(isin, inst.Incarnation, lo, to)}
 	if !gr.HasPrev {
 		prev, found, err := p.store.CandleBefore(isin, inst.Incarnation, from)
 		if err != nil {
@@ -156,16 +164,16 @@ func (n *notifier) isClosed() bool {
 	return n.closed
 }
 
-// inflightCandles returns the closed and late candles of (isin, incarnation) before to that
-// the Writer derived and has not yet written to the store (earlier ones serve FillGaps as
-// the previous close); p.mu must be held.
-func (p *Pipeline) inflightCandles(isin feed.ISIN, incarnation uint64, to int64) []aggregate.Candle {
+// inflightCandles returns the closed and late candles of (isin, incarnation) with
+// lo ≤ minute < to that were derived and not yet written to the store (those before the
+// range serve FillGaps as the previous close); p.mu must be held.
+func (p *Pipeline) inflightCandles(isin feed.ISIN, incarnation uint64, lo, to int64) []aggregate.Candle {
 	var out []aggregate.Candle
 	for _, d := range p.inflight {
 		for _, list := range [][]aggregate.Candle{d.closed, d.late} {
 			for i := range list {
 				c := &list[i]
-				if c.ISIN == isin && c.Incarnation == incarnation && c.Minute < to {
+				if c.ISIN == isin && c.Incarnation == incarnation && c.Minute >= lo && c.Minute < to {
 					out = append(out, *c)
 				}
 			}

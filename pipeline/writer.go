@@ -14,9 +14,8 @@ import (
 // batch n run at once, and the rule "durable before it affects anything" still holds batch
 // by batch.
 //
-// While a Writer runs, a query may see a minute that is closing in neither the open
-// candles nor the store (it is between the stages); everything is consistent again once
-// Close returns.
+// Queries stay exact while a Writer runs: a run's closed and late candles are in
+// p.inflight from its derive until its commit writes them to the store.
 type Writer struct {
 	p       *Pipeline
 	appendQ chan *writeJob
@@ -121,9 +120,8 @@ func (w *Writer) applyLoop() {
 		}
 		w.p.mu.Lock()
 		d, err := w.p.derive(j.first, j.msgs, false)
-		if err == nil && (len(d.closed) > 0 || len(d.late) > 0) {
-			d.inflight = true
-			w.p.inflight = append(w.p.inflight, d)
+		if err == nil {
+			w.p.addInflight(d)
 		}
 		w.p.mu.Unlock()
 		if err != nil {

@@ -137,6 +137,10 @@ func drive(ctx context.Context, model *Model, opts Options, clk clock.Clock,
 	return nil
 }
 
+// timerSlack is how late a pacing timer may fire because the clock moved while it was
+// set; a later one is set again.
+const timerSlack = 100 * time.Microsecond
+
 // pacer maps virtual time to clock time: virtual start+d is due at wall0 + d/speed.
 type pacer struct {
 	clk   clock.Clock
@@ -169,11 +173,16 @@ func (p *pacer) wait(ctx context.Context, ts int64, idle func() error) error {
 		}
 		t := p.clk.Timer(d)
 		// The clock may have moved on while the timer was set (a mock clock advanced by
-		// another goroutine): then the timer may be due later than target, or target may
-		// have passed. Set it again from the new time.
-		if now := p.clk.Now(); !now.Equal(p.now) {
+		// another goroutine, a busy machine): then the timer may be due up to that much
+		// later than target, or target may have passed. Set it again from the new time
+		// when that lateness matters. A real clock always moves a little between two
+		// readings, so a strict comparison here would spin instead of sleeping.
+		if now := p.clk.Now(); now.Sub(p.now) > timerSlack {
 			t.Stop()
 			p.now = now
+			if ctx.Err() != nil {
+				return fmt.Errorf("simulator: feed stopped: %w", ctx.Err())
+			}
 			continue
 		}
 		select {

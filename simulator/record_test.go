@@ -71,6 +71,34 @@ func TestRecordCancel(t *testing.T) {
 	}
 }
 
+// TestRecordPacedCancel paces a feed against the real clock, as `quotes generate` does, and
+// cancels it mid-way: Record must return promptly. The pacer once re-set its timer whenever
+// the clock had moved since its last reading — which a real clock always has — so it spun
+// until each message was due and never looked at ctx. This test uses the real clock on
+// purpose: a mock one never moves on its own.
+func TestRecordPacedCancel(t *testing.T) {
+	o := testOptions(1)
+	o.QuoteInterval = 200 * time.Millisecond
+	o.Speed = 1
+	o.Duration = time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	time.AfterFunc(300*time.Millisecond, cancel)
+	done := make(chan error, 1)
+	go func() {
+		_, err := Record(ctx, io.Discard, o, nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Record cancelled while pacing: %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Record did not return within 10 s of its context's end")
+	}
+}
+
 // TestRecordStatistics reads a recording back with the feed package's reader and measures
 // what matters downstream: churn with ISIN reuse, and >10 % moves within 5 minutes decided
 // as SPEC §4.5 does.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -241,6 +242,7 @@ func TestGenerateServes(t *testing.T) {
 			t.Fatalf("generate: %v", err)
 		}
 	case <-time.After(20 * time.Second):
-		t.Fatal("generate did not stop on cancel")
+		buf := make([]byte, 1<<20)
+		t.Fatalf("generate did not stop on cancel\n%s", buf[:runtime.Stack(buf, true)])
 	}
 }

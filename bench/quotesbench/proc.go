@@ -32,6 +32,15 @@ func dirSize(dir string) int64 {
 	return n
 }
 
+// fileSize returns the size of the file at path, 0 if there is none.
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
 // waitReady polls url until it answers 200, p exits, or timeout passes; it returns the
 // time it took.
 func waitReady(ctx context.Context, url string, p *proc.Process, timeout time.Duration) (time.Duration, error) {

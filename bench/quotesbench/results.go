@@ -27,7 +27,8 @@ const (
 	keyLivePeakRSSMiB        = "live_peak_rss_mib"
 	keyLiveRestartS          = "live_restart_s"
 	keyLiveSteadyAnonRSSMiB  = "live_steady_anon_rss_mib"
-	keyWALBytesPerQuote      = "wal_bytes_per_quote"
+	keyWALBytesPerQuote      = "wal_bytes_per_quote" // the log's files, not the checkpoint
+	keyCheckpointMiB         = "checkpoint_mib"      // the checkpoint file, a fixed size
 )
 
 // results collects the machine-readable figures beside the table.

@@ -109,6 +109,7 @@ func Open(opts Options) (*Engine, error) {
 	popts.Hot.Threshold = settings.HotThreshold
 	popts.Hot.Window = settings.HotWindow
 	popts.CheckpointEvery = opts.CheckpointEvery
+	popts.CheckpointRecords = opts.CheckpointRecords
 	if opts.WALRetention > 0 {
 		popts.WALRetention = opts.WALRetention
 	}

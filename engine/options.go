@@ -33,6 +33,9 @@ type Options struct {
 	ResetSettings bool
 	// CheckpointEvery is the event time between state checkpoints.
 	CheckpointEvery time.Duration
+	// CheckpointRecords also takes a checkpoint once this many WAL records were applied
+	// since the last one (0: pipeline.DefaultCheckpointRecords; negative: event time only).
+	CheckpointRecords int
 	// WALRetention keeps WAL records this long (event time) for backfill and replay of the
 	// data directory, besides what the sinks need.
 	WALRetention time.Duration

@@ -273,6 +273,62 @@ func TestFirstRunCheckpoints(t *testing.T) {
 	}
 }
 
+// TestCheckpointRecords: a checkpoint is also taken once Options.CheckpointRecords records
+// were applied since the last one, however little event time they span, so a restart
+// never re-applies more than about that many records; negative turns it off.
+func TestCheckpointRecords(t *testing.T) {
+	msgs := feedMessages(t, 30_000) // 100 instruments × 1/s: 5 minutes
+	for _, tc := range []struct {
+		records int
+		want    func(ckpt, applied uint64) bool
+		what    string
+	}{
+		{4_000, func(ckpt, applied uint64) bool { return ckpt > 0 && applied-ckpt < 4_000+500 },
+			"within 4,000 records (+ one batch) of the end"},
+		{-1, func(ckpt, applied uint64) bool { return ckpt == 0 }, "none: 5 minutes of event time never reach CheckpointEvery"},
+	} {
+		t.Run(fmt.Sprint(tc.records), func(t *testing.T) {
+			log, err := wal.Open(wal.DefaultOptions(t.TempDir()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer log.Close()
+			opts := DefaultOptions()
+			opts.CheckpointEvery = time.Hour
+			opts.CheckpointRecords = tc.records
+			p, err := Open(log, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ckpts []uint64
+			for i := 0; i < len(msgs); i += 500 {
+				if err := p.Append(msgs[i:min(i+500, len(msgs))]); err != nil {
+					t.Fatal(err)
+				}
+				p.mu.RLock()
+				if c := p.ckptSeq; c != 0 && (len(ckpts) == 0 || ckpts[len(ckpts)-1] != c) {
+					ckpts = append(ckpts, c)
+				}
+				p.mu.RUnlock()
+			}
+			p.mu.RLock()
+			ckpt, applied := p.ckptSeq, p.applied
+			p.mu.RUnlock()
+			if !tc.want(ckpt, applied) {
+				t.Errorf("last checkpoint at seq %d of %d (all: %v): want %s", ckpt, applied, ckpts, tc.what)
+			}
+			for i := 1; i < len(ckpts); i++ {
+				if d := ckpts[i] - ckpts[i-1]; tc.records > 0 && (d < uint64(tc.records) || d >= uint64(tc.records)+500) {
+					t.Errorf("checkpoints at %v: %d records apart, want %d to %d", ckpts, d, tc.records, tc.records+499)
+				}
+			}
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
 // TestRecoveryRunsNoRetention: checkpoints taken while Open re-applies a long WAL run no
 // retention pass, whose callbacks (Options.Consumers, TrimOutbox) belong to an owner that
 // does not have the pipeline yet (the engine's trimOutbox dereferenced its nil pipeline).

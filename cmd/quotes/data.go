@@ -14,6 +14,7 @@ import (
 	"github.com/quotesdev/quotes/engine"
 	"github.com/quotesdev/quotes/export"
 	"github.com/quotesdev/quotes/hot"
+	"github.com/quotesdev/quotes/pipeline"
 	"github.com/quotesdev/quotes/shard"
 	"github.com/quotesdev/quotes/wal"
 )
@@ -27,6 +28,7 @@ type dataOptions struct {
 	settings      engine.Settings
 	resetSettings bool
 	checkpoint    time.Duration
+	ckptRecords   int
 	walRetention  time.Duration
 	candleRetain  time.Duration
 	shard         string
@@ -52,6 +54,7 @@ func (o *dataOptions) bindSettings(f *pflag.FlagSet) {
 func (o *dataOptions) bindWAL(f *pflag.FlagSet) {
 	f.StringVar(&o.sync, "sync", "batch", "WAL durability: always (fsync before each ack), batch (group fsync every few ms), none (OS page cache)")
 	f.DurationVar(&o.checkpoint, "checkpoint-every", 5*time.Minute, "event time between state checkpoints (shorter: faster restart, more writes)")
+	f.IntVar(&o.ckptRecords, "checkpoint-records", pipeline.DefaultCheckpointRecords, "also checkpoint once this many WAL records were applied since the last checkpoint: bounds the restart time at any feed rate (negative: event time only)")
 	f.DurationVar(&o.walRetention, "wal-retention", 24*time.Hour, "keep WAL records this long (event time) for backfill --source wal and replay DATA_DIR, besides what sinks need")
 	f.DurationVar(&o.candleRetain, "candle-retention", engine.DefaultCandleRetention, "keep closed candles in the embedded store this long (event time before the newest message); older ones are dropped once delivered to the sinks (negative: forever)")
 }
@@ -104,6 +107,9 @@ func (o *dataOptions) engineOptions(logger *slog.Logger, reg prometheus.Register
 	}
 	if o.checkpoint > 0 {
 		opts.CheckpointEvery = o.checkpoint
+	}
+	if o.ckptRecords != 0 {
+		opts.CheckpointRecords = o.ckptRecords
 	}
 	if o.walRetention != 0 {
 		opts.WALRetention = o.walRetention

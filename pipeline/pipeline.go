@@ -80,7 +80,14 @@ type Options struct {
 	// TrimOutbox, if set, replaces store.TrimDelivered in the retention pass (the engine
 	// expires stale consumers first and says who keeps the outbox).
 	TrimOutbox func() (int, error)
-	Logger     *slog.Logger
+	// TailMinutes is how many recently closed minutes of every active instrument are kept
+	// in memory, so that queries of recent ranges (last=30m) do not read the store: 0 means
+	// DefaultTailMinutes (30: a last=30m query's 29 closed minutes and the previous close;
+	// 40 bytes a minute, ~60 MB at 50,000 instruments), negative none (every query reads
+	// the store). After a restart the tail fills again as minutes close; until then queries
+	// of earlier minutes read the store.
+	TailMinutes int
+	Logger      *slog.Logger
 }
 
 // DefaultOptions returns the defaults.
@@ -92,6 +99,7 @@ func DefaultOptions() Options {
 		CheckpointRecords: DefaultCheckpointRecords,
 		EventRetention:    24 * time.Hour,
 		WALRetention:      24 * time.Hour,
+		TailMinutes:       DefaultTailMinutes,
 	}
 }
 
@@ -125,7 +133,15 @@ type Pipeline struct {
 	// inflight are the runs derived and not committed yet (Writer, Append), oldest first:
 	// their closed minutes are no longer open in agg and not yet in the store.
 	inflight []*derived
-	sink     int64 // what aggregate.Aggregator.PrefetchGroup read (unused)
+	// tail holds the recently closed candles for queries (tail.go): derive updates it with
+	// agg, so it holds what the store holds plus the inflight runs.
+	tail     *candleTail
+	isActive func(feed.ISIN, uint64) bool // activeIncarnation, for tail.put
+	sink     int64                        // what aggregate.Aggregator.PrefetchGroup read (unused)
+
+	// tailServed and storeServed count the candle queries answered from the tail and those
+	// that read the store.
+	tailServed, storeServed atomic.Uint64
 
 	// The commit half: commitMu serialises the hot detector and the store writes.
 	commitMu sync.Mutex
@@ -164,6 +180,9 @@ func Open(log *wal.Log, opts Options) (*Pipeline, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.TailMinutes == 0 {
+		opts.TailMinutes = def.TailMinutes
+	}
 	p := &Pipeline{
 		opts:          opts,
 		log:           log,
@@ -173,7 +192,9 @@ func Open(log *wal.Log, opts Options) (*Pipeline, error) {
 		freeDerived:   make(chan *derived, 16),
 		eventsChanged: newNotifier(),
 		outboxChanged: newNotifier(),
+		tail:          newCandleTail(opts.TailMinutes),
 	}
+	p.isActive = p.activeIncarnation
 	if err := p.recover(); err != nil {
 		return nil, err
 	}
@@ -183,9 +204,18 @@ func Open(log *wal.Log, opts Options) (*Pipeline, error) {
 // LockCommits blocks the pipeline's store writes until unlock is called: for writers of the
 // store beside the pipeline (a backfill into a running engine), so that what they read and
 // write is not interleaved with a flush.
+//
+// The candle tail stops answering for the minutes closed so far (queries of them read the
+// store, which the caller may have changed).
 func (p *Pipeline) LockCommits() (unlock func()) {
 	p.commitMu.Lock()
-	return p.commitMu.Unlock
+	return func() {
+		p.commitMu.Unlock()
+		// Not under commitMu: Close takes p.mu, then commitMu.
+		p.mu.Lock()
+		p.tail.forget(p.agg.ClosedThrough())
+		p.mu.Unlock()
+	}
 }
 
 // Store returns the embedded store the pipeline flushes to.
@@ -355,6 +385,8 @@ func (p *Pipeline) derive(first uint64, msgs []feed.Message, forceCheckpoint boo
 	if len(msgs) > 0 && first != p.applied+1 {
 		return nil, fmt.Errorf("pipeline: WAL returned sequence %d, expected %d: another writer on this log?", first, p.applied+1)
 	}
+	// The tail sees every close from here on; minutes closed before are in the store.
+	p.tail.start(p.agg.ClosedThrough())
 	d := p.newDerived(len(msgs))
 	d.outboxOn = p.store.HasConsumers()
 	p.d = d
@@ -550,6 +582,7 @@ func (o *output) Instrument(ev aggregate.InstrumentEvent) {
 	p := (*Pipeline)(o)
 	if ev.Kind == feed.KindDelete {
 		p.d.ops = append(p.d.ops, hotOp{kind: opForget, incarnation: ev.Incarnation})
+		p.tail.drop(ev.ISIN, ev.Incarnation)
 	}
 	if p.cur > p.skipTo && p.d.outboxOn {
 		p.addOutbox(store.OutboxItem{Kind: store.OutboxInstrument, Instrument: ev})
@@ -558,6 +591,9 @@ func (o *output) Instrument(ev aggregate.InstrumentEvent) {
 
 func (o *output) Closed(c *aggregate.Candle) {
 	p := (*Pipeline)(o)
+	if p.tail.enabled() {
+		p.tail.put(c, false, p.isActive)
+	}
 	if p.cur > p.skipTo {
 		p.d.closed = append(p.d.closed, *c)
 		if p.d.outboxOn {
@@ -568,6 +604,9 @@ func (o *output) Closed(c *aggregate.Candle) {
 
 func (o *output) Late(c *aggregate.Candle) {
 	p := (*Pipeline)(o)
+	if p.tail.enabled() {
+		p.tail.put(c, true, p.isActive)
+	}
 	if p.cur > p.skipTo {
 		p.d.late = append(p.d.late, *c)
 		if p.d.outboxOn {
@@ -582,4 +621,10 @@ func (p *Pipeline) addOutbox(it store.OutboxItem) {
 	it.Tag, it.Idx = p.cur, p.outIdx
 	p.outIdx++
 	p.d.outbox = append(p.d.outbox, it)
+}
+
+// activeIncarnation reports whether inc is isin's active incarnation; p.mu must be held.
+func (p *Pipeline) activeIncarnation(isin feed.ISIN, inc uint64) bool {
+	in, ok := p.agg.Instrument(isin)
+	return ok && in.Incarnation == inc
 }

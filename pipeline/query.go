@@ -52,7 +52,9 @@ type CandleRange struct {
 }
 
 // Candles returns the candles of the active instrument isin for r, oldest first, with gaps
-// filled (SPEC §4.3): closed minutes from the store, the open minutes from memory.
+// filled (SPEC §4.3): the open minutes from the aggregator, the closed ones from the
+// candle tail when it covers the range (tail.go), otherwise from the store and the runs
+// not committed yet.
 func (p *Pipeline) Candles(isin feed.ISIN, r CandleRange) ([]aggregate.Candle, error) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
@@ -72,7 +74,28 @@ func (p *Pipeline) Candles(isin feed.ISIN, r CandleRange) ([]aggregate.Candle, e
 	if from < gr.First {
 		from = gr.First
 	}
-	closed, err := p.store.Candles(isin, inst.Incarnation, from, to)
+	open := p.agg.OpenCandles(isin)
+	lists, ok := p.tailCandles(&inst, &gr, from, to, open)
+	if ok {
+		p.tailServed.Add(1)
+	} else {
+		p.storeServed.Add(1)
+		var err error
+		if lists, err = p.storeCandles(&inst, &gr, from, to, open); err != nil {
+			return nil, err
+		}
+	}
+	out := aggregate.FillGaps(gr, lists...)
+	if out == nil {
+		out = []aggregate.Candle{}
+	}
+	return out, nil
+}
+
+// storeCandles returns the candle lists for FillGaps from the store and the runs not
+// committed yet (p.inflight); p.mu must be held.
+func (p *Pipeline) storeCandles(inst *aggregate.Instrument, gr *aggregate.GapRange, from, to int64, open []aggregate.Candle) ([][]aggregate.Candle, error) {
+	closed, err := p.store.Candles(inst.ISIN, inst.Incarnation, from, to)
 	if err != nil {
 		return nil, err
 	}
@@ -83,9 +106,9 @@ func (p *Pipeline) Candles(isin feed.ISIN, r CandleRange) ([]aggregate.Candle, e
 	if gr.HasPrev {
 		lo = from
 	}
-	lists := [][]aggregate.Candle{closed, p.agg.OpenCandles(isin), p.inflightCandles(isin, inst.Incarnation, lo, to)}
+	lists := [][]aggregate.Candle{closed, open, p.inflightCandles(inst.ISIN, inst.Incarnation, lo, to)}
 	if !gr.HasPrev {
-		prev, found, err := p.store.CandleBefore(isin, inst.Incarnation, from)
+		prev, found, err := p.store.CandleBefore(inst.ISIN, inst.Incarnation, from)
 		if err != nil {
 			return nil, err
 		}
@@ -93,11 +116,70 @@ func (p *Pipeline) Candles(isin feed.ISIN, r CandleRange) ([]aggregate.Candle, e
 			lists = append(lists, []aggregate.Candle{prev})
 		}
 	}
-	out := aggregate.FillGaps(gr, lists...)
-	if out == nil {
-		out = []aggregate.Candle{}
+	return lists, nil
+}
+
+// tailCandles returns the candle lists for FillGaps from the candle tail, and false when
+// the tail does not know all that the answer depends on; p.mu must be held.
+func (p *Pipeline) tailCandles(inst *aggregate.Instrument, gr *aggregate.GapRange, from, to int64, open []aggregate.Candle) ([][]aggregate.Candle, bool) {
+	if !p.tail.enabled() {
+		return nil, false
 	}
-	return out, nil
+	if gr.HasPrev || !inst.HasLastClose {
+		// No closed minute with quotes, or all of them before from (LastCloseMinute < from)
+		// and the previous close is the instrument's: nothing to read.
+		return [][]aggregate.Candle{open}, true
+	}
+	ct := p.agg.ClosedThrough()
+	if ct == math.MinInt64 {
+		return nil, false
+	}
+	// The closed minutes with quotes are those up to LastCloseMinute.
+	closedEnd := min(ct, inst.LastCloseMinute+aggregate.MinuteNanos)
+	e := p.tail.lookup(inst.ISIN, inst.Incarnation)
+	lo := p.tail.entryLow(e) // every closed minute ≥ lo is in the tail
+	if r := int64(p.opts.CandleRetention); r > 0 && p.agg.Watermark() >= math.MinInt64+r {
+		// Retention removes stored minutes before watermark − CandleRetention (as of its
+		// pass), and only those: the tail must not answer for them.
+		lo = max(lo, ceilMinute(p.agg.Watermark()-r))
+	}
+	start := ceilMinute(from) // the first minute selected
+	if start < closedEnd && start < lo {
+		return nil, false
+	}
+	closed := p.tail.appendRange(nil, e, start, min(to, closedEnd))
+	lists := [][]aggregate.Candle{closed, open}
+	// The previous close: the latest closed candle before start, as the store's
+	// CandleBefore would give it.
+	if prev, ok := p.tail.before(e, lo, min(start, closedEnd)); ok {
+		return append(lists, []aggregate.Candle{prev}), true
+	}
+	if lo <= inst.FirstMinute {
+		return lists, true // the incarnation has no candle before lo
+	}
+	// It may be before lo; it matters only if the first minute served has no quotes.
+	first := max(start, ceilMinute(gr.First))
+	end := min(gr.Current, ceilMinute(gr.To)-aggregate.MinuteNanos)
+	if first > end {
+		return lists, true
+	}
+	for _, l := range lists {
+		for i := range l {
+			if l[i].Minute == first && l[i].Quotes > 0 {
+				return lists, true
+			}
+		}
+	}
+	return nil, false
+}
+
+// ceilMinute returns the first minute boundary ≥ t.
+func ceilMinute(t int64) int64 {
+	m := aggregate.MinuteOf(t)
+	if m < t {
+		m += aggregate.MinuteNanos
+	}
+	return m
 }
 
 // HotEvents returns stored hot events with id > afterID and TS ≥ since, in id order, at most

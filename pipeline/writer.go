@@ -14,8 +14,8 @@ import (
 // batch n run at once, and the rule "durable before it affects anything" still holds batch
 // by batch.
 //
-// Queries stay exact while a Writer runs: a run's closed and late candles are in
-// p.inflight from its derive until its commit writes them to the store.
+// Queries stay exact while a Writer runs: a run's closed and late candles are in the
+// candle tail and in p.inflight from its derive until its commit writes them to the store.
 type Writer struct {
 	p       *Pipeline
 	appendQ chan *writeJob

@@ -145,20 +145,25 @@ func NewHandler(opts Options) http.Handler {
 	h.bufs.New = func() any { b := make([]byte, 0, 8<<10); return &b }
 
 	h.handle(routeInstruments, h.timeout(http.HandlerFunc(h.instruments)))
-	h.handle(routeCandles, h.timeout(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.candles(w, r, "isin", r.PathValue("isin"), false)
-	})))
-	h.handle(routeLast30m, h.timeout(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.candles(w, r, "isin", r.PathValue("isin"), true)
-	})))
-	h.handle(routeCandlestick, h.timeout(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		if !q.Has("isin") {
-			writeError(w, http.StatusBadRequest, "missing parameter isin (an ISIN: 12 characters A-Z, 0-9)")
-			return
-		}
-		h.candles(w, r, "parameter isin", q.Get("isin"), false)
-	})))
+	// The candle routes answer at once what the backend has at hand (candlesNow), the rest
+	// under the request timeout.
+	h.handle(routeCandles, h.candlesNow(func(r *http.Request) (string, bool) { return r.PathValue("isin"), false },
+		h.timeout(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.candles(w, r, "isin", r.PathValue("isin"), false)
+		}))))
+	h.handle(routeLast30m, h.candlesNow(func(r *http.Request) (string, bool) { return r.PathValue("isin"), true },
+		h.timeout(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.candles(w, r, "isin", r.PathValue("isin"), true)
+		}))))
+	h.handle(routeCandlestick, h.candlesNow(func(r *http.Request) (string, bool) { return r.URL.Query().Get("isin"), false },
+		h.timeout(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			q := r.URL.Query()
+			if !q.Has("isin") {
+				writeError(w, http.StatusBadRequest, "missing parameter isin (an ISIN: 12 characters A-Z, 0-9)")
+				return
+			}
+			h.candles(w, r, "parameter isin", q.Get("isin"), false)
+		}))))
 	hotJSON := h.timeout(http.HandlerFunc(h.hotJSON))
 	h.handle(routeHot, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if opts.Hot != nil {
@@ -256,6 +261,46 @@ func (h *handler) candles(w http.ResponseWriter, r *http.Request, what, raw stri
 		}
 	}
 	cs, err := h.opts.Backend.Candles(r.Context(), isin, rng)
+	h.writeCandles(w, r, isin, cs, err)
+}
+
+// candlesNow serves a candles request whose answer the backend has at hand
+// (NowBackend.CandlesNow: from memory, without waiting) directly, and any other with next:
+// a malformed one, one the backend must wait or read for, all of them when the backend
+// cannot tell. The answer is the same either way; only the request timeout, which needs a
+// goroutine and a timer per request, is left out where there is nothing to time out. req
+// gives the raw ISIN and whether the route is last30m.
+func (h *handler) candlesNow(req func(*http.Request) (raw string, last30m bool), next http.Handler) http.Handler {
+	nb, ok := h.opts.Backend.(NowBackend)
+	if !ok {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, last30m := req(r)
+		isin, ok := feed.ParseISIN(raw)
+		if !ok {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rng := pipeline.CandleRange{Last: DefaultLast}
+		if !last30m {
+			var err error
+			if rng, err = parseCandleRange(r.URL.Query()); err != nil {
+				next.ServeHTTP(w, r)
+				return
+			}
+		}
+		cs, ok, err := nb.CandlesNow(isin, rng)
+		if !ok {
+			next.ServeHTTP(w, r)
+			return
+		}
+		h.writeCandles(w, r, isin, cs, err)
+	})
+}
+
+// writeCandles writes the answer to a candles request for isin.
+func (h *handler) writeCandles(w http.ResponseWriter, r *http.Request, isin feed.ISIN, cs []Candle, err error) {
 	if errors.Is(err, pipeline.ErrUnknownInstrument) {
 		writeError(w, http.StatusNotFound, "instrument "+isin.String()+": "+pipeline.ErrUnknownInstrument.Error())
 		return

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -432,6 +433,94 @@ func TestParseLast(t *testing.T) {
 	for _, in := range []string{"", "30", "-1m", "0", "1666h41m", "9223372036s", "2562047h47m16.854775807s"} {
 		if _, err := parseLast(in); err == nil || !strings.Contains(err.Error(), "parameter last") {
 			t.Errorf("parseLast(%q): %v", in, err)
+		}
+	}
+}
+
+// nowCounter is a NowBackend that counts the requests CandlesNow answered.
+type nowCounter struct {
+	PipelineBackend
+	answered *atomic.Int64
+}
+
+func (b nowCounter) CandlesNow(isin feed.ISIN, r pipeline.CandleRange) ([]Candle, bool, error) {
+	cs, ok, err := b.PipelineBackend.CandlesNow(isin, r)
+	if ok {
+		b.answered.Add(1)
+	}
+	return cs, ok, err
+}
+
+// TestCandlesNowSameAnswers: a candles request answered at once from the pipeline's
+// memory (NowBackend) gets the same response — status, headers, body — as one through the
+// request timeout and Backend.Candles.
+func TestCandlesNowSameAnswers(t *testing.T) {
+	p := openPipeline(t, wal.SyncNone)
+	scenario(t, p)
+	var answered atomic.Int64
+	fast := httptest.NewServer(NewHandler(Options{Backend: nowCounter{PipelineBackend{P: p}, &answered}, Logger: quietLogger()}))
+	defer fast.Close()
+	slow := httptest.NewServer(NewHandler(Options{Backend: struct{ Backend }{PipelineBackend{P: p}}, Logger: quietLogger()}))
+	defer slow.Close()
+	paths := []string{
+		"/instruments/" + isinA + "/candles", "/instruments/" + isinA + "/candles?last=30m", "/last30m/" + isinA,
+		"/candlesticks?isin=" + isinA, "/instruments/" + isinA + "/candles?last=90s",
+		"/instruments/" + isinA + "/candles?last=3m", "/instruments/" + isinA + "/candles?last=2h",
+		"/instruments/" + isinA + "/candles?from=2026-11-26T13:01:00Z&to=2026-11-26T13:04:00Z",
+		"/instruments/" + isinA + "/candles?from=2026-11-26T13:00:30Z&to=2026-11-26T13:02:30Z",
+		"/instruments/" + isinA + "/candles?from=2026-11-26T14:00:00Z&to=2026-11-26T15:00:00Z",
+		"/instruments/" + isinB + "/candles", "/instruments/" + isinD + "/candles", "/last30m/" + isinD,
+		"/instruments/ZZ0000000000/candles", "/instruments/de000alpha01/candles", "/candlesticks",
+		"/candlesticks?isin=DE000ALPHA0!", "/instruments/" + isinA + "/candles?last=abc",
+		"/instruments/" + isinA + "/candles?from=2026-11-26T13:00:00Z",
+	}
+	for _, path := range paths {
+		for _, method := range []string{http.MethodGet, http.MethodHead} {
+			f, s := do(t, method, fast.URL+path), do(t, method, slow.URL+path)
+			fb, sb := readBody(t, f), readBody(t, s)
+			for _, h := range []string{"Content-Type", "Content-Length", "Transfer-Encoding"} {
+				if f.Header.Get(h) != s.Header.Get(h) {
+					t.Errorf("%s %s: %s %q, through the timeout %q", method, path, h, f.Header.Get(h), s.Header.Get(h))
+				}
+			}
+			if f.StatusCode != s.StatusCode || !bytes.Equal(fb, sb) {
+				t.Errorf("%s %s: %d %s\nthrough the timeout: %d %s", method, path, f.StatusCode, fb, s.StatusCode, sb)
+			}
+		}
+	}
+	if answered.Load() < 20 {
+		t.Errorf("CandlesNow answered %d requests: the test covers too little", answered.Load())
+	}
+}
+
+// nowFake is a fakeBackend whose CandlesNow answers (ok) or defers to Candles.
+type nowFake struct {
+	fakeBackend
+	ok bool
+}
+
+func (f nowFake) CandlesNow(feed.ISIN, pipeline.CandleRange) ([]Candle, bool, error) {
+	if !f.ok {
+		return nil, false, nil
+	}
+	return []Candle{}, true, nil
+}
+
+// TestCandlesNowTimeout: what CandlesNow does not answer still gets the request timeout;
+// what it answers does not wait for Candles.
+func TestCandlesNowTimeout(t *testing.T) {
+	block := make(chan struct{})
+	defer close(block)
+	for _, ok := range []bool{false, true} {
+		srv := httptest.NewServer(NewHandler(Options{Backend: nowFake{fakeBackend{block: block}, ok}, Logger: quietLogger(), RequestTimeout: 20 * time.Millisecond}))
+		resp := get(t, srv.URL+"/instruments/"+isinA+"/candles")
+		body := readBody(t, resp)
+		srv.Close()
+		switch {
+		case !ok && (resp.StatusCode != http.StatusServiceUnavailable || string(body) != `{"error":"request timed out after 20ms"}`):
+			t.Errorf("deferred to Candles, which blocks: %d %s", resp.StatusCode, body)
+		case ok && (resp.StatusCode != http.StatusOK || string(body) != "[]\n"):
+			t.Errorf("answered by CandlesNow: %d %s", resp.StatusCode, body)
 		}
 	}
 }

@@ -66,6 +66,15 @@ func CandlesView(in []aggregate.Candle) []Candle {
 	return out
 }
 
+// NowBackend is a Backend that can answer some candle requests at once, from memory,
+// without waiting on a lock or I/O: the API serves those without its request timeout
+// (Options.RequestTimeout), which costs a goroutine and a timer per request. CandlesNow
+// returns ok false for the others, which then go to Candles.
+type NowBackend interface {
+	Backend
+	CandlesNow(isin feed.ISIN, r pipeline.CandleRange) (cs []Candle, ok bool, err error)
+}
+
 // Backend is what the API serves from: a live pipeline (ingest), a recovered one (serve), or
 // another store. Errors: pipeline.ErrUnknownInstrument for an ISIN that is not active.
 type Backend interface {
@@ -95,6 +104,15 @@ func (b PipelineBackend) Candles(_ context.Context, isin feed.ISIN, r pipeline.C
 		return nil, err
 	}
 	return CandlesView(cs), nil
+}
+
+// CandlesNow implements NowBackend (pipeline.Pipeline.CandlesNow).
+func (b PipelineBackend) CandlesNow(isin feed.ISIN, r pipeline.CandleRange) ([]Candle, bool, error) {
+	cs, ok, err := b.P.CandlesNow(isin, r)
+	if !ok || err != nil {
+		return nil, ok, err
+	}
+	return CandlesView(cs), true, nil
 }
 
 // HotEvents implements Backend.

@@ -58,13 +58,33 @@ type CandleRange struct {
 func (p *Pipeline) Candles(isin feed.ISIN, r CandleRange) ([]aggregate.Candle, error) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
+	out, _, err := p.candles(isin, r, true)
+	return out, err
+}
+
+// CandlesNow is Candles when the answer is at hand, in memory: ok is false (and nothing
+// else is returned) when it would have to wait for a batch being applied or read the
+// store. For callers that otherwise bound the time a query may take (the API's request
+// timeout, which costs a goroutine and a timer per request): an answer from memory needs
+// no bound.
+func (p *Pipeline) CandlesNow(isin feed.ISIN, r CandleRange) (cs []aggregate.Candle, ok bool, err error) {
+	if !p.mu.TryRLock() {
+		return nil, false, nil
+	}
+	defer p.mu.RUnlock()
+	return p.candles(isin, r, false)
+}
+
+// candles answers Candles; without useStore, it answers only from memory (ok false
+// otherwise). p.mu must be held.
+func (p *Pipeline) candles(isin feed.ISIN, r CandleRange, useStore bool) ([]aggregate.Candle, bool, error) {
 	inst, ok := p.agg.Instrument(isin)
 	if !ok {
-		return nil, ErrUnknownInstrument
+		return nil, true, ErrUnknownInstrument
 	}
 	current, ok := p.agg.CurrentMinute()
 	if !ok || !inst.HasPrice {
-		return []aggregate.Candle{}, nil
+		return []aggregate.Candle{}, true, nil
 	}
 	from, to := r.From, r.To
 	if r.Last > 0 {
@@ -76,20 +96,23 @@ func (p *Pipeline) Candles(isin feed.ISIN, r CandleRange) ([]aggregate.Candle, e
 	}
 	open := p.agg.OpenCandles(isin)
 	lists, ok := p.tailCandles(&inst, &gr, from, to, open)
-	if ok {
+	switch {
+	case ok:
 		p.tailServed.Add(1)
-	} else {
+	case !useStore:
+		return nil, false, nil
+	default:
 		p.storeServed.Add(1)
 		var err error
 		if lists, err = p.storeCandles(&inst, &gr, from, to, open); err != nil {
-			return nil, err
+			return nil, true, err
 		}
 	}
 	out := aggregate.FillGaps(gr, lists...)
 	if out == nil {
 		out = []aggregate.Candle{}
 	}
-	return out, nil
+	return out, true, nil
 }
 
 // storeCandles returns the candle lists for FillGaps from the store and the runs not

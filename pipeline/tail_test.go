@@ -457,6 +457,9 @@ func TestTailEqualsStore(t *testing.T) {
 						if err != werr || !reflect.DeepEqual(got, want) {
 							t.Fatalf("%s after record %d, %s %+v:\n got %v %+v\nwant %v %+v", s.name, i, isin, rng, err, got, werr, want)
 						}
+						if got, ok, err := s.p.CandlesNow(isin, rng); ok && (err != werr || !reflect.DeepEqual(got, want)) {
+							t.Fatalf("%s after record %d, %s %+v: CandlesNow\n got %v %+v\nwant %v %+v", s.name, i, isin, rng, err, got, werr, want)
+						}
 					}
 					queries++
 				}
@@ -644,5 +647,40 @@ func TestQueriesDuringWrites(t *testing.T) {
 			}
 			t.Logf("%d answers checked during the writes; %d from the tail, %d from the store", answers.Load(), p.tailServed.Load(), p.storeServed.Load())
 		})
+	}
+}
+
+// TestCandlesNow: CandlesNow answers from memory or not at all — not while a batch is
+// being applied (p.mu held), not when the store must be read.
+func TestCandlesNow(t *testing.T) {
+	for _, tail := range []int{0, -1} {
+		log, p := openWith(t, t.TempDir(), tail)
+		t0 := int64(1_700_000_000) * int64(time.Second)
+		t0 -= t0 % minute
+		msgs := []feed.Message{{TS: t0, Kind: feed.KindAdd, ISIN: isinA}}
+		for m := int64(0); m < 5; m++ {
+			msgs = append(msgs, feed.Message{TS: t0 + m*minute + int64(time.Second), Kind: feed.KindQuote, ISIN: isinA, Price: feed.Price(100 + m)})
+		}
+		if err := p.Append(msgs); err != nil {
+			t.Fatal(err)
+		}
+		want, err := p.Candles(isinA, CandleRange{Last: 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok, err := p.CandlesNow(isinA, CandleRange{Last: 30})
+		if ok != (tail == 0) || err != nil || ok && !reflect.DeepEqual(got, want) {
+			t.Errorf("tail=%d: CandlesNow %v %v %+v, Candles %+v", tail, ok, err, got, want)
+		}
+		if _, ok, err := p.CandlesNow(isinB, CandleRange{Last: 30}); !ok || err != ErrUnknownInstrument {
+			t.Errorf("tail=%d: unknown instrument: %v %v", tail, ok, err)
+		}
+		p.mu.Lock()
+		if _, ok, _ := p.CandlesNow(isinA, CandleRange{Last: 30}); ok {
+			t.Errorf("tail=%d: CandlesNow answered while p.mu was held", tail)
+		}
+		p.mu.Unlock()
+		p.Close()
+		log.Close()
 	}
 }

@@ -425,7 +425,7 @@ func (b *bench) steady(ctx context.Context, col int, w workload) error {
 	if ing.Exited() {
 		return fmt.Errorf("ingest exited during the steady-state run (see %s)", ing.LogPath())
 	}
-	rss, err := anonRSS(ing.Pid())
+	rss, err := proc.AnonRSS(ing.Pid())
 	if err != nil {
 		return err
 	}

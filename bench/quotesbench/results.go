@@ -3,10 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -74,22 +72,3 @@ func jsonPath(txt string) string {
 func mibF(b int64) float64         { return float64(b) / (1 << 20) }
 func msF(d time.Duration) float64  { return float64(d) / float64(time.Millisecond) }
 func secF(d time.Duration) float64 { return d.Seconds() }
-
-// anonRSS returns the anonymous resident memory of pid (RssAnon in /proc/pid/status), in
-// bytes: the process's own memory, without the file pages Badger maps.
-func anonRSS(pid int) (int64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, fmt.Errorf("read status of %d: %w", pid, err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
-			var kb int64
-			if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb); err != nil {
-				return 0, fmt.Errorf("parse RssAnon %q: %w", v, err)
-			}
-			return kb << 10, nil
-		}
-	}
-	return 0, fmt.Errorf("no RssAnon for %d: %w", pid, syscall.ENOENT)
-}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"os"
 	"testing"
 )
 
@@ -32,15 +31,5 @@ func TestResultsJSON(t *testing.T) {
 	}
 	if p := jsonPath("bench/results/latest.txt"); p != "bench/results/latest.json" {
 		t.Errorf("jsonPath = %s", p)
-	}
-}
-
-func TestAnonRSS(t *testing.T) {
-	rss, err := anonRSS(os.Getpid())
-	if err != nil {
-		t.Skip("no /proc:", err)
-	}
-	if rss <= 0 {
-		t.Errorf("RssAnon of this process = %d", rss)
 	}
 }

@@ -4,7 +4,7 @@
 // included), and kills all at once on the way out, on success, failure or Ctrl-C.
 //
 // It also holds the small helpers such harnesses share: Tail of a log, FreePort, Get of an
-// HTTP endpoint, Sleep and WaitFor.
+// HTTP endpoint, Sleep and WaitFor, and AnonRSS of a process.
 package proc
 
 import (
@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -58,7 +59,8 @@ type Process struct {
 	done    chan struct{}
 	err     error         // exit error, set before done is closed
 	wall    time.Duration // start → exit, set before done is closed
-	maxRSS  int64         // bytes, from wait4's rusage, set before done is closed
+	rss     *rssMeter     // follows the peak RSS while the process runs
+	maxRSS  int64         // bytes, the meter's peak, set before done is closed
 }
 
 // Start runs s.Bin with s.Args, its stdout and stderr going to s.LogDir/s.Name.log.
@@ -95,6 +97,24 @@ func (g *Group) Start(s Spec) (*Process, error) {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", s.Name, err)
 	}
+	// Start returns only once the child's execve succeeded, so its status file already
+	// describes the child's own, fresh address space. The meter opens it before the
+	// waiter below can reap the child, so it cannot read a process that reused the pid.
+	p.rss = openRSSMeter(cmd.Process.Pid)
+	p.rss.sample()
+	exited := make(chan struct{})
+	go func() {
+		t := time.NewTicker(rssPollInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				p.rss.sample()
+			case <-exited:
+				return
+			}
+		}
+	}()
 	g.mu.Lock()
 	if g.live == nil {
 		g.live = map[*Process]struct{}{}
@@ -104,9 +124,8 @@ func (g *Group) Start(s Spec) (*Process, error) {
 	go func() {
 		p.err = cmd.Wait()
 		p.wall = time.Since(p.started)
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			p.maxRSS = ru.Maxrss * 1024 // kilobytes on Linux
-		}
+		close(exited)
+		p.maxRSS = p.rss.close()
 		f.Close()
 		g.mu.Lock()
 		delete(g.live, p)
@@ -176,8 +195,22 @@ func (p *Process) Wall() time.Duration {
 	return p.wall
 }
 
-// MaxRSS is the peak resident set size in bytes (wait4's rusage, which covers the process
-// and those of its descendants it waited for); 0 while the process runs.
+// MaxRSS is the peak resident set size of the process itself in bytes (VmHWM in
+// /proc/PID/status, its descendants not included); 0 while the process runs.
+//
+// It is polled, at Start, every rssPollInterval while the process runs, and whenever the
+// harness signals it (Signal, so Kill, Stop and KillAll too), because the figure is gone
+// once the process has exited: it is exact for a process the harness kills (SIGKILL), and
+// misses at most the last interval of one that exits by itself (after Stop's SIGTERM too).
+// A process that exits before the first read, or where /proc cannot be read, has 0:
+// unknown, rather than a number that is not its own.
+//
+// It is not wait4's ru_maxrss, which is wrong here: os/exec starts a child with
+// clone(CLONE_VM|CLONE_VFORK), so until execve the child runs on the parent's address
+// space, and execve folds that old mm's high-water RSS, the parent's, into the child's
+// signal->maxrss. Every child would report at least the harness's own peak when it started
+// the child (a /bin/true started by a harness that had touched 300 MiB reports 303 MiB).
+// VmHWM is the high-water mark of the mm the child got at execve, which starts empty.
 func (p *Process) MaxRSS() int64 {
 	if !p.Exited() {
 		return 0
@@ -208,8 +241,12 @@ func (p *Process) Wait(ctx context.Context) error {
 	return nil
 }
 
-// Signal sends sig to the process group.
+// Signal sends sig to the process group. It first reads the process's peak RSS, which a
+// signal may be the last chance to read (see MaxRSS).
 func (p *Process) Signal(sig syscall.Signal) {
+	if p.rss != nil {
+		p.rss.sample()
+	}
 	if p.cmd.Process != nil {
 		_ = syscall.Kill(-p.cmd.Process.Pid, sig)
 	}
@@ -237,6 +274,93 @@ func (p *Process) Stop(grace time.Duration) error {
 		p.Kill()
 		return fmt.Errorf("%s did not stop within %v after SIGTERM: killed", p.name, grace)
 	}
+}
+
+// rssPollInterval is how often a running process's peak RSS is read.
+const rssPollInterval = 100 * time.Millisecond
+
+// rssMeter follows the peak RSS of one process: the largest VmHWM read from its
+// /proc/PID/status, which stays open from Start until the process is reaped. An open
+// /proc/PID file belongs to the process, not to the number: once the process is reaped,
+// reads fail (ESRCH) even if the pid is reused. A zombie's status has no VmHWM at all, its
+// memory released at exit.
+type rssMeter struct {
+	mu   sync.Mutex
+	f    *os.File // nil if it could not be opened, or once closed
+	buf  []byte
+	peak int64 // bytes
+}
+
+func openRSSMeter(pid int) *rssMeter {
+	f, err := os.Open(statusPath(pid))
+	if err != nil {
+		return &rssMeter{} // no /proc: MaxRSS is 0, unknown
+	}
+	return &rssMeter{f: f, buf: make([]byte, 8<<10)}
+}
+
+// sample reads VmHWM once and keeps it if it is the largest yet; it ignores a failed read
+// (the process has exited).
+func (m *rssMeter) sample() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.f == nil {
+		return
+	}
+	n, err := m.f.ReadAt(m.buf, 0)
+	if n == 0 && err != nil {
+		return
+	}
+	if v, err := statusBytes(m.buf[:n], "VmHWM"); err == nil && v > m.peak {
+		m.peak = v
+	}
+}
+
+// close closes the status file and returns the peak.
+func (m *rssMeter) close() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.f != nil {
+		m.f.Close()
+		m.f = nil
+	}
+	return m.peak
+}
+
+func statusPath(pid int) string { return "/proc/" + strconv.Itoa(pid) + "/status" }
+
+// statusBytes returns the field key of a /proc/PID/status (a size in kB) in bytes.
+func statusBytes(status []byte, key string) (int64, error) {
+	for line := range bytes.Lines(status) {
+		v, ok := bytes.CutPrefix(line, []byte(key+":"))
+		if !ok {
+			continue
+		}
+		num, ok := bytes.CutSuffix(bytes.TrimSpace(v), []byte(" kB"))
+		if !ok {
+			return 0, fmt.Errorf("parse %s %q: not in kB", key, bytes.TrimSpace(v))
+		}
+		kb, err := strconv.ParseInt(string(bytes.TrimSpace(num)), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("parse %s: %w", key, err)
+		}
+		return kb << 10, nil
+	}
+	return 0, fmt.Errorf("no %s: %w", key, syscall.ENOENT)
+}
+
+// AnonRSS returns the anonymous resident memory of pid (RssAnon in /proc/PID/status) in
+// bytes: the process's own memory, without the file pages it maps (Badger's WAL files).
+func AnonRSS(pid int) (int64, error) {
+	status, err := os.ReadFile(statusPath(pid))
+	if err != nil {
+		return 0, fmt.Errorf("read status of %d: %w", pid, err)
+	}
+	v, err := statusBytes(status, "RssAnon")
+	if err != nil {
+		return 0, fmt.Errorf("status of %d: %w", pid, err)
+	}
+	return v, nil
 }
 
 // lockedBuffer is a bytes.Buffer safe to write from the exec copier and read meanwhile.

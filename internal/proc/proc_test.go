@@ -31,7 +31,22 @@ func sh(t *testing.T, g *Group, dir, name, script string) *Process {
 	return p
 }
 
+// childAllocEnv makes the test binary, re-executed by TestMaxRSSIsTheChilds, a child that
+// maps and touches this many MiB, holds them a few poll intervals, and exits.
+const childAllocEnv = "PROC_TEST_CHILD_ALLOC_MIB"
+
 func TestMain(m *testing.M) {
+	if v := os.Getenv(childAllocEnv); v != "" {
+		mib, err := strconv.Atoi(v)
+		if err != nil {
+			os.Exit(2)
+		}
+		if _, err := touched(mib); err != nil {
+			os.Exit(2)
+		}
+		time.Sleep(300 * time.Millisecond) // three poll intervals
+		os.Exit(0)
+	}
 	if _, err := os.Stat("/bin/sh"); err != nil {
 		os.Exit(0) // nothing to start
 	}
@@ -68,7 +83,8 @@ func TestWaitExitCode(t *testing.T) {
 	if err := ok.Wait(context.Background()); err != nil {
 		t.Fatalf("exit 0: %v", err)
 	}
-	if !ok.Exited() || ok.Err() != nil || ok.Wall() <= 0 || ok.MaxRSS() <= 0 {
+	// MaxRSS may be 0 here: sh can exit before its RSS is first read.
+	if !ok.Exited() || ok.Err() != nil || ok.Wall() <= 0 || ok.MaxRSS() < 0 {
 		t.Errorf("after exit 0: exited %v, err %v, wall %v, maxRSS %d", ok.Exited(), ok.Err(), ok.Wall(), ok.MaxRSS())
 	}
 	if got, want := Tail(ok.LogPath(), 1000), "$ /bin/sh -c echo hello\nhello\n"; got != want {
@@ -102,6 +118,10 @@ func TestWaitContextKills(t *testing.T) {
 	}
 	if !p.Exited() || signaled(p.Err()) != syscall.SIGKILL {
 		t.Errorf("after Wait's ctx ended: exited %v, err %v, want killed", p.Exited(), p.Err())
+	}
+	// Read when it was killed, if not before: a live process has some memory resident.
+	if p.MaxRSS() <= 0 {
+		t.Errorf("MaxRSS of a killed sleep = %d", p.MaxRSS())
 	}
 }
 
@@ -320,4 +340,89 @@ func TestSleepWaitFor(t *testing.T) {
 	if err := WaitFor(cancelled, time.Minute, time.Millisecond, "never", func() bool { return false }); !errors.Is(err, context.Canceled) {
 		t.Errorf("WaitFor cancelled = %v", err)
 	}
+}
+
+// touched maps mib MiB of anonymous memory and writes every page, so that all of it is
+// resident; release unmaps it. Mapped rather than allocated, so that neither the garbage
+// collector nor the race detector's shadow memory gets in the way of the figure.
+func touched(mib int) (release func(), err error) {
+	b, err := syscall.Mmap(-1, 0, mib<<20, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON)
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; i < len(b); i += os.Getpagesize() {
+		b[i] = 1
+	}
+	return func() { syscall.Munmap(b) }, nil
+}
+
+// TestMaxRSSIsTheChilds: a child's peak RSS is its own, not the harness's. The child
+// inherits nothing from the parent's high-water mark, however large that is (rusage's
+// ru_maxrss would report the parent's 400 MiB: see Process.MaxRSS).
+func TestMaxRSSIsTheChilds(t *testing.T) {
+	const parentMiB, childMiB = 400, 64
+	self, err := os.Executable()
+	if err != nil {
+		t.Skip("no executable to re-run:", err)
+	}
+	release, err := touched(parentMiB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if hwm, err := selfHWM(); err != nil || hwm < parentMiB<<20 {
+		t.Fatalf("this process's VmHWM after touching %d MiB: %d (%v)", parentMiB, hwm, err)
+	}
+	var g Group
+	p, err := g.Start(Spec{Name: "alloc", LogDir: t.TempDir(), Bin: self, Args: []string{"-test.run=^$"},
+		Env: []string{childAllocEnv + "=" + strconv.Itoa(childMiB)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("child's MaxRSS %.1f MiB", float64(p.MaxRSS())/(1<<20))
+	if got := p.MaxRSS(); got < childMiB<<20 || got >= parentMiB*3/4<<20 {
+		t.Errorf("MaxRSS of a child that touched %d MiB, started by a parent that touched %d MiB: %.1f MiB, want >= %d MiB and < %d MiB",
+			childMiB, parentMiB, float64(got)/(1<<20), childMiB, parentMiB*3/4)
+	}
+}
+
+func TestStatusBytes(t *testing.T) {
+	status := []byte("Name:\tquotes\nVmPeak:\t  2097152 kB\nVmHWM:\t   60352 kB\nRssAnon:\t 1024 kB\nThreads:\t7\n")
+	for key, want := range map[string]int64{"VmHWM": 60352 << 10, "RssAnon": 1 << 20, "VmPeak": 2 << 30} {
+		if got, err := statusBytes(status, key); err != nil || got != want {
+			t.Errorf("%s = %d, %v; want %d", key, got, err, want)
+		}
+	}
+	if _, err := statusBytes(status, "VmRSS"); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("a missing field: %v, want ENOENT", err)
+	}
+	if _, err := statusBytes(status, "Threads"); err == nil {
+		t.Error("a field not in kB: no error")
+	}
+	if _, err := statusBytes([]byte("VmHWM:\tmany kB\n"), "VmHWM"); !errors.Is(err, strconv.ErrSyntax) {
+		t.Errorf("a field not a number: %v, want strconv.ErrSyntax", err)
+	}
+
+	rss, err := AnonRSS(os.Getpid())
+	if err != nil {
+		t.Fatalf("AnonRSS of this process: %v", err)
+	}
+	if rss <= 0 {
+		t.Errorf("AnonRSS of this process = %d", rss)
+	}
+	if _, err := AnonRSS(-1); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("AnonRSS of no process: %v, want not exist", err)
+	}
+}
+
+// selfHWM is this process's VmHWM in bytes.
+func selfHWM() (int64, error) {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	return statusBytes(status, "VmHWM")
 }

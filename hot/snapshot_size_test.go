@@ -37,8 +37,13 @@ func specWindows(n, points int) *Detector {
 
 // BenchmarkSnapshotSize reports the size of the snapshot of the spec load: 50,000
 // instruments × 330 points a second apart (a full 5m30s window each), ms times, 4-decimal
-// prices. Run with -benchtime=1x: building the detector takes a few seconds.
+// prices; and, for comparison, of the same state in format version 1. Run with
+// -benchtime=1x: building the detector takes a few seconds. The time per op is that of
+// WriteState.
 func BenchmarkSnapshotSize(b *testing.B) {
+	if testing.Short() {
+		b.Skip("long")
+	}
 	const n, points = 50_000, 330
 	d := specWindows(n, points)
 	var size int
@@ -50,8 +55,13 @@ func BenchmarkSnapshotSize(b *testing.B) {
 		}
 		size = int(c)
 	}
+	b.StopTimer()
+	v1 := len(appendStateV1(d, nil))
+	stored := float64(storedPoints(d))
 	b.ReportMetric(float64(size)/1e6, "MB-snapshot")
-	b.ReportMetric(float64(size)/float64(storedPoints(d)), "B/point")
+	b.ReportMetric(float64(size)/stored, "B/point")
+	b.ReportMetric(float64(v1)/1e6, "MB-snapshot-v1")
+	b.ReportMetric(float64(v1)/stored, "B/point-v1")
 }
 
 // storedPoints returns the number of points present in d's windows: the entries of its

@@ -238,7 +238,8 @@ func (d *eagerDetector) newEagerWindow() *eagerWindow {
 	return &eagerWindow{buf: make([]entry, 8), cur: -1}
 }
 
-// AppendState is the snapshot as the eager detector wrote it.
+// AppendState is the snapshot (format version 2) as the eager detector writes it: the
+// units are found by a check of every entry per candidate, independently of writeWindow.
 func (d *eagerDetector) AppendState(b []byte) []byte {
 	keys := make([]uint64, 0, len(d.windows))
 	for k := range d.windows {
@@ -257,16 +258,33 @@ func (d *eagerDetector) AppendState(b []byte) []byte {
 			flags |= flagHot
 		}
 		e.PutByte(flags)
+		all := func(f func(entry) bool) bool {
+			for i := 0; i < w.n; i++ {
+				if !f(w.at(i)) {
+					return false
+				}
+			}
+			return true
+		}
+		te, tu := 0, int64(1)
+		if all(func(en entry) bool { return en.ts%1_000_000 == 0 }) {
+			te, tu = 6, 1_000_000
+		}
+		pe, pu := 6, int64(1_000_000)
+		for !all(func(en entry) bool { return en.price%pu == 0 }) {
+			pe, pu = pe-1, pu/10
+		}
+		e.PutByte(byte(te<<4 | pe))
 		e.PutUvarint(uint64(w.n))
 		var prev entry
 		for i := 0; i < w.n; i++ {
 			en := w.at(i)
 			if i == 0 {
-				e.PutVarint(en.ts)
-				e.PutVarint(en.price)
+				e.PutVarint(en.ts / tu)
+				e.PutVarint(en.price / pu)
 			} else {
-				e.PutUvarint(uint64(en.ts - prev.ts))
-				e.PutVarint(en.price - prev.price)
+				e.PutUvarint(uint64(en.ts-prev.ts) / uint64(tu))
+				e.PutVarint((en.price - prev.price) / pu)
 			}
 			prev = en
 		}

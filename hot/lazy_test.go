@@ -42,6 +42,10 @@ func TestLazyPruneMatchesEager(t *testing.T) {
 			}
 			seq := uint64(1000)
 			events := 0
+			// The snapshot's units: even seeds quote whole milliseconds, and prices are
+			// multiples of 10^(seed%7) micro-units, except about one quote in 300 that
+			// keeps all its digits.
+			msTimes, priceUnit := seed%2 == 0, pow10[seed%7]
 			for step := 0; step < 30_000; step++ {
 				i := rng.IntN(incs) + 1
 				switch r := rng.IntN(100); {
@@ -76,11 +80,19 @@ func TestLazyPruneMatchesEager(t *testing.T) {
 					case k < 6: // same ts as the newest
 						ts = last[i]
 					}
+					exact := rng.IntN(300) == 0 // all digits, whatever the seed
+					if msTimes && !exact {
+						ts -= ts % int64(time.Millisecond)
+					}
 					clock = max(clock, ts)
 					last[i] = max(last[i], ts)
 					price[i] += rng.Int64N(price[i]/8) - price[i]/16
 					if price[i] <= 0 {
 						price[i] = 1
+					}
+					p := price[i]
+					if !exact {
+						p = max(p/priceUnit*priceUnit, priceUnit)
 					}
 					s := seq
 					if rng.IntN(50) == 0 {
@@ -91,8 +103,8 @@ func TestLazyPruneMatchesEager(t *testing.T) {
 					}
 					var isin feed.ISIN
 					copy(isin[:], fmt.Sprintf("XX%010d", i))
-					ev, ok := lazy.Observe(isin, gen[i], ts, s, feed.Price(price[i]))
-					eev, eok := eager.Observe(isin, gen[i], ts, s, feed.Price(price[i]))
+					ev, ok := lazy.Observe(isin, gen[i], ts, s, feed.Price(p))
+					eev, eok := eager.Observe(isin, gen[i], ts, s, feed.Price(p))
 					if ok != eok || ev != eev {
 						t.Fatalf("step %d: lazy %v %+v, eager %v %+v", step, ok, ev, eok, eev)
 					}

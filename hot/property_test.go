@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"math/big"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -333,38 +336,67 @@ func TestAgainstNaive(t *testing.T) {
 	}
 }
 
+// TestStateSnapshot: a detector restored from a snapshot taken at any point, of format
+// version 2 (AppendState) or 1 (appendStateV1, what checkpoints of the previous version
+// hold), continues exactly as the uninterrupted one. The streams have whole-ms, mixed and
+// any-ns times, and prices with and without trailing zeros, so the windows' units vary.
 func TestStateSnapshot(t *testing.T) {
-	s := genStream(99, 30, 8000)
-	full := New(s.opts)
-	want := run(full, s.ops)
-	wantState := full.AppendState(nil)
-	for _, k := range []int{0, 1, 777, len(s.ops) / 2, len(s.ops) - 1, len(s.ops)} {
-		t.Run(fmt.Sprint(k), func(t *testing.T) {
-			a := New(s.opts)
-			got := run(a, s.ops[:k])
-			snap := a.AppendState([]byte("prefix"))[len("prefix"):]
-			b := New(s.opts)
-			b.Observe(testISIN, 1<<60, t0, 1, 1) // state that the restore must replace
-			if err := b.RestoreState(snap); err != nil {
-				t.Fatal(err)
+	units := map[byte]int{}
+	for _, c := range []struct {
+		name string
+		s    stream
+	}{
+		{"millis", genStream(99, 30, 8000)},
+		{"mixed-rounded", quantized(genStream(100, 30, 8000), 100)},
+		{"nanos-rounded", quantized(genStream(101, 30, 8000), 101)},
+		{"millis-rounded", quantized(genStream(102, 30, 8000), 102)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := c.s
+			full := New(s.opts)
+			want := run(full, s.ops)
+			wantState := full.AppendState(nil)
+			for _, k := range []int{0, 1, 777, len(s.ops) / 2, len(s.ops) - 1, len(s.ops)} {
+				a := New(s.opts)
+				prefix := run(a, s.ops[:k])
+				snap := a.AppendState([]byte("prefix"))[len("prefix"):]
+				for u, n := range snapshotUnits(t, snap) {
+					units[u] += n
+				}
+				for _, in := range []struct {
+					version int
+					b       []byte
+				}{{2, snap}, {1, appendStateV1(a, nil)}} {
+					b := New(s.opts)
+					b.Observe(testISIN, 1<<60, t0, 1, 1) // state that the restore must replace
+					if err := b.RestoreState(in.b); err != nil {
+						t.Fatalf("ops %d, version %d: %v", k, in.version, err)
+					}
+					if again := b.AppendState(nil); !bytes.Equal(again, snap) {
+						t.Fatalf("ops %d, version %d: AppendState after RestoreState differs", k, in.version)
+					}
+					if b.Len() != a.Len() {
+						t.Fatalf("ops %d, version %d: Len %d after restore, want %d", k, in.version, b.Len(), a.Len())
+					}
+					got := append(slices.Clone(prefix), run(b, s.ops[k:])...)
+					compareEvents(t, got, s.events)
+					if len(got) != len(want) {
+						t.Fatalf("ops %d, version %d: %d events, uninterrupted %d", k, in.version, len(got), len(want))
+					}
+					if !bytes.Equal(b.AppendState(nil), wantState) {
+						t.Fatalf("ops %d, version %d: final state differs from the uninterrupted run", k, in.version)
+					}
+				}
 			}
-			if again := b.AppendState(nil); !bytes.Equal(again, snap) {
-				t.Fatalf("AppendState after RestoreState differs")
-			}
-			if b.Len() != a.Len() {
-				t.Fatalf("Len %d after restore, want %d", b.Len(), a.Len())
-			}
-			got = append(got, run(b, s.ops[k:])...)
-			compareEvents(t, got, s.events)
-			if len(got) != len(want) {
-				t.Fatalf("%d events, uninterrupted %d", len(got), len(want))
-			}
-			if !bytes.Equal(b.AppendState(nil), wantState) {
-				t.Fatalf("final state differs from the uninterrupted run")
-			}
+			t.Logf("snapshot of %d incarnations: %d bytes (version 1: %d)", full.Len(), len(wantState), len(appendStateV1(full, nil)))
 		})
 	}
-	t.Logf("snapshot of %d incarnations: %d bytes", full.Len(), len(wantState))
+	// Every time unit and the price units of the streams occur.
+	for _, u := range []byte{0x00, 0x02, 0x04, 0x06, 0x60, 0x62, 0x64, 0x66} {
+		if units[u] == 0 {
+			t.Errorf("no window with units %#x (%v)", u, units)
+		}
+	}
 }
 
 func TestRestoreStateErrors(t *testing.T) {
@@ -372,21 +404,60 @@ func TestRestoreStateErrors(t *testing.T) {
 	d.Observe(testISIN, 5, t0, 6, 100_000_000)
 	d.Observe(testISIN, 5, t0+int64(time.Second), 7, 120_000_000)
 	good := d.AppendState(nil)
-	bad := map[string][]byte{
-		"empty":      nil,
-		"version":    append([]byte{9}, good[1:]...),
-		"truncated":  good[:len(good)-1],
-		"trailing":   append(slices.Clone(good), 0),
-		"count":      {stateVersion, 0xff, 0xff, 0xff, 0x0f},
-		"no entries": {stateVersion, 1, 5, 6, 0, 0},
-		"flags":      {stateVersion, 1, 5, 6, 4, 1, 2, 2},
-		"price":      {stateVersion, 1, 5, 6, 0, 1, 2, 0},
-		"duplicate":  {stateVersion, 2, 5, 6, 0, 1, 2, 2, 5, 6, 0, 1, 2, 2},
+	const v1, v2 = stateVersion1, stateVersion
+	// wrap is a value in units of 10^6 whose product by 10^6 wraps around int64 to 448,384:
+	// a valid time or price if the product were not checked.
+	const wrap = (1<<64-1)/1_000_000 + 1
+	if w := int64(wrap); w*1_000_000 != 448_384 {
+		t.Fatal("wrap does not wrap")
 	}
-	for name, b := range bad {
+	bad := map[string]struct {
+		b    []byte
+		want string // in the error
+	}{
+		"empty":     {nil, "empty"},
+		"version":   {append([]byte{9}, good[1:]...), "version"},
+		"version 0": {append([]byte{0}, good[1:]...), "version"},
+		"truncated": {good[:len(good)-1], "truncated"},
+		"trailing":  {append(slices.Clone(good), 0), "trailing"},
+		// Version 2: per window incarnation, sequence, flags, units, count, entries.
+		"count":             {[]byte{v2, 0xff, 0xff, 0xff, 0x0f}, "window count"},
+		"no entries":        {[]byte{v2, 1, 5, 6, 0, 0x62, 0}, "entry count"},
+		"no units":          {[]byte{v2, 1, 0x85, 0x01, 6, 0}, "truncated"},
+		"flags":             {[]byte{v2, 1, 5, 6, 4, 0x62, 1, 2, 2}, "flags"},
+		"price":             {[]byte{v2, 1, 5, 6, 0, 0x62, 1, 2, 0}, "price 0"},
+		"duplicate":         {[]byte{v2, 2, 5, 6, 0, 0x62, 1, 2, 2, 5, 6, 0, 0x62, 1, 2, 2}, "twice"},
+		"units ts 1":        {[]byte{v2, 1, 5, 6, 0, 0x10, 1, 2, 2}, "units 0x10"},
+		"units ts 3":        {[]byte{v2, 1, 5, 6, 0, 0x32, 1, 2, 2}, "units 0x32"},
+		"units ts 9":        {[]byte{v2, 1, 5, 6, 0, 0x90, 1, 2, 2}, "units 0x90"},
+		"units price 7":     {[]byte{v2, 1, 5, 6, 0, 0x67, 1, 2, 2}, "units 0x67"},
+		"units price 15":    {[]byte{v2, 1, 5, 6, 0, 0x0f, 1, 2, 2}, "units 0xf"},
+		"units all":         {[]byte{v2, 1, 5, 6, 0, 0xff, 1, 2, 2}, "units 0xff"},
+		"units in 2nd":      {snapV2(snapWin{0x62, [][2]int64{{1, 1}}}, snapWin{0xa2, [][2]int64{{1, 1}}}), "units 0xa2"},
+		"ts wraps":          {snapV2(snapWin{0x60, [][2]int64{{wrap, 1}}}), "ns overflows"},
+		"ts wraps below":    {snapV2(snapWin{0x60, [][2]int64{{-wrap, 1}}}), "ns overflows"},
+		"ts too large":      {snapV2(snapWin{0x60, [][2]int64{{1<<63/1_000_000 + 1, 1}}}), "ns overflows"},
+		"ts delta wraps":    {snapV2(snapWin{0x60, [][2]int64{{0, 1}, {wrap, 0}}}), "ns overflows"},
+		"ts delta too far":  {snapV2(snapWin{0x60, [][2]int64{{1 << 42, 1}, {1<<63/1_000_000 - 1<<42 + 1, 0}}}), "ns overflows"},
+		"price wraps":       {snapV2(snapWin{0x06, [][2]int64{{0, wrap}}}), "× 1000000 overflows"},
+		"price wraps neg":   {snapV2(snapWin{0x06, [][2]int64{{0, -wrap}}}), "× 1000000 overflows"},
+		"price delta wraps": {snapV2(snapWin{0x06, [][2]int64{{0, 1}, {1, wrap - 1}}}), "× 1000000 overflows"},
+		"price too large":   {snapV2(snapWin{0x06, [][2]int64{{0, int64(feed.MaxPrice)/1_000_000 + 1}}}), "bad price"},
+		// Version 1 (no units), still read.
+		"v1 count":      {[]byte{v1, 0xff, 0xff, 0xff, 0x0f}, "window count"},
+		"v1 no entries": {[]byte{v1, 1, 5, 6, 0, 0}, "entry count"},
+		"v1 flags":      {[]byte{v1, 1, 5, 6, 4, 1, 2, 2}, "flags"},
+		"v1 price":      {[]byte{v1, 1, 5, 6, 0, 1, 2, 0}, "price 0"},
+		"v1 duplicate":  {[]byte{v1, 2, 5, 6, 0, 1, 2, 2, 5, 6, 0, 1, 2, 2}, "twice"},
+		"v1 ts delta":   {[]byte{v1, 1, 5, 6, 0, 2, 2, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0}, "ns overflows"},
+	}
+	for name, c := range bad {
 		before := d.AppendState(nil)
-		if err := d.RestoreState(b); !errors.Is(err, ErrCorruptState) || !errors.Is(err, encoding.ErrCorrupt) {
+		err := d.RestoreState(c.b)
+		if !errors.Is(err, ErrCorruptState) || !errors.Is(err, encoding.ErrCorrupt) {
 			t.Errorf("%s: err %v, want ErrCorruptState and encoding.ErrCorrupt", name, err)
+		} else if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err %v, want one about %q", name, err, c.want)
 		}
 		if !bytes.Equal(d.AppendState(nil), before) {
 			t.Errorf("%s: failed restore changed the state", name)
@@ -396,6 +467,48 @@ func TestRestoreStateErrors(t *testing.T) {
 	if err := d.RestoreState(empty); err != nil || d.Len() != 0 {
 		t.Errorf("restore of empty state: %v, Len %d", err, d.Len())
 	}
+	// The largest values that do not overflow restore.
+	for name, b := range map[string][]byte{
+		"ts":            snapV2(snapWin{0x60, [][2]int64{{math.MaxInt64 / 1_000_000, 1}}}),
+		"ts below":      snapV2(snapWin{0x60, [][2]int64{{math.MinInt64 / 1_000_000, 1}}}),
+		"ts delta":      snapV2(snapWin{0x60, [][2]int64{{0, 1}, {math.MaxInt64 / 1_000_000, 0}}}),
+		"price":         snapV2(snapWin{0x06, [][2]int64{{0, int64(feed.MaxPrice) / 1_000_000}}}),
+		"non-max units": snapV2(snapWin{0x02, [][2]int64{{3_000_000, 10_000}}}),
+	} {
+		if err := d.RestoreState(b); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// snapWin is a window of a hand-built version-2 snapshot: its units byte and entries as
+// (ts, price) in units, the first absolute, the others deltas (the ts delta a uvarint).
+type snapWin struct {
+	units byte
+	es    [][2]int64
+}
+
+// snapV2 returns a version-2 snapshot of ws, of incarnations 1, 2, …, not hot, sequence 1.
+func snapV2(ws ...snapWin) []byte {
+	e := encoding.Encbuf{}
+	e.PutByte(stateVersion)
+	e.PutUvarint(uint64(len(ws)))
+	for i, w := range ws {
+		e.PutUvarint(uint64(i + 1))
+		e.PutUvarint(1)
+		e.PutByte(0)
+		e.PutByte(w.units)
+		e.PutUvarint(uint64(len(w.es)))
+		for j, en := range w.es {
+			if j == 0 {
+				e.PutVarint(en[0])
+			} else {
+				e.PutUvarint(uint64(en[0]))
+			}
+			e.PutVarint(en[1])
+		}
+	}
+	return e.Get()
 }
 
 func FuzzRestoreState(f *testing.F) {
@@ -403,8 +516,19 @@ func FuzzRestoreState(f *testing.F) {
 	d := New(s.opts)
 	run(d, s.ops)
 	f.Add(d.AppendState(nil))
+	f.Add(appendStateV1(d, nil))
+	q := quantized(genStream(8, 4, 300), 8)
+	d = New(q.opts)
+	run(d, q.ops)
+	f.Add(d.AppendState(nil))
 	f.Add(New(DefaultOptions()).AppendState(nil))
-	f.Add([]byte{stateVersion, 1, 5, 6, 1, 3, 2, 2, 4, 2})
+	f.Add(specWindows(3, 20).AppendState(nil))
+	f.Add([]byte{stateVersion1, 1, 5, 6, 1, 3, 2, 2, 4, 2})
+	f.Add([]byte{stateVersion, 1, 5, 6, 1, 0x62, 3, 2, 2, 4, 2, 6, 1})
+	f.Add(snapV2(snapWin{0x60, [][2]int64{{math.MaxInt64 / 1_000_000, 1}}}, snapWin{0x06, [][2]int64{{0, 1}, {1, -1}}}))
+	if golden, err := os.ReadFile(filepath.Join("testdata", "state-v1.golden")); err == nil {
+		f.Add(golden)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d := New(DefaultOptions())
 		if err := d.RestoreState(b); err != nil {
@@ -420,6 +544,10 @@ func FuzzRestoreState(f *testing.F) {
 		}
 		if !bytes.Equal(e.AppendState(nil), snap) {
 			t.Fatalf("snapshot not stable")
+		}
+		// The same state in version 1 restores to the same.
+		if err := e.RestoreState(appendStateV1(d, nil)); err != nil || !bytes.Equal(e.AppendState(nil), snap) {
+			t.Fatalf("version-1 snapshot of the state: %v, or another state", err)
 		}
 		// The restored detector keeps working.
 		for i := range uint64(50) {

@@ -10,8 +10,22 @@ import (
 	"github.com/quotesdev/quotes/internal/encoding"
 )
 
-// stateVersion is the first byte of a snapshot; bump it when the format changes.
-const stateVersion = 1
+// stateVersion is the first byte of the snapshots AppendState writes; bump it when the
+// format changes. RestoreState also reads stateVersion1.
+const stateVersion = 2
+
+// stateVersion1 is the previous format: as version 2 without the units byte (every unit 1).
+const stateVersion1 = 1
+
+// maxPriceExp is the largest exponent of a window's price unit (10^6 micro-units, a whole
+// unit of price); tsExpMillis is the exponent of the millisecond time unit (10^6 ns).
+const (
+	maxPriceExp = 6
+	tsExpMillis = 6
+)
+
+// pow10 holds 10^k for k in 0..6: the units of a snapshot window.
+var pow10 = [...]int64{1, 10, 100, 1_000, 10_000, 100_000, 1_000_000}
 
 // flagHot marks a window whose last quote was hot in a snapshot.
 const flagHot = 1
@@ -25,10 +39,17 @@ var ErrCorruptState = encoding.NewCorruptSentinel("corrupt hot detector state")
 // ascending order). It does not contain the options: a snapshot can be restored into a
 // Detector with other options.
 //
-// Format: version byte; uvarint window count; per window: uvarint incarnation, uvarint last
-// sequence, flags byte (1 = hot), uvarint entry count (≥ 1), then entries oldest first:
-// the first as varint ts and varint price, the rest as uvarint ts delta and varint price
-// delta.
+// Format (version 2): version byte; uvarint window count; per window: uvarint incarnation,
+// uvarint last sequence, flags byte (1 = hot), units byte, uvarint entry count (≥ 1), then
+// entries oldest first: the first as varint ts/tu and varint price/pu, the rest as uvarint
+// ts delta/tu and varint price delta/pu. The units byte is 16·te + pe: the window's time
+// unit is tu = 10^te ns with te 6 (every entry time a whole millisecond) or 0, its price
+// unit pu = 10^pe micro-units with pe in 0..6 the largest dividing every entry price. So a
+// quote a second with 4-decimal prices, the partner's feed, takes 2 bytes of time delta
+// instead of 5 and a price delta 100 times smaller.
+//
+// RestoreState also reads version 1, written before: the same without the units byte (all
+// values in ns and micro-units).
 func (d *Detector) AppendState(b []byte) []byte {
 	w := appender{b: b}
 	_ = d.WriteState(&w) // appender never fails
@@ -47,7 +68,8 @@ func (a *appender) Write(p []byte) (int, error) {
 const stateFlush = 64 << 10
 
 // WriteState writes the snapshot of AppendState to w, in pieces of about 64 KiB, without
-// ever holding it whole: a checkpoint of 50,000 full windows is over 100 MB.
+// ever holding it whole: a checkpoint of 50,000 full windows of a quote a second is about
+// 70 MB (134 MB in version 1).
 func (d *Detector) WriteState(out io.Writer) error {
 	keys := d.index.keys(make([]uint64, 0, d.index.len()))
 	slices.Sort(keys)
@@ -82,16 +104,24 @@ func writeWindow[T word](e *encoding.Encbuf, out io.Writer, inc uint64, w *windo
 		flags |= flagHot
 	}
 	e.PutByte(flags)
+	te, pe := windowUnits(w, dm)
+	e.PutByte(te<<4 | pe)
 	e.PutUvarint(uint64(w.n - w.lh))
 	var prev entry
 	for i := w.lh; i < w.n; i++ {
 		en := w.entry(dm, i)
 		if i == w.lh {
-			e.PutVarint(en.ts)
-			e.PutVarint(en.price)
+			e.PutVarint(divPow10(en.ts, te))
+			e.PutVarint(divPow10(en.price, pe))
 		} else {
-			e.PutUvarint(uint64(en.ts - prev.ts))
-			e.PutVarint(en.price - prev.price)
+			// The difference of two times in order fits a uint64, not always an int64; the
+			// quotient by 10^6 fits both.
+			dt := uint64(en.ts - prev.ts)
+			if te != 0 {
+				dt /= uint64(msNanos)
+			}
+			e.PutUvarint(dt)
+			e.PutVarint(divPow10(en.price-prev.price, pe))
 		}
 		prev = en
 		if e.Len() >= stateFlush {
@@ -104,6 +134,87 @@ func writeWindow[T word](e *encoding.Encbuf, out io.Writer, inc uint64, w *windo
 	return nil
 }
 
+// windowUnits returns the exponents of the units of w's present entries: te is
+// tsExpMillis when every entry time is a whole millisecond, else 0; pe is the largest k ≤
+// maxPriceExp such that 10^k divides every entry price. The differences of the entries are
+// then multiples of the units too.
+func windowUnits[T word](w *window[T], dm domain) (te, pe byte) {
+	// A compact window's times are whole milliseconds (see domain).
+	te, pe = tsExpMillis, maxPriceExp
+	checkTS := !dm.compact
+	for i := w.lh; i < w.n; i++ {
+		en := w.entry(dm, i)
+		if checkTS && en.ts%msNanos != 0 { // the exact remainder: 0 for negative multiples too
+			te, checkTS = 0, false
+		}
+		for pe > 0 && !multipleOfPow10(en.price, pe) {
+			pe--
+		}
+		if !checkTS && pe == 0 {
+			break
+		}
+	}
+	return te, pe
+}
+
+// multipleOfPow10 reports whether 10^e divides x, e in 1..6, by a constant modulus (a
+// multiplication, not a division instruction).
+func multipleOfPow10(x int64, e byte) bool {
+	switch e {
+	case 1:
+		return x%10 == 0
+	case 2:
+		return x%100 == 0
+	case 3:
+		return x%1_000 == 0
+	case 4:
+		return x%10_000 == 0
+	case 5:
+		return x%100_000 == 0
+	case 6:
+		return x%1_000_000 == 0
+	}
+	return true
+}
+
+// divPow10 returns x / 10^e, e in 0..6, by a constant divisor (a multiplication, not a
+// division instruction: WriteState divides every value of a snapshot).
+func divPow10(x int64, e byte) int64 {
+	switch e {
+	case 1:
+		return x / 10
+	case 2:
+		return x / 100
+	case 3:
+		return x / 1_000
+	case 4:
+		return x / 10_000
+	case 5:
+		return x / 100_000
+	case 6:
+		return x / 1_000_000
+	}
+	return x
+}
+
+// decodeUnits returns the time and price units of a version-2 units byte, and false when
+// an exponent is out of range.
+func decodeUnits(u byte) (tu, pu int64, ok bool) {
+	te, pe := u>>4, u&0x0f
+	if te != 0 && te != tsExpMillis || pe > maxPriceExp {
+		return 0, 0, false
+	}
+	return pow10[te], pow10[pe], true
+}
+
+// mulChecked returns a × unit and whether it did not overflow int64; unit > 0.
+func mulChecked(a, unit int64) (int64, bool) {
+	if a > math.MaxInt64/unit || a < math.MinInt64/unit {
+		return 0, false
+	}
+	return a * unit, true
+}
+
 // RestoreState replaces all state of d with the snapshot b written by AppendState. After
 // it, Observe continues exactly as the snapshotted detector would have. On error d is
 // unchanged.
@@ -112,8 +223,9 @@ func (d *Detector) RestoreState(b []byte) error {
 		return fmt.Errorf("restore hot state: empty snapshot: %w", ErrCorruptState)
 	}
 	r := encoding.NewDecbuf(b)
-	if v := r.Byte(); v != stateVersion {
-		return fmt.Errorf("restore hot state: unknown version %d: %w", v, ErrCorruptState)
+	version := r.Byte()
+	if version != stateVersion && version != stateVersion1 {
+		return fmt.Errorf("restore hot state: unknown version %d: %w", version, ErrCorruptState)
 	}
 	// Every window takes at least 4 bytes: reject absurd counts before allocating.
 	count := r.Count(4)
@@ -131,6 +243,10 @@ func (d *Detector) RestoreState(b []byte) error {
 		inc := r.Uvarint()
 		seq := r.Uvarint()
 		flags := r.Byte()
+		units := byte(0) // version 1: every unit 1
+		if version == stateVersion {
+			units = r.Byte()
+		}
 		n := r.Uvarint()
 		if err := r.Err(); err != nil {
 			return fmt.Errorf("restore hot state: truncated: %w: %w", ErrCorruptState, err)
@@ -141,6 +257,10 @@ func (d *Detector) RestoreState(b []byte) error {
 		if flags&^flagHot != 0 {
 			return fmt.Errorf("restore hot state: incarnation %d: bad flags %#x: %w", inc, flags, ErrCorruptState)
 		}
+		tu, pu, ok := decodeUnits(units)
+		if !ok {
+			return fmt.Errorf("restore hot state: incarnation %d: bad units %#x: %w", inc, units, ErrCorruptState)
+		}
 		// Every entry takes at least 2 bytes.
 		if n == 0 || n > uint64(r.Len())/2 || n > math.MaxInt32/2 {
 			return fmt.Errorf("restore hot state: incarnation %d: bad entry count: %w", inc, ErrCorruptState)
@@ -148,19 +268,45 @@ func (d *Detector) RestoreState(b []byte) error {
 		es = es[:0]
 		var prev entry
 		for i := range int(n) {
-			var e entry
+			// The first entry's values are absolute, the others' are differences from the
+			// previous entry (dt ≥ 0); all are in units of tu and pu.
+			var t, p int64
+			var dt uint64
 			if i == 0 {
-				e.ts, e.price = r.Varint(), r.Varint()
+				t, p = r.Varint(), r.Varint()
 			} else {
-				dt, dp := r.Uvarint(), r.Varint()
-				if dt > uint64(1<<63-1) || prev.ts > 1<<63-1-int64(dt) {
-					return fmt.Errorf("restore hot state: incarnation %d: ts overflow: %w", inc, ErrCorruptState)
-				}
-				e.ts, e.price = prev.ts+int64(dt), prev.price+dp
+				dt, p = r.Uvarint(), r.Varint()
 			}
 			if err := r.Err(); err != nil {
 				return fmt.Errorf("restore hot state: truncated: %w: %w", ErrCorruptState, err)
 			}
+			if i > 0 {
+				if dt > uint64(math.MaxInt64/tu) || prev.ts > math.MaxInt64-int64(dt)*tu {
+					return fmt.Errorf("restore hot state: incarnation %d: ts %d + %d × %d ns overflows: %w", inc, prev.ts, dt, tu, ErrCorruptState)
+				}
+				t = prev.ts + int64(dt)*tu
+			} else {
+				v, ok := mulChecked(t, tu)
+				if !ok {
+					return fmt.Errorf("restore hot state: incarnation %d: ts %d × %d ns overflows: %w", inc, t, tu, ErrCorruptState)
+				}
+				t = v
+			}
+			v, ok := mulChecked(p, pu)
+			if !ok {
+				what := "price"
+				if i > 0 {
+					what = "price delta"
+				}
+				return fmt.Errorf("restore hot state: incarnation %d: %s %d × %d overflows: %w", inc, what, p, pu, ErrCorruptState)
+			}
+			p = v
+			if i > 0 {
+				// prev.price is in (0, MaxPrice]: the sum can only overflow past MaxInt64,
+				// to a negative price, rejected below.
+				p += prev.price
+			}
+			e := entry{ts: t, price: p}
 			if e.price <= 0 || e.price > int64(feed.MaxPrice) {
 				return fmt.Errorf("restore hot state: incarnation %d: bad price %d: %w", inc, e.price, ErrCorruptState)
 			}
@@ -214,24 +360,32 @@ func restored[T word](dm domain, pbase int64, seq uint64, hot bool, es []entry) 
 	return w
 }
 
-// newestTime returns the largest entry time in the snapshot b, reading it without checks
-// (RestoreState checks); ok is false when there is none.
+// newestTime returns the largest entry time in the snapshot b (version 1 or 2), reading it
+// without checks (RestoreState checks); ok is false when there is none.
 func newestTime(b []byte) (int64, bool) {
 	r := encoding.NewDecbuf(b)
-	r.Byte()
+	version := r.Byte()
 	count := r.Uvarint()
 	newest, ok := int64(math.MinInt64), false
 	for c := uint64(0); c < count && r.Err() == nil; c++ {
 		r.Uvarint()
 		r.Uvarint()
 		r.Byte()
+		tu := int64(1)
+		if version == stateVersion {
+			u, _, valid := decodeUnits(r.Byte())
+			if !valid {
+				break
+			}
+			tu = u
+		}
 		n := r.Uvarint()
 		var ts int64
 		for i := uint64(0); i < n && r.Err() == nil; i++ {
 			if i == 0 {
-				ts = r.Varint()
+				ts = r.Varint() * tu
 			} else {
-				ts += int64(r.Uvarint())
+				ts += int64(r.Uvarint()) * tu
 			}
 			r.Varint()
 		}

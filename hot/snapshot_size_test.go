@@ -1,0 +1,89 @@
+package hot
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/quotesdev/quotes/feed"
+)
+
+// specWindows returns a detector holding n windows of points quotes each, one a second:
+// the spec load once the windows are full (5m30s of quotes a second). Times are whole
+// milliseconds (each instrument at its own phase) and prices have 4 decimals, as the
+// partner's feed; the prices walk by up to ±10 basis points a quote.
+func specWindows(n, points int) *Detector {
+	rng := rand.New(rand.NewPCG(330, uint64(n)))
+	d := New(DefaultOptions())
+	prices := make([]int64, n)
+	phases := make([]int64, n)
+	for i := range n {
+		prices[i] = (100 + rng.Int64N(1900)) * feed.PriceScale
+		phases[i] = rng.Int64N(1000) * int64(time.Millisecond)
+	}
+	var isin feed.ISIN
+	seq := uint64(0)
+	for k := range points {
+		for i := range n {
+			p := prices[i]
+			p += p / 10_000 * (rng.Int64N(21) - 10) / 100 * 100
+			prices[i] = max(p, 100)
+			seq++
+			d.Observe(isin, uint64(i)+1, t0+int64(k)*int64(time.Second)+phases[i], seq, feed.Price(prices[i]))
+		}
+	}
+	return d
+}
+
+// BenchmarkSnapshotSize reports the size of the snapshot of the spec load: 50,000
+// instruments × 330 points a second apart (a full 5m30s window each), ms times, 4-decimal
+// prices; and, for comparison, of the same state in format version 1. Run with
+// -benchtime=1x: building the detector takes a few seconds. The time per op is that of
+// WriteState.
+func BenchmarkSnapshotSize(b *testing.B) {
+	if testing.Short() {
+		b.Skip("long")
+	}
+	const n, points = 50_000, 330
+	d := specWindows(n, points)
+	var size int
+	b.ResetTimer()
+	for range b.N {
+		var c counter
+		if err := d.WriteState(&c); err != nil {
+			b.Fatal(err)
+		}
+		size = int(c)
+	}
+	b.StopTimer()
+	v1 := len(appendStateV1(d, nil))
+	stored := float64(storedPoints(d))
+	b.ReportMetric(float64(size)/1e6, "MB-snapshot")
+	b.ReportMetric(float64(size)/stored, "B/point")
+	b.ReportMetric(float64(v1)/1e6, "MB-snapshot-v1")
+	b.ReportMetric(float64(v1)/stored, "B/point-v1")
+}
+
+// storedPoints returns the number of points present in d's windows: the entries of its
+// snapshot.
+func storedPoints(d *Detector) int {
+	total := 0
+	for _, k := range d.index.keys(nil) {
+		s, _ := d.index.get(k)
+		if s&wideBit == 0 {
+			total += int(d.compact[s].n - d.compact[s].lh)
+		} else {
+			w := &d.wide[s&^wideBit]
+			total += int(w.n - w.lh)
+		}
+	}
+	return total
+}
+
+// counter is an io.Writer that counts the bytes written.
+type counter int64
+
+func (c *counter) Write(p []byte) (int, error) {
+	*c += counter(len(p))
+	return len(p), nil
+}

@@ -207,13 +207,13 @@ func (t *candleTail) put(c *aggregate.Candle, late bool, active func(feed.ISIN, 
 	m := c.Minute
 	if en.newest == math.MinInt64 || m > en.newest {
 		// Advance the window: the minutes after the old newest one had no quotes, and the
-		// slots they take over held minutes now out of the window.
-		lo := m - int64(t.n-1)*aggregate.MinuteNanos
-		if en.newest != math.MinInt64 && en.newest >= lo {
-			lo = en.newest + aggregate.MinuteNanos
-		}
-		for x := lo; x <= m; x += aggregate.MinuteNanos {
-			t.clearSlot(e, s, t.slotOf(x))
+		// slots they take over held minutes now out of the window. An entry without a
+		// newest minute has only empty slots (alloc and reset leave it so).
+		if en.newest != math.MinInt64 {
+			lo := max(m-int64(t.n-1)*aggregate.MinuteNanos, en.newest+aggregate.MinuteNanos)
+			for x := lo; x <= m; x += aggregate.MinuteNanos {
+				t.clearSlot(e, s, t.slotOf(x))
+			}
 		}
 		if en.newest == math.MinInt64 {
 			en.seqBase = c.OpenSeq

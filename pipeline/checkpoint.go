@@ -315,34 +315,36 @@ func deleteLegacyCheckpoint(db *badger.DB) error {
 
 // loadCheckpoint restores the last checkpoint, if any, and returns its sequence (0: none):
 // the file, or else one an older version kept in Badger.
-func (p *Pipeline) loadCheckpoint() (uint64, error) {
+func (p *Pipeline) loadCheckpoint() (uint64, []byte, error) {
 	legacySeq, legacyBlob, err := readLegacyCheckpoint(p.log.DB())
 	if err != nil {
-		return 0, fmt.Errorf("pipeline: read checkpoint: %w", err)
+		return 0, nil, fmt.Errorf("pipeline: read checkpoint: %w", err)
 	}
 	p.legacyCkpt = legacySeq != 0
 	data, err := os.ReadFile(filepath.Join(p.log.Dir(), CheckpointFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		if legacySeq == 0 {
-			return 0, nil
+			return 0, nil, nil
 		}
-		return legacySeq, p.restore(legacySeq, legacyBlob)
+		hotState, err := p.restore(legacySeq, legacyBlob)
+		return legacySeq, hotState, err
 	}
 	if err != nil {
-		return 0, fmt.Errorf("pipeline: read checkpoint: %w", err)
+		return 0, nil, fmt.Errorf("pipeline: read checkpoint: %w", err)
 	}
 	hdr, err := decodeFileHeader(data)
 	if err != nil {
-		return 0, fmt.Errorf("pipeline: read checkpoint %s: %w", CheckpointFile, err)
+		return 0, nil, fmt.Errorf("pipeline: read checkpoint %s: %w", CheckpointFile, err)
 	}
 	blob := data[ckptFileHeader:]
 	if uint64(len(blob)) != hdr.size || crc32.Checksum(blob, castagnoli) != hdr.crc {
-		return 0, fmt.Errorf("%w: checksum of checkpoint file at seq %d (%d state bytes, header says %d)", ErrCheckpointCorrupt, hdr.seq, len(blob), hdr.size)
+		return 0, nil, fmt.Errorf("%w: checksum of checkpoint file at seq %d (%d state bytes, header says %d)", ErrCheckpointCorrupt, hdr.seq, len(blob), hdr.size)
 	}
 	if hdr.seq == 0 {
-		return 0, fmt.Errorf("%w: checkpoint file at seq 0", ErrCheckpointCorrupt)
+		return 0, nil, fmt.Errorf("%w: checkpoint file at seq 0", ErrCheckpointCorrupt)
 	}
-	return hdr.seq, p.restore(hdr.seq, blob)
+	hotState, err := p.restore(hdr.seq, blob)
+	return hdr.seq, hotState, err
 }
 
 // readLegacyCheckpoint reads a checkpoint kept in Badger by an older version (seq 0: none).
@@ -385,16 +387,23 @@ func readLegacyCheckpoint(db *badger.DB) (seq uint64, blob []byte, err error) {
 	return seq, blob, err
 }
 
-func (p *Pipeline) restore(seq uint64, blob []byte) error {
+// restore restores the aggregator from the checkpoint state blob taken at seq and returns
+// the hot detector's part of it, for restoreHot.
+func (p *Pipeline) restore(seq uint64, blob []byte) ([]byte, error) {
 	d := encoding.NewDecbuf(blob)
 	aggState := d.UvarintBytes()
 	if err := d.Err(); err != nil {
-		return fmt.Errorf("%w: state lengths at seq %d: %w", ErrCheckpointCorrupt, seq, err)
+		return nil, fmt.Errorf("%w: state lengths at seq %d: %w", ErrCheckpointCorrupt, seq, err)
 	}
 	if err := p.agg.RestoreState(aggState); err != nil {
-		return fmt.Errorf("%w: aggregator state at seq %d: %w", ErrCheckpointCorrupt, seq, err)
+		return nil, fmt.Errorf("%w: aggregator state at seq %d: %w", ErrCheckpointCorrupt, seq, err)
 	}
-	if err := p.det.RestoreState(d.Get()); err != nil {
+	return d.Get(), nil
+}
+
+// restoreHot restores the hot detector from its part of the checkpoint taken at seq.
+func (p *Pipeline) restoreHot(seq uint64, hotState []byte) error {
+	if err := p.det.RestoreState(hotState); err != nil {
 		return fmt.Errorf("%w: hot state at seq %d: %w", ErrCheckpointCorrupt, seq, err)
 	}
 	return nil
@@ -407,7 +416,7 @@ func (p *Pipeline) recover() error {
 	if err != nil {
 		return err
 	}
-	seq, err := p.loadCheckpoint()
+	seq, hotState, err := p.loadCheckpoint()
 	if err != nil {
 		return err
 	}
@@ -425,11 +434,17 @@ func (p *Pipeline) recover() error {
 	}
 	n := 0
 	// Aggregation here, hot detection and store writes in a second goroutine: the two
-	// halves overlap as in Writer, which roughly halves restart time on two cores.
+	// halves overlap as in Writer, which roughly halves restart time on two cores. The
+	// hot detector's state (most of the checkpoint) is restored by that goroutine too,
+	// while the aggregation of the WAL after the checkpoint starts; only it uses the
+	// detector.
 	commits := make(chan *derived, 4)
 	commitErr := make(chan error, 1)
 	go func() {
 		var err error
+		if hotState != nil {
+			err = p.restoreHot(seq, hotState)
+		}
 		for d := range commits {
 			if err == nil {
 				err = p.commit(d)

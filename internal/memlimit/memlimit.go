@@ -9,12 +9,14 @@
 // What the budget has to hold (the spec workload, 50,000 instruments quoting every second):
 // the hot detector's windows, 8 bytes per quote of the last window + lateness (5m30s) ≈
 // 140 MiB with ring slack when full; the aggregator's incarnations and open candles
-// (~20 MiB); Badger's memtable being filled and the one being flushed (32 MiB each,
+// (~20 MiB); the pipeline's tail of closed candles for queries (~60 MiB: 30 minutes of
+// every instrument); Badger's memtable being filled and the one being flushed (32 MiB each,
 // wal.Options.MemTableSize, touched as they fill) and its table builders; its block cache
 // (16 MiB, wal.Options.BlockCacheSize); and a replay's batches in flight (8 per stage of
-// 32,768 messages, ~2 MiB each). DefaultBudget is about that: live ingest at the spec
-// load stays under it; a replay's live heap is a little above it, so its limit follows the
-// live heap + 25 % (measured: peak RSS of the spec replay 598 MiB at a 512 MiB budget,
+// 32,768 messages, ~2 MiB each). DefaultBudget is below that once the windows and
+// the tail are full (live ingest at the spec load settles above it, at 521 MiB of anonymous
+// RSS after 8m30s in make bench), and a replay's live heap is above it, so their limit
+// follows the live heap + 25 % (measured: peak RSS of the spec replay 598 MiB at a 512 MiB budget,
 // 530 MiB at 256 MiB, for 3 % more CPU). A larger instrument count or quote rate raises the
 // live heap, and the limit follows it.
 package memlimit

@@ -145,25 +145,13 @@ func NewHandler(opts Options) http.Handler {
 	h.bufs.New = func() any { b := make([]byte, 0, 8<<10); return &b }
 
 	h.handle(routeInstruments, h.timeout(http.HandlerFunc(h.instruments)))
-	// The candle routes answer at once what the backend has at hand (candlesNow), the rest
-	// under the request timeout.
-	h.handle(routeCandles, h.candlesNow(func(r *http.Request) (string, bool) { return r.PathValue("isin"), false },
-		h.timeout(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			h.candles(w, r, "isin", r.PathValue("isin"), false)
-		}))))
-	h.handle(routeLast30m, h.candlesNow(func(r *http.Request) (string, bool) { return r.PathValue("isin"), true },
-		h.timeout(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			h.candles(w, r, "isin", r.PathValue("isin"), true)
-		}))))
-	h.handle(routeCandlestick, h.candlesNow(func(r *http.Request) (string, bool) { return r.URL.Query().Get("isin"), false },
-		h.timeout(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			q := r.URL.Query()
-			if !q.Has("isin") {
-				writeError(w, http.StatusBadRequest, "missing parameter isin (an ISIN: 12 characters A-Z, 0-9)")
-				return
-			}
-			h.candles(w, r, "parameter isin", q.Get("isin"), false)
-		}))))
+	pathISIN := func(r *http.Request) (string, bool) { return r.PathValue("isin"), true }
+	h.handle(routeCandles, h.candleRoute("isin", pathISIN, false))
+	h.handle(routeLast30m, h.candleRoute("isin", pathISIN, true))
+	h.handle(routeCandlestick, h.candleRoute("parameter isin", func(r *http.Request) (string, bool) {
+		q := r.URL.Query()
+		return q.Get("isin"), q.Has("isin")
+	}, false))
 	hotJSON := h.timeout(http.HandlerFunc(h.hotJSON))
 	h.handle(routeHot, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if opts.Hot != nil {
@@ -244,59 +232,60 @@ func (h *handler) instruments(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, append(b, '\n'))
 }
 
-// candles serves the candles of isin (named by what in errors); last30m ignores the
-// parameters and serves the last 30 minutes.
-func (h *handler) candles(w http.ResponseWriter, r *http.Request, what, raw string, last30m bool) {
-	isin, ok := feed.ParseISIN(raw)
-	if !ok {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s %s: malformed ISIN, want 12 characters A-Z, 0-9", what, quoteInput(raw)))
-		return
-	}
-	rng := pipeline.CandleRange{Last: DefaultLast}
-	if !last30m {
-		var err error
-		if rng, err = parseCandleRange(r.URL.Query()); err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
+// candleRoute serves a candles route. isin gives the request's raw ISIN (false: the
+// parameter is missing), what names it in errors, and last30m fixes the range. A request
+// whose answer the backend has at hand (NowBackend.CandlesNow: from memory, without
+// waiting) is answered directly; any other — malformed, one the backend must wait or read
+// for, all of them when the backend cannot tell — under the request timeout. The answer is
+// the same either way; only the timeout, which needs a goroutine and a timer per request,
+// is left out where there is nothing to time out.
+func (h *handler) candleRoute(what string, isin func(*http.Request) (string, bool), last30m bool) http.Handler {
+	slow := h.timeout(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, ok := isin(r)
+		if !ok {
+			writeError(w, http.StatusBadRequest, "missing "+what+" (an ISIN: 12 characters A-Z, 0-9)")
 			return
 		}
-	}
-	cs, err := h.opts.Backend.Candles(r.Context(), isin, rng)
-	h.writeCandles(w, r, isin, cs, err)
-}
-
-// candlesNow serves a candles request whose answer the backend has at hand
-// (NowBackend.CandlesNow: from memory, without waiting) directly, and any other with next:
-// a malformed one, one the backend must wait or read for, all of them when the backend
-// cannot tell. The answer is the same either way; only the request timeout, which needs a
-// goroutine and a timer per request, is left out where there is nothing to time out. req
-// gives the raw ISIN and whether the route is last30m.
-func (h *handler) candlesNow(req func(*http.Request) (raw string, last30m bool), next http.Handler) http.Handler {
+		id, rng, msg := candleRequest(r, what, raw, last30m)
+		if msg != "" {
+			writeError(w, http.StatusBadRequest, msg)
+			return
+		}
+		cs, err := h.opts.Backend.Candles(r.Context(), id, rng)
+		h.writeCandles(w, r, id, cs, err)
+	}))
 	nb, ok := h.opts.Backend.(NowBackend)
 	if !ok {
-		return next
+		return slow
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		raw, last30m := req(r)
-		isin, ok := feed.ParseISIN(raw)
-		if !ok {
-			next.ServeHTTP(w, r)
-			return
-		}
-		rng := pipeline.CandleRange{Last: DefaultLast}
-		if !last30m {
-			var err error
-			if rng, err = parseCandleRange(r.URL.Query()); err != nil {
-				next.ServeHTTP(w, r)
-				return
+		if raw, ok := isin(r); ok {
+			if id, rng, msg := candleRequest(r, what, raw, last30m); msg == "" {
+				if cs, ok, err := nb.CandlesNow(id, rng); ok {
+					h.writeCandles(w, r, id, cs, err)
+					return
+				}
 			}
 		}
-		cs, ok, err := nb.CandlesNow(isin, rng)
-		if !ok {
-			next.ServeHTTP(w, r)
-			return
-		}
-		h.writeCandles(w, r, isin, cs, err)
+		slow.ServeHTTP(w, r)
 	})
+}
+
+// candleRequest parses the ISIN raw (named what in errors) and, unless last30m, the range
+// parameters of r; msg says what is wrong with a malformed request.
+func candleRequest(r *http.Request, what, raw string, last30m bool) (isin feed.ISIN, rng pipeline.CandleRange, msg string) {
+	isin, ok := feed.ParseISIN(raw)
+	if !ok {
+		return isin, rng, fmt.Sprintf("%s %s: malformed ISIN, want 12 characters A-Z, 0-9", what, quoteInput(raw))
+	}
+	if last30m {
+		return isin, pipeline.CandleRange{Last: DefaultLast}, ""
+	}
+	rng, err := parseCandleRange(r.URL.Query())
+	if err != nil {
+		return isin, rng, err.Error()
+	}
+	return isin, rng, ""
 }
 
 // writeCandles writes the answer to a candles request for isin.

@@ -521,28 +521,21 @@ func (p *Pipeline) Finish() error {
 // checkpoint is written after p.mu is released, as applyMessages does.
 func (p *Pipeline) Flush() error {
 	p.mu.Lock()
-	if p.ckptSeq == p.applied && p.ckptSeq != 0 && !p.legacyCkpt {
-		p.mu.Unlock()
-		return nil
-	}
-	d, err := p.derive(p.applied+1, nil, true)
+	d, err := p.checkpointRun()
 	p.mu.Unlock()
-	if err != nil {
+	if err != nil || d == nil {
 		return err
 	}
 	return p.commit(d)
 }
 
-// flushLocked commits a checkpoint when forced or due; p.mu must be held.
-func (p *Pipeline) flushLocked(force bool) error {
-	if force && p.ckptSeq == p.applied && p.ckptSeq != 0 && !p.legacyCkpt {
-		return nil
+// checkpointRun derives an empty run that carries a checkpoint, or returns nil when the
+// last checkpoint is of the current state already; p.mu must be held.
+func (p *Pipeline) checkpointRun() (*derived, error) {
+	if p.ckptSeq == p.applied && p.ckptSeq != 0 && !p.legacyCkpt {
+		return nil, nil
 	}
-	d, err := p.derive(p.applied+1, nil, force)
-	if err != nil {
-		return err
-	}
-	return p.commit(d)
+	return p.derive(p.applied+1, nil, true)
 }
 
 // Close flushes and checkpoints. It does not close the WAL.
@@ -553,7 +546,10 @@ func (p *Pipeline) Close() error {
 		return nil
 	}
 	p.closed = true
-	err := p.flushLocked(true)
+	d, err := p.checkpointRun()
+	if err == nil && d != nil {
+		err = p.commit(d)
+	}
 	p.eventsChanged.close()
 	p.outboxChanged.close()
 	// Let a background retention pass finish before the WAL closes; if the last checkpoint's

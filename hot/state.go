@@ -157,25 +157,9 @@ func windowUnits[T word](w *window[T], dm domain) (te, pe byte) {
 	return te, pe
 }
 
-// multipleOfPow10 reports whether 10^e divides x, e in 1..6, by a constant modulus (a
-// multiplication, not a division instruction).
-func multipleOfPow10(x int64, e byte) bool {
-	switch e {
-	case 1:
-		return x%10 == 0
-	case 2:
-		return x%100 == 0
-	case 3:
-		return x%1_000 == 0
-	case 4:
-		return x%10_000 == 0
-	case 5:
-		return x%100_000 == 0
-	case 6:
-		return x%1_000_000 == 0
-	}
-	return true
-}
+// multipleOfPow10 reports whether 10^e divides x, e in 0..6 (divPow10 truncates toward
+// zero, so the product gives x back exactly when the remainder is 0).
+func multipleOfPow10(x int64, e byte) bool { return divPow10(x, e)*pow10[e] == x }
 
 // divPow10 returns x / 10^e, e in 0..6, by a constant divisor (a multiplication, not a
 // division instruction: WriteState divides every value of a snapshot).

@@ -314,8 +314,9 @@ func deleteLegacyCheckpoint(db *badger.DB) error {
 	return wb.Flush()
 }
 
-// loadCheckpoint restores the last checkpoint, if any, and returns its sequence (0: none):
-// the file, or else one an older version kept in Badger.
+// loadCheckpoint restores the aggregator from the last checkpoint, if any, and returns its
+// sequence (0: none) and the hot detector's state, for restoreHot: the file, or else one
+// an older version kept in Badger.
 func (p *Pipeline) loadCheckpoint() (uint64, []byte, error) {
 	legacySeq, legacyBlob, err := readLegacyCheckpoint(p.log.DB())
 	if err != nil {
@@ -435,12 +436,10 @@ func (p *Pipeline) recover() error {
 	}
 	n := 0
 	// Aggregation here, hot detection and store writes in a second goroutine: the two
-	// halves overlap as in Writer, which roughly halves restart time on two cores. The
-	// hot detector's state (most of the checkpoint) is restored by that goroutine too,
-	// while the aggregation of the WAL after the checkpoint starts; only it uses the
-	// detector.
-	// Room for the runs aggregated while the hot state is restored (~0.6 s at the spec
-	// load, a few MB per run), so the aggregation does not wait for it.
+	// halves overlap as in Writer, which roughly halves restart time on two cores. That
+	// goroutine, the only user of the detector, first restores the hot state (most of the
+	// checkpoint, ~0.6 s at the spec load); the channel has room for the runs (a few MB
+	// each) aggregated meanwhile.
 	commits := make(chan *derived, 16)
 	commitErr := make(chan error, 1)
 	go func() {

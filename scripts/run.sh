@@ -20,6 +20,7 @@ cleanup() {
 trap "cleanup; exit 0" INT TERM
 trap cleanup EXIT
 
+since=$(date -u +%Y-%m-%dT%H:%M:%S) # quotes of this run are stamped after this
 "$bin" generate --listen "$feed_addr" --instruments "${QUOTES_RUN_INSTRUMENTS:-1000}" >"$dir/generate.log" 2>&1 &
 pids+=($!)
 "$bin" ingest --source "ws://$feed_addr" --data "$dir/data" --http "$http_addr" >"$dir/ingest.log" 2>&1 &
@@ -30,12 +31,18 @@ for _ in $(seq 1 100); do
   if ! kill -0 "${pids[1]}" 2>/dev/null; then echo "ingest exited; see $dir/ingest.log"; tail -5 "$dir/ingest.log"; exit 1; fi
   sleep 0.1
 done
+# The example ISIN: one quoted by this run (--data may keep instruments of earlier runs that
+# the snapshot guard did not delete), else the first listed.
 isin=""
 for _ in $(seq 1 50); do
-  isin=$(curl -fsS "http://$http_addr/instruments" 2>/dev/null | grep -o '"isin":"[A-Z0-9]\{12\}"' | head -1 | cut -d'"' -f4 || true)
+  list=$(curl -fsS "http://$http_addr/instruments" 2>/dev/null || true)
+  isin=$(grep -o '"isin":"[A-Z0-9]\{12\}"[^{}]*"priceTs":"[^"]*"' <<<"$list" |
+    sed -n 's/^"isin":"\([A-Z0-9]*\)".*"priceTs":"\([^"]*\)"$/\2 \1/p' |
+    awk -v s="$since" '$1 >= s { print $2; exit }' || true)
   [ -n "$isin" ] && break
   sleep 0.1
 done
+[ -n "$isin" ] || isin=$(grep -o '"isin":"[A-Z0-9]\{12\}"' <<<"$list" | head -1 | cut -d'"' -f4 || true)
 isin=${isin:-ISIN}
 
 cat <<MSG

@@ -146,3 +146,22 @@ func (p *Price) UnmarshalJSON(b []byte) error {
 	*p = v
 	return nil
 }
+
+// ArrivalResolution is the resolution of the arrival times a live ingest stamps (SPEC §2:
+// quotes carry no timestamp; the receiver stamps each message with its arrival time).
+// Milliseconds are the resolution of the partner's recordings, far below the jitter of an
+// arrival over a network, and what the compact forms downstream expect: the hot detector's
+// windows hold 8-byte points only for whole-millisecond times (16 bytes otherwise, which
+// doubled a live ingest's memory) and the WAL's time deltas are shorter.
+const ArrivalResolution = time.Millisecond
+
+// ArrivalTime returns t as an arrival time: Unix nanoseconds, rounded down to a whole
+// ArrivalResolution. Rounding down keeps every message in the minute it arrived in.
+func ArrivalTime(t time.Time) int64 {
+	ns := t.UnixNano()
+	r := ns % int64(ArrivalResolution)
+	if r < 0 {
+		r += int64(ArrivalResolution)
+	}
+	return ns - r
+}

@@ -312,3 +312,22 @@ func FuzzParsePrice(f *testing.F) {
 		}
 	})
 }
+
+func TestArrivalTime(t *testing.T) {
+	for _, tc := range []struct {
+		in   time.Time
+		want int64
+	}{
+		{time.Unix(0, 0), 0},
+		{time.Unix(1, 999_999), 1_000_000_000},
+		{time.Unix(1, 1_000_000), 1_001_000_000},
+		{time.Unix(1, 1_999_999), 1_001_000_000},
+		{time.Unix(0, -1), -1_000_000},
+		{time.Unix(0, -1_000_000), -1_000_000},
+		{time.Unix(0, -1_000_001), -2_000_000},
+	} {
+		if got := ArrivalTime(tc.in); got != tc.want {
+			t.Errorf("ArrivalTime(%d ns) = %d, want %d", tc.in.UnixNano(), got, tc.want)
+		}
+	}
+}

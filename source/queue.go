@@ -216,7 +216,7 @@ func (c *Client) settleSnapshot(ctx context.Context, s *stream, mark int64) time
 	c.withheldNow.Store(0)
 	sort.Slice(gone, func(i, j int) bool { return string(gone[i][:]) < string(gone[j][:]) })
 	for _, isin := range gone {
-		m := feed.Message{TS: now.UnixNano(), Kind: feed.KindDelete, ISIN: isin, Description: st.active[isin]}
+		m := feed.Message{TS: feed.ArrivalTime(now), Kind: feed.KindDelete, ISIN: isin, Description: st.active[isin]}
 		if err := c.q.push(ctx, m); err != nil {
 			return 0 // shutting down or reconnecting: the snapshot is abandoned
 		}

@@ -307,7 +307,7 @@ func TestSnapshotTruth(t *testing.T) {
 	}
 	got = h.waitMessages(8)
 	end := h.clk.Now()
-	want = feed.Message{TS: end.UnixNano(), Kind: feed.KindDelete, ISIN: isin(t, isinB), Description: "b"}
+	want = feed.Message{TS: feed.ArrivalTime(end), Kind: feed.KindDelete, ISIN: isin(t, isinB), Description: "b"}
 	if got[7] != want {
 		t.Fatalf("synthetic delete %+v, want %+v", got[7], want)
 	}
@@ -686,5 +686,28 @@ func TestLogIsRateLimited(t *testing.T) {
 	l.log(slog.LevelWarn, "reject")
 	if !strings.Contains(buf.String(), "suppressed=90") {
 		t.Fatalf("no suppressed count in:\n%s", buf.String())
+	}
+}
+
+// TestArrivalStampedInMilliseconds: a frame is stamped with the clock at its arrival,
+// rounded down to a whole millisecond (feed.ArrivalTime).
+func TestArrivalStampedInMilliseconds(t *testing.T) {
+	advanced := make(chan struct{})
+	quotes := func(ctx context.Context, conn *websocket.Conn, n int) {
+		select {
+		case <-advanced:
+		case <-ctx.Done():
+			return
+		}
+		if send(ctx, conn, quoteFrame(isinA, "1")) == nil {
+			idle(ctx, conn)
+		}
+	}
+	h := newHarness(t, nil, quotes, nil, true)
+	h.advance(1234567 * time.Nanosecond)
+	close(advanced)
+	got := h.waitMessages(1)
+	if want := epoch().Add(time.Millisecond).UnixNano(); got[0].TS != want {
+		t.Fatalf("arrival at epoch + 1.234567 ms stamped %v, want %v", got[0].Time(), time.Unix(0, want).UTC())
 	}
 }

@@ -394,7 +394,8 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, instruments
 	s.mu.Unlock()
 	defer s.handlers.Done()
 
-	c, err := websocket.Accept(w, r, nil)
+	hw := &holdingWriter{ResponseWriter: w}
+	c, err := websocket.Accept(hw, r, nil)
 	if err != nil {
 		s.log.Warn("simulator: websocket accept", "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
 		return
@@ -431,7 +432,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, instruments
 	// The snapshot goes first and does not count against the queue limit; events that
 	// happen meanwhile queue up behind it.
 	if snap != nil {
-		err = s.write(wctx, c, snap)
+		err = s.write(wctx, c, hw.conn, snap)
 	}
 	var spare []*batch
 	for err == nil {
@@ -441,14 +442,14 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, instruments
 			return
 		case <-s.done:
 			// The feed ended: send what is queued (bounded by drainTimeout), then close.
-			if _, err := s.send(wctx, c, sub, spare); err == nil {
+			if _, err := s.send(wctx, c, hw.conn, sub, spare); err == nil {
 				c.Close(websocket.StatusGoingAway, "feed ended")
 			}
 			return
 		case <-wctx.Done():
 			err = wctx.Err()
 		case <-sub.notify:
-			spare, err = s.send(wctx, c, sub, spare)
+			spare, err = s.send(wctx, c, hw.conn, sub, spare)
 			s.changed()
 		}
 	}
@@ -463,13 +464,13 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, instruments
 }
 
 // send writes every queued batch; it returns the emptied queue slice for reuse.
-func (s *Server) send(ctx context.Context, c *websocket.Conn, sub *subscriber, spare []*batch) ([]*batch, error) {
+func (s *Server) send(ctx context.Context, c *websocket.Conn, hc *heldConn, sub *subscriber, spare []*batch) ([]*batch, error) {
 	q, overflow := sub.take(spare)
 	if overflow {
 		return nil, errors.New("simulator: queue overflow")
 	}
 	for i, b := range q {
-		if err := s.write(ctx, c, b); err != nil {
+		if err := s.write(ctx, c, hc, b); err != nil {
 			return nil, err
 		}
 		sub.done(b.len())
@@ -478,12 +479,14 @@ func (s *Server) send(ctx context.Context, c *websocket.Conn, sub *subscriber, s
 	return q[:0], nil
 }
 
-// write sends the messages of b, one text frame each.
-func (s *Server) write(ctx context.Context, c *websocket.Conn, b *batch) error {
+// write sends the messages of b, one text frame each, gathered into few TCP writes (hc).
+func (s *Server) write(ctx context.Context, c *websocket.Conn, hc *heldConn, b *batch) error {
+	hc.hold()
 	for j := 0; j < b.len(); j++ {
 		if err := c.Write(ctx, websocket.MessageText, b.frame(j)); err != nil {
+			_ = hc.release() // the write error is the one to report
 			return fmt.Errorf("simulator: write: %w", err)
 		}
 	}
-	return nil
+	return hc.release()
 }

@@ -87,3 +87,36 @@ func (c *counter) Write(p []byte) (int, error) {
 	*c += counter(len(p))
 	return len(p), nil
 }
+
+// BenchmarkRestoreState measures RestoreState of the spec load's snapshot (see
+// BenchmarkSnapshotSize), the hot detector's part of a restart: "near" as a pipeline
+// restores it (RestoreStateNear, given the checkpoint's watermark), "scan" with the pass
+// that finds the newest quote. Run with -benchtime=1x or a few x.
+func BenchmarkRestoreState(b *testing.B) {
+	if testing.Short() {
+		b.Skip("long")
+	}
+	snap := specWindows(50_000, 330).AppendState(nil)
+	newest, _ := newestTime(snap)
+	for _, near := range []bool{true, false} {
+		name := "scan"
+		if near {
+			name = "near"
+		}
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(snap)))
+			for range b.N {
+				d := New(DefaultOptions())
+				var err error
+				if near {
+					err = d.RestoreStateNear(snap, newest)
+				} else {
+					err = d.RestoreState(snap)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

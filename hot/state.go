@@ -1,6 +1,7 @@
 package hot
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
@@ -203,6 +204,24 @@ func mulChecked(a, unit int64) (int64, bool) {
 // it, Observe continues exactly as the snapshotted detector would have. On error d is
 // unchanged.
 func (d *Detector) RestoreState(b []byte) error {
+	newest, ok := newestTime(b)
+	return d.restoreState(b, newest, ok)
+}
+
+// RestoreStateNear is RestoreState with the time base of the compact windows taken from
+// t, a time at or shortly after the snapshot's newest quote (the watermark of the
+// checkpoint the snapshot came with), instead of from a pass over the snapshot that finds
+// that quote (40 % of a restore). The base decides only which windows are compact, never
+// a result: a window whose points do not fit it is restored in the wide form.
+func (d *Detector) RestoreStateNear(b []byte, t int64) error {
+	if t == math.MinInt64 {
+		return d.RestoreState(b) // no time known
+	}
+	return d.restoreState(b, t, true)
+}
+
+// restoreState restores b with the compact time base near newest, if baseKnown.
+func (d *Detector) restoreState(b []byte, newest int64, baseKnown bool) error {
 	if len(b) == 0 {
 		return fmt.Errorf("restore hot state: empty snapshot: %w", ErrCorruptState)
 	}
@@ -219,8 +238,8 @@ func (d *Detector) RestoreState(b []byte) error {
 	// The compact windows' time base: the newest time in the snapshot (first pass), so
 	// that the recent points, which are most of them, fit.
 	nd := New(d.opts)
-	if t, ok := newestTime(b); ok {
-		nd.cdom.tbase, nd.baseSet = nd.cdom.key(t)*msNanos, true
+	if baseKnown {
+		nd.cdom.tbase, nd.baseSet = nd.cdom.key(newest)*msNanos, true
 	}
 	var es []entry
 	for range count {
@@ -249,8 +268,19 @@ func (d *Detector) RestoreState(b []byte) error {
 		if n == 0 || n > uint64(r.Len())/2 || n > math.MaxInt32/2 {
 			return fmt.Errorf("restore hot state: incarnation %d: bad entry count: %w", inc, ErrCorruptState)
 		}
+		if tu == msNanos && nd.baseSet {
+			// The partner's feed: straight into a compact window, if it fits.
+			if w, used, ok := decodeCompact(r.Get(), nd.cdom, int(n), pu, seq, flags&flagHot != 0); ok {
+				r.Bytes(used)
+				s := nd.allocCompact(inc)
+				nd.compact[s] = w
+				nd.index.put(inc, s)
+				continue
+			}
+		}
 		es = es[:0]
 		var prev entry
+		fits := nd.baseSet // every entry fits a compact window (checked as they come)
 		for i := range int(n) {
 			// The first entry's values are absolute, the others' are differences from the
 			// previous entry (dt ≥ 0); all are in units of tu and pu.
@@ -294,10 +324,15 @@ func (d *Detector) RestoreState(b []byte) error {
 			if e.price <= 0 || e.price > int64(feed.MaxPrice) {
 				return fmt.Errorf("restore hot state: incarnation %d: bad price %d: %w", inc, e.price, ErrCorruptState)
 			}
+			if fits {
+				_, ok := nd.cdom.pointKey(e.ts)
+				dp := e.price - es0Price(es, e)
+				fits = ok && dp == int64(int32(dp))
+			}
 			es = append(es, e)
 			prev = e
 		}
-		nd.restoreWindow(inc, seq, flags&flagHot != 0, es)
+		nd.restoreWindow(inc, seq, flags&flagHot != 0, es, fits)
 	}
 	if r.Len() != 0 {
 		return fmt.Errorf("restore hot state: %d trailing bytes: %w", r.Len(), ErrCorruptState)
@@ -306,17 +341,79 @@ func (d *Detector) RestoreState(b []byte) error {
 	return nil
 }
 
-// restoreWindow adds the window of incarnation inc holding es (oldest first), compact
-// when it fits.
-func (d *Detector) restoreWindow(inc, seq uint64, hot bool, es []entry) {
-	fits := d.baseSet
-	for _, e := range es {
-		_, ok := d.cdom.pointKey(e.ts)
-		if dp := e.price - es[0].price; !ok || dp != int64(int32(dp)) {
-			fits = false
-			break
-		}
+// decodeCompact decodes the n entries of a version-2 window with millisecond times at
+// the front of b straight into a compact window of domain dm (its base set) with price
+// unit pu, and returns the bytes used. ok is false when an entry is malformed or does not
+// fit a compact window: the caller then decodes the window the general way, which reports
+// the error or makes the window wide. It gives what the general way gives, without the
+// intermediate entries: a key is the previous one plus the time delta (both in ms).
+func decodeCompact(b []byte, dm domain, n int, pu int64, seq uint64, hot bool) (w window[int32], used int, ok bool) {
+	t, k1 := binary.Varint(b)
+	if k1 <= 0 {
+		return w, 0, false
 	}
+	p, k2 := binary.Varint(b[k1:])
+	if k2 <= 0 {
+		return w, 0, false
+	}
+	off := k1 + k2
+	ts, ok := mulChecked(t, msNanos)
+	if !ok {
+		return w, 0, false
+	}
+	key, ok := dm.pointKey(ts)
+	if !ok {
+		return w, 0, false
+	}
+	price, ok := mulChecked(p, pu)
+	if !ok || price <= 0 || price > int64(feed.MaxPrice) {
+		return w, 0, false
+	}
+	pbase, k := price, int64(key)
+	buf := make([]point[int32], max(n, 8))
+	for i := 1; i < n; i++ {
+		dt, k1 := binary.Uvarint(b[off:])
+		if k1 <= 0 || dt > math.MaxInt32 {
+			return w, 0, false
+		}
+		off += k1
+		dp, k2 := binary.Varint(b[off:])
+		// |dp| < 2^40 and pu ≤ 10^6: the product and the sum below cannot overflow.
+		if k2 <= 0 || dp >= 1<<40 || dp <= -1<<40 {
+			return w, 0, false
+		}
+		off += k2
+		k += int64(dt)
+		price += dp * pu
+		rel := price - pbase
+		if k > math.MaxInt32 || price <= 0 || price > int64(feed.MaxPrice) || rel != int64(int32(rel)) {
+			return w, 0, false
+		}
+		buf[i] = point[int32]{key: int32(k), price: int32(rel)}
+	}
+	// The newest time, tbase + k ms, must not overflow (the general way checks every time).
+	// |k| < 2^31, so k ms fits.
+	if _, ok := subChecked(dm.tbase, -k*msNanos); !ok {
+		return w, 0, false
+	}
+	buf[0] = point[int32]{key: key}
+	w = window[int32]{buf: buf, n: int32(n), cur: -1, lastSeq: seq, pbase: pbase, used: true, hot: hot}
+	w.setNext()
+	return w, off, true
+}
+
+// es0Price is the price of the first entry of a window being decoded into es, e when es
+// is empty: a compact window's price base.
+func es0Price(es []entry, e entry) int64 {
+	if len(es) == 0 {
+		return e.price
+	}
+	return es[0].price
+}
+
+// restoreWindow adds the window of incarnation inc holding es (oldest first), compact
+// when fits: every entry fits a compact window of d.
+func (d *Detector) restoreWindow(inc, seq uint64, hot bool, es []entry, fits bool) {
 	if fits {
 		s := d.allocCompact(inc)
 		d.compact[s] = restored[int32](d.cdom, es[0].price, seq, hot, es)

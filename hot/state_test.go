@@ -193,3 +193,48 @@ func TestSnapshotSize(t *testing.T) {
 		t.Fatal("restored state differs")
 	}
 }
+
+// TestDecodeCompact: the fast path of RestoreState decodes every window of the partner's
+// feed (ms times, 4-decimal prices) and gives the window the general decoding gives.
+func TestDecodeCompact(t *testing.T) {
+	snap := specWindows(500, 40).AppendState(nil)
+	newest, _ := newestTime(snap)
+	dm := domain{compact: true, tbase: newest - newest%msNanos}
+	r := encoding.NewDecbuf(snap)
+	r.Byte()
+	count := r.Uvarint()
+	for range count {
+		inc, seq, flags, units, n := r.Uvarint(), r.Uvarint(), r.Byte(), r.Byte(), int(r.Uvarint())
+		tu, pu, ok := decodeUnits(units)
+		if !ok || tu != msNanos {
+			t.Fatalf("incarnation %d: units %#x, want ms times", inc, units)
+		}
+		got, used, ok := decodeCompact(r.Get(), dm, n, pu, seq, flags&flagHot != 0)
+		if !ok {
+			t.Fatalf("incarnation %d: not decoded by the fast path", inc)
+		}
+		// The general way, written out: absolute first entry, then deltas.
+		start := r.Offset()
+		es := make([]entry, n)
+		for i := range es {
+			var e entry
+			if i == 0 {
+				e = entry{ts: r.Varint() * tu, price: r.Varint() * pu}
+			} else {
+				e = entry{ts: es[i-1].ts + int64(r.Uvarint())*tu, price: es[i-1].price + r.Varint()*pu}
+			}
+			es[i] = e
+		}
+		if err := r.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if r.Offset()-start != used {
+			t.Fatalf("incarnation %d: fast path used %d bytes, the window has %d", inc, used, r.Offset()-start)
+		}
+		want := restored[int32](dm, es[0].price, seq, flags&flagHot != 0, es)
+		if !slices.Equal(got.buf, want.buf) || got.n != want.n || got.next != want.next || got.pbase != want.pbase ||
+			got.lastSeq != want.lastSeq || got.hot != want.hot || got.cur != want.cur {
+			t.Fatalf("incarnation %d: fast path window %+v, want %+v", inc, got, want)
+		}
+	}
+}

@@ -404,8 +404,8 @@ func (p *Pipeline) restore(seq uint64, blob []byte) ([]byte, error) {
 }
 
 // restoreHot restores the hot detector from its part of the checkpoint taken at seq.
-func (p *Pipeline) restoreHot(seq uint64, hotState []byte) error {
-	if err := p.det.RestoreState(hotState); err != nil {
+func (p *Pipeline) restoreHot(seq uint64, watermark int64, hotState []byte) error {
+	if err := p.det.RestoreStateNear(hotState, watermark); err != nil {
 		return fmt.Errorf("%w: hot state at seq %d: %w", ErrCheckpointCorrupt, seq, err)
 	}
 	return nil
@@ -442,10 +442,11 @@ func (p *Pipeline) recover() error {
 	// each) aggregated meanwhile.
 	commits := make(chan *derived, 16)
 	commitErr := make(chan error, 1)
+	ckptWatermark := p.lastCkpt // every quote of the hot state is at or before it
 	go func() {
 		var err error
 		if hotState != nil {
-			err = p.restoreHot(seq, hotState)
+			err = p.restoreHot(seq, ckptWatermark, hotState)
 		}
 		for d := range commits {
 			if err == nil {

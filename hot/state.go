@@ -370,7 +370,7 @@ func decodeCompact(b []byte, dm domain, n int, pu int64, seq uint64, hot bool) (
 		return w, 0, false
 	}
 	pbase, k := price, int64(key)
-	buf := make([]point[int32], max(n, 8))
+	buf := make([]point[int32], grownCap(int32(n)))
 	for i := 1; i < n; i++ {
 		dt, k1 := binary.Uvarint(b[off:])
 		if k1 <= 0 || dt > math.MaxInt32 {
@@ -428,7 +428,7 @@ func (d *Detector) restoreWindow(inc, seq uint64, hot bool, es []entry, fits boo
 // restored returns a window holding es in domain dm with price base pbase; every entry
 // must fit.
 func restored[T word](dm domain, pbase int64, seq uint64, hot bool, es []entry) window[T] {
-	w := window[T]{buf: make([]point[T], max(len(es), 8)), n: int32(len(es)), cur: -1, lastSeq: seq, pbase: pbase, used: true, hot: hot}
+	w := window[T]{buf: make([]point[T], grownCap(int32(len(es)))), n: int32(len(es)), cur: -1, lastSeq: seq, pbase: pbase, used: true, hot: hot}
 	for i, e := range es {
 		k := e.ts
 		if dm.compact {

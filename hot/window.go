@@ -140,6 +140,11 @@ func (w *window[T]) resize(c int32) {
 	w.buf, w.head = nb, 0
 }
 
+// grownCap is the capacity a full window of n points grows to: 25 % more, as windows
+// settle at a stable size, so the slack stays small. A restored window gets it at once:
+// with the capacity of its points alone, every window would grow with its next quote.
+func grownCap(n int32) int32 { return n + n/4 + 8 }
+
 // setNext refreshes next after lh or the points around it changed.
 func (w *window[T]) setNext() {
 	if w.lh+1 < w.n {
@@ -156,8 +161,7 @@ func (w *window[T]) insert(p point[T]) {
 	if w.n == int32(len(w.buf)) {
 		w.drop()
 		if w.n == int32(len(w.buf)) {
-			// Grow by 25 %: windows settle at a stable size, so the slack stays small.
-			w.resize(w.n + w.n/4 + 8)
+			w.resize(grownCap(w.n))
 		}
 	}
 	pos := w.n

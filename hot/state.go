@@ -108,6 +108,9 @@ func writeWindow[T word](e *encoding.Encbuf, out io.Writer, inc uint64, w *windo
 	te, pe := windowUnits(w, dm)
 	e.PutByte(te<<4 | pe)
 	e.PutUvarint(uint64(w.n - w.lh))
+	if cw, ok := any(w).(*window[int32]); ok && dm.compact {
+		return writeCompactPoints(e, out, cw, dm, pe)
+	}
 	var prev entry
 	for i := w.lh; i < w.n; i++ {
 		en := w.entry(dm, i)
@@ -130,6 +133,37 @@ func writeWindow[T word](e *encoding.Encbuf, out io.Writer, inc uint64, w *windo
 				return fmt.Errorf("write hot state: %w", err)
 			}
 			e.Reset()
+		}
+	}
+	return nil
+}
+
+// writeCompactPoints writes the entries of compact window w as writeWindow does (time
+// unit 1 ms, price unit 10^pe), straight from its points: a compact key is a time in ms
+// since the domain's base (a whole ms), so the first time is base/1 ms + key and a time
+// delta is the key delta; a price delta is the delta of the points' prices.
+func writeCompactPoints(e *encoding.Encbuf, out io.Writer, w *window[int32], dm domain, pe byte) error {
+	start, n := w.idx(w.lh), int(w.n-w.lh)
+	segs := [2][]point[int32]{w.buf[start:min(int(start)+n, len(w.buf))]}
+	segs[1] = w.buf[:n-len(segs[0])]
+	first, prev := true, point[int32]{}
+	for _, seg := range segs {
+		for _, pt := range seg {
+			if first {
+				e.PutVarint(dm.tbase/msNanos + int64(pt.key))
+				e.PutVarint(divPow10(w.pbase+int64(pt.price), pe))
+				first = false
+			} else {
+				e.PutUvarint(uint64(int64(pt.key) - int64(prev.key)))
+				e.PutVarint(divPow10(int64(pt.price)-int64(prev.price), pe))
+			}
+			prev = pt
+			if e.Len() >= stateFlush {
+				if _, err := out.Write(e.Get()); err != nil {
+					return fmt.Errorf("write hot state: %w", err)
+				}
+				e.Reset()
+			}
 		}
 	}
 	return nil

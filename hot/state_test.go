@@ -238,3 +238,49 @@ func TestDecodeCompact(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteCompactPoints: the compact windows' fast path of WriteState writes what the
+// general path writes for the same entries (here: the window converted to the wide form).
+func TestWriteCompactPoints(t *testing.T) {
+	d := specWindows(300, 40)
+	// Some windows with pruned points and a wrapped ring.
+	for i := range 300 {
+		inc := uint64(i) + 1
+		s, _ := d.index.get(inc)
+		w := &d.compact[s]
+		if i%3 == 0 {
+			w.lh = min(w.n-1, int32(i%7))
+		}
+		if i%5 == 0 && w.n >= 3 {
+			// The same points on a ring that wraps: the oldest three at its end.
+			pts := make([]point[int32], w.n)
+			for j := range pts {
+				pts[j] = w.at(int32(j))
+			}
+			clear(w.buf)
+			w.head = int32(len(w.buf)) - 3
+			for j, pt := range pts {
+				w.buf[w.idx(int32(j))] = pt
+			}
+		}
+	}
+	for i := range 300 {
+		inc := uint64(i) + 1
+		s, _ := d.index.get(inc)
+		cw := &d.compact[s]
+		var wide window[int64]
+		if !convert(&wide, cw, d.cdom, d.wideDom, 0) {
+			t.Fatalf("incarnation %d: does not convert", inc)
+		}
+		var fast, general encoding.Encbuf
+		if err := writeWindow(&fast, nil, inc, cw, d.cdom); err != nil {
+			t.Fatal(err)
+		}
+		if err := writeWindow(&general, nil, inc, &wide, d.wideDom); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(fast.Get(), general.Get()) {
+			t.Fatalf("incarnation %d: fast path wrote\n%x\nthe general path\n%x", inc, fast.Get(), general.Get())
+		}
+	}
+}

@@ -291,6 +291,7 @@ type derived struct {
 	ops      []hotOp
 	closed   []aggregate.Candle
 	late     []aggregate.Candle
+	lateSeqs []uint64 // the record that produced each of late (store.Batch.LateSeqs)
 	outbox   []store.OutboxItem
 	aggState []byte // set when a checkpoint is due after this run
 	// inflight is set when the run is in Pipeline.inflight (Writer): its closed and late
@@ -344,14 +345,14 @@ func (p *Pipeline) newDerived(n int) *derived {
 // the store encodes what it writes).
 func (p *Pipeline) releaseDerived(d *derived) {
 	clear(d.outbox) // items hold strings
-	*d = derived{ops: d.ops[:0], closed: d.closed[:0], late: d.late[:0], outbox: d.outbox[:0]}
+	*d = derived{ops: d.ops[:0], closed: d.closed[:0], late: d.late[:0], lateSeqs: d.lateSeqs[:0], outbox: d.outbox[:0]}
 	// The batch that closes a minute carries a candle per instrument: do not keep such
 	// slices around in every recycled value.
 	if cap(d.closed) > maxRecycledItems {
 		d.closed = nil
 	}
 	if cap(d.late) > maxRecycledItems {
-		d.late = nil
+		d.late, d.lateSeqs = nil, nil
 	}
 	if cap(d.outbox) > maxRecycledItems {
 		d.outbox = nil
@@ -466,7 +467,7 @@ func (p *Pipeline) commit(d *derived) error {
 			p.det.Expire(op.ts)
 		}
 	}
-	b := store.Batch{Seq: d.last, Closed: d.closed, Late: d.late, Events: p.events, Outbox: d.outbox}
+	b := store.Batch{Seq: d.last, Closed: d.closed, Late: d.late, LateSeqs: d.lateSeqs, Events: p.events, Outbox: d.outbox}
 	if d.inflight {
 		// The candles leave inflight as they land in the store, under p.mu: a query sees
 		// them in exactly one of the two.
@@ -605,6 +606,7 @@ func (o *output) Late(c *aggregate.Candle) {
 	}
 	if p.cur > p.skipTo {
 		p.d.late = append(p.d.late, *c)
+		p.d.lateSeqs = append(p.d.lateSeqs, p.cur)
 		if p.d.outboxOn {
 			p.addOutbox(store.OutboxItem{Kind: store.OutboxLate, Candle: *c})
 		}

@@ -109,6 +109,11 @@ type Batch struct {
 	Closed []aggregate.Candle
 	// Late are corrections for already closed minutes: merged into the stored state.
 	Late []aggregate.Candle
+	// LateSeqs, if set, are the sequences of the records that produced each of Late
+	// (ascending). They let Apply merge a long run of corrections in several transactions
+	// (maxLatesPerTxn), each ending at a record and moving Applied() to it; without them
+	// all go in one, which Badger caps in size.
+	LateSeqs []uint64
 	// Events are hot events, keyed by their id (idempotent).
 	Events []hot.Event
 	// Outbox are the items for the other sinks (see ScanOutbox), keyed by (tag, idx):
@@ -127,14 +132,17 @@ func (b *Batch) Reset() {
 	b.Seq = 0
 	b.Closed = b.Closed[:0]
 	b.Late = b.Late[:0]
+	b.LateSeqs = b.LateSeqs[:0]
 	b.Events = b.Events[:0]
 	b.Outbox = b.Outbox[:0]
 }
 
 // Apply writes the batch. Closed candles, events and outbox items are idempotent puts and go
 // first, in as many write batches as their size needs; the late merges and the watermark
-// follow in one transaction, so a crash anywhere leaves Applied() at a point from which re-applying the
-// same derived items gives the same result.
+// follow in one transaction (or, given LateSeqs, in transactions of at most
+// maxLatesPerTxn merges, each moving the watermark to its last record), so a crash anywhere
+// leaves Applied() at a point from which re-applying the same derived items gives the same
+// result.
 func (s *Store) Apply(b *Batch) error {
 	if len(b.Closed) > 0 || len(b.Events) > 0 || len(b.Outbox) > 0 {
 		if len(b.Closed) > 0 {
@@ -167,9 +175,39 @@ func (s *Store) Apply(b *Batch) error {
 	if len(b.Late) > 0 {
 		s.lowerBound(minMinute(b.Late))
 	}
+	late, seqs := b.Late, b.LateSeqs
+	if len(seqs) == len(late) {
+		// Merges are not idempotent, so each transaction also moves Applied() to the last
+		// record whose corrections it holds: a crash in between re-applies exactly the
+		// records after it. (Everything else of the batch is written already, and writing
+		// it again is harmless.)
+		for len(late) > maxLatesPerTxn {
+			n := maxLatesPerTxn
+			for n > 0 && seqs[n-1] == seqs[n] {
+				n-- // a record's corrections stay together
+			}
+			if n == 0 {
+				break // one record with more: the single transaction below
+			}
+			if err := s.mergeLate(late[:n], seqs[n-1]); err != nil {
+				return err
+			}
+			late, seqs = late[n:], seqs[n:]
+		}
+	}
+	return s.mergeLate(late, b.Seq)
+}
+
+// maxLatesPerTxn is how many late corrections one transaction merges at most when their
+// records are known (Batch.LateSeqs): well within Badger's cap on a transaction (15 % of
+// wal.Options.MemTableSize) at ~120 bytes each.
+const maxLatesPerTxn = 8192
+
+// mergeLate merges late into the stored candles and sets Applied() to seq, atomically.
+func (s *Store) mergeLate(late []aggregate.Candle, seq uint64) error {
 	err := s.db.Update(func(txn *badger.Txn) error {
-		for i := range b.Late {
-			c := b.Late[i]
+		for i := range late {
+			c := late[i]
 			key := candleKey(c.Key)
 			item, err := txn.Get(key)
 			switch {
@@ -189,11 +227,11 @@ func (s *Store) Apply(b *Batch) error {
 			}
 		}
 		var v encoding.Encbuf
-		v.PutBE64(b.Seq)
+		v.PutBE64(seq)
 		return txn.Set(keyApplied, v.Get())
 	})
 	if err != nil {
-		return fmt.Errorf("store: apply batch up to seq %d: %w", b.Seq, err)
+		return fmt.Errorf("store: apply batch up to seq %d: %w", seq, err)
 	}
 	return nil
 }

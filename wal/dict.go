@@ -68,14 +68,45 @@ func (d *dict) id(isin *feed.ISIN) (uint32, bool) {
 	return id, true
 }
 
-// stage adds the ids assigned since the last stage to txn.
-func (d *dict) stage(txn *badger.Txn) error {
+// maxStagedIDs is how many new ids stage adds to a group's transaction at most: more
+// (the first group of a new log holds every instrument's) would not fit Badger's cap on a
+// transaction (15 % of wal.Options.MemTableSize, ~40 bytes an id), so they are written
+// ahead of it (persist).
+const maxStagedIDs = 1024
+
+// stage adds the ids assigned since the last stage to txn, when they are few; else it
+// writes them to db first, in write batches of their own, and stages nothing. An id
+// written without the blocks using it (a crash, or a failed transaction, in between) is
+// harmless: ids stay dense, and the ISIN keeps its id when it comes again.
+func (d *dict) stage(db *badger.DB, txn *badger.Txn) error {
+	if len(d.fresh) > maxStagedIDs {
+		return d.persist(db)
+	}
 	names := d.snapshot()
 	for _, id := range d.fresh {
 		isin := names[id]
 		if err := txn.Set(dictKey(id), isin[:]); err != nil {
 			return fmt.Errorf("wal: stage ISIN id %d: %w", id, err)
 		}
+	}
+	d.fresh = d.fresh[:0]
+	return nil
+}
+
+// persist writes the ids assigned since the last stage to db, in order (Badger applies
+// a write batch's transactions in order, so a crash leaves a dense prefix of them).
+func (d *dict) persist(db *badger.DB) error {
+	names := d.snapshot()
+	wb := db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, id := range d.fresh {
+		isin := names[id]
+		if err := wb.Set(dictKey(id), isin[:]); err != nil {
+			return fmt.Errorf("wal: write ISIN id %d: %w", id, err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("wal: write %d new ISIN ids: %w", len(d.fresh), err)
 	}
 	d.fresh = d.fresh[:0]
 	return nil

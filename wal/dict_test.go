@@ -142,3 +142,36 @@ func TestDictionaryDamage(t *testing.T) {
 		t.Fatalf("after repair and append: %d records", len(got))
 	}
 }
+
+// TestManyNewISINsInOneGroup: a group that brings more new ISINs than fit in one Badger
+// transaction with its blocks (the first group of a log at 100,000 instruments, over the
+// cap of the default 16 MiB memtable) is written, and the ids are there after a reopen.
+func TestManyNewISINsInOneGroup(t *testing.T) {
+	dir := t.TempDir()
+	l := openTest(t, DefaultOptions(dir))
+	var msgs []feed.Message
+	for n := uint64(0); n < 100_000; n++ {
+		msgs = append(msgs, testMsg(7, n))
+	}
+	if _, err := l.Append(msgs); err != nil {
+		t.Fatalf("append of %d new ISINs: %v", len(msgs), err)
+	}
+	ids := len(l.dict.snapshot())
+	if ids < 90_000 {
+		t.Fatalf("%d ids, want about 100,000 new ones", ids)
+	}
+	l.Close()
+	l = openTest(t, DefaultOptions(dir))
+	if got := len(l.dict.snapshot()); got != ids {
+		t.Fatalf("%d ids after reopen, want %d", got, ids)
+	}
+	got := readAll(t, l, 1)
+	if len(got) != len(msgs) {
+		t.Fatalf("read %d records, want %d", len(got), len(msgs))
+	}
+	for i := range got {
+		if got[i].ISIN != msgs[i].ISIN {
+			t.Fatalf("record %d: ISIN %s, want %s", i, got[i].ISIN, msgs[i].ISIN)
+		}
+	}
+}

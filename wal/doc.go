@@ -47,8 +47,9 @@
 // of the block (to 0 for the first), so out-of-order arrival times cost nothing special. Kind
 // is feed.Kind (1 ADD, 2 DELETE, 3 QUOTE) or KindTick (4); ticks carry a zero ISIN. Price is
 // feed.Price in micro-units. An ISIN is stored as its id in the log's dictionary (d/, dense
-// ids in order of first use, written in the transaction of the first block using them, never
-// removed; after 2^22 distinct ISINs new ones are stored raw). A quote takes about 9–11 bytes
+// ids in order of first use, written in the transaction of the first block using them, or
+// just before it when a group brings more than 1,024 new ones; never removed; after 2^22
+// distinct ISINs new ones are stored raw). A quote takes about 9–11 bytes
 // (22 in format 1): tag 1, TS delta 1–3, id 2–3, price 4. "cum max TS" is the largest TS of
 // all records written up to the end of this block: non-decreasing along the log, it makes
 // SeqAtTime an exact binary search although TS itself is not monotonic.

@@ -408,7 +408,7 @@ func (l *Log) commit(batch []*appendReq) {
 	}
 	flush()
 	if err == nil {
-		err = l.dict.stage(txn)
+		err = l.dict.stage(l.db, txn)
 	}
 	writes := nblocks > 0
 	for _, r := range batch {

@@ -1,0 +1,61 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/quotesdev/quotes/aggregate"
+	"github.com/quotesdev/quotes/feed"
+)
+
+// TestApplyManyLate: a batch of more late corrections than one Badger transaction can
+// hold merges them all when their records are known (LateSeqs), in transactions that end
+// at a record; without LateSeqs the single transaction is too big. The memtable is the
+// WAL's default (16 MiB), so the cap is 15 % of it.
+func TestApplyManyLate(t *testing.T) {
+	db, err := badger.Open(badger.DefaultOptions(filepath.Join(t.TempDir(), "db")).WithLogger(nil).WithMemTableSize(16 << 20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s := New(db)
+
+	const n = 4*maxLatesPerTxn + 100
+	const minute = int64(60e9)
+	var closed, late []aggregate.Candle
+	var seqs []uint64
+	for i := range n {
+		isin, _ := feed.ParseISIN(fmt.Sprintf("US%010d", i))
+		c := candleAt(isin, 1, minute)
+		closed = append(closed, c)
+		l := aggregate.Candle{Key: c.Key}
+		l.Add(minute+2e9, uint64(10_000+i), 2_000_000)
+		late = append(late, l)
+		seqs = append(seqs, uint64(10_000+i/2)) // two corrections per record
+	}
+	if err := s.Apply(&Batch{Seq: 5, Closed: closed}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(&Batch{Seq: 20_000, Late: late}); !errors.Is(err, badger.ErrTxnTooBig) {
+		t.Fatalf("%d merges in one transaction: %v, want ErrTxnTooBig (else the test shows nothing)", n, err)
+	}
+	if err := s.Apply(&Batch{Seq: 20_000, Late: late, LateSeqs: seqs}); err != nil {
+		t.Fatalf("%d merges with their records: %v", n, err)
+	}
+	if got, err := s.Applied(); err != nil || got != 20_000 {
+		t.Fatalf("Applied() = %d, %v; want 20000", got, err)
+	}
+	for i := range n {
+		got, err := s.Candles(closed[i].ISIN, 1, minute, minute+60e9)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].Quotes != 2 || got[0].High != 2_000_000 {
+			t.Fatalf("candle %d after the merge: %+v", i, got)
+		}
+	}
+}

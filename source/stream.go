@@ -27,7 +27,8 @@ type stream struct {
 	isInstruments bool
 
 	dec *feed.Decoder
-	buf bytes.Buffer // frame buffer, reused
+	buf bytes.Buffer     // frame buffer, reused
+	lim io.LimitedReader // the frame's reader, limited to MaxFrame+1; reused (io.LimitReader allocates)
 
 	connected atomic.Bool
 	// lastActivity is the clock time (Unix ns) of the last frame, pong or consumer hand-off;
@@ -306,7 +307,8 @@ func (s *stream) read(ctx context.Context, conn *websocket.Conn) error {
 		}
 
 		s.buf.Reset()
-		n, err := s.buf.ReadFrom(io.LimitReader(r, maxFrame+1))
+		s.lim = io.LimitedReader{R: r, N: maxFrame + 1}
+		n, err := s.buf.ReadFrom(&s.lim)
 		if err == nil && n > maxFrame {
 			var rest int64
 			rest, err = io.Copy(io.Discard, r)

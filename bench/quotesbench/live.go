@@ -367,7 +367,7 @@ func (b *bench) live(ctx context.Context, col int, w workload, level int, speed 
 		b.t.set("level 1 restart after kill -9 of ingest", col, restartCell)
 	}
 	b.note("live: offered = the generator's quotes sent ÷ its run time (from its exit log); ingested = growth of ingest's quotes_quote_records_total (WAL-durable and applied) over the window ÷ window; \"kept up\" = ingested ≥ 98 % of offered and the generator never dropped the client as too slow (its queue bound is 100,000 messages, so a backlog that keeps growing ends in a drop).")
-	b.note("arrival → WAL durable: histogram quotes_ingest_durable_latency_seconds (clock.Now() − arrival stamp, observed in ingest's deliver() when the WAL append (--sync batch) and apply returned), window only (difference of two scrapes), percentiles interpolated linearly inside its buckets (0.25 ms × 2ⁿ) like PromQL histogram_quantile; it does not see time spent queued in the generator or the kernel before the arrival stamp.")
+	b.note("arrival → WAL durable: histogram quotes_ingest_durable_latency_seconds (clock.Now() − arrival stamp, observed in ingest's deliver() when the WAL append (--sync batch) and apply returned), window only (difference of two scrapes), percentiles interpolated linearly inside its buckets (0.25 ms × 2ⁿ) like PromQL histogram_quantile; it does not see time spent queued in the generator or the kernel before the arrival stamp, and counts up to 1 ms more than that (arrival stamps are whole milliseconds, rounded down).")
 	return nil
 }
 

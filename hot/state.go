@@ -128,13 +128,22 @@ func writeWindow[T word](e *encoding.Encbuf, out io.Writer, inc uint64, w *windo
 			e.PutVarint(divPow10(en.price-prev.price, pe))
 		}
 		prev = en
-		if e.Len() >= stateFlush {
-			if _, err := out.Write(e.Get()); err != nil {
-				return fmt.Errorf("write hot state: %w", err)
-			}
-			e.Reset()
+		if err := flushFull(e, out); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+// flushFull hands e to out and empties it once it has grown past stateFlush.
+func flushFull(e *encoding.Encbuf, out io.Writer) error {
+	if e.Len() < stateFlush {
+		return nil
+	}
+	if _, err := out.Write(e.Get()); err != nil {
+		return fmt.Errorf("write hot state: %w", err)
+	}
+	e.Reset()
 	return nil
 }
 
@@ -158,11 +167,8 @@ func writeCompactPoints(e *encoding.Encbuf, out io.Writer, w *window[int32], dm 
 				e.PutVarint(divPow10(int64(pt.price)-int64(prev.price), pe))
 			}
 			prev = pt
-			if e.Len() >= stateFlush {
-				if _, err := out.Write(e.Get()); err != nil {
-					return fmt.Errorf("write hot state: %w", err)
-				}
-				e.Reset()
+			if err := flushFull(e, out); err != nil {
+				return err
 			}
 		}
 	}

@@ -275,8 +275,9 @@ func (d *Detector) restoreState(b []byte, newest int64, baseKnown bool) error {
 	if err := r.Err(); err != nil {
 		return fmt.Errorf("restore hot state: bad window count: %w: %w", ErrCorruptState, err)
 	}
-	// The compact windows' time base: the newest time in the snapshot (first pass), so
-	// that the recent points, which are most of them, fit.
+	// The compact windows' time base: the newest time in the snapshot (RestoreState's
+	// first pass) or near it (RestoreStateNear's caller), so that the recent points,
+	// which are most of them, fit.
 	nd := New(d.opts)
 	if baseKnown {
 		nd.cdom.tbase, nd.baseSet = nd.cdom.key(newest)*msNanos, true
@@ -320,7 +321,6 @@ func (d *Detector) restoreState(b []byte, newest int64, baseKnown bool) error {
 		}
 		es = es[:0]
 		var prev entry
-		fits := nd.baseSet // every entry fits a compact window (checked as they come)
 		for i := range int(n) {
 			// The first entry's values are absolute, the others' are differences from the
 			// previous entry (dt ≥ 0); all are in units of tu and pu.
@@ -364,15 +364,10 @@ func (d *Detector) restoreState(b []byte, newest int64, baseKnown bool) error {
 			if e.price <= 0 || e.price > int64(feed.MaxPrice) {
 				return fmt.Errorf("restore hot state: incarnation %d: bad price %d: %w", inc, e.price, ErrCorruptState)
 			}
-			if fits {
-				_, ok := nd.cdom.pointKey(e.ts)
-				dp := e.price - es0Price(es, e)
-				fits = ok && dp == int64(int32(dp))
-			}
 			es = append(es, e)
 			prev = e
 		}
-		nd.restoreWindow(inc, seq, flags&flagHot != 0, es, fits)
+		nd.restoreWindow(inc, seq, flags&flagHot != 0, es)
 	}
 	if r.Len() != 0 {
 		return fmt.Errorf("restore hot state: %d trailing bytes: %w", r.Len(), ErrCorruptState)
@@ -442,18 +437,17 @@ func decodeCompact(b []byte, dm domain, n int, pu int64, seq uint64, hot bool) (
 	return w, off, true
 }
 
-// es0Price is the price of the first entry of a window being decoded into es, e when es
-// is empty: a compact window's price base.
-func es0Price(es []entry, e entry) int64 {
-	if len(es) == 0 {
-		return e.price
-	}
-	return es[0].price
-}
-
 // restoreWindow adds the window of incarnation inc holding es (oldest first), compact
-// when fits: every entry fits a compact window of d.
-func (d *Detector) restoreWindow(inc, seq uint64, hot bool, es []entry, fits bool) {
+// when it fits.
+func (d *Detector) restoreWindow(inc, seq uint64, hot bool, es []entry) {
+	fits := d.baseSet
+	for _, e := range es {
+		_, ok := d.cdom.pointKey(e.ts)
+		if dp := e.price - es[0].price; !ok || dp != int64(int32(dp)) {
+			fits = false
+			break
+		}
+	}
 	if fits {
 		s := d.allocCompact(inc)
 		d.compact[s] = restored[int32](d.cdom, es[0].price, seq, hot, es)

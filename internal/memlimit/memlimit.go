@@ -3,22 +3,22 @@
 // (GOGC's 100 % headroom), which is most of the resident memory of a replay; but a fixed
 // limit below the live heap makes the collector run all the time. So the limit is
 // max(budget, live heap × (1 + Headroom)), recomputed after garbage collections: at or below
-// the budget the heap stays under it, above it the collector still gets a quarter of the
-// live heap of headroom.
+// the budget the heap stays under it, above it the collector still gets an eighth of the
+// live heap of headroom. An eighth is enough because most of that heap holds no pointers
+// (hot windows, candle tail, Badger's memtable), which a collection does not scan: it
+// costs little to collect more often.
 //
 // What the budget has to hold (the spec workload, 50,000 instruments quoting every second):
 // the hot detector's windows, 8 bytes per quote of the last window + lateness (5m30s) ≈
 // 140 MiB with ring slack when full; the aggregator's incarnations and open candles
 // (~20 MiB); the pipeline's tail of closed candles for queries (~60 MiB: 30 minutes of
-// every instrument); Badger's memtable being filled and the one being flushed (32 MiB each,
-// wal.Options.MemTableSize, touched as they fill) and its table builders; its block cache
+// every instrument); Badger's memtable being filled and the one being flushed (16 MiB
+// each, wal.Options.MemTableSize, allocated whole) and its table builders; its block cache
 // (16 MiB, wal.Options.BlockCacheSize); and a replay's batches in flight (8 per stage of
-// 32,768 messages, ~2 MiB each). DefaultBudget is below that once the windows and
-// the tail are full (live ingest at the spec load settles above it, at 521 MiB of anonymous
-// RSS after 8m30s in make bench), and a replay's live heap is above it, so their limit
-// follows the live heap + 25 % (measured: peak RSS of the spec replay 598 MiB at a 512 MiB budget,
-// 530 MiB at 256 MiB, for 3 % more CPU). A larger instrument count or quote rate raises the
-// live heap, and the limit follows it.
+// 32,768 messages, ~2 MiB each). DefaultBudget is below that once the windows and the tail
+// are full, and a replay's live heap is above it, so their limit follows the live heap +
+// 12.5 %. A larger instrument count or quote rate raises the live heap, and the limit
+// follows it. docs/performance.md has the measured resident sizes.
 package memlimit
 
 import (
@@ -35,8 +35,10 @@ import (
 // DefaultBudget is the default soft limit of the Go heap.
 const DefaultBudget = 256 << 20
 
-// Headroom is the collector's headroom above the live heap when that is over the budget.
-const Headroom = 0.25
+// Headroom is the collector's headroom above the live heap when that is over the budget
+// (make bench, spec workload: a quarter left a live ingest at 304 MiB of anonymous RSS
+// after 8m30s).
+const Headroom = 0.125
 
 // Budget is a byte size flag value: "512MiB", "1GiB", "800000000"; 0 turns the governor off.
 type Budget int64

@@ -3,10 +3,8 @@
 // (GOGC's 100 % headroom), which is most of the resident memory of a replay; but a fixed
 // limit below the live heap makes the collector run all the time. So the limit is
 // max(budget, live heap × (1 + Headroom)), recomputed after garbage collections: at or below
-// the budget the heap stays under it, above it the collector still gets an eighth of the
-// live heap of headroom. An eighth is enough because most of that heap holds no pointers
-// (hot windows, candle tail, Badger's memtable), which a collection does not scan: it
-// costs little to collect more often.
+// the budget the heap stays under it, above it the collector still gets a quarter of the
+// live heap of headroom.
 //
 // What the budget has to hold (the spec workload, 50,000 instruments quoting every second):
 // the hot detector's windows, 8 bytes per quote of the last window + lateness (5m30s) ≈
@@ -17,7 +15,7 @@
 // (16 MiB, wal.Options.BlockCacheSize); and a replay's batches in flight (8 per stage of
 // 32,768 messages, ~2 MiB each). DefaultBudget is below that once the windows and the tail
 // are full, and a replay's live heap is above it, so their limit follows the live heap +
-// 12.5 %. A larger instrument count or quote rate raises the live heap, and the limit
+// 25 %. A larger instrument count or quote rate raises the live heap, and the limit
 // follows it. docs/performance.md has the measured resident sizes.
 package memlimit
 
@@ -35,10 +33,11 @@ import (
 // DefaultBudget is the default soft limit of the Go heap.
 const DefaultBudget = 256 << 20
 
-// Headroom is the collector's headroom above the live heap when that is over the budget
-// (make bench, spec workload: a quarter left a live ingest at 304 MiB of anonymous RSS
-// after 8m30s).
-const Headroom = 0.125
+// Headroom is the collector's headroom above the live heap when that is over the budget.
+// An eighth brought a live ingest at the spec load from 304 to 283 MiB of anonymous RSS
+// (make bench), but made the spec replay 25–95 % slower: it allocates fast, and the
+// collector then runs all the time.
+const Headroom = 0.25
 
 // Budget is a byte size flag value: "512MiB", "1GiB", "800000000"; 0 turns the governor off.
 type Budget int64

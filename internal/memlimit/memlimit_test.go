@@ -10,8 +10,8 @@ import (
 func TestLimit(t *testing.T) {
 	for _, tc := range []struct{ budget, live, want int64 }{
 		{512 << 20, 100 << 20, 512 << 20}, // under the budget: the budget
-		{512 << 20, 480 << 20, 540 << 20}, // close to it: an eighth of headroom
-		{512 << 20, 1 << 30, 1<<30 + 128<<20},
+		{512 << 20, 480 << 20, 600 << 20}, // close to it: a quarter of headroom
+		{512 << 20, 1 << 30, 1<<30 + 256<<20},
 		{0, 0, 0},
 	} {
 		if got := Limit(tc.budget, tc.live); got != tc.want {

@@ -56,8 +56,10 @@ func (t *residentTrimmer) trim() int64 {
 		}
 		// The raw system call: the range is an address of the maps file, not Go memory.
 		if _, _, errno := unix.Syscall(unix.SYS_MADVISE, start, end-start, unix.MADV_PAGEOUT); errno != 0 {
-			t.disabled = true // EINVAL: no MADV_PAGEOUT in this kernel
-			return advised
+			if errno == unix.EINVAL || errno == unix.ENOSYS {
+				t.disabled = true // no MADV_PAGEOUT in this kernel
+			}
+			return advised // else (EAGAIN, ENOMEM: the mapping changed) the next trim tries again
 		}
 		advised += int64(end - start)
 	}

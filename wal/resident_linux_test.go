@@ -57,8 +57,14 @@ func TestResidentTrim(t *testing.T) {
 			if err := l.Sync(); err != nil {
 				t.Fatal(err)
 			}
+			// MADV_PAGEOUT is advice: pages the kernel is writing back at that moment stay
+			// (seen on a loaded CI machine). A few tries settle it.
 			l.TrimResident()
 			rss := vlogResident(t, dir)
+			for try := 0; tc.trim > 0 && rss > 2<<20 && try < 5; try++ {
+				l.TrimResident()
+				rss = vlogResident(t, dir)
+			}
 			t.Logf("value-log pages resident after %d records: %d KiB", records, rss>>10)
 			if tc.trim < 0 && rss < 8<<20 {
 				t.Errorf("without the trim only %d KiB resident: the test does not measure what it should", rss>>10)

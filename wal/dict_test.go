@@ -145,10 +145,12 @@ func TestDictionaryDamage(t *testing.T) {
 
 // TestManyNewISINsInOneGroup: a group that brings more new ISINs than fit in one Badger
 // transaction with its blocks (the first group of a log at 100,000 instruments, over the
-// cap of the default 16 MiB memtable) is written, and the ids are there after a reopen.
+// cap of a 16 MiB memtable) is written, and the ids are there after a reopen.
 func TestManyNewISINsInOneGroup(t *testing.T) {
 	dir := t.TempDir()
-	l := openTest(t, DefaultOptions(dir))
+	opts := DefaultOptions(dir)
+	opts.MemTableSize = 16 << 20
+	l := openTest(t, opts)
 	var msgs []feed.Message
 	for n := uint64(0); n < 100_000; n++ {
 		msgs = append(msgs, testMsg(7, n))
@@ -161,7 +163,7 @@ func TestManyNewISINsInOneGroup(t *testing.T) {
 		t.Fatalf("%d ids, want about 100,000 new ones", ids)
 	}
 	l.Close()
-	l = openTest(t, DefaultOptions(dir))
+	l = openTest(t, opts)
 	if got := len(l.dict.snapshot()); got != ids {
 		t.Fatalf("%d ids after reopen, want %d", got, ids)
 	}

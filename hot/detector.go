@@ -123,7 +123,11 @@ func observe[T word](d *Detector, w *window[T], dm domain, isin feed.ISIN, incar
 	edge := hot && !w.hot
 	w.hot = hot
 
-	w.insert(point[T]{key: T(k), price: T(int64(p) - w.pbase)})
+	keep := d.keep
+	if dm.compact {
+		keep /= msNanos
+	}
+	w.insert(point[T]{key: T(k), price: T(int64(p) - w.pbase)}, keep)
 	w.prune(dm.key(subSat(dm.time(w.key(w.n-1)), d.keep)))
 
 	if !edge {

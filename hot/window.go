@@ -154,14 +154,39 @@ func (w *window[T]) setNext() {
 	}
 }
 
+// neededCap is the capacity a full window of n points should grow to, given keep, the span
+// of keys it keeps (window + lateness in its domain's unit): when its points span less
+// than that, the window is still filling (a new instrument, the first minutes of a
+// replay) and will hold about n × keep / span points, so it gets that (+10 %, at most 8×
+// at once) in one step, instead of a dozen steps of 25 % that each copy it and leave
+// garbage (two thirds of a replay's allocations). A full window (or one without a span
+// yet) grows by grownCap.
+func (w *window[T]) neededCap(keep int64) int32 {
+	c := grownCap(w.n)
+	if w.n < 8 {
+		return c
+	}
+	span := w.key(w.n-1) - w.key(w.lh)
+	if span <= 0 || span >= keep {
+		return c
+	}
+	est := float64(w.n-w.lh)*float64(keep)/float64(span)*1.1 + float64(w.lh) + 8
+	est = min(est, 8*float64(w.n))
+	if est > float64(c) && est < math.MaxInt32 {
+		c = int32(est)
+	}
+	return c
+}
+
 // insert places p after every present point with key ≤ p.key (so among equal times the
 // later-processed quote is the later one), shifting the points after it by one: the cost is
-// proportional to the displacement, O(1) for quotes in time order.
-func (w *window[T]) insert(p point[T]) {
+// proportional to the displacement, O(1) for quotes in time order. keep is the span of
+// keys the window keeps (neededCap).
+func (w *window[T]) insert(p point[T], keep int64) {
 	if w.n == int32(len(w.buf)) {
 		w.drop()
 		if w.n == int32(len(w.buf)) {
-			w.resize(grownCap(w.n))
+			w.resize(w.neededCap(keep))
 		}
 	}
 	pos := w.n

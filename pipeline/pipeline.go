@@ -118,14 +118,16 @@ type Pipeline struct {
 	store *store.Store
 
 	// The aggregate half: mu guards agg and these fields against queries.
-	mu       sync.RWMutex
-	agg      *aggregate.Aggregator
-	applied  uint64   // last WAL sequence applied to agg
-	skipTo   uint64   // items derived from records ≤ skipTo are already in the store
-	cur      uint64   // sequence of the record being applied
-	outIdx   uint32   // index of the next outbox item of the record being applied
-	d        *derived // what the records being applied derive
-	lastCkpt int64    // watermark at the last checkpoint
+	mu      sync.RWMutex
+	agg     *aggregate.Aggregator
+	applied uint64   // last WAL sequence applied to agg
+	skipTo  uint64   // items derived from records ≤ skipTo are already in the store
+	cur     uint64   // sequence of the record being applied
+	outIdx  uint32   // index of the next outbox item of the record being applied
+	d       *derived // what the records being applied derive
+	// aggStateLen is the size of the last aggregator snapshot taken for a checkpoint.
+	aggStateLen int
+	lastCkpt    int64 // watermark at the last checkpoint
 	// legacyCkpt: Badger holds a checkpoint of an older version, deleted by the next one.
 	legacyCkpt bool
 	ckptSeq    uint64 // sequence of the last checkpoint
@@ -408,7 +410,9 @@ func (p *Pipeline) derive(first uint64, msgs []feed.Message, forceCheckpoint boo
 	due := p.ckptSeq != p.applied && (d.watermark-p.lastCkpt >= int64(p.opts.CheckpointEvery) ||
 		p.opts.CheckpointRecords > 0 && p.applied-p.ckptSeq >= uint64(p.opts.CheckpointRecords))
 	if forceCheckpoint || due {
-		d.aggState = p.agg.AppendState(nil)
+		// Sized from the last one: appending to nil doubled its way up to ~35 MB.
+		d.aggState = p.agg.AppendState(make([]byte, 0, p.aggStateLen+p.aggStateLen/8))
+		p.aggStateLen = len(d.aggState)
 		p.ckptSeq, p.lastCkpt = p.applied, d.watermark
 	}
 	return d, nil

@@ -1,0 +1,50 @@
+package hot
+
+import (
+	"testing"
+	"time"
+)
+
+// TestWindowGrowth: a window filling at a steady rate reaches the capacity it settles at in
+// a few steps (not a dozen of 25 %), and that capacity stays within 25 % (+8) of the points
+// a full window holds; a full window then no longer grows.
+func TestWindowGrowth(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		interval time.Duration
+		maxSteps int
+	}{
+		{"1 quote/s", time.Second, 4},
+		{"2 quotes/s", 500 * time.Millisecond, 4},
+		{"1 quote/10s", 10 * time.Second, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := Options{Threshold: DefaultThreshold(), Window: 5 * time.Minute, Lateness: 30 * time.Second}
+			d := New(opts)
+			steps, capNow, maxN := 0, 0, int32(0)
+			total := int(2 * (opts.Window + opts.Lateness) / tc.interval)
+			for i := range total {
+				ts := t0 + int64(i)*int64(tc.interval)
+				d.Observe(testISIN, 1, ts, uint64(i+1), 100_000_000)
+				s, ok := d.index.get(1)
+				if !ok || s&wideBit != 0 {
+					t.Fatalf("quote %d: window missing or wide", i)
+				}
+				w := &d.compact[s]
+				if c := len(w.buf); c != capNow {
+					if i >= total/2 {
+						t.Fatalf("quote %d: the full window grew from %d to %d", i, capNow, c)
+					}
+					steps, capNow = steps+1, c
+				}
+				maxN = max(maxN, w.n)
+			}
+			if steps > tc.maxSteps {
+				t.Errorf("window took %d steps to reach its capacity %d, want ≤ %d", steps, capNow, tc.maxSteps)
+			}
+			if capNow > int(grownCap(maxN)) {
+				t.Errorf("capacity %d for at most %d points: more than 25 %% + 8 of slack", capNow, maxN)
+			}
+		})
+	}
+}

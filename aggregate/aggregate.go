@@ -221,7 +221,8 @@ type Aggregator struct {
 	late  Candle
 	stats Stats
 
-	prefetch []*incarnation // PrefetchGroup's scratch
+	prefetch     []*incarnation // PrefetchGroup's scratch
+	prefetchKeys []uint64       // PrefetchGroup's scratch
 }
 
 // New returns an empty Aggregator.
@@ -411,15 +412,23 @@ func (a *Aggregator) aggregate(inc *incarnation, ts int64, seq uint64, p feed.Pr
 // applying them. The result means nothing; callers accumulate it so that the reads are not
 // optimised away.
 func (a *Aggregator) PrefetchGroup(msgs []feed.Message) int64 {
-	incs := a.prefetch[:0]
+	keys := a.prefetchKeys[:0]
 	for i := range msgs {
 		if msgs[i].Kind == feed.KindQuote {
-			if inc := a.active.get(&msgs[i].ISIN); inc != nil {
-				incs = append(incs, inc)
+			if k := feed.PackISIN(&msgs[i].ISIN); k != 0 {
+				keys = append(keys, k)
 			}
 		}
 	}
-	var sink int64
+	// The table slots first, all at once (intmap.Map.Touch), then the look-ups.
+	sink := int64(a.active.m.Touch(keys))
+	incs := a.prefetch[:0]
+	for _, k := range keys {
+		if inc, _ := a.active.m.Get(k); inc != nil {
+			incs = append(incs, inc)
+		}
+	}
+	a.prefetchKeys = keys[:0]
 	for _, inc := range incs {
 		sink += inc.priceTS + int64(len(inc.open))
 	}

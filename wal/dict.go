@@ -69,6 +69,23 @@ func (d *dict) id(isin *feed.ISIN) (uint32, bool) {
 	return id, true
 }
 
+// dictPrefetch is how many records' ids dict.prefetch looks up ahead of encoding them.
+const dictPrefetch = 32
+
+// prefetch brings the table slots of the first dictPrefetch of msgs' ISINs into the cache
+// before the encoder asks for their ids one by one: packed first, then touched in one tight
+// loop (intmap.Map.Touch), their cache misses (a 1 MiB table at 50,000 instruments, one miss
+// a record, 7 % of a replay's CPU when taken one at a time) overlap. The result means
+// nothing; the caller keeps it so the loads are not optimised away.
+func (d *dict) prefetch(msgs []feed.Message) uint64 {
+	var keys [dictPrefetch]uint64
+	n := min(len(msgs), dictPrefetch)
+	for i := range n {
+		keys[i] = feed.PackISIN(&msgs[i].ISIN)
+	}
+	return d.ids.m.Touch(keys[:n])
+}
+
 // maxStagedIDs is how many new ids stage adds to a group's transaction at most: more
 // (the first group of a new log holds every instrument's) would not fit Badger's cap on a
 // transaction (15 % of wal.Options.MemTableSize, ~40 bytes an id), so they are written

@@ -337,3 +337,22 @@ func TestKeyHelpers(t *testing.T) {
 		}
 	}
 }
+
+// TestTouch: Touch reads home slots only — nothing of the zero Map, the key itself when it
+// sits in its home slot — and changes nothing.
+func TestTouch(t *testing.T) {
+	var m Map[int]
+	if got := m.Touch([]uint64{1, 2, 3}); got != 0 {
+		t.Fatalf("Touch on the zero Map = %d, want 0", got)
+	}
+	m.Put(42, 7)
+	if got := m.Touch([]uint64{42}); got != 42 {
+		t.Fatalf("Touch of the only key = %d, want 42 (its home slot)", got)
+	}
+	if got := m.Touch([]uint64{42, 42, 42}); got != 3*42 {
+		t.Fatalf("Touch of the only key thrice = %d, want %d", got, 3*42)
+	}
+	if v, ok := m.Get(42); !ok || v != 7 || m.Len() != 1 {
+		t.Fatalf("after Touch: Get(42) = %d, %v; Len %d", v, ok, m.Len())
+	}
+}

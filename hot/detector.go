@@ -428,7 +428,9 @@ func (d *Detector) PrefetchGroup(incs []uint64, slots []int32) int64 {
 // noSlot marks an incarnation without a window in PrefetchGroup's slots.
 const noSlot = -1
 
-// prefetchPoints reads the newest point of w and the one after its reference cursor.
+// prefetchPoints reads the newest point of w, the one after its reference cursor, and the
+// second present one (what prune reads when the window moves on: with a quote a second,
+// every quote drops its oldest point).
 func prefetchPoints[T word](w *window[T]) int64 {
 	if w.n == 0 {
 		return 0
@@ -437,5 +439,6 @@ func prefetchPoints[T word](w *window[T]) int64 {
 	if c >= w.n {
 		c = w.n - 1
 	}
-	return int64(w.buf[w.idx(w.n-1)].key ^ w.buf[w.idx(c)].key)
+	o := min(w.lh+2, w.n-1)
+	return int64(w.buf[w.idx(w.n-1)].key ^ w.buf[w.idx(c)].key ^ w.buf[w.idx(o)].key)
 }

@@ -218,7 +218,7 @@ func (d *Detector) newCompact(incarnation uint64) int32 {
 	if w.buf == nil {
 		w.buf = make([]point[int32], 8)
 	}
-	*w = window[int32]{buf: w.buf, cur: -1, next: math.MaxInt64, used: true}
+	*w = window[int32]{buf: w.buf, cur: -1, next: maxKey[int32](), used: true}
 	d.index.put(incarnation, s)
 	return s
 }
@@ -308,9 +308,7 @@ func (d *Detector) rebase(base int64) {
 		for j := int32(0); j < w.n; j++ {
 			w.buf[w.idx(j)].key -= int32(shift)
 		}
-		if w.next != math.MaxInt64 {
-			w.next -= shift
-		}
+		w.setNext()
 	}
 	d.cdom.tbase = base
 	d.rebased++

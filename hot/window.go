@@ -1,6 +1,9 @@
 package hot
 
-import "math"
+import (
+	"math"
+	"unsafe"
+)
 
 // entry is one observed quote: its time (Unix ns) and price (micro-units).
 type entry struct {
@@ -91,18 +94,24 @@ func subChecked(a, b int64) (int64, bool) {
 // touches neither end of the ring. The points before lh are removed physically only when
 // the ring is full and by Expire. Every read ignores them, so the results are exactly those
 // of dropping them at once.
+//
+// A compact window's header is 64 bytes, one cache line (Detector.compact, once large, is
+// page-aligned): each quote reads every field of it.
 type window[T word] struct {
 	buf     []point[T] // ring storage; len(buf) is the capacity
 	head    int32      // physical index of the oldest stored point
 	n       int32      // number of points stored
 	lh      int32      // logical index of the oldest present point; [0, lh) are pruned
 	cur     int32      // logical index of the last reference found, lh − 1 when before the front
-	next    int64      // key of the point at lh + 1, math.MaxInt64 if none
-	lastSeq uint64     // sequence of the last quote observed
-	pbase   int64      // a point's price is pbase + point.price
+	next    T          // key of the point at lh + 1, maxKey[T]() if none
 	used    bool       // the slot holds an incarnation
 	hot     bool       // the last quote observed was hot
+	lastSeq uint64     // sequence of the last quote observed
+	pbase   int64      // a point's price is pbase + point.price
 }
+
+// maxKey is the largest key of T, the next of a window without a point after lh.
+func maxKey[T word]() T { return T(^uint64(0) >> (65 - 8*unsafe.Sizeof(T(0)))) }
 
 // idx maps a logical index (0 = oldest stored) to a physical one.
 func (w *window[T]) idx(i int32) int32 {
@@ -148,9 +157,9 @@ func grownCap(n int32) int32 { return n + n/4 + 8 }
 // setNext refreshes next after lh or the points around it changed.
 func (w *window[T]) setNext() {
 	if w.lh+1 < w.n {
-		w.next = w.key(w.lh + 1)
+		w.next = w.buf[w.idx(w.lh+1)].key
 	} else {
-		w.next = math.MaxInt64
+		w.next = maxKey[T]()
 	}
 }
 
@@ -210,7 +219,7 @@ func (w *window[T]) insert(p point[T], keep int64) {
 // longer be the reference of a quote at or after horizon + window. Cost proportional to the
 // points dropped; nothing but the header is read when none is.
 func (w *window[T]) prune(horizon int64) {
-	if w.next > horizon {
+	if int64(w.next) > horizon {
 		return
 	}
 	for w.lh+1 < w.n && w.key(w.lh+1) <= horizon {

@@ -166,20 +166,27 @@ func (w *window[T]) setNext() {
 // neededCap is the capacity a full window of n points should grow to, given keep, the span
 // of keys it keeps (window + lateness in its domain's unit): when its points span less
 // than that, the window is still filling (a new instrument, the first minutes of a
-// replay) and will hold about n × keep / span points, so it gets that (+10 %, at most 8×
+// replay) and will hold about n × keep / span points, so it gets that (+3 %, at most 8×
 // at once) in one step, instead of a dozen steps of 25 % that each copy it and leave
-// garbage (two thirds of a replay's allocations). A full window (or one without a span
-// yet) grows by grownCap.
+// garbage (two thirds of a replay's allocations). A full window grows by 1/16 (+8), one
+// without a span yet by grownCap.
 func (w *window[T]) neededCap(keep int64) int32 {
 	c := grownCap(w.n)
 	if w.n < 8 {
 		return c
 	}
 	span := w.key(w.n-1) - w.key(w.lh)
-	if span <= 0 || span >= keep {
+	if span >= keep {
+		// Full: the rate went up, or it varies around the estimate; a small step.
+		return w.n + w.n/16 + 8
+	}
+	if span <= 0 {
 		return c
 	}
-	est := float64(w.n-w.lh)*float64(keep)/float64(span)*1.1 + float64(w.lh) + 8
+	// The present points span span with n−lh−1 gaps: at that rate, keep takes
+	// (n−lh−1) × keep / span gaps, one point more, and some margin for an irregular rate.
+	est := float64(w.n-w.lh-1)*float64(keep)/float64(span) + 1
+	est += est/32 + 4 + float64(w.lh)
 	est = min(est, 8*float64(w.n))
 	if est > float64(c) && est < math.MaxInt32 {
 		c = int32(est)

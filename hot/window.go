@@ -149,10 +149,11 @@ func (w *window[T]) resize(c int32) {
 	w.buf, w.head = nb, 0
 }
 
-// grownCap is the capacity a full window of n points grows to: 25 % more, as windows
-// settle at a stable size, so the slack stays small. A restored window gets it at once:
-// with the capacity of its points alone, every window would grow with its next quote.
-func grownCap(n int32) int32 { return n + n/4 + 8 }
+// grownCap is the capacity a full window of n points grows to when it has no better
+// estimate (neededCap): 1/16 more (+8), as windows settle at a stable size, so the slack
+// stays small. A restored window gets it at once: with the capacity of its points alone,
+// every window would grow with its next quote.
+func grownCap(n int32) int32 { return n + n/16 + 8 }
 
 // setNext refreshes next after lh or the points around it changed.
 func (w *window[T]) setNext() {
@@ -167,20 +168,16 @@ func (w *window[T]) setNext() {
 // of keys it keeps (window + lateness in its domain's unit): when its points span less
 // than that, the window is still filling (a new instrument, the first minutes of a
 // replay) and will hold about n × keep / span points, so it gets that (+3 %, at most 8×
-// at once) in one step, instead of a dozen steps of 25 % that each copy it and leave
-// garbage (two thirds of a replay's allocations). A full window grows by 1/16 (+8), one
-// without a span yet by grownCap.
+// at once) in one step, instead of dozens of small steps that each copy it and leave
+// garbage (two thirds of a replay's allocations). A full window (its rate went up, or
+// varies around the estimate) or one without a span yet grows by grownCap.
 func (w *window[T]) neededCap(keep int64) int32 {
 	c := grownCap(w.n)
 	if w.n < 8 {
 		return c
 	}
 	span := w.key(w.n-1) - w.key(w.lh)
-	if span >= keep {
-		// Full: the rate went up, or it varies around the estimate; a small step.
-		return w.n + w.n/16 + 8
-	}
-	if span <= 0 {
+	if span <= 0 || span >= keep {
 		return c
 	}
 	// The present points span span with n−lh−1 gaps: at that rate, keep takes

@@ -7,8 +7,8 @@ import (
 )
 
 // TestWindowGrowth: a window filling at a steady rate reaches the capacity it settles at in
-// a few steps (not a dozen of 25 %), and that capacity stays within 25 % (+8) of the points
-// a full window holds; at a steady rate, a full window then no longer grows.
+// a few steps, and that capacity stays within 1/16 (+8) of the points a full window
+// holds; at a steady rate, a full window then no longer grows.
 func TestWindowGrowth(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -53,7 +53,7 @@ func TestWindowGrowth(t *testing.T) {
 				t.Errorf("window took %d steps to reach its capacity %d, want ≤ %d", steps, capNow, tc.maxSteps)
 			}
 			if capNow > int(grownCap(maxN)) {
-				t.Errorf("capacity %d for at most %d points: more than 25 %% + 8 of slack", capNow, maxN)
+				t.Errorf("capacity %d for at most %d points: more than 1/16 + 8 of slack", capNow, maxN)
 			}
 		})
 	}

@@ -26,33 +26,28 @@ func (i ISIN) String() string { return string(i[:]) }
 func (i ISIN) IsZero() bool { return i == ISIN{} }
 
 // ParseISIN validates s as an ISIN.
-func ParseISIN(s string) (ISIN, bool) {
-	var isin ISIN
-	if len(s) != ISINLen {
-		return isin, false
-	}
-	for j := 0; j < ISINLen; j++ {
-		c := s[j]
-		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-			return isin, false
-		}
-		isin[j] = c
-	}
-	return isin, true
-}
+func ParseISIN(s string) (ISIN, bool) { return parseISIN(s) }
 
 // ParseISINBytes is ParseISIN for a byte slice; it does not allocate.
-func ParseISINBytes(b []byte) (ISIN, bool) {
+func ParseISINBytes(b []byte) (ISIN, bool) { return parseISIN(b) }
+
+// parseISIN is on the decoding path of every message, so it has no branch per character:
+// with letters and digits mixed at random, a test per character mispredicted about every
+// other time (a third of the decoder's time); the base-36 table flags every invalid byte
+// instead.
+func parseISIN[T string | []byte](b T) (ISIN, bool) {
 	var isin ISIN
 	if len(b) != ISINLen {
 		return isin, false
 	}
-	for j := 0; j < ISINLen; j++ {
+	var bad byte
+	for j := range ISINLen {
 		c := b[j]
-		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-			return isin, false
-		}
+		bad |= base36[c]
 		isin[j] = c
+	}
+	if bad&0x80 != 0 {
+		return ISIN{}, false
 	}
 	return isin, true
 }

@@ -20,6 +20,53 @@ const maxExponent = 1 << 40
 // absurd exponents (1e999999999) are rejected at once as too large or as rounding to zero.
 // Every error is a *DecodeError with Reason ReasonBadPrice.
 func ParsePrice(text []byte) (Price, error) {
+	if p, ok := parsePlainPrice(text); ok {
+		return p, nil
+	}
+	return parsePrice(text)
+}
+
+// parsePlainPrice is ParsePrice's fast path for the shape of nearly every price on the
+// wire, an integer part of up to 10 digits and at most 6 decimals, without sign or
+// exponent: the value is exact, no rounding. ok is false for anything else, including
+// every text ParsePrice rejects, which takes the general path.
+func parsePlainPrice(text []byte) (Price, bool) {
+	var whole int64
+	i := 0
+	for i < len(text) && i <= 10 && isDigit(text[i]) {
+		whole = whole*10 + int64(text[i]-'0')
+		i++
+	}
+	if i == 0 || i > 10 || text[0] == '0' && i > 1 {
+		return 0, false
+	}
+	micro := whole * PriceScale
+	if i < len(text) {
+		if text[i] != '.' {
+			return 0, false
+		}
+		var frac int64
+		j := i + 1
+		for j < len(text) && j-i <= 6 && isDigit(text[j]) {
+			frac = frac*10 + int64(text[j]-'0')
+			j++
+		}
+		if j != len(text) || j-i-1 == 0 || j-i-1 > 6 {
+			return 0, false
+		}
+		micro += frac * pow10[6-(j-i-1)]
+	}
+	if micro <= 0 || micro > int64(MaxPrice) {
+		return 0, false
+	}
+	return Price(micro), true
+}
+
+// pow10 holds 10^k for k in 0..6.
+var pow10 = [...]int64{1, 10, 100, 1_000, 10_000, 100_000, 1_000_000}
+
+// parsePrice is ParsePrice's general path.
+func parsePrice(text []byte) (Price, error) {
 	// Grammar: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?
 	i := 0
 	neg := false

@@ -210,6 +210,33 @@ func TestParsePriceAgainstReference(t *testing.T) {
 	}
 }
 
+// TestPlainPriceMatchesGeneral: whenever the fast path takes a text, the general path
+// gives the same price (random numbers, and edge cases of the fast path's shape).
+func TestPlainPriceMatchesGeneral(t *testing.T) {
+	rng := rand.New(rand.NewSource(2))
+	texts := []string{"0", "0.1", "0.000001", "0.0000001", "1", "1.", ".1", "01", "01.5", "00",
+		"1000000000", "1000000000.000001", "999999999.999999", "9999999999", "10000000000",
+		"12.1234567", "12.123456", "12.12345e1", "12e1", "-1", "1.5.5", "1..5", "1a", " 1", "1 "}
+	for i := 0; i < 50000; i++ {
+		texts = append(texts, randomNumber(rng))
+	}
+	taken := 0
+	for _, s := range texts {
+		fast, ok := parsePlainPrice([]byte(s))
+		if !ok {
+			continue
+		}
+		taken++
+		general, err := parsePrice([]byte(s))
+		if err != nil || general != fast {
+			t.Fatalf("%q: fast path %d, general path %d, %v", s, fast, general, err)
+		}
+	}
+	if taken < len(texts)/10 {
+		t.Fatalf("the fast path took only %d of %d texts", taken, len(texts))
+	}
+}
+
 func randomNumber(rng *rand.Rand) string {
 	var b strings.Builder
 	if rng.Intn(10) == 0 {

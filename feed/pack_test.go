@@ -2,6 +2,7 @@ package feed
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 )
@@ -88,4 +89,16 @@ func TestPackISINRandom(t *testing.T) {
 			t.Fatalf("PackISIN(%q) = %d, want %d", bad[:], got, packRef(bad))
 		}
 	}
+}
+
+func BenchmarkPackISIN(b *testing.B) {
+	isins := make([]ISIN, 1024)
+	for i := range isins {
+		copy(isins[i][:], fmt.Sprintf("US%010d", i*7919))
+	}
+	var sink uint64
+	for i := 0; b.Loop(); i++ {
+		sink += PackISIN(&isins[i&1023])
+	}
+	_ = sink
 }

@@ -105,12 +105,16 @@ func writeWindow[T word](e *encoding.Encbuf, out io.Writer, inc uint64, w *windo
 		flags |= flagHot
 	}
 	e.PutByte(flags)
+	if cw, ok := any(w).(*window[int32]); ok && dm.compact {
+		pe := compactPriceUnit(cw)
+		e.PutByte(tsExpMillis<<4 | pe)
+		e.PutUvarint(uint64(w.n - w.lh))
+		writeCompactPoints(e, cw, dm, pe)
+		return flushFull(e, out)
+	}
 	te, pe := windowUnits(w, dm)
 	e.PutByte(te<<4 | pe)
 	e.PutUvarint(uint64(w.n - w.lh))
-	if cw, ok := any(w).(*window[int32]); ok && dm.compact {
-		return writeCompactPoints(e, out, cw, dm, pe)
-	}
 	var prev entry
 	for i := w.lh; i < w.n; i++ {
 		en := w.entry(dm, i)
@@ -147,16 +151,14 @@ func flushFull(e *encoding.Encbuf, out io.Writer) error {
 	return nil
 }
 
-// writeCompactPoints writes the entries of compact window w as writeWindow does (time
+// writeCompactPoints appends the entries of compact window w as writeWindow does (time
 // unit 1 ms, price unit 10^pe), straight from its points: a compact key is a time in ms
 // since the domain's base (a whole ms), so the first time is base/1 ms + key and a time
-// delta is the key delta; a price delta is the delta of the points' prices.
-func writeCompactPoints(e *encoding.Encbuf, out io.Writer, w *window[int32], dm domain, pe byte) error {
-	start, n := w.idx(w.lh), int(w.n-w.lh)
-	segs := [2][]point[int32]{w.buf[start:min(int(start)+n, len(w.buf))]}
-	segs[1] = w.buf[:n-len(segs[0])]
+// delta is the key delta; a price delta is the delta of the points' prices. The caller
+// flushes e after the window (a window is a few KiB), not after every point.
+func writeCompactPoints(e *encoding.Encbuf, w *window[int32], dm domain, pe byte) {
 	first, prev := true, point[int32]{}
-	for _, seg := range segs {
+	for _, seg := range w.presentSegments() {
 		for _, pt := range seg {
 			if first {
 				e.PutVarint(dm.tbase/msNanos + int64(pt.key))
@@ -167,12 +169,34 @@ func writeCompactPoints(e *encoding.Encbuf, out io.Writer, w *window[int32], dm 
 				e.PutVarint(divPow10(int64(pt.price)-int64(prev.price), pe))
 			}
 			prev = pt
-			if err := flushFull(e, out); err != nil {
-				return err
+		}
+	}
+}
+
+// presentSegments returns the present points of w, oldest first, as the (up to) two runs
+// of the ring they occupy.
+func (w *window[T]) presentSegments() [2][]point[T] {
+	start, n := w.idx(w.lh), int(w.n-w.lh)
+	segs := [2][]point[T]{w.buf[start:min(int(start)+n, len(w.buf))]}
+	segs[1] = w.buf[:n-len(segs[0])]
+	return segs
+}
+
+// compactPriceUnit is windowUnits's pe for a compact window (whose times are whole
+// milliseconds), read straight from its points.
+func compactPriceUnit(w *window[int32]) byte {
+	pe := byte(maxPriceExp)
+	for _, seg := range w.presentSegments() {
+		for _, pt := range seg {
+			for pe > 0 && !multipleOfPow10(w.pbase+int64(pt.price), pe) {
+				pe--
+			}
+			if pe == 0 {
+				return 0
 			}
 		}
 	}
-	return nil
+	return pe
 }
 
 // windowUnits returns the exponents of the units of w's present entries: te is

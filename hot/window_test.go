@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/quotesdev/quotes/feed"
 )
 
 // TestWindowGrowth: a window filling at a steady rate reaches the capacity it settles at in
@@ -56,5 +58,31 @@ func TestWindowGrowth(t *testing.T) {
 				t.Errorf("capacity %d for at most %d points: more than 1/16 + 8 of slack", capNow, maxN)
 			}
 		})
+	}
+}
+
+// TestCompactPriceUnit: the price unit read straight from a compact window's points is
+// windowUnits's, for prices of every number of decimals.
+func TestCompactPriceUnit(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range 2000 {
+		d := New(Options{Threshold: DefaultThreshold(), Window: 5 * time.Minute})
+		unit := int64(pow10[rng.IntN(7)])
+		for q := range 1 + rng.IntN(50) {
+			p := (1 + rng.Int64N(100_000)) * unit
+			if rng.IntN(40) == 0 {
+				p += 1 + rng.Int64N(unit) // an odd one out
+			}
+			d.Observe(testISIN, 1, t0+int64(q)*int64(time.Second), uint64(q+1), feed.Price(p))
+		}
+		s, _ := d.index.get(1)
+		if s&wideBit != 0 {
+			continue
+		}
+		w := &d.compact[s]
+		_, want := windowUnits(w, d.cdom)
+		if got := compactPriceUnit(w); got != want {
+			t.Fatalf("window %d: compactPriceUnit = %d, windowUnits = %d", i, got, want)
+		}
 	}
 }

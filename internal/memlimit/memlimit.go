@@ -23,10 +23,12 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -81,37 +83,84 @@ func Limit(budget, live int64) int64 {
 }
 
 // Run sets the soft memory limit from budget and keeps it at Limit(budget, live heap),
-// checking every interval until ctx is done; then it restores the limit it found. It
-// returns at once, doing nothing, when budget ≤ 0.
+// recomputed after every garbage collection and at least every interval, until ctx is
+// done; then it restores the limit it found. It returns at once, doing nothing, when
+// budget ≤ 0.
+//
+// After every collection, not only on a timer: while a restart restores its state the
+// live heap grows by ~150 MiB in half a second, and with the limit still at the budget the
+// collector ran back to back (40 collections in 1.4 s).
 func Run(ctx context.Context, budget int64, interval time.Duration) {
 	if budget <= 0 {
 		return
 	}
-	prev := debug.SetMemoryLimit(budget)
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	g := &governor{budget: budget, cur: budget, sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
+	g.prev = debug.SetMemoryLimit(budget)
+	g.armGC()
 	go func() {
-		defer debug.SetMemoryLimit(prev)
 		t := time.NewTicker(interval)
 		defer t.Stop()
-		cur := budget
 		for {
 			select {
 			case <-ctx.Done():
+				g.stop()
 				return
 			case <-t.C:
-			}
-			metrics.Read(sample)
-			if sample[0].Value.Kind() != metrics.KindUint64 {
-				continue
-			}
-			live := sample[0].Value.Uint64()
-			if live > math.MaxInt64/2 {
-				continue
-			}
-			if l := Limit(budget, int64(live)); l != cur {
-				cur = l
-				debug.SetMemoryLimit(l)
+				g.update()
 			}
 		}
 	}()
+}
+
+// governor is the state of one Run.
+type governor struct {
+	mu      sync.Mutex
+	budget  int64
+	cur     int64 // the limit set
+	prev    int64 // the limit before Run
+	stopped bool
+	sample  []metrics.Sample
+}
+
+// update sets the limit for the live heap of the last collection; it reports false once
+// the governor is stopped.
+func (g *governor) update() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopped {
+		return false
+	}
+	metrics.Read(g.sample)
+	if g.sample[0].Value.Kind() != metrics.KindUint64 {
+		return true
+	}
+	live := g.sample[0].Value.Uint64()
+	if live > math.MaxInt64/2 {
+		return true
+	}
+	if l := Limit(g.budget, int64(live)); l != g.cur {
+		g.cur = l
+		debug.SetMemoryLimit(l)
+	}
+	return true
+}
+
+// stop restores the limit found by Run; later updates do nothing.
+func (g *governor) stop() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.stopped = true
+	debug.SetMemoryLimit(g.prev)
+}
+
+// armGC makes update run after the next garbage collection, and again after each one
+// until the governor stops: a fresh object that nothing references is unreachable at the
+// next collection, which then runs its cleanup. (16 bytes: smaller pointer-free objects
+// share blocks with others and may outlive the collection.)
+func (g *governor) armGC() {
+	runtime.AddCleanup(new([16]byte), func(g *governor) {
+		if g.update() {
+			g.armGC()
+		}
+	}, g)
 }

@@ -2,6 +2,7 @@ package memlimit
 
 import (
 	"context"
+	"runtime"
 	"runtime/debug"
 	"testing"
 	"time"
@@ -64,4 +65,35 @@ func TestRun(t *testing.T) {
 	if got := debug.SetMemoryLimit(-1); got != before {
 		t.Fatalf("budget 0 changed the limit to %d", got)
 	}
+}
+
+// TestRunAfterCollection: when the live heap outgrows the budget, the limit follows it
+// after the next collection, without waiting for the timer.
+func TestRunAfterCollection(t *testing.T) {
+	before := debug.SetMemoryLimit(-1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() {
+		cancel()
+		for debug.SetMemoryLimit(-1) != before {
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	const budget = 8 << 20
+	Run(ctx, budget, time.Hour)
+	held := make([][]byte, 0, 64)
+	for range 64 {
+		held = append(held, make([]byte, 1<<20)) // 64 MiB live
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		runtime.GC()
+		if got := debug.SetMemoryLimit(-1); got >= 64<<20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("limit %d after collections with 64 MiB live, want it above the live heap (budget %d)", debug.SetMemoryLimit(-1), budget)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	runtime.KeepAlive(held)
 }

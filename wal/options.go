@@ -94,17 +94,16 @@ type Options struct {
 	// (default 262144); an Append larger than that is still written whole.
 	MaxGroupRecords int
 
-	// MemTableSize is Badger's memtable size (default 32 MiB). Blocks live in the value log,
+	// MemTableSize is Badger's memtable size (default 16 MiB). Blocks live in the value log,
 	// so the memtable only holds their keys and value pointers (~110 bytes a block) plus the
 	// other packages' small values (most of it: the store's candles). Badger allocates it
-	// whole, and a restart after a crash re-reads the unflushed ones. A smaller memtable
-	// flushes sooner, and only flushed and compacted deletions let value-log GC give disk
-	// space back; but Badger caps one transaction at 15% of it (4.8 MiB by default), which
-	// every transaction in the DB must respect: the log writes a group's many new ISIN ids
-	// ahead of it (dict.stage), the store splits long runs of late merges
-	// (store.Batch.LateSeqs), so 16 MiB works too. It is not the default: with it the
-	// value log's pages stayed resident despite the trim in TestResidentTrim under -race
-	// (not understood yet).
+	// whole, and a restart after a crash re-reads the value log written since the last
+	// flushed one: with 32 MiB that took ~0.4 s at the spec load, a fifth of the restart
+	// budget. A smaller memtable also flushes sooner, and only flushed and compacted
+	// deletions let value-log GC give disk space back; but Badger caps one transaction at
+	// 15 % of it (2.4 MiB by default), which every transaction in the DB must respect: the
+	// log writes a group's many new ISIN ids ahead of it (dict.stage), the store splits long
+	// runs of late merges (store.Batch.LateSeqs).
 	MemTableSize int64
 	// ValueLogFileSize is the size of one Badger value-log file (default 64 MiB), the unit in
 	// which retention gives disk space back.
@@ -153,7 +152,7 @@ func (o Options) withDefaults() Options {
 		o.MaxGroupRecords = 1 << 18
 	}
 	if o.MemTableSize <= 0 {
-		o.MemTableSize = 32 << 20
+		o.MemTableSize = 16 << 20
 	}
 	if o.ValueLogFileSize <= 0 {
 		o.ValueLogFileSize = 64 << 20

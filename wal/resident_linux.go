@@ -66,10 +66,12 @@ func (t *residentTrimmer) trim() int64 {
 	return advised
 }
 
-// parseMapsLine parses "start-end perms offset dev inode   path" of /proc/self/maps.
+// parseMapsLine parses "start-end perms offset dev inode   path" of /proc/self/maps (also
+// the header lines of /proc/self/smaps); an anonymous mapping has no path (""). ok is
+// false for any other line.
 func parseMapsLine(line []byte) (start, end uintptr, path string, ok bool) {
 	fields := bytes.Fields(line)
-	if len(fields) < 6 {
+	if len(fields) < 5 {
 		return 0, 0, "", false
 	}
 	lo, hi, found := bytes.Cut(fields[0], []byte("-"))
@@ -80,6 +82,9 @@ func parseMapsLine(line []byte) (start, end uintptr, path string, ok bool) {
 	e, err2 := strconv.ParseUint(string(hi), 16, 64)
 	if err1 != nil || err2 != nil || e <= s {
 		return 0, 0, "", false
+	}
+	if len(fields) == 5 {
+		return uintptr(s), uintptr(e), "", true
 	}
 	// The path is the rest of the line after the inode (it may contain spaces).
 	i := bytes.Index(line, fields[5])

@@ -75,3 +75,27 @@ func TestResidentTrim(t *testing.T) {
 		})
 	}
 }
+
+// TestParseMapsLine: file mappings give their path (spaces included), anonymous ones an
+// empty path — vlogResident relies on it to end a value-log mapping's fields at the next
+// mapping —, and smaps's field lines are not mappings.
+func TestParseMapsLine(t *testing.T) {
+	for _, tc := range []struct {
+		line       string
+		start, end uintptr
+		path       string
+		ok         bool
+	}{
+		{"7f0000000000-7f0008000000 rw-s 00000000 fd:01 1234   /tmp/a b/000001.vlog", 0x7f0000000000, 0x7f0008000000, "/tmp/a b/000001.vlog", true},
+		{"c000000000-c000400000 rw-p 00000000 00:00 0 ", 0xc000000000, 0xc000400000, "", true},
+		{"7ffd1000-7ffd2000 rw-p 00000000 00:00 0    [stack]", 0x7ffd1000, 0x7ffd2000, "[stack]", true},
+		{"Rss:                1024 kB", 0, 0, "", false},
+		{"VmFlags: rd wr mr mw me ac sd", 0, 0, "", false},
+		{"2000-1000 rw-p 00000000 00:00 0", 0, 0, "", false},
+	} {
+		start, end, path, ok := parseMapsLine([]byte(tc.line))
+		if ok != tc.ok || ok && (start != tc.start || end != tc.end || path != tc.path) {
+			t.Errorf("parseMapsLine(%q) = %#x, %#x, %q, %v; want %#x, %#x, %q, %v", tc.line, start, end, path, ok, tc.start, tc.end, tc.path, tc.ok)
+		}
+	}
+}

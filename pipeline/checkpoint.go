@@ -33,7 +33,7 @@ import (
 //
 // The state is uvarint(len(aggregator state)) aggregator state, then the hot detector state
 // (hot.Detector.WriteState); the checksum covers it. The file is not in Badger because it is
-// replaced whole every minute or so (Options.CheckpointRecords): in the value log each one
+// replaced whole every 40 s or so (Options.CheckpointRecords): in the value log each one
 // (~70 MB at 50,000 instruments) stayed as garbage until value-log GC, and its pages in
 // the resident set.
 //

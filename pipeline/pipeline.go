@@ -104,10 +104,12 @@ func DefaultOptions() Options {
 }
 
 // DefaultCheckpointRecords is the default of Options.CheckpointRecords: recovery
-// re-applies WAL records at about 2.4 million a second on the 2-core machine of the
-// benchmarks, so a restart re-applies at most about 1.3 s of them; at the spec load
-// (50,000 quotes/s) it means a checkpoint a minute.
-const DefaultCheckpointRecords = 3_000_000
+// re-applies WAL records at about 2.5 million a second on the 2-core machine of the
+// benchmarks, so a restart re-applies at most about 0.8 s of them (a kill during a
+// checkpoint's writing leaves the one before, a little more); at the spec load (50,000
+// quotes/s) it means a checkpoint every 40 s. With 3M, a restart after a kill half-way
+// through the spec replay took 2.1–2.8 s when the kill fell just before a checkpoint.
+const DefaultCheckpointRecords = 2_000_000
 
 // Pipeline applies WAL records to the aggregator and the hot detector and flushes what they
 // derive to the store. Writes (Append, AppendFrom, Tick, Finish, Close) must be called from

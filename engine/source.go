@@ -256,8 +256,6 @@ func readBatches(ctx context.Context, rr *feed.RecordingReader, size int, span i
 				}
 			}
 			b.msgs = append(b.msgs, m)
-		case asDecodeError(err) != nil:
-			b.rejects = append(b.rejects, asDecodeError(err))
 		case errors.Is(err, io.EOF):
 			b.offset, b.line = rr.Offset(), rr.Line()
 			if len(b.msgs) > 0 || len(b.rejects) > 0 {
@@ -265,9 +263,13 @@ func readBatches(ctx context.Context, rr *feed.RecordingReader, size int, span i
 			}
 			return
 		default:
-			b.err = err
-			send(b)
-			return
+			de := asDecodeError(err)
+			if de == nil {
+				b.err = err
+				send(b)
+				return
+			}
+			b.rejects = append(b.rejects, de)
 		}
 		if len(b.msgs) >= size || len(b.rejects) >= size {
 			b.offset, b.line = rr.Offset(), rr.Line()

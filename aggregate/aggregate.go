@@ -192,6 +192,12 @@ type incarnation struct {
 	lastCloseSeq    uint64
 }
 
+// activeInc returns the active incarnation of isin, or nil.
+func (a *Aggregator) activeInc(isin *feed.ISIN) *incarnation {
+	inc, _ := a.active.Get(isin)
+	return inc
+}
+
 // newIncarnation returns an incarnation with its open candles on its inline buffer.
 func newIncarnation(isin feed.ISIN, id uint64, desc string) *incarnation {
 	inc := &incarnation{isin: isin, id: id, desc: desc}
@@ -209,7 +215,7 @@ type Aggregator struct {
 	watermark     int64
 	closedThrough int64
 
-	active isinTable
+	active feed.ISINMap[*incarnation]
 	// dirty lists the incarnations with open candles (and some that just lost them);
 	// dirty[:dirtySorted] is sorted by (ISIN, incarnation).
 	dirty       []*incarnation
@@ -291,7 +297,7 @@ func (a *Aggregator) Apply(r record.Record, out Output) {
 	switch r.Kind {
 	case feed.KindQuote:
 		a.stats.QuoteRecords++
-		if inc := a.active.get(&r.ISIN); inc != nil {
+		if inc := a.activeInc(&r.ISIN); inc != nil {
 			a.aggregate(inc, r.TS, r.Seq, r.Price, false, out)
 		} else {
 			a.hold(r.ISIN, heldQuote{ts: r.TS, seq: r.Seq, price: r.Price})
@@ -299,12 +305,12 @@ func (a *Aggregator) Apply(r record.Record, out Output) {
 	case feed.KindAdd:
 		a.add(&r, out)
 	case feed.KindDelete:
-		inc := a.active.get(&r.ISIN)
+		inc := a.activeInc(&r.ISIN)
 		if inc == nil {
 			a.stats.DeletesUnknown++
 			return
 		}
-		a.active.del(&r.ISIN)
+		a.active.Delete(&r.ISIN)
 		inc.active = false
 		a.stats.Deletes++
 		out.Instrument(InstrumentEvent{Seq: r.Seq, TS: r.TS, Kind: feed.KindDelete, ISIN: inc.isin,
@@ -343,7 +349,7 @@ func (a *Aggregator) isClosed(m int64) bool {
 }
 
 func (a *Aggregator) add(r *record.Record, out Output) {
-	if inc := a.active.get(&r.ISIN); inc != nil {
+	if inc := a.activeInc(&r.ISIN); inc != nil {
 		a.stats.AddsDuplicate++
 		if inc.desc != r.Description {
 			inc.desc = r.Description
@@ -355,7 +361,7 @@ func (a *Aggregator) add(r *record.Record, out Output) {
 	a.stats.AddsNew++
 	inc := newIncarnation(r.ISIN, r.Seq, r.Description)
 	inc.active = true
-	a.active.put(&inc.isin, inc)
+	a.active.Put(&inc.isin, inc)
 	// Expired quotes were dropped by advance: every quote still held for this ISIN has
 	// ts ≥ watermark − grace ≥ ADD.TS − grace, so all of them are within grace.
 	hq := a.held.take(r.ISIN)
@@ -420,11 +426,11 @@ func (a *Aggregator) PrefetchGroup(msgs []feed.Message) int64 {
 			}
 		}
 	}
-	// The table slots first, all at once (intmap.Map.Touch), then the look-ups.
-	sink := int64(a.active.m.Touch(keys))
+	// The table slots first, all at once (TouchPacked), then the look-ups.
+	sink := int64(a.active.TouchPacked(keys))
 	incs := a.prefetch[:0]
 	for _, k := range keys {
-		if inc, _ := a.active.m.Get(k); inc != nil {
+		if inc, _ := a.active.GetPacked(k); inc != nil {
 			incs = append(incs, inc)
 		}
 	}
@@ -574,7 +580,7 @@ func (a *Aggregator) CloseAll(out Output) {
 // Stats returns the counters.
 func (a *Aggregator) Stats() Stats {
 	s := a.stats
-	s.Active = uint64(a.active.len())
+	s.Active = uint64(a.active.Len())
 	s.Holding = uint64(a.held.n)
 	return s
 }
@@ -597,15 +603,17 @@ func (inc *incarnation) instrument() Instrument {
 
 // Instruments returns the active instruments sorted by ISIN.
 func (a *Aggregator) Instruments() []Instrument {
-	out := make([]Instrument, 0, a.active.len())
-	a.active.each(func(inc *incarnation) { out = append(out, inc.instrument()) })
+	out := make([]Instrument, 0, a.active.Len())
+	for inc := range a.active.Values() {
+		out = append(out, inc.instrument())
+	}
 	slices.SortFunc(out, func(x, y Instrument) int { return compareISIN(&x.ISIN, &y.ISIN) })
 	return out
 }
 
 // Instrument returns the active instrument isin, if any.
 func (a *Aggregator) Instrument(isin feed.ISIN) (Instrument, bool) {
-	inc := a.active.get(&isin)
+	inc := a.activeInc(&isin)
 	if inc == nil {
 		return Instrument{}, false
 	}
@@ -615,7 +623,7 @@ func (a *Aggregator) Instrument(isin feed.ISIN) (Instrument, bool) {
 // OpenCandles returns a copy of the still-open minutes of the active incarnation of isin,
 // oldest first (nil if it is not active or has none).
 func (a *Aggregator) OpenCandles(isin feed.ISIN) []Candle {
-	inc := a.active.get(&isin)
+	inc := a.activeInc(&isin)
 	if inc == nil || len(inc.open) == 0 {
 		return nil
 	}

@@ -34,8 +34,8 @@ func (a *Aggregator) AppendState(b []byte) []byte {
 		e.PutUvarint(*c)
 	}
 
-	incs := make([]*incarnation, 0, a.active.len()+8)
-	a.active.each(func(inc *incarnation) { incs = append(incs, inc) })
+	incs := make([]*incarnation, 0, a.active.Len()+8)
+	incs = slices.AppendSeq(incs, a.active.Values())
 	for _, inc := range a.dirty {
 		if !inc.active && len(inc.open) > 0 {
 			incs = append(incs, inc)
@@ -193,11 +193,11 @@ func (a *Aggregator) restore(b []byte) error {
 			break
 		}
 		if inc.active {
-			if a.active.get(&inc.isin) != nil {
+			if a.activeInc(&inc.isin) != nil {
 				r.Failf("duplicate active ISIN")
 				break
 			}
-			a.active.put(&inc.isin, inc)
+			a.active.Put(&inc.isin, inc)
 		} else if no == 0 {
 			r.Failf("inactive incarnation without open candles")
 			break
@@ -212,7 +212,7 @@ func (a *Aggregator) restore(b []byte) error {
 	for i := 0; i < nh && r.Err() == nil; i++ {
 		isin := readISIN(&r)
 		nq := r.Count(3)
-		if r.Err() == nil && (nq == 0 || a.held.byISIN[isin] != nil || a.active.get(&isin) != nil) {
+		if r.Err() == nil && (nq == 0 || a.held.byISIN[isin] != nil || a.activeInc(&isin) != nil) {
 			r.Failf("invalid held ISIN")
 		}
 		for j := 0; j < nq && r.Err() == nil; j++ {

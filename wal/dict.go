@@ -9,7 +9,6 @@ import (
 
 	"github.com/quotesdev/quotes/feed"
 	"github.com/quotesdev/quotes/internal/encoding"
-	"github.com/quotesdev/quotes/internal/intmap"
 )
 
 // The ISIN dictionary of format-2 blocks: a record names its instrument by a small id
@@ -36,7 +35,7 @@ func dictKey(id uint32) []byte {
 // blocks using the new ids become visible (Log.publish), so a reader that can see a block
 // can see its ids.
 type dict struct {
-	ids   idTable
+	ids   feed.ISINMap[uint32]
 	names atomic.Pointer[[]feed.ISIN]
 	// fresh are the ids assigned for the group being written, staged with its blocks.
 	fresh []uint32
@@ -54,7 +53,7 @@ func (d *dict) snapshot() []feed.ISIN { return *d.names.Load() }
 // id returns the id of isin, assigning the next one (recorded in fresh) if it has none; ok
 // is false when the dictionary is full.
 func (d *dict) id(isin *feed.ISIN) (uint32, bool) {
-	if id, ok := d.ids.get(isin); ok {
+	if id, ok := d.ids.Get(isin); ok {
 		return id, true
 	}
 	names := d.snapshot()
@@ -64,7 +63,7 @@ func (d *dict) id(isin *feed.ISIN) (uint32, bool) {
 	id := uint32(len(names))
 	names = append(names, *isin)
 	d.names.Store(&names)
-	d.ids.put(isin, id)
+	d.ids.Put(isin, id)
 	d.fresh = append(d.fresh, id)
 	return id, true
 }
@@ -74,7 +73,7 @@ const dictPrefetch = 32
 
 // prefetch brings the table slots of the first dictPrefetch of msgs' ISINs into the cache
 // before the encoder asks for their ids one by one: packed first, then touched in one tight
-// loop (intmap.Map.Touch), their cache misses (a 1 MiB table at 50,000 instruments, one miss
+// loop (feed.ISINMap.TouchPacked), their cache misses (a 1 MiB table at 50,000 instruments, one miss
 // a record, 7 % of a replay's CPU when taken one at a time) overlap. The result means
 // nothing; the caller keeps it so the loads are not optimised away.
 func (d *dict) prefetch(msgs []feed.Message) uint64 {
@@ -83,7 +82,7 @@ func (d *dict) prefetch(msgs []feed.Message) uint64 {
 	for i := range n {
 		keys[i] = feed.PackISIN(&msgs[i].ISIN)
 	}
-	return d.ids.m.Touch(keys[:n])
+	return d.ids.TouchPacked(keys[:n])
 }
 
 // maxStagedIDs is how many new ids stage adds to a group's transaction at most: more
@@ -128,37 +127,6 @@ func (d *dict) persist(db *badger.DB) error {
 	}
 	d.fresh = d.fresh[:0]
 	return nil
-}
-
-// idTable maps ISINs to their ids: an intmap.Map keyed by the packed ISIN (feed.PackISIN),
-// looked up once per record written, where a Go map hashing and comparing [12]byte keys
-// was 6 % of a replay's CPU; what does not pack (never a decoded ISIN) goes to a plain map.
-type idTable struct {
-	m     intmap.Map[uint32]
-	other map[feed.ISIN]uint32
-}
-
-// get returns the id of isin.
-func (t *idTable) get(isin *feed.ISIN) (uint32, bool) {
-	k := feed.PackISIN(isin)
-	if k == 0 {
-		id, ok := t.other[*isin]
-		return id, ok
-	}
-	return t.m.Get(k)
-}
-
-// put sets the id of isin.
-func (t *idTable) put(isin *feed.ISIN, id uint32) {
-	k := feed.PackISIN(isin)
-	if k == 0 {
-		if t.other == nil {
-			t.other = make(map[feed.ISIN]uint32)
-		}
-		t.other[*isin] = id
-		return
-	}
-	t.m.Put(k, id)
 }
 
 // load reads every stored entry. Ids must be dense from 0: a missing or malformed one is
@@ -225,9 +193,9 @@ func (d *dict) load(db *badger.DB, repair bool, logWarn func(msg string, args ..
 		}
 		logWarn("wal: repaired corrupt ISIN dictionary", "idsKept", len(names), "entriesDropped", len(bad))
 	}
-	d.ids = idTable{}
+	d.ids = feed.ISINMap[uint32]{}
 	for i := range names {
-		d.ids.put(&names[i], uint32(i))
+		d.ids.Put(&names[i], uint32(i))
 	}
 	d.names.Store(&names)
 	return nil

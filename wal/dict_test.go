@@ -107,7 +107,7 @@ func TestDictionaryDamage(t *testing.T) {
 	}
 	idsFirst := 0
 	for _, m := range quoteBatch(0, 100) {
-		if id, ok := l.dict.ids.get(&m.ISIN); ok && int(id)+1 > idsFirst {
+		if id, ok := l.dict.ids.Get(&m.ISIN); ok && int(id)+1 > idsFirst {
 			idsFirst = int(id) + 1
 		}
 	}
@@ -175,34 +175,5 @@ func TestManyNewISINsInOneGroup(t *testing.T) {
 		if got[i].ISIN != msgs[i].ISIN {
 			t.Fatalf("record %d: ISIN %s, want %s", i, got[i].ISIN, msgs[i].ISIN)
 		}
-	}
-}
-
-// TestIDTable: ids of ISINs that pack and of byte strings that do not (kept aside) are
-// found again, and an unknown one is not.
-func TestIDTable(t *testing.T) {
-	var tab idTable
-	isins := []feed.ISIN{
-		feed.ISIN([]byte("US0378331005")),
-		feed.ISIN([]byte("DE000BASF111")),
-		feed.ISIN([]byte("us0378331005")), // lower case: does not pack
-		feed.ISIN([]byte("ZZZZZZZZZZZZ")),
-		{},
-	}
-	for i := range isins {
-		tab.put(&isins[i], uint32(i+7))
-	}
-	for i := range isins {
-		if id, ok := tab.get(&isins[i]); !ok || id != uint32(i+7) {
-			t.Errorf("get(%q) = %d, %v; want %d", isins[i][:], id, ok, i+7)
-		}
-	}
-	unknown := feed.ISIN([]byte("US0378331006"))
-	if id, ok := tab.get(&unknown); ok {
-		t.Errorf("get of an ISIN never put = %d, true", id)
-	}
-	odd := feed.ISIN([]byte("us0378331006"))
-	if id, ok := tab.get(&odd); ok {
-		t.Errorf("get of an unpackable ISIN never put = %d, true", id)
 	}
 }

@@ -2,6 +2,7 @@ package hot
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -144,22 +145,50 @@ func TestLargeSnapshotMatchesEager(t *testing.T) {
 		}
 	}
 	want := eager.AppendState(nil)
-	if len(want) < 10*stateFlush {
-		t.Fatalf("snapshot of %d bytes: too small to test streaming", len(want))
+	if n := lazy.Len(); n < 5*statePiece {
+		t.Fatalf("%d windows: too few to test pieces", n)
 	}
 	if got := lazy.AppendState([]byte("prefix")); !bytes.Equal(got[6:], want) || string(got[:6]) != "prefix" {
 		t.Fatal("AppendState differs from the eager snapshot")
 	}
-	var pieces int
-	var buf bytes.Buffer
-	if err := lazy.WriteState(writerFunc(func(p []byte) (int, error) {
-		pieces++
-		return buf.Write(p)
-	})); err != nil {
-		t.Fatal(err)
+	for _, workers := range []int{1, 2, 3, 8} {
+		var pieces int
+		var buf bytes.Buffer
+		if err := lazy.writeState(writerFunc(func(p []byte) (int, error) {
+			pieces++
+			return buf.Write(p)
+		}), workers); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf.Bytes(), want) || pieces < 5 {
+			t.Fatalf("%d workers: %d bytes in %d pieces, differs from the eager snapshot", workers, buf.Len(), pieces)
+		}
 	}
-	if !bytes.Equal(buf.Bytes(), want) || pieces < 10 {
-		t.Fatalf("WriteState: %d bytes in %d pieces, differs from the eager snapshot", buf.Len(), pieces)
+}
+
+// TestWriteStateStopsOnWriteError: a failing writer ends WriteState with its error, for
+// any number of workers and wherever it fails, and the workers stop (WriteState returns).
+func TestWriteStateStopsOnWriteError(t *testing.T) {
+	d := New(DefaultOptions())
+	var isin feed.ISIN
+	for q := 0; q < 20*statePiece; q++ {
+		d.Observe(isin, uint64(q%(10*statePiece)+1), t0+int64(q)*int64(time.Millisecond), uint64(q+1), feed.Price(1_000_000+q%7))
+	}
+	errDisk := errors.New("disk full")
+	for _, workers := range []int{1, 2, 8} {
+		for _, failAt := range []int{0, 1, 4, 10} {
+			calls := 0
+			err := d.writeState(writerFunc(func(p []byte) (int, error) {
+				if calls == failAt {
+					return 0, errDisk
+				}
+				calls++
+				return len(p), nil
+			}), workers)
+			if !errors.Is(err, errDisk) {
+				t.Fatalf("%d workers, failing write %d: got %v, want %v", workers, failAt, err, errDisk)
+			}
+		}
 	}
 }
 

@@ -238,18 +238,25 @@ func (d *eagerDetector) newEagerWindow() *eagerWindow {
 	return &eagerWindow{buf: make([]entry, 8), cur: -1}
 }
 
-// AppendState is the snapshot (format version 2) as the eager detector writes it: the
-// units are found by a check of every entry per candidate, independently of writeWindow.
+// AppendState is the snapshot (format version 3) as the eager detector writes it: the
+// units are found by a check of every entry per candidate, independently of writeWindow,
+// and the windows go in pieces of statePiece.
 func (d *eagerDetector) AppendState(b []byte) []byte {
 	keys := make([]uint64, 0, len(d.windows))
 	for k := range d.windows {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	e := encoding.Encbuf{B: b}
-	e.PutByte(stateVersion)
-	e.PutUvarint(uint64(len(keys)))
-	for _, k := range keys {
+	out := encoding.Encbuf{B: b}
+	out.PutByte(stateVersion)
+	out.PutUvarint(uint64(len(keys)))
+	var e encoding.Encbuf
+	for i, k := range keys {
+		if i%statePiece == 0 && i > 0 {
+			out.PutUvarint(statePiece)
+			out.PutUvarintBytes(e.Get())
+			e.Reset()
+		}
 		w := d.windows[k]
 		e.PutUvarint(k)
 		e.PutUvarint(w.lastSeq)
@@ -289,5 +296,9 @@ func (d *eagerDetector) AppendState(b []byte) []byte {
 			prev = en
 		}
 	}
-	return e.Get()
+	if len(keys) > 0 {
+		out.PutUvarint(uint64((len(keys)-1)%statePiece + 1))
+		out.PutUvarintBytes(e.Get())
+	}
+	return out.Get()
 }

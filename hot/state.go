@@ -15,11 +15,15 @@ import (
 )
 
 // stateVersion is the first byte of the snapshots AppendState writes; bump it when the
-// format changes. RestoreState also reads stateVersion1.
-const stateVersion = 2
+// format changes. RestoreState also reads stateVersion2 and stateVersion1.
+const stateVersion = 3
 
-// stateVersion1 is the previous format: as version 2 without the units byte (every unit 1).
-const stateVersion1 = 1
+// Earlier formats, still read: version 2 is version 3 without the pieces (its windows one
+// after the other), version 1 is version 2 without the units byte (every unit 1).
+const (
+	stateVersion2 = 2
+	stateVersion1 = 1
+)
 
 // maxPriceExp is the largest exponent of a window's price unit (10^6 micro-units, a whole
 // unit of price); tsExpMillis is the exponent of the millisecond time unit (10^6 ns).
@@ -43,17 +47,25 @@ var ErrCorruptState = encoding.NewCorruptSentinel("corrupt hot detector state")
 // ascending order). It does not contain the options: a snapshot can be restored into a
 // Detector with other options.
 //
-// Format (version 2): version byte; uvarint window count; per window: uvarint incarnation,
-// uvarint last sequence, flags byte (1 = hot), units byte, uvarint entry count (≥ 1), then
-// entries oldest first: the first as varint ts/tu and varint price/pu, the rest as uvarint
+// Format (version 3): version byte; uvarint window count; the windows in pieces of up to
+// statePiece, each piece a uvarint window count (≥ 1) and a uvarint byte size, then its
+// windows, which fill exactly that size (so that RestoreState decodes pieces in parallel).
+//
+//	┌─────────┬───────┬──────────────────────────────────────┬─────────────────┬───
+//	│ version │ count │ piece: windows │ size │ window … window │ piece …         │ …
+//	│ u8 = 3  │ uvar  │ uvar           │ uvar │ size bytes      │                 │
+//	└─────────┴───────┴──────────────────────────────────────┴─────────────────┴───
+//
+// A window: uvarint incarnation, uvarint last sequence, flags byte (1 = hot), units byte,
+// uvarint entry count (≥ 1), then entries oldest first: the first as varint ts/tu and varint price/pu, the rest as uvarint
 // ts delta/tu and varint price delta/pu. The units byte is 16·te + pe: the window's time
 // unit is tu = 10^te ns with te 6 (every entry time a whole millisecond) or 0, its price
 // unit pu = 10^pe micro-units with pe in 0..6 the largest dividing every entry price. So a
 // quote a second with 4-decimal prices, the partner's feed, takes 2 bytes of time delta
 // instead of 5 and a price delta 100 times smaller.
 //
-// RestoreState also reads version 1, written before: the same without the units byte (all
-// values in ns and micro-units).
+// RestoreState also reads versions 2 (the windows without pieces) and 1 (also without the
+// units byte: all values in ns and micro-units), written before.
 func (d *Detector) AppendState(b []byte) []byte {
 	w := appender{b: b}
 	_ = d.WriteState(&w) // appender never fails
@@ -109,13 +121,26 @@ func (d *Detector) writeState(out io.Writer, workers int) error {
 		}
 		return e.B
 	}
+	write := func(i int, b []byte) error {
+		var h encoding.Encbuf
+		h.B = make([]byte, 0, 2*binary.MaxVarintLen64)
+		h.PutUvarint(uint64(min((i+1)*statePiece, len(keys)) - i*statePiece))
+		h.PutUvarint(uint64(len(b)))
+		if _, err := out.Write(h.Get()); err != nil {
+			return fmt.Errorf("write hot state: %w", err)
+		}
+		if _, err := out.Write(b); err != nil {
+			return fmt.Errorf("write hot state: %w", err)
+		}
+		return nil
+	}
 	workers = min(workers, pieces)
 	if workers <= 1 {
 		var b []byte
 		for i := range pieces {
 			b = piece(i, b)
-			if _, err := out.Write(b); err != nil {
-				return fmt.Errorf("write hot state: %w", err)
+			if err := write(i, b); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -156,8 +181,8 @@ func (d *Detector) writeState(out io.Writer, workers int) error {
 	defer close(stop)
 	for i := range pieces {
 		b := <-done[i]
-		if _, err := out.Write(b); err != nil {
-			return fmt.Errorf("write hot state: %w", err)
+		if err := write(i, b); err != nil {
+			return err
 		}
 		free <- b
 	}
@@ -337,12 +362,18 @@ func (d *Detector) RestoreStateNear(b []byte, t int64) error {
 
 // restoreState restores b with the compact time base near newest, if baseKnown.
 func (d *Detector) restoreState(b []byte, newest int64, baseKnown bool) error {
+	return d.restoreStateWorkers(b, newest, baseKnown, runtime.GOMAXPROCS(0))
+}
+
+// restoreStateWorkers is restoreState decoding the pieces of a version-3 snapshot on up to
+// workers goroutines; the result, and the error for a bad snapshot, do not depend on it.
+func (d *Detector) restoreStateWorkers(b []byte, newest int64, baseKnown bool, workers int) error {
 	if len(b) == 0 {
 		return fmt.Errorf("restore hot state: empty snapshot: %w", ErrCorruptState)
 	}
 	r := encoding.NewDecbuf(b)
 	version := r.Byte()
-	if version != stateVersion && version != stateVersion1 {
+	if version != stateVersion && version != stateVersion2 && version != stateVersion1 {
 		return fmt.Errorf("restore hot state: unknown version %d: %w", version, ErrCorruptState)
 	}
 	// Every window takes at least 4 bytes: reject absurd counts before allocating.
@@ -357,40 +388,140 @@ func (d *Detector) restoreState(b []byte, newest int64, baseKnown bool) error {
 	if baseKnown {
 		nd.cdom.tbase, nd.baseSet = nd.cdom.key(newest)*msNanos, true
 	}
+	var pieces []statePieceRef
+	if version == stateVersion {
+		var err error
+		if pieces, err = readPieces(&r, count); err != nil {
+			return err
+		}
+	} else {
+		// One piece: the windows one after the other, up to the end.
+		pieces = []statePieceRef{{b: r.Get(), windows: count}}
+		r.Bytes(r.Len())
+	}
+	decoded := make([][]decodedWindow, len(pieces))
+	errs := make([]error, len(pieces))
+	decodeOne := func(i int) {
+		decoded[i], errs[i] = decodeWindows(pieces[i], version, nd.cdom, nd.baseSet)
+	}
+	if workers = min(workers, len(pieces)); workers <= 1 {
+		for i := range pieces {
+			if decodeOne(i); errs[i] != nil {
+				break
+			}
+		}
+	} else {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for i := int(next.Add(1) - 1); i < len(pieces); i = int(next.Add(1) - 1) {
+					decodeOne(i)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	for i := range pieces {
+		if errs[i] != nil {
+			return errs[i]
+		}
+		for j := range decoded[i] {
+			w := &decoded[i][j]
+			if _, dup := nd.index.get(w.inc); dup {
+				return fmt.Errorf("restore hot state: incarnation %d twice: %w", w.inc, ErrCorruptState)
+			}
+			if !w.wide {
+				s := nd.allocCompact(w.inc)
+				nd.compact[s] = w.c
+				nd.index.put(w.inc, s)
+			} else {
+				s := nd.allocWide(w.inc)
+				nd.wide[s] = w.w
+				nd.index.put(w.inc, s|wideBit)
+			}
+		}
+	}
+	*d = *nd
+	return nil
+}
+
+// statePieceRef is a piece of a snapshot: its bytes, which hold exactly windows windows.
+type statePieceRef struct {
+	b       []byte
+	windows int
+}
+
+// readPieces splits the rest of a version-3 snapshot, after its window count, into its
+// pieces, checking their headers: every piece has at least one window, the windows add up
+// to count, the sizes to what is left.
+func readPieces(r *encoding.Decbuf, count int) ([]statePieceRef, error) {
+	pieces := make([]statePieceRef, 0, (count+statePiece-1)/statePiece)
+	for left := count; left > 0; {
+		n := r.Uvarint()
+		size := r.Uvarint()
+		if err := r.Err(); err != nil {
+			return nil, fmt.Errorf("restore hot state: truncated piece header: %w: %w", ErrCorruptState, err)
+		}
+		if size > uint64(r.Len()) {
+			return nil, fmt.Errorf("restore hot state: truncated: a piece of %d bytes, %d left: %w", size, r.Len(), ErrCorruptState)
+		}
+		// Every window takes at least 4 bytes.
+		if n == 0 || n > uint64(left) || n > size/4 {
+			return nil, fmt.Errorf("restore hot state: bad piece of %d windows in %d bytes (%d windows and %d bytes left): %w", n, size, left, r.Len(), ErrCorruptState)
+		}
+		pieces = append(pieces, statePieceRef{b: r.Bytes(int(size)), windows: int(n)})
+		left -= int(n)
+	}
+	if r.Len() != 0 {
+		return nil, fmt.Errorf("restore hot state: %d trailing bytes: %w", r.Len(), ErrCorruptState)
+	}
+	return pieces, nil
+}
+
+// decodedWindow is a window of a snapshot, decoded: compact (c) or wide (w).
+type decodedWindow struct {
+	inc  uint64
+	wide bool
+	c    window[int32]
+	w    window[int64]
+}
+
+// decodeWindows decodes the windows of piece p of a snapshot of the given version into
+// windows of the compact domain cdom (its base set if baseSet) or wide ones.
+func decodeWindows(p statePieceRef, version byte, cdom domain, baseSet bool) ([]decodedWindow, error) {
+	r := encoding.NewDecbuf(p.b)
+	out := make([]decodedWindow, 0, p.windows)
 	var es []entry
-	for range count {
+	for range p.windows {
 		inc := r.Uvarint()
 		seq := r.Uvarint()
 		flags := r.Byte()
 		units := byte(0) // version 1: every unit 1
-		if version == stateVersion {
+		if version != stateVersion1 {
 			units = r.Byte()
 		}
 		n := r.Uvarint()
 		if err := r.Err(); err != nil {
-			return fmt.Errorf("restore hot state: truncated: %w: %w", ErrCorruptState, err)
-		}
-		if _, dup := nd.index.get(inc); dup {
-			return fmt.Errorf("restore hot state: incarnation %d twice: %w", inc, ErrCorruptState)
+			return nil, fmt.Errorf("restore hot state: truncated: %w: %w", ErrCorruptState, err)
 		}
 		if flags&^flagHot != 0 {
-			return fmt.Errorf("restore hot state: incarnation %d: bad flags %#x: %w", inc, flags, ErrCorruptState)
+			return nil, fmt.Errorf("restore hot state: incarnation %d: bad flags %#x: %w", inc, flags, ErrCorruptState)
 		}
+		hot := flags&flagHot != 0
 		tu, pu, ok := decodeUnits(units)
 		if !ok {
-			return fmt.Errorf("restore hot state: incarnation %d: bad units %#x: %w", inc, units, ErrCorruptState)
+			return nil, fmt.Errorf("restore hot state: incarnation %d: bad units %#x: %w", inc, units, ErrCorruptState)
 		}
 		// Every entry takes at least 2 bytes.
 		if n == 0 || n > uint64(r.Len())/2 || n > math.MaxInt32/2 {
-			return fmt.Errorf("restore hot state: incarnation %d: bad entry count: %w", inc, ErrCorruptState)
+			return nil, fmt.Errorf("restore hot state: incarnation %d: bad entry count: %w", inc, ErrCorruptState)
 		}
-		if tu == msNanos && nd.baseSet {
+		if tu == msNanos && baseSet {
 			// The partner's feed: straight into a compact window, if it fits.
-			if w, used, ok := decodeCompact(r.Get(), nd.cdom, int(n), pu, seq, flags&flagHot != 0); ok {
+			if w, used, ok := decodeCompact(r.Get(), cdom, int(n), pu, seq, hot); ok {
 				r.Bytes(used)
-				s := nd.allocCompact(inc)
-				nd.compact[s] = w
-				nd.index.put(inc, s)
+				out = append(out, decodedWindow{inc: inc, c: w})
 				continue
 			}
 		}
@@ -407,17 +538,17 @@ func (d *Detector) restoreState(b []byte, newest int64, baseKnown bool) error {
 				dt, p = r.Uvarint(), r.Varint()
 			}
 			if err := r.Err(); err != nil {
-				return fmt.Errorf("restore hot state: truncated: %w: %w", ErrCorruptState, err)
+				return nil, fmt.Errorf("restore hot state: truncated: %w: %w", ErrCorruptState, err)
 			}
 			if i > 0 {
 				if dt > uint64(math.MaxInt64/tu) || prev.ts > math.MaxInt64-int64(dt)*tu {
-					return fmt.Errorf("restore hot state: incarnation %d: ts %d + %d × %d ns overflows: %w", inc, prev.ts, dt, tu, ErrCorruptState)
+					return nil, fmt.Errorf("restore hot state: incarnation %d: ts %d + %d × %d ns overflows: %w", inc, prev.ts, dt, tu, ErrCorruptState)
 				}
 				t = prev.ts + int64(dt)*tu
 			} else {
 				v, ok := mulChecked(t, tu)
 				if !ok {
-					return fmt.Errorf("restore hot state: incarnation %d: ts %d × %d ns overflows: %w", inc, t, tu, ErrCorruptState)
+					return nil, fmt.Errorf("restore hot state: incarnation %d: ts %d × %d ns overflows: %w", inc, t, tu, ErrCorruptState)
 				}
 				t = v
 			}
@@ -427,7 +558,7 @@ func (d *Detector) restoreState(b []byte, newest int64, baseKnown bool) error {
 				if i > 0 {
 					what = "price delta"
 				}
-				return fmt.Errorf("restore hot state: incarnation %d: %s %d × %d overflows: %w", inc, what, p, pu, ErrCorruptState)
+				return nil, fmt.Errorf("restore hot state: incarnation %d: %s %d × %d overflows: %w", inc, what, p, pu, ErrCorruptState)
 			}
 			p = v
 			if i > 0 {
@@ -437,18 +568,17 @@ func (d *Detector) restoreState(b []byte, newest int64, baseKnown bool) error {
 			}
 			e := entry{ts: t, price: p}
 			if e.price <= 0 || e.price > int64(feed.MaxPrice) {
-				return fmt.Errorf("restore hot state: incarnation %d: bad price %d: %w", inc, e.price, ErrCorruptState)
+				return nil, fmt.Errorf("restore hot state: incarnation %d: bad price %d: %w", inc, e.price, ErrCorruptState)
 			}
 			es = append(es, e)
 			prev = e
 		}
-		nd.restoreWindow(inc, seq, flags&flagHot != 0, es)
+		out = append(out, restoredWindow(cdom, baseSet, inc, seq, hot, es))
 	}
 	if r.Len() != 0 {
-		return fmt.Errorf("restore hot state: %d trailing bytes: %w", r.Len(), ErrCorruptState)
+		return nil, fmt.Errorf("restore hot state: %d trailing bytes: %w", r.Len(), ErrCorruptState)
 	}
-	*d = *nd
-	return nil
+	return out, nil
 }
 
 // decodeCompact decodes the n entries of a version-2 window with millisecond times at
@@ -512,26 +642,21 @@ func decodeCompact(b []byte, dm domain, n int, pu int64, seq uint64, hot bool) (
 	return w, off, true
 }
 
-// restoreWindow adds the window of incarnation inc holding es (oldest first), compact
-// when it fits.
-func (d *Detector) restoreWindow(inc, seq uint64, hot bool, es []entry) {
-	fits := d.baseSet
+// restoredWindow returns the window of incarnation inc holding es (oldest first), compact
+// (of domain cdom) when it fits.
+func restoredWindow(cdom domain, baseSet bool, inc, seq uint64, hot bool, es []entry) decodedWindow {
+	fits := baseSet
 	for _, e := range es {
-		_, ok := d.cdom.pointKey(e.ts)
+		_, ok := cdom.pointKey(e.ts)
 		if dp := e.price - es[0].price; !ok || dp != int64(int32(dp)) {
 			fits = false
 			break
 		}
 	}
 	if fits {
-		s := d.allocCompact(inc)
-		d.compact[s] = restored[int32](d.cdom, es[0].price, seq, hot, es)
-		d.index.put(inc, s)
-		return
+		return decodedWindow{inc: inc, c: restored[int32](cdom, es[0].price, seq, hot, es)}
 	}
-	s := d.allocWide(inc)
-	d.wide[s] = restored[int64](d.wideDom, 0, seq, hot, es)
-	d.index.put(inc, s|wideBit)
+	return decodedWindow{inc: inc, wide: true, w: restored[int64](domain{}, 0, seq, hot, es)}
 }
 
 // restored returns a window holding es in domain dm with price base pbase; every entry
@@ -550,19 +675,28 @@ func restored[T word](dm domain, pbase int64, seq uint64, hot bool, es []entry) 
 	return w
 }
 
-// newestTime returns the largest entry time in the snapshot b (version 1 or 2), reading it
-// without checks (RestoreState checks); ok is false when there is none.
+// newestTime returns the largest entry time in the snapshot b (version 1, 2 or 3), reading
+// it without checks (RestoreState checks); ok is false when there is none.
 func newestTime(b []byte) (int64, bool) {
 	r := encoding.NewDecbuf(b)
 	version := r.Byte()
 	count := r.Uvarint()
 	newest, ok := int64(math.MinInt64), false
+	inPiece := uint64(0) // windows left in the current piece (version 3)
 	for c := uint64(0); c < count && r.Err() == nil; c++ {
+		if version == stateVersion && inPiece == 0 {
+			inPiece = r.Uvarint()
+			r.Uvarint() // its size
+			if inPiece == 0 {
+				break
+			}
+		}
+		inPiece--
 		r.Uvarint()
 		r.Uvarint()
 		r.Byte()
 		tu := int64(1)
-		if version == stateVersion {
+		if version != stateVersion1 {
 			u, _, valid := decodeUnits(r.Byte())
 			if !valid {
 				break

@@ -2,11 +2,13 @@ package hot
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/quotesdev/quotes/feed"
 	"github.com/quotesdev/quotes/internal/encoding"
@@ -54,8 +56,9 @@ func appendWindowV1[T word](e *encoding.Encbuf, inc uint64, w *window[T], dm dom
 	}
 }
 
-// snapshotUnits returns the number of windows of a version-2 snapshot by units byte, and
-// checks that each window's units are the largest its entries allow.
+// snapshotUnits returns the number of windows of a version-3 snapshot by units byte, and
+// checks that each window's units are the largest its entries allow and that its pieces
+// are as long as their headers say.
 func snapshotUnits(t *testing.T, b []byte) map[byte]int {
 	t.Helper()
 	r := encoding.NewDecbuf(b)
@@ -63,7 +66,22 @@ func snapshotUnits(t *testing.T, b []byte) map[byte]int {
 		t.Fatalf("snapshot version %d, want %d", v, stateVersion)
 	}
 	out := map[byte]int{}
-	for range r.Uvarint() {
+	count := r.Uvarint()
+	var inPiece uint64     // windows left in the piece
+	pieceEnd := r.Offset() // offset where the piece must end
+	for range count {
+		if inPiece == 0 {
+			if r.Offset() != pieceEnd {
+				t.Fatalf("a piece ends at %d, its header said %d", r.Offset(), pieceEnd)
+			}
+			inPiece = r.Uvarint()
+			size := r.Uvarint()
+			pieceEnd = r.Offset() + int(size)
+			if inPiece == 0 || inPiece > statePiece {
+				t.Fatalf("piece of %d windows", inPiece)
+			}
+		}
+		inPiece--
 		r.Uvarint()
 		r.Uvarint()
 		r.Byte()
@@ -91,6 +109,9 @@ func snapshotUnits(t *testing.T, b []byte) map[byte]int {
 		if pu < 1_000_000 && tens {
 			t.Errorf("units %#x: every price is a multiple of %d", u, 10*pu)
 		}
+	}
+	if inPiece != 0 || r.Offset() != pieceEnd {
+		t.Fatalf("the last piece: %d windows missing, ends at %d, its header said %d", inPiece, r.Offset(), pieceEnd)
 	}
 	if err := r.Done(); err != nil {
 		t.Fatal(err)
@@ -203,6 +224,12 @@ func TestDecodeCompact(t *testing.T) {
 	r := encoding.NewDecbuf(snap)
 	r.Byte()
 	count := r.Uvarint()
+	if count > statePiece {
+		t.Fatalf("%d windows: more than one piece", count)
+	}
+	if n, size := r.Uvarint(), r.Uvarint(); n != count || size != uint64(r.Len()) {
+		t.Fatalf("piece of %d windows in %d bytes, want all %d windows in the %d bytes left", n, size, count, r.Len())
+	}
 	for range count {
 		inc, seq, flags, units, n := r.Uvarint(), r.Uvarint(), r.Byte(), r.Byte(), int(r.Uvarint())
 		tu, pu, ok := decodeUnits(units)
@@ -278,5 +305,97 @@ func TestWriteCompactPoints(t *testing.T) {
 		if !bytes.Equal(fast.Get(), general.Get()) {
 			t.Fatalf("incarnation %d: fast path wrote\n%x\nthe general path\n%x", inc, fast.Get(), general.Get())
 		}
+	}
+}
+
+// piecesDetector returns a detector of 3000 incarnations, more than five pieces of a
+// snapshot: every third with nanosecond times (a wide window), the others compact, some
+// hot.
+func piecesDetector() *Detector {
+	d := New(DefaultOptions())
+	rng := rand.New(rand.NewPCG(17, 17))
+	for q := range 60_000 {
+		i := q % 3000
+		ts := t0 + int64(q/3000)*int64(time.Second) + int64(i)*int64(time.Millisecond)
+		if i%3 == 0 {
+			ts += 1 + rng.Int64N(999_999)
+		}
+		p := feed.Price(100_000_000 + rng.Int64N(30_000_000))
+		d.Observe(testISIN, uint64(i+1), ts, uint64(q+1), p)
+	}
+	return d
+}
+
+// stripPieces returns the version-3 snapshot b as version 2: the same windows without the
+// piece headers.
+func stripPieces(t *testing.T, b []byte) []byte {
+	t.Helper()
+	r := encoding.NewDecbuf(b)
+	if r.Byte() != stateVersion {
+		t.Fatal("not version 3")
+	}
+	count := r.Uvarint()
+	e := encoding.Encbuf{}
+	e.PutByte(stateVersion2)
+	e.PutUvarint(count)
+	for left := count; left > 0; {
+		n, size := r.Uvarint(), r.Uvarint()
+		e.PutBytes(r.Bytes(int(size)))
+		left -= n
+	}
+	if err := r.Done(); err != nil {
+		t.Fatal(err)
+	}
+	return e.Get()
+}
+
+// TestRestorePieces: a snapshot of several pieces, compact and wide windows, restores to
+// the same state whether its pieces are decoded by 1, 2, 3 or 8 goroutines, and so does
+// the same snapshot in version 2 (no pieces); a damaged snapshot fails with the same
+// error for any number of goroutines.
+func TestRestorePieces(t *testing.T) {
+	d := piecesDetector()
+	snap := d.AppendState(nil)
+	if len(d.wide) == 0 || len(d.compact) == 0 {
+		t.Fatalf("%d compact and %d wide windows: want both", len(d.compact), len(d.wide))
+	}
+	if n := d.Len(); n < 5*statePiece {
+		t.Fatalf("%d windows: too few for pieces", n)
+	}
+	newest, _ := newestTime(snap)
+	for _, workers := range []int{1, 2, 3, 8} {
+		r := New(DefaultOptions())
+		if err := r.restoreStateWorkers(snap, newest, true, workers); err != nil {
+			t.Fatalf("%d workers: %v", workers, err)
+		}
+		if !bytes.Equal(r.AppendState(nil), snap) || len(r.wide) != len(d.wide) {
+			t.Fatalf("%d workers: restored state differs (%d wide windows, want %d)", workers, len(r.wide), len(d.wide))
+		}
+	}
+	r := New(DefaultOptions())
+	if err := r.RestoreState(stripPieces(t, snap)); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(r.AppendState(nil), snap) {
+		t.Fatal("the version-2 snapshot restores to another state")
+	}
+	rng := rand.New(rand.NewPCG(3, 3))
+	failed := 0
+	for range 300 {
+		bad := slices.Clone(snap)
+		bad[rng.IntN(len(bad))] ^= byte(1 + rng.IntN(255))
+		var errs [2]error
+		for k, workers := range []int{1, 8} {
+			errs[k] = New(DefaultOptions()).restoreStateWorkers(bad, newest, true, workers)
+		}
+		if fmt.Sprint(errs[0]) != fmt.Sprint(errs[1]) {
+			t.Fatalf("damaged snapshot: 1 worker: %v; 8 workers: %v", errs[0], errs[1])
+		}
+		if errs[0] != nil {
+			failed++
+		}
+	}
+	if failed == 0 {
+		t.Fatal("no damaged snapshot failed: the test tests nothing")
 	}
 }

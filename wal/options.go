@@ -112,7 +112,7 @@ type Options struct {
 	// rather than in the LSM tree (default 512 bytes). Blocks are larger than this except for
 	// tiny groups.
 	ValueThreshold int64
-	// BlockCacheSize is Badger's block cache (default 64 MiB).
+	// BlockCacheSize is Badger's block cache (default 16 MiB).
 	BlockCacheSize int64
 	// GCDiscardRatio is the fraction of a value-log file that must be garbage for Truncate
 	// to rewrite it (default 0.5).

@@ -17,15 +17,19 @@ const base36 = "" +
 // their order, and never 0 for one: a key for integer-keyed tables (internal/intmap), which
 // reserve 0. It does not allocate and is cheap enough for the per-record path.
 func PackISIN(isin *ISIN) uint64 {
-	var v uint64
-	var bad byte
-	for _, c := range isin {
-		d := base36[c]
-		bad |= d
-		v = v*36 + uint64(d)
-	}
+	// Four groups of three digits, each a short chain, combined at the end: the same value
+	// as one chain of twelve multiply-adds, in about half its latency.
+	d := func(i int) uint64 { return uint64(base36[isin[i]]) }
+	g0 := (d(0)*36+d(1))*36 + d(2)
+	g1 := (d(3)*36+d(4))*36 + d(5)
+	g2 := (d(6)*36+d(7))*36 + d(8)
+	g3 := (d(9)*36+d(10))*36 + d(11)
+	bad := base36[isin[0]] | base36[isin[1]] | base36[isin[2]] | base36[isin[3]] |
+		base36[isin[4]] | base36[isin[5]] | base36[isin[6]] | base36[isin[7]] |
+		base36[isin[8]] | base36[isin[9]] | base36[isin[10]] | base36[isin[11]]
 	if bad&0x80 != 0 {
 		return 0
 	}
-	return v + 1
+	const c3 = 36 * 36 * 36
+	return (g0*c3+g1)*(c3*c3) + g2*c3 + g3 + 1
 }

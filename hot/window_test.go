@@ -1,6 +1,7 @@
 package hot
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -84,5 +85,72 @@ func TestCompactPriceUnit(t *testing.T) {
 		if got := compactPriceUnit(w); got != want {
 			t.Fatalf("window %d: compactPriceUnit = %d, windowUnits = %d", i, got, want)
 		}
+	}
+}
+
+// headerErrors returns what is wrong with the headers of d's windows: next must be the key
+// of the point after lh (maxKey without one), the keys of the present points must not
+// decrease, and lh must leave at least one point.
+func headerErrors[T word](ws []window[T]) []string {
+	var errs []string
+	for s := range ws {
+		w := &ws[s]
+		if !w.used {
+			continue
+		}
+		next := maxKey[T]()
+		if w.lh+1 < w.n {
+			next = w.at(w.lh + 1).key
+		}
+		if w.next != next {
+			errs = append(errs, fmt.Sprintf("slot %d: next %d, want %d", s, w.next, next))
+		}
+		if w.n > 0 && w.lh >= w.n {
+			errs = append(errs, fmt.Sprintf("slot %d: lh %d of %d points", s, w.lh, w.n))
+		}
+		for i := w.lh + 1; i < w.n; i++ {
+			if w.key(i) < w.key(i-1) {
+				errs = append(errs, fmt.Sprintf("slot %d: key %d after %d", s, w.key(i), w.key(i-1)))
+				break
+			}
+		}
+	}
+	return errs
+}
+
+// TestWindowHeaders: after every operation of generated streams (quotes out of time
+// order, forgets, expires, windows that widen, narrow and move their time base), every
+// window's header agrees with its points.
+func TestWindowHeaders(t *testing.T) {
+	for _, seed := range []uint64{3, 7} {
+		s := genStream(seed, 5+int(seed)*7, 6000)
+		d := New(s.opts)
+		for i, o := range s.ops {
+			run(d, s.ops[i:i+1])
+			errs := append(headerErrors(d.compact), headerErrors(d.wide)...)
+			if len(errs) > 0 {
+				t.Fatalf("seed %d, after op %d (%c): %v", seed, i, o.kind, errs)
+			}
+		}
+		if d.rebased == 0 || d.widened == 0 || d.narrowed == 0 {
+			t.Fatalf("seed %d: the stream did not move windows between forms", seed)
+		}
+	}
+	// An instrument quoting every 10 s for 13 days, with an Expire a minute: the time base
+	// moves while its window holds minutes of points.
+	d := New(DefaultOptions())
+	const step = 10 * int64(time.Second)
+	for k := range int64(13 * 24 * 360) {
+		ts := t0 + k*step
+		d.Observe(testISIN, 1, ts, uint64(k+1), feed.Price(100_000_000+k%1000))
+		if k%6 == 5 {
+			d.Expire(ts)
+			if errs := headerErrors(d.compact); len(errs) > 0 {
+				t.Fatalf("after the Expire at quote %d: %v", k, errs)
+			}
+		}
+	}
+	if d.rebased == 0 {
+		t.Fatal("the time base did not move")
 	}
 }

@@ -112,7 +112,11 @@ func (e *blockEncoder) reset(first uint64) {
 }
 
 // add appends one record (format 2).
-func (e *blockEncoder) add(m *feed.Message) {
+func (e *blockEncoder) add(m *feed.Message) { e.addWithID(m, noID) }
+
+// addWithID is add for a record whose ISIN's dictionary id is already known (dict.lookup):
+// id, or noID to ask the dictionary.
+func (e *blockEncoder) addWithID(m *feed.Message, known uint32) {
 	if e.count == 0 || m.TS < e.minTS {
 		e.minTS = m.TS
 	}
@@ -123,11 +127,15 @@ func (e *blockEncoder) add(m *feed.Message) {
 	if m.Kind >= 1 && m.Kind <= tagKindMask {
 		tag = byte(m.Kind)
 	}
-	var id uint32
+	id := known
 	mode := isinRaw
-	if m.ISIN == (feed.ISIN{}) {
+	switch {
+	case m.ISIN == (feed.ISIN{}):
 		mode = isinZero
-	} else if e.dict != nil {
+	case e.dict == nil:
+	case known != noID:
+		mode = isinID
+	default:
 		var ok bool
 		if id, ok = e.dict.id(&m.ISIN); ok {
 			mode = isinID

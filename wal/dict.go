@@ -68,21 +68,34 @@ func (d *dict) id(isin *feed.ISIN) (uint32, bool) {
 	return id, true
 }
 
-// dictPrefetch is how many records' ids dict.prefetch looks up ahead of encoding them.
+// dictPrefetch is how many records' ids dict.lookup finds ahead of encoding them.
 const dictPrefetch = 32
 
-// prefetch brings the table slots of the first dictPrefetch of msgs' ISINs into the cache
-// before the encoder asks for their ids one by one: packed first, then touched in one tight
-// loop (feed.ISINMap.TouchPacked), their cache misses (a 1 MiB table at 50,000 instruments, one miss
-// a record, 7 % of a replay's CPU when taken one at a time) overlap. The result means
-// nothing; the caller keeps it so the loads are not optimised away.
-func (d *dict) prefetch(msgs []feed.Message) uint64 {
+// noID marks a record whose ISIN had no id when dict.lookup looked (ids are < maxDictSize).
+const noID = ^uint32(0)
+
+// lookup finds the ids of the first dictPrefetch of msgs' ISINs, for the encoder: packed
+// once, their table slots touched in one tight loop (feed.ISINMap.TouchPacked) so that the
+// cache misses (a 1 MiB table at 50,000 instruments, one miss a record, 7 % of a replay's
+// CPU when taken one at a time) overlap, then looked up. ids[i] is msgs[i]'s id, or noID
+// when its ISIN has none yet (the encoder assigns it: dict.id) or is not a valid one. The
+// result means nothing; the caller keeps it so the loads are not optimised away.
+func (d *dict) lookup(msgs []feed.Message, ids *[dictPrefetch]uint32) uint64 {
 	var keys [dictPrefetch]uint64
 	n := min(len(msgs), dictPrefetch)
 	for i := range n {
 		keys[i] = feed.PackISIN(&msgs[i].ISIN)
 	}
-	return d.ids.TouchPacked(keys[:n])
+	sink := d.ids.TouchPacked(keys[:n])
+	for i, k := range keys[:n] {
+		ids[i] = noID
+		if k != 0 {
+			if id, ok := d.ids.GetPacked(k); ok {
+				ids[i] = id
+			}
+		}
+	}
+	return sink
 }
 
 // maxStagedIDs is how many new ids stage adds to a group's transaction at most: more

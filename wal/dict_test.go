@@ -3,6 +3,9 @@ package wal
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
@@ -175,5 +178,47 @@ func TestManyNewISINsInOneGroup(t *testing.T) {
 		if got[i].ISIN != msgs[i].ISIN {
 			t.Fatalf("record %d: ISIN %s, want %s", i, got[i].ISIN, msgs[i].ISIN)
 		}
+	}
+}
+
+// TestLookupThenEncode: encoding records with the ids dict.lookup found for groups of them
+// gives the bytes, and the dictionary, of asking the dictionary record by record — with
+// ISINs new within a group (some twice), zero ISINs (ticks) and invalid ones.
+func TestLookupThenEncode(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 8))
+	isins := make([]feed.ISIN, 300)
+	for i := range isins {
+		copy(isins[i][:], fmt.Sprintf("XS%010d", rng.IntN(1e9)))
+	}
+	isins[7] = feed.ISIN{}            // a tick's
+	copy(isins[8][:], "not an isin!") // not valid: stored raw
+	var msgs []feed.Message
+	for i := range 2000 {
+		k := rng.IntN(len(isins))
+		if i < 64 {
+			k = i / 2 // new ISINs, each twice in a row, within the first groups
+		}
+		msgs = append(msgs, feed.Message{TS: int64(i) * 1e6, Kind: feed.KindQuote, ISIN: isins[k], Price: feed.Price(1e6 + i)})
+	}
+	one, group := newDict(), newDict()
+	var a, b blockEncoder
+	a.reset(1)
+	b.reset(1)
+	a.dict, b.dict = one, group
+	var ids [dictPrefetch]uint32
+	for i := range msgs {
+		a.add(&msgs[i])
+		if i%dictPrefetch == 0 {
+			group.lookup(msgs[i:min(i+dictPrefetch, len(msgs))], &ids)
+		}
+		b.addWithID(&msgs[i], ids[i%dictPrefetch])
+	}
+	va, _ := a.finish(0)
+	vb, _ := b.finish(0)
+	if !bytes.Equal(va, vb) {
+		t.Fatal("the block encoded with looked-up ids differs")
+	}
+	if na, nb := one.snapshot(), group.snapshot(); !slices.Equal(na, nb) || len(na) < 250 {
+		t.Fatalf("dictionaries of %d and %d ISINs differ (or too few)", len(na), len(nb))
 	}
 }

@@ -39,8 +39,10 @@ type Log struct {
 
 	truncMu sync.Mutex // serialises Truncate
 
-	// dictSink keeps the dictionary's prefetch from being optimised away.
+	// dictSink keeps the dictionary's prefetch from being optimised away; ids are the ids
+	// dict.lookup found for the records being encoded.
 	dictSink uint64
+	ids      [dictPrefetch]uint32
 	// dict is the ISIN dictionary of format-2 blocks (see dict.go).
 	dict *dict
 
@@ -393,7 +395,7 @@ func (l *Log) commit(batch []*appendReq) {
 		r.first = seq
 		for i := range r.msgs {
 			if i%dictPrefetch == 0 {
-				l.dictSink += l.dict.prefetch(r.msgs[i:min(i+dictPrefetch, len(r.msgs))])
+				l.dictSink += l.dict.lookup(r.msgs[i:min(i+dictPrefetch, len(r.msgs))], &l.ids)
 			}
 			if cur == nil {
 				if nblocks == len(l.encs) {
@@ -404,7 +406,7 @@ func (l *Log) commit(batch []*appendReq) {
 				cur.reset(seq)
 				cur.dict = l.dict
 			}
-			cur.add(&r.msgs[i])
+			cur.addWithID(&r.msgs[i], l.ids[i%dictPrefetch])
 			seq++
 			if cur.size() >= l.opts.MaxBlockBytes {
 				flush()

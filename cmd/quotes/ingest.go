@@ -38,9 +38,8 @@ type ingestOptions struct {
 func newIngestCmd(a *app) *cobra.Command {
 	o := &ingestOptions{app: a}
 	cmd := &cobra.Command{
-		Use:         "ingest",
-		Annotations: map[string]string{annotationMemory: memoryService},
-		Short:       "Consume the partner's live feed into the WAL, candles and hot events, and serve the API",
+		Use:   "ingest",
+		Short: "Consume the partner's live feed into the WAL, candles and hot events, and serve the API",
 		Long: `ingest connects to the partner's /instruments and /quotes websockets (reconnecting with
 backoff), stamps every message with its arrival time, appends it to the WAL under --data
 before anything else sees it, aggregates 1-minute candles, detects hot instruments and

@@ -76,11 +76,7 @@ QUOTES_DATA=/var/lib/quotes or QUOTES_LOG_LEVEL=debug; a flag on the command lin
 				return err
 			}
 			a.logger = logger
-			headroom := memlimit.DefaultHeadroom
-			if cmd.Annotations[annotationMemory] == memoryService {
-				headroom = memlimit.ServiceHeadroom
-			}
-			opts.startMemoryBudget(headroom)
+			opts.startMemoryBudget()
 			return opts.startProfiles()
 		},
 		PersistentPostRunE: func(*cobra.Command, []string) error {
@@ -94,7 +90,7 @@ QUOTES_DATA=/var/lib/quotes or QUOTES_LOG_LEVEL=debug; a flag on the command lin
 	root.PersistentFlags().StringVar(&opts.logFormat, "log-format", "text", "log format: text or json")
 	root.PersistentFlags().StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile to this file (for go tool pprof)")
 	root.PersistentFlags().StringVar(&opts.memProfile, "memprofile", "", "write a heap profile to this file at exit")
-	root.PersistentFlags().Var(&opts.memBudget, "memory-budget", "soft limit of the Go heap (GOMEMLIMIT), raised to the live heap + 12.5 % (ingest, serve) or + 25 % (other commands) when that is larger; 0: none. An explicit GOMEMLIMIT in the environment wins")
+	root.PersistentFlags().Var(&opts.memBudget, "memory-budget", "soft limit of the Go heap (GOMEMLIMIT), raised to the live heap + 25 % when that is larger; 0: none. An explicit GOMEMLIMIT in the environment wins")
 	root.PersistentFlags().MarkHidden("cpuprofile")
 	root.PersistentFlags().MarkHidden("memprofile")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
@@ -166,22 +162,14 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	return nil, usagef("--log-format %q: want text or json", format)
 }
 
-// annotationMemory, set to memoryService on a long-running command (ingest, serve), gives
-// it memlimit.ServiceHeadroom: steadier resident memory for more collector work; the
-// other commands are batch work and get memlimit.DefaultHeadroom.
-const (
-	annotationMemory = "quotes/memory"
-	memoryService    = "service"
-)
-
 // startMemoryBudget runs the memory governor unless GOMEMLIMIT is set in the environment
 // (then the runtime already applies the user's limit) or the budget is 0.
-func (o *rootOptions) startMemoryBudget(headroom float64) {
+func (o *rootOptions) startMemoryBudget() {
 	if _, ok := os.LookupEnv("GOMEMLIMIT"); ok || o.memBudget <= 0 {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	memlimit.Run(ctx, int64(o.memBudget), headroom, 500*time.Millisecond)
+	memlimit.Run(ctx, int64(o.memBudget), 500*time.Millisecond)
 	o.stopMem = cancel
 }
 

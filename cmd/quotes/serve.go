@@ -30,9 +30,8 @@ type serveOptions struct {
 func newServeCmd(a *app) *cobra.Command {
 	o := &serveOptions{app: a}
 	cmd := &cobra.Command{
-		Use:         "serve",
-		Annotations: map[string]string{annotationMemory: memoryService},
-		Short:       "Serve the HTTP API over an existing data directory, read-only",
+		Use:   "serve",
+		Short: "Serve the HTTP API over an existing data directory, read-only",
 		Long: `serve recovers the state in --data (the same as ingest would) and serves the HTTP API
 on --http, without a partner connection and without writing to the WAL: instruments, candles
 (the open minutes included, as of the last message received), hot events (JSON and

@@ -91,18 +91,3 @@ func TestSettingsRecorded(t *testing.T) {
 		t.Error("serve --help shows WAL flags")
 	}
 }
-
-// TestMemoryHeadroom: the long-running commands ask for the service headroom of the memory
-// governor (steady resident memory), the batch ones do not.
-func TestMemoryHeadroom(t *testing.T) {
-	root := newRootCmd()
-	for name, service := range map[string]bool{"ingest": true, "serve": true, "replay": false, "backfill": false, "generate": false} {
-		cmd, _, err := root.Find([]string{name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := cmd.Annotations[annotationMemory] == memoryService; got != service {
-			t.Errorf("%s: service headroom %v, want %v", name, got, service)
-		}
-	}
-}

@@ -2,11 +2,9 @@
 // limit (debug.SetMemoryLimit, GOMEMLIMIT) makes the collector run before the heap doubles
 // (GOGC's 100 % headroom), which is most of the resident memory of a replay; but a fixed
 // limit below the live heap makes the collector run all the time. So the limit is
-// max(budget, live heap × (1 + headroom)), recomputed after garbage collections: at or below
-// the budget the heap stays under it, above it the collector still gets a share of the
-// live heap as headroom: an eighth for a long-running service (ServiceHeadroom), whose
-// resident memory is what an operator budgets, a quarter for batch work
-// (DefaultHeadroom), which allocates fast and is judged by its throughput.
+// max(budget, live heap × (1 + Headroom)), recomputed after garbage collections: at or below
+// the budget the heap stays under it, above it the collector still gets a quarter of the
+// live heap of headroom.
 //
 // What the budget has to hold (the spec workload, 50,000 instruments quoting every second):
 // the hot detector's windows, 8 bytes per quote of the last window + lateness (5m30s) ≈
@@ -16,8 +14,8 @@
 // each, wal.Options.MemTableSize, allocated whole) and its table builders; its block cache
 // (16 MiB, wal.Options.BlockCacheSize); and a replay's batches in flight (8 per stage of
 // 32,768 messages, ~2 MiB each). DefaultBudget is below that once the windows and the tail
-// are full, and a replay's live heap is above it, so their limit follows the live heap
-// (+ 12.5 % and + 25 %). A larger instrument count or quote rate raises the live heap, and the limit
+// are full, and a replay's live heap is above it, so their limit follows the live heap +
+// 25 %. A larger instrument count or quote rate raises the live heap, and the limit
 // follows it. docs/performance.md has the measured resident sizes.
 package memlimit
 
@@ -37,14 +35,11 @@ import (
 // DefaultBudget is the default soft limit of the Go heap.
 const DefaultBudget = 256 << 20
 
-// The collector's headroom above the live heap when that is over the budget. An eighth
-// brought a live ingest at the spec load from 304 to 283 MiB of anonymous RSS (make bench),
-// but made the spec replay 25–95 % slower: it allocates fast, and the collector then runs
-// all the time. So a service (ingest, serve) gets an eighth, batch work a quarter.
-const (
-	DefaultHeadroom = 0.25
-	ServiceHeadroom = 0.125
-)
+// Headroom is the collector's headroom above the live heap when that is over the budget.
+// An eighth brought a live ingest at the spec load from 304 to 283 MiB of anonymous RSS
+// (make bench), but made the spec replay 25–95 % slower: it allocates fast, and the
+// collector then runs all the time.
+const Headroom = 0.25
 
 // Budget is a byte size flag value: "512MiB", "1GiB", "800000000"; 0 turns the governor off.
 type Budget int64
@@ -82,13 +77,12 @@ func (b *Budget) String() string {
 func (b *Budget) Type() string { return "size" }
 
 // Limit returns the soft memory limit for a live heap of live bytes: max(budget, live ×
-// (1 + headroom)).
-func Limit(budget, live int64, headroom float64) int64 {
-	return max(budget, live+int64(float64(live)*headroom))
+// (1 + Headroom)).
+func Limit(budget, live int64) int64 {
+	return max(budget, live+int64(float64(live)*Headroom))
 }
 
-// Run sets the soft memory limit from budget and keeps it at Limit(budget, live heap,
-// headroom),
+// Run sets the soft memory limit from budget and keeps it at Limit(budget, live heap),
 // recomputed after every garbage collection and at least every interval, until ctx is
 // done; then it restores the limit it found. It returns at once, doing nothing, when
 // budget ≤ 0.
@@ -96,11 +90,11 @@ func Limit(budget, live int64, headroom float64) int64 {
 // After every collection, not only on a timer: while a restart restores its state the
 // live heap grows by ~150 MiB in half a second, and with the limit still at the budget the
 // collector ran back to back (40 collections in 1.4 s).
-func Run(ctx context.Context, budget int64, headroom float64, interval time.Duration) {
+func Run(ctx context.Context, budget int64, interval time.Duration) {
 	if budget <= 0 {
 		return
 	}
-	g := &governor{budget: budget, headroom: headroom, cur: budget, sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
+	g := &governor{budget: budget, cur: budget, sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
 	g.prev = debug.SetMemoryLimit(budget)
 	g.armGC()
 	go func() {
@@ -120,10 +114,9 @@ func Run(ctx context.Context, budget int64, headroom float64, interval time.Dura
 
 // governor is the state of one Run.
 type governor struct {
-	mu       sync.Mutex
-	budget   int64
-	headroom float64
-	cur      int64 // the limit set
+	mu      sync.Mutex
+	budget  int64
+	cur     int64 // the limit set
 	prev    int64 // the limit before Run
 	stopped bool
 	sample  []metrics.Sample
@@ -145,7 +138,7 @@ func (g *governor) update() bool {
 	if live > math.MaxInt64/2 {
 		return true
 	}
-	if l := Limit(g.budget, int64(live), g.headroom); l != g.cur {
+	if l := Limit(g.budget, int64(live)); l != g.cur {
 		g.cur = l
 		debug.SetMemoryLimit(l)
 	}

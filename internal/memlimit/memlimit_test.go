@@ -9,20 +9,14 @@ import (
 )
 
 func TestLimit(t *testing.T) {
-	for _, tc := range []struct {
-		budget, live int64
-		headroom     float64
-		want         int64
-	}{
-		{512 << 20, 100 << 20, DefaultHeadroom, 512 << 20}, // under the budget: the budget
-		{512 << 20, 480 << 20, DefaultHeadroom, 600 << 20}, // close to it: a quarter of headroom
-		{512 << 20, 480 << 20, ServiceHeadroom, 540 << 20}, // an eighth
-		{512 << 20, 1 << 30, DefaultHeadroom, 1<<30 + 256<<20},
-		{512 << 20, 1 << 30, ServiceHeadroom, 1<<30 + 128<<20},
-		{0, 0, DefaultHeadroom, 0},
+	for _, tc := range []struct{ budget, live, want int64 }{
+		{512 << 20, 100 << 20, 512 << 20}, // under the budget: the budget
+		{512 << 20, 480 << 20, 600 << 20}, // close to it: a quarter of headroom
+		{512 << 20, 1 << 30, 1<<30 + 256<<20},
+		{0, 0, 0},
 	} {
-		if got := Limit(tc.budget, tc.live, tc.headroom); got != tc.want {
-			t.Errorf("Limit(%d, %d, %g) = %d, want %d", tc.budget, tc.live, tc.headroom, got, tc.want)
+		if got := Limit(tc.budget, tc.live); got != tc.want {
+			t.Errorf("Limit(%d, %d) = %d, want %d", tc.budget, tc.live, got, tc.want)
 		}
 	}
 }
@@ -51,7 +45,7 @@ func TestBudgetFlag(t *testing.T) {
 func TestRun(t *testing.T) {
 	before := debug.SetMemoryLimit(-1)
 	ctx, cancel := context.WithCancel(context.Background())
-	Run(ctx, 1<<40, DefaultHeadroom, time.Millisecond)
+	Run(ctx, 1<<40, time.Millisecond)
 	if got := debug.SetMemoryLimit(-1); got != 1<<40 {
 		t.Fatalf("limit %d while running, want the budget", got)
 	}
@@ -67,7 +61,7 @@ func TestRun(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	Run(context.Background(), 0, DefaultHeadroom, time.Millisecond)
+	Run(context.Background(), 0, time.Millisecond)
 	if got := debug.SetMemoryLimit(-1); got != before {
 		t.Fatalf("budget 0 changed the limit to %d", got)
 	}
@@ -85,7 +79,7 @@ func TestRunAfterCollection(t *testing.T) {
 		}
 	}()
 	const budget = 8 << 20
-	Run(ctx, budget, DefaultHeadroom, time.Hour)
+	Run(ctx, budget, time.Hour)
 	held := make([][]byte, 0, 64)
 	for range 64 {
 		held = append(held, make([]byte, 1<<20)) // 64 MiB live

@@ -57,8 +57,8 @@ var ErrCorruptState = encoding.NewCorruptSentinel("corrupt hot detector state")
 //	└─────────┴───────┴──────────────────────────────────────┴─────────────────┴───
 //
 // A window: uvarint incarnation, uvarint last sequence, flags byte (1 = hot), units byte,
-// uvarint entry count (≥ 1), then entries oldest first: the first as varint ts/tu and varint price/pu, the rest as uvarint
-// ts delta/tu and varint price delta/pu. The units byte is 16·te + pe: the window's time
+// uvarint entry count (≥ 1), then entries oldest first: the first as varint ts/tu and
+// varint price/pu, the rest as uvarint ts delta/tu and varint price delta/pu. The units byte is 16·te + pe: the window's time
 // unit is tu = 10^te ns with te 6 (every entry time a whole millisecond) or 0, its price
 // unit pu = 10^pe micro-units with pe in 0..6 the largest dividing every entry price. So a
 // quote a second with 4-decimal prices, the partner's feed, takes 2 bytes of time delta
@@ -121,9 +121,9 @@ func (d *Detector) writeState(out io.Writer, workers int) error {
 		}
 		return e.B
 	}
+	h := encoding.Encbuf{B: make([]byte, 0, 2*binary.MaxVarintLen64)} // a piece's header
 	write := func(i int, b []byte) error {
-		var h encoding.Encbuf
-		h.B = make([]byte, 0, 2*binary.MaxVarintLen64)
+		h.Reset()
 		h.PutUvarint(uint64(min((i+1)*statePiece, len(keys)) - i*statePiece))
 		h.PutUvarint(uint64(len(b)))
 		if _, err := out.Write(h.Get()); err != nil {
@@ -581,9 +581,9 @@ func decodeWindows(p statePieceRef, version byte, cdom domain, baseSet bool) ([]
 	return out, nil
 }
 
-// decodeCompact decodes the n entries of a version-2 window with millisecond times at
-// the front of b straight into a compact window of domain dm (its base set) with price
-// unit pu, and returns the bytes used. ok is false when an entry is malformed or does not
+// decodeCompact decodes the n entries of a window (versions 2 and 3) with millisecond
+// times at the front of b straight into a compact window of domain dm (its base set) with
+// price unit pu, and returns the bytes used. ok is false when an entry is malformed or does not
 // fit a compact window: the caller then decodes the window the general way, which reports
 // the error or makes the window wide. It gives what the general way gives, without the
 // intermediate entries: a key is the previous one plus the time delta (both in ms).

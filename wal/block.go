@@ -111,7 +111,8 @@ func (e *blockEncoder) reset(first uint64) {
 	e.prevTS = 0
 }
 
-// add appends one record (format 2).
+// add appends one record (format 2), asking the dictionary for its id: the tests' way;
+// Log.commit has the ids looked up a group at a time (addWithID).
 func (e *blockEncoder) add(m *feed.Message) { e.addWithID(m, noID) }
 
 // addWithID is add for a record whose ISIN's dictionary id is already known (dict.lookup):

@@ -231,23 +231,75 @@ func writeWindow[T word](e *encoding.Encbuf, inc uint64, w *window[T], dm domain
 // writeCompactPoints appends the entries of compact window w as writeWindow does (time
 // unit 1 ms, price unit 10^pe), straight from its points: a compact key is a time in ms
 // since the domain's base (a whole ms), so the first time is base/1 ms + key and a time
-// delta is the key delta; a price delta is the delta of the points' prices.
+// delta is the key delta; a price delta is the delta of the points' prices, a multiple of
+// 10^pe (every price is), divided exactly (exactDivPow10). It writes into room reserved
+// for the worst case: a snapshot is mostly this loop (16 million points at the spec load).
 func writeCompactPoints(e *encoding.Encbuf, w *window[int32], dm domain, pe byte) {
-	first, prev := true, point[int32]{}
-	for _, seg := range w.presentSegments() {
+	segs := w.presentSegments()
+	n := len(segs[0]) + len(segs[1])
+	if n == 0 {
+		return
+	}
+	first := segs[0][0]
+	e.PutVarint(dm.tbase/msNanos + int64(first.key))
+	e.PutVarint(divPow10(w.pbase+int64(first.price), pe))
+	b := slices.Grow(e.B, (n-1)*2*binary.MaxVarintLen64)
+	i, prev := len(b), first
+	b = b[:cap(b)]
+	inv := inv5Pow[pe]
+	for s, seg := range segs {
+		if s == 0 {
+			seg = seg[1:]
+		}
 		for _, pt := range seg {
-			if first {
-				e.PutVarint(dm.tbase/msNanos + int64(pt.key))
-				e.PutVarint(divPow10(w.pbase+int64(pt.price), pe))
-				first = false
-			} else {
-				e.PutUvarint(uint64(int64(pt.key) - int64(prev.key)))
-				e.PutVarint(divPow10(int64(pt.price)-int64(prev.price), pe))
-			}
+			dt := uint64(int64(pt.key) - int64(prev.key))
+			d := exactDivPow10(int64(pt.price)-int64(prev.price), pe, inv)
+			dp := uint64(d<<1) ^ uint64(d>>63)
 			prev = pt
+			if dt < 1<<14 && dp < 1<<21 && dt >= 1<<7 {
+				// The usual point: a time delta of two bytes, a price delta of one to three.
+				c := b[i : i+5]
+				c[0], c[1], c[2] = byte(dt)|0x80, byte(dt>>7), byte(dp)
+				switch {
+				case dp < 1<<7:
+					i += 3
+				case dp < 1<<14:
+					c[2], c[3] = byte(dp)|0x80, byte(dp>>7)
+					i += 4
+				default:
+					c[2], c[3], c[4] = byte(dp)|0x80, byte(dp>>7)|0x80, byte(dp>>14)
+					i += 5
+				}
+				continue
+			}
+			i = putUvarintLong(b, i, dt)
+			i = putUvarintLong(b, i, dp)
 		}
 	}
+	e.B = b[:i]
 }
+
+// exactDivPow10 returns x / 10^e for x a multiple of 10^e, e in 0..6, given inv =
+// inv5Pow[e]: x / 2^e by an exact arithmetic shift, then / 5^e as a multiplication by the
+// inverse of 5^e modulo 2^64 (exact division by an odd number).
+func exactDivPow10(x int64, e byte, inv uint64) int64 {
+	return int64(uint64(x>>e) * inv)
+}
+
+// inv5Pow[e] is the inverse of 5^e modulo 2^64.
+var inv5Pow = [...]uint64{
+	1,
+	0xcccccccccccccccd,
+	0x8f5c28f5c28f5c29,
+	0x1cac083126e978d5,
+	0xd288ce703afb7e91,
+	0x5d4e8fb00bcbe61d,
+	0x790fb65668c26139,
+}
+
+// putUvarintLong writes x as a uvarint at b[i:], which has room for it, and returns the
+// index after it.
+func putUvarintLong(b []byte, i int, x uint64) int { return i + binary.PutUvarint(b[i:], x) }
 
 // presentSegments returns the present points of w, oldest first, as the (up to) two runs
 // of the ring they occupy.
@@ -259,20 +311,71 @@ func (w *window[T]) presentSegments() [2][]point[T] {
 }
 
 // compactPriceUnit is windowUnits's pe for a compact window (whose times are whole
-// milliseconds), read straight from its points.
+// milliseconds), read straight from its points. The unit only ever decreases along the
+// points, so each run of points is checked against the current one by a loop of its own
+// constant divisor (a multiplication each), and only a point that fails it lowers it.
 func compactPriceUnit(w *window[int32]) byte {
 	pe := byte(maxPriceExp)
 	for _, seg := range w.presentSegments() {
-		for _, pt := range seg {
-			for pe > 0 && !multipleOfPow10(w.pbase+int64(pt.price), pe) {
+		for len(seg) > 0 {
+			k := firstIndivisible(seg, w.pbase, pe)
+			if k == len(seg) {
+				break
+			}
+			for pe > 0 && !multipleOfPow10(w.pbase+int64(seg[k].price), pe) {
 				pe--
 			}
 			if pe == 0 {
 				return 0
 			}
+			seg = seg[k+1:]
 		}
 	}
 	return pe
+}
+
+// firstIndivisible returns the index of the first point of seg whose price (pbase +
+// point price) is not a multiple of 10^pe, or len(seg).
+func firstIndivisible(seg []point[int32], pbase int64, pe byte) int {
+	switch pe {
+	case 1:
+		for i, pt := range seg {
+			if (pbase+int64(pt.price))%10 != 0 {
+				return i
+			}
+		}
+	case 2:
+		for i, pt := range seg {
+			if (pbase+int64(pt.price))%100 != 0 {
+				return i
+			}
+		}
+	case 3:
+		for i, pt := range seg {
+			if (pbase+int64(pt.price))%1_000 != 0 {
+				return i
+			}
+		}
+	case 4:
+		for i, pt := range seg {
+			if (pbase+int64(pt.price))%10_000 != 0 {
+				return i
+			}
+		}
+	case 5:
+		for i, pt := range seg {
+			if (pbase+int64(pt.price))%100_000 != 0 {
+				return i
+			}
+		}
+	case 6:
+		for i, pt := range seg {
+			if (pbase+int64(pt.price))%1_000_000 != 0 {
+				return i
+			}
+		}
+	}
+	return len(seg)
 }
 
 // windowUnits returns the exponents of the units of w's present entries: te is

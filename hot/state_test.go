@@ -3,6 +3,7 @@ package hot
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -291,9 +292,25 @@ func TestWriteCompactPoints(t *testing.T) {
 			}
 		}
 	}
-	for i := range 300 {
-		inc := uint64(i) + 1
+	// And windows whose deltas take every length the fast path writes, and longer: time
+	// deltas of 0, 1–127, 128–16383 and ≥ 16384 ms; price deltas (in the window's unit)
+	// of zig-zag varints of one to four bytes, and 0.
+	dts := []int64{1000, 0, 1, 127, 128, 1000, 16383, 16384, 200_000, 1000}
+	levels := []int64{0, 30, -34, 30, -4000, 4100, -4200, 1 << 19, -1 << 19, 1 << 19, 1 << 19}
+	for k, unit := range []int64{1, 100, 1000} {
+		inc := uint64(1000 + k)
+		ts := t0
+		for j := range 4 * len(levels) {
+			ts += dts[j%len(dts)] * msNanos
+			price := 3_000_000_000 + levels[j%len(levels)]*unit
+			d.Observe(testISIN, inc, ts, uint64(j+1), feed.Price(price))
+		}
+	}
+	for _, inc := range d.index.keys(nil) {
 		s, _ := d.index.get(inc)
+		if s&wideBit != 0 {
+			t.Fatalf("incarnation %d: wide window", inc)
+		}
 		cw := &d.compact[s]
 		var wide window[int64]
 		if !convert(&wide, cw, d.cdom, d.wideDom, 0) {
@@ -397,5 +414,25 @@ func TestRestorePieces(t *testing.T) {
 	}
 	if failed == 0 {
 		t.Fatal("no damaged snapshot failed: the test tests nothing")
+	}
+}
+
+func TestExactDivPow10(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for e := byte(0); e <= maxPriceExp; e++ {
+		p := pow10[e]
+		var five uint64 = 1
+		for range e {
+			five *= 5
+		}
+		if five*inv5Pow[e] != 1 {
+			t.Fatalf("inv5Pow[%d] is not the inverse of 5^%d", e, e)
+		}
+		for range 100000 {
+			q := rng.Int64N(math.MaxInt64/p) * (1 - 2*rng.Int64N(2))
+			if got := exactDivPow10(q*p, e, inv5Pow[e]); got != q {
+				t.Fatalf("exactDivPow10(%d, %d) = %d, want %d", q*p, e, got, q)
+			}
+		}
 	}
 }

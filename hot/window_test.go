@@ -69,10 +69,14 @@ func TestCompactPriceUnit(t *testing.T) {
 	for i := range 2000 {
 		d := New(Options{Threshold: DefaultThreshold(), Window: 5 * time.Minute})
 		unit := int64(pow10[rng.IntN(7)])
-		for q := range 1 + rng.IntN(50) {
+		n := 1 + rng.IntN(50)
+		if i%8 == 0 {
+			n = 400 + rng.IntN(400) // windows that prune, so their rings wrap
+		}
+		for q := range n {
 			p := (1 + rng.Int64N(100_000)) * unit
-			if rng.IntN(40) == 0 {
-				p += 1 + rng.Int64N(unit) // an odd one out
+			if rng.IntN(40) == 0 || q == n-1 && rng.IntN(4) == 0 {
+				p += 1 + rng.Int64N(unit) // an odd one out, also as the newest point
 			}
 			d.Observe(testISIN, 1, t0+int64(q)*int64(time.Second), uint64(q+1), feed.Price(p))
 		}

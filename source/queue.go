@@ -22,10 +22,27 @@ type queue struct {
 	lastTS int64
 	ready  chan struct{} // cap 1: signalled when buf becomes non-empty
 	space  chan struct{} // closed when room appears; nil when nobody waits
+	fullAt int           // a full batch
+	full   chan struct{} // cap 1: signalled when buf reaches fullAt
 }
 
-func newQueue(limit int) *queue {
-	return &queue{limit: limit, ready: make(chan struct{}, 1)}
+func newQueue(limit, fullAt int) *queue {
+	return &queue{limit: limit, ready: make(chan struct{}, 1), fullAt: fullAt, full: make(chan struct{}, 1)}
+}
+
+// len returns the number of queued messages.
+func (q *queue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.buf)
+}
+
+// clearFull drops a full signal left from before: check len after it, then wait for full.
+func (q *queue) clearFull() {
+	select {
+	case <-q.full:
+	default:
+	}
 }
 
 // push appends m, clamping m.TS to the TS of the message before it. It blocks while the
@@ -53,6 +70,12 @@ func (q *queue) push(ctx context.Context, m feed.Message) error {
 	if len(q.buf) == 1 {
 		select {
 		case q.ready <- struct{}{}:
+		default:
+		}
+	}
+	if len(q.buf) == q.fullAt {
+		select {
+		case q.full <- struct{}{}:
 		default:
 		}
 	}

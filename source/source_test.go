@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -463,7 +464,8 @@ func TestServerDown(t *testing.T) {
 
 func TestClockBackwardsIsClamped(t *testing.T) {
 	s := newScript()
-	h := newHarness(t, nil, scripted(s), nil, true)
+	// A GroupInterval, which must not make the delivery after the step back wait.
+	h := newHarness(t, nil, scripted(s), func(_ *harness, o *Options) { o.GroupInterval = time.Minute }, true)
 	s.frames <- quoteFrame(isinA, "1")
 	h.waitMessages(1)
 	h.clkMu.Lock()
@@ -709,5 +711,94 @@ func TestArrivalStampedInMilliseconds(t *testing.T) {
 	got := h.waitMessages(1)
 	if want := epoch().Add(time.Millisecond).UnixNano(); got[0].TS != want {
 		t.Fatalf("arrival at epoch + 1.234567 ms stamped %v, want %v", got[0].Time(), time.Unix(0, want).UTC())
+	}
+}
+
+// TestGroupInterval: with a GroupInterval, a delivery waits until that long after the
+// previous one began (on the client's clock), so what arrives meanwhile goes in one batch,
+// unless a full batch is queued sooner; the first delivery does not wait. (A clock that
+// steps back does not make it wait: TestClockBackwardsIsClamped.)
+func TestGroupInterval(t *testing.T) {
+	const interval = 5 * time.Millisecond
+	step := make(chan struct{})
+	quotes := func(ctx context.Context, conn *websocket.Conn, n int) {
+		price := 0
+		sendN := func(k int) bool {
+			for range k {
+				price++
+				if send(ctx, conn, quoteFrame(isinA, strconv.Itoa(price))) != nil {
+					return false
+				}
+			}
+			return true
+		}
+		// The first batch, a partial one, then a full one in two parts (the last quote
+		// arrives while the delivery waits for the clock).
+		for _, k := range []int{1, 2, 3, 1} {
+			if !sendN(k) {
+				return
+			}
+			select {
+			case <-step:
+			case <-ctx.Done():
+				return
+			}
+		}
+		idle(ctx, conn)
+	}
+	ms := newMockServer(t, nil, quotes)
+	defer ms.close()
+	clk := clock.NewMock()
+	c := manual(t, ms, func(o *Options) { o.Clock, o.BatchSize, o.GroupInterval = clk, 4, interval })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	batches := make(chan []string, 16)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Run(ctx, func(batch []feed.Message) error {
+			var prices []string
+			for _, m := range batch {
+				prices = append(prices, m.Price.String())
+			}
+			batches <- prices
+			return nil
+		})
+	}()
+	next := func() []string {
+		t.Helper()
+		select {
+		case b := <-batches:
+			return b
+		case <-time.After(10 * time.Second):
+			t.Fatal("no delivery")
+			return nil
+		}
+	}
+	if b := next(); !slices.Equal(b, []string{"1"}) {
+		t.Fatalf("first batch %v, want [1] at once", b)
+	}
+	step <- struct{}{}
+	// Quotes 2 and 3 are queued; the clock has not moved since the first delivery, so
+	// neither can go before it does: they go together.
+	eventually(t, "quotes 2 and 3 queued", func() bool { return c.Stats().Quotes.Accepted == 3 })
+	clk.Add(interval)
+	if b := next(); !slices.Equal(b, []string{"2", "3"}) {
+		t.Fatalf("second batch %v, want [2 3]", b)
+	}
+	// A full batch goes without waiting for the clock.
+	step <- struct{}{}
+	eventually(t, "quotes 4 to 6 queued", func() bool { return c.Stats().Quotes.Accepted == 6 })
+	step <- struct{}{}
+	if b := next(); !slices.Equal(b, []string{"4", "5", "6", "7"}) {
+		t.Fatalf("third batch %v, want [4 5 6 7]", b)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	select {
+	case b := <-batches:
+		t.Fatalf("an extra batch %v", b)
+	default:
 	}
 }

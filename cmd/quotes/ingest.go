@@ -30,6 +30,7 @@ type ingestOptions struct {
 	minFreeDisk       string
 	record            string
 	maxFrame          int64
+	groupInterval     time.Duration
 	clock             clock.Clock // injected by tests
 	// ready, if set, receives the HTTP address once the API is up (tests).
 	ready chan<- string
@@ -94,6 +95,7 @@ SIGINT/SIGTERM: stop reading, flush, checkpoint, close cleanly.`,
 	bindMinFreeDisk(f, &o.minFreeDisk)
 	f.StringVar(&o.record, "record", "", "also write what arrives as JSONL (SPEC §3) to this file (appended)")
 	f.Int64Var(&o.maxFrame, "max-frame", source.DefaultMaxFrame, "largest accepted websocket frame in bytes")
+	f.DurationVar(&o.groupInterval, "group-interval", source.DefaultGroupInterval, "gather the partner's messages for up to this long between WAL appends (a group commit, one fsync each with --sync batch|always), or until 1024 are waiting; 0 appends as soon as anything arrived")
 	o.sinks.bind(f, 10*time.Second, "at shutdown, how long to keep delivering to the sinks (the rest goes on the next start)")
 	return cmd
 }
@@ -101,6 +103,9 @@ SIGINT/SIGTERM: stop reading, flush, checkpoint, close cleanly.`,
 func (o *ingestOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	if o.clock == nil {
 		o.clock = clock.New()
+	}
+	if o.groupInterval < 0 {
+		return usagef("--group-interval %s: must not be negative", o.groupInterval)
 	}
 	if o.maxFrame <= 0 {
 		return usagef("--max-frame %d: must be positive", o.maxFrame)
@@ -165,6 +170,7 @@ func (o *ingestOptions) run(ctx context.Context, cmd *cobra.Command) error {
 	sopts := source.DefaultOptions(o.source)
 	sopts.Clock = o.clock
 	sopts.MaxFrame = o.maxFrame
+	sopts.GroupInterval = o.groupInterval
 	sopts.Active = active
 	sopts.Logger = logger
 	sopts.OnReject = func(de *feed.DecodeError) { feedMetrics.Reject(de.Reason) }

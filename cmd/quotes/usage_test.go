@@ -42,6 +42,7 @@ func TestNoSilentSuccess(t *testing.T) {
 		{"mostly rejected", []string{"replay", mostlyBad, "--data", filepath.Join(dir, "d4"), "--progress", "never"}, 1, "more than --max-reject-ratio", ""},
 		{"ingest from http://", []string{"ingest", "--source", "http://127.0.0.1:1", "--data", filepath.Join(dir, "d5")}, 2, "want a ws:// or wss:// URL", filepath.Join(dir, "d5")},
 		{"ingest without host", []string{"ingest", "--source", "ws://", "--data", filepath.Join(dir, "d6")}, 2, "with a host", filepath.Join(dir, "d6")},
+		{"negative group interval", []string{"ingest", "--source", "ws://127.0.0.1:1", "--data", filepath.Join(dir, "d8"), "--group-interval", "-1ms"}, 2, "--group-interval -1ms", filepath.Join(dir, "d8")},
 		{"backfill without data", []string{"backfill", "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-02T00:00:00Z", "--data", filepath.Join(dir, "d7")}, 2, "no data directory", filepath.Join(dir, "d7")},
 	}
 	for _, tc := range tests {

@@ -7,11 +7,13 @@
 // hands the accepted messages to the caller's deliver function, from the goroutine that called
 // Run, in batches of up to Options.BatchSize. Batching is opportunistic: a batch is delivered
 // as soon as at least one message is waiting; whatever else has arrived meanwhile rides along.
+// With Options.GroupInterval, a delivery also waits until that long after the previous one
+// began, unless a full batch is waiting: a group commit for the WAL append each delivery is.
 //
 // Every message is stamped with its arrival time: Options.Clock.Now() taken when its frame
 // was read. Both streams feed one queue; a message's place in the queue is its arrival order,
 // and its TS is clamped to be at least the TS of the message before it, so delivered TS never
-// decrease, even if the clock steps back. The queue is bounded (8 batches): while deliver is
+// decrease, even if the clock steps back. The queue is bounded (256 batches): while deliver is
 // slow, the readers stop reading (TCP backpressure towards the partner) instead of growing
 // memory; time spent waiting for the consumer never counts as a stall.
 //

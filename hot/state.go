@@ -312,8 +312,8 @@ func (w *window[T]) presentSegments() [2][]point[T] {
 
 // compactPriceUnit is windowUnits's pe for a compact window (whose times are whole
 // milliseconds), read straight from its points. The unit only ever decreases along the
-// points, so each run of points is checked against the current one by a loop of its own
-// constant divisor (a multiplication each), and only a point that fails it lowers it.
+// points, so runs of points are checked against the current one (firstIndivisible: a
+// multiplication each), and only a point that fails it lowers it.
 func compactPriceUnit(w *window[int32]) byte {
 	pe := byte(maxPriceExp)
 	for _, seg := range w.presentSegments() {
@@ -335,44 +335,22 @@ func compactPriceUnit(w *window[int32]) byte {
 }
 
 // firstIndivisible returns the index of the first point of seg whose price (pbase +
-// point price) is not a multiple of 10^pe, or len(seg).
+// point price) is not a multiple of 10^pe, or len(seg). It tests divisibility the way
+// exactDivPow10 divides, one multiplication a point whatever pe: |x| is a multiple of
+// 10^pe exactly when its low pe bits are zero and |x|/2^pe times the inverse of 5^pe
+// modulo 2^64 is at most (2^64 − 1)/5^pe (the multiples of an odd d are the values that
+// multiplication maps into [0, (2^64 − 1)/d]).
 func firstIndivisible(seg []point[int32], pbase int64, pe byte) int {
-	switch pe {
-	case 1:
-		for i, pt := range seg {
-			if (pbase+int64(pt.price))%10 != 0 {
-				return i
-			}
+	low, inv := uint64(1)<<pe-1, inv5Pow[pe]
+	limit := math.MaxUint64 / uint64(pow10[pe]>>pe)
+	for i, pt := range seg {
+		x := pbase + int64(pt.price)
+		u := uint64(x)
+		if x < 0 {
+			u = -u
 		}
-	case 2:
-		for i, pt := range seg {
-			if (pbase+int64(pt.price))%100 != 0 {
-				return i
-			}
-		}
-	case 3:
-		for i, pt := range seg {
-			if (pbase+int64(pt.price))%1_000 != 0 {
-				return i
-			}
-		}
-	case 4:
-		for i, pt := range seg {
-			if (pbase+int64(pt.price))%10_000 != 0 {
-				return i
-			}
-		}
-	case 5:
-		for i, pt := range seg {
-			if (pbase+int64(pt.price))%100_000 != 0 {
-				return i
-			}
-		}
-	case 6:
-		for i, pt := range seg {
-			if (pbase+int64(pt.price))%1_000_000 != 0 {
-				return i
-			}
+		if u&low != 0 || (u>>pe)*inv > limit {
+			return i
 		}
 	}
 	return len(seg)

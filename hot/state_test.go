@@ -417,6 +417,8 @@ func TestRestorePieces(t *testing.T) {
 	}
 }
 
+// TestExactDivPow10: the inverses of 5^e, exact division of multiples of 10^e, and the
+// divisibility test of firstIndivisible built on them.
 func TestExactDivPow10(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for e := byte(0); e <= maxPriceExp; e++ {
@@ -432,6 +434,15 @@ func TestExactDivPow10(t *testing.T) {
 			q := rng.Int64N(math.MaxInt64/p) * (1 - 2*rng.Int64N(2))
 			if got := exactDivPow10(q*p, e, inv5Pow[e]); got != q {
 				t.Fatalf("exactDivPow10(%d, %d) = %d, want %d", q*p, e, got, q)
+			}
+			// firstIndivisible's test agrees with multipleOfPow10 on multiples, their
+			// neighbours and any value, of either sign.
+			for _, x := range []int64{q * p, q*p + 1, q*p - 1, q*p + p/2, rng.Int64N(1 << 40), -rng.Int64N(1 << 40)} {
+				pbase := x - int64(int32(x))
+				pts := []point[int32]{{price: int32(x - pbase)}}
+				if got, want := firstIndivisible(pts, pbase, e) == 0, !multipleOfPow10(x, e); got != want {
+					t.Fatalf("10^%d divides %d: firstIndivisible says %v", e, x, !got)
+				}
 			}
 		}
 	}

@@ -96,10 +96,13 @@ func (d *Detector) Observe(isin feed.ISIN, incarnation uint64, ts int64, seq uin
 			return Event{}, false
 		}
 		if w.n == 0 {
-			w.pbase = int64(p)
+			w.pbase, w.pe = int64(p), maxPriceExp
 		}
 		k, fits := d.cdom.pointKey(ts)
 		if dp := int64(p) - w.pbase; fits && dp == int64(int32(dp)) {
+			for !multipleOfPow10Exact(int64(p), w.pe) {
+				w.pe--
+			}
 			return observe(d, w, d.cdom, isin, incarnation, ts, int64(k), seq, p)
 		}
 		s = d.widen(s)

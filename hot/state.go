@@ -199,11 +199,20 @@ func writeWindow[T word](e *encoding.Encbuf, inc uint64, w *window[T], dm domain
 	}
 	e.PutByte(flags)
 	if cw, ok := any(w).(*window[int32]); ok && dm.compact {
-		pe := compactPriceUnit(cw)
-		e.PutByte(tsExpMillis<<4 | pe)
-		e.PutUvarint(uint64(w.n - w.lh))
-		writeCompactPoints(e, cw, dm, pe)
-		return
+		// The unit is the largest that divides every present price (the snapshot is a
+		// function of the window's points alone). The window's own unit divides every
+		// price it stored, and is that one unless a price that needed it was pruned:
+		// writeCompactPoints tells, and only then is the window written again.
+		start, pe := len(e.B), cw.pe
+		for {
+			e.PutByte(tsExpMillis<<4 | pe)
+			e.PutUvarint(uint64(w.n - w.lh))
+			if coarser := writeCompactPoints(e, cw, dm, pe); !coarser || pe == maxPriceExp {
+				return
+			}
+			e.B = e.B[:start]
+			_, pe = windowUnits(cw, dm)
+		}
 	}
 	te, pe := windowUnits(w, dm)
 	e.PutByte(te<<4 | pe)
@@ -234,19 +243,28 @@ func writeWindow[T word](e *encoding.Encbuf, inc uint64, w *window[T], dm domain
 // delta is the key delta; a price delta is the delta of the points' prices, a multiple of
 // 10^pe (every price is), divided exactly (exactDivPow10). It writes into room reserved
 // for the worst case: a snapshot is mostly this loop (16 million points at the spec load).
-func writeCompactPoints(e *encoding.Encbuf, w *window[int32], dm domain, pe byte) {
+//
+// coarser reports that every price is a multiple of 10^(pe+1) too (the first price and
+// every delta, in units of 10^pe, are multiples of 10): the loop tests each delta the way
+// multipleOfPow10Exact does, on values it has in registers.
+func writeCompactPoints(e *encoding.Encbuf, w *window[int32], dm domain, pe byte) (coarser bool) {
 	segs := w.presentSegments()
 	n := len(segs[0]) + len(segs[1])
 	if n == 0 {
-		return
+		return false
 	}
 	first := segs[0][0]
+	p0 := divPow10(w.pbase+int64(first.price), pe)
 	e.PutVarint(dm.tbase/msNanos + int64(first.key))
-	e.PutVarint(divPow10(w.pbase+int64(first.price), pe))
+	e.PutVarint(p0)
 	b := slices.Grow(e.B, (n-1)*2*binary.MaxVarintLen64)
 	i, prev := len(b), first
 	b = b[:cap(b)]
 	inv := inv5Pow[pe]
+	// A value is not a multiple of 10 when it is odd or its half times the inverse of 5
+	// modulo 2^64 is above (2^64 − 1)/5 (multipleOfPow10Exact).
+	const limit5 = math.MaxUint64 / 5
+	finer := !multipleOfPow10Exact(p0, 1) // a value is not a multiple of 10
 	for s, seg := range segs {
 		if s == 0 {
 			seg = seg[1:]
@@ -254,7 +272,10 @@ func writeCompactPoints(e *encoding.Encbuf, w *window[int32], dm domain, pe byte
 		for _, pt := range seg {
 			dt := uint64(int64(pt.key) - int64(prev.key))
 			d := exactDivPow10(int64(pt.price)-int64(prev.price), pe, inv)
-			dp := uint64(d<<1) ^ uint64(d>>63)
+			m := d >> 63
+			u := uint64((d ^ m) - m) // |d|
+			finer = finer || u&1 != 0 || (u>>1)*inv5Pow[1] > limit5
+			dp := uint64(d<<1) ^ uint64(m)
 			prev = pt
 			if dt < 1<<14 && dp < 1<<21 && dt >= 1<<7 {
 				// The usual point: a time delta of two bytes, a price delta of one to three.
@@ -277,6 +298,7 @@ func writeCompactPoints(e *encoding.Encbuf, w *window[int32], dm domain, pe byte
 		}
 	}
 	e.B = b[:i]
+	return !finer
 }
 
 // exactDivPow10 returns x / 10^e for x a multiple of 10^e, e in 0..6, given inv =
@@ -310,50 +332,17 @@ func (w *window[T]) presentSegments() [2][]point[T] {
 	return segs
 }
 
-// compactPriceUnit is windowUnits's pe for a compact window (whose times are whole
-// milliseconds), read straight from its points. The unit only ever decreases along the
-// points, so runs of points are checked against the current one (firstIndivisible: a
-// multiplication each), and only a point that fails it lowers it.
-func compactPriceUnit(w *window[int32]) byte {
-	pe := byte(maxPriceExp)
-	for _, seg := range w.presentSegments() {
-		for len(seg) > 0 {
-			k := firstIndivisible(seg, w.pbase, pe)
-			if k == len(seg) {
-				break
-			}
-			for pe > 0 && !multipleOfPow10(w.pbase+int64(seg[k].price), pe) {
-				pe--
-			}
-			if pe == 0 {
-				return 0
-			}
-			seg = seg[k+1:]
-		}
+// multipleOfPow10Exact reports whether 10^e divides x, e in 0..6, the way exactDivPow10
+// divides: |x| is a multiple of 10^e exactly when its low e bits are zero and |x|/2^e times
+// the inverse of 5^e modulo 2^64 is at most (2^64 − 1)/5^e (the multiples of an odd d are
+// the values that multiplication maps into [0, (2^64 − 1)/d]). One multiplication, not a
+// division: Observe tests every quote's price.
+func multipleOfPow10Exact(x int64, e byte) bool {
+	u := uint64(x)
+	if x < 0 {
+		u = -u
 	}
-	return pe
-}
-
-// firstIndivisible returns the index of the first point of seg whose price (pbase +
-// point price) is not a multiple of 10^pe, or len(seg). It tests divisibility the way
-// exactDivPow10 divides, one multiplication a point whatever pe: |x| is a multiple of
-// 10^pe exactly when its low pe bits are zero and |x|/2^pe times the inverse of 5^pe
-// modulo 2^64 is at most (2^64 − 1)/5^pe (the multiples of an odd d are the values that
-// multiplication maps into [0, (2^64 − 1)/d]).
-func firstIndivisible(seg []point[int32], pbase int64, pe byte) int {
-	low, inv := uint64(1)<<pe-1, inv5Pow[pe]
-	limit := math.MaxUint64 / uint64(pow10[pe]>>pe)
-	for i, pt := range seg {
-		x := pbase + int64(pt.price)
-		u := uint64(x)
-		if x < 0 {
-			u = -u
-		}
-		if u&low != 0 || (u>>pe)*inv > limit {
-			return i
-		}
-	}
-	return len(seg)
+	return u&(uint64(1)<<e-1) == 0 && (u>>e)*inv5Pow[e] <= math.MaxUint64/uint64(pow10[e]>>e)
 }
 
 // windowUnits returns the exponents of the units of w's present entries: te is
@@ -600,7 +589,7 @@ func decodeWindows(p statePieceRef, version byte, cdom domain, baseSet bool) ([]
 		}
 		if tu == msNanos && baseSet {
 			// The partner's feed: straight into a compact window, if it fits.
-			if w, used, ok := decodeCompact(r.Get(), cdom, int(n), pu, seq, hot); ok {
+			if w, used, ok := decodeCompact(r.Get(), cdom, int(n), units&0x0f, seq, hot); ok {
 				r.Bytes(used)
 				out = append(out, decodedWindow{inc: inc, c: w})
 				continue
@@ -664,11 +653,12 @@ func decodeWindows(p statePieceRef, version byte, cdom domain, baseSet bool) ([]
 
 // decodeCompact decodes the n entries of a window (versions 2 and 3) with millisecond
 // times at the front of b straight into a compact window of domain dm (its base set) with
-// price unit pu, and returns the bytes used. ok is false when an entry is malformed or does not
+// price unit 10^pe, and returns the bytes used. ok is false when an entry is malformed or does not
 // fit a compact window: the caller then decodes the window the general way, which reports
 // the error or makes the window wide. It gives what the general way gives, without the
 // intermediate entries: a key is the previous one plus the time delta (both in ms).
-func decodeCompact(b []byte, dm domain, n int, pu int64, seq uint64, hot bool) (w window[int32], used int, ok bool) {
+func decodeCompact(b []byte, dm domain, n int, pe byte, seq uint64, hot bool) (w window[int32], used int, ok bool) {
+	pu := pow10[pe]
 	t, k1 := binary.Varint(b)
 	if k1 <= 0 {
 		return w, 0, false
@@ -718,7 +708,7 @@ func decodeCompact(b []byte, dm domain, n int, pu int64, seq uint64, hot bool) (
 		return w, 0, false
 	}
 	buf[0] = point[int32]{key: key}
-	w = window[int32]{buf: buf, n: int32(n), cur: -1, lastSeq: seq, pbase: pbase, used: true, hot: hot}
+	w = window[int32]{buf: buf, n: int32(n), cur: -1, lastSeq: seq, pbase: pbase, used: true, hot: hot, pe: pe}
 	w.setNext()
 	return w, off, true
 }
@@ -753,6 +743,7 @@ func restored[T word](dm domain, pbase int64, seq uint64, hot bool, es []entry) 
 		w.buf[i] = point[T]{key: T(k), price: T(e.price - pbase)}
 	}
 	w.setNext()
+	_, w.pe = windowUnits(&w, dm)
 	return w
 }
 

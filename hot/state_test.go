@@ -237,7 +237,7 @@ func TestDecodeCompact(t *testing.T) {
 		if !ok || tu != msNanos {
 			t.Fatalf("incarnation %d: units %#x, want ms times", inc, units)
 		}
-		got, used, ok := decodeCompact(r.Get(), dm, n, pu, seq, flags&flagHot != 0)
+		got, used, ok := decodeCompact(r.Get(), dm, n, units&0x0f, seq, flags&flagHot != 0)
 		if !ok {
 			t.Fatalf("incarnation %d: not decoded by the fast path", inc)
 		}
@@ -304,6 +304,25 @@ func TestWriteCompactPoints(t *testing.T) {
 			ts += dts[j%len(dts)] * msNanos
 			price := 3_000_000_000 + levels[j%len(levels)]*unit
 			d.Observe(testISIN, inc, ts, uint64(j+1), feed.Price(price))
+		}
+	}
+	// Windows whose finer prices were pruned: the window's own unit (1, 10 or 10^5) is
+	// finer than its present points need (10^6), so the snapshot must find the coarser one.
+	for k, odd := range []int64{1, 10, 100_000} {
+		inc := uint64(2000 + k)
+		for j := range 50 {
+			price := int64(5_000_000_000) + int64(j%3)*1_000_000
+			if j < 4 {
+				price += odd
+			}
+			d.Observe(testISIN, inc, t0+int64(j)*int64(time.Second), uint64(j+1), feed.Price(price))
+		}
+		s, _ := d.index.get(inc)
+		w := &d.compact[s]
+		w.lh = 4
+		w.setNext()
+		if _, exact := windowUnits(w, d.cdom); w.pe >= exact {
+			t.Fatalf("incarnation %d: unit 10^%d, want one finer than the present points' 10^%d", inc, w.pe, exact)
 		}
 	}
 	for _, inc := range d.index.keys(nil) {
@@ -418,7 +437,7 @@ func TestRestorePieces(t *testing.T) {
 }
 
 // TestExactDivPow10: the inverses of 5^e, exact division of multiples of 10^e, and the
-// divisibility test of firstIndivisible built on them.
+// divisibility test of multipleOfPow10Exact built on them.
 func TestExactDivPow10(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for e := byte(0); e <= maxPriceExp; e++ {
@@ -435,13 +454,11 @@ func TestExactDivPow10(t *testing.T) {
 			if got := exactDivPow10(q*p, e, inv5Pow[e]); got != q {
 				t.Fatalf("exactDivPow10(%d, %d) = %d, want %d", q*p, e, got, q)
 			}
-			// firstIndivisible's test agrees with multipleOfPow10 on multiples, their
+			// multipleOfPow10Exact agrees with multipleOfPow10 on multiples, their
 			// neighbours and any value, of either sign.
 			for _, x := range []int64{q * p, q*p + 1, q*p - 1, q*p + p/2, rng.Int64N(1 << 40), -rng.Int64N(1 << 40)} {
-				pbase := x - int64(int32(x))
-				pts := []point[int32]{{price: int32(x - pbase)}}
-				if got, want := firstIndivisible(pts, pbase, e) == 0, !multipleOfPow10(x, e); got != want {
-					t.Fatalf("10^%d divides %d: firstIndivisible says %v", e, x, !got)
+				if got, want := multipleOfPow10Exact(x, e), multipleOfPow10(x, e); got != want {
+					t.Fatalf("10^%d divides %d: multipleOfPow10Exact says %v", e, x, got)
 				}
 			}
 		}

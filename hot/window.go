@@ -98,16 +98,21 @@ func subChecked(a, b int64) (int64, bool) {
 // A compact window's header is 64 bytes, one cache line (Detector.compact, once large, is
 // page-aligned): each quote reads every field of it.
 type window[T word] struct {
-	buf     []point[T] // ring storage; len(buf) is the capacity
-	head    int32      // physical index of the oldest stored point
-	n       int32      // number of points stored
-	lh      int32      // logical index of the oldest present point; [0, lh) are pruned
-	cur     int32      // logical index of the last reference found, lh − 1 when before the front
-	next    T          // key of the point at lh + 1, maxKey[T]() if none
-	used    bool       // the slot holds an incarnation
-	hot     bool       // the last quote observed was hot
-	lastSeq uint64     // sequence of the last quote observed
-	pbase   int64      // a point's price is pbase + point.price
+	buf  []point[T] // ring storage; len(buf) is the capacity
+	head int32      // physical index of the oldest stored point
+	n    int32      // number of points stored
+	lh   int32      // logical index of the oldest present point; [0, lh) are pruned
+	cur  int32      // logical index of the last reference found, lh − 1 when before the front
+	next T          // key of the point at lh + 1, maxKey[T]() if none
+	used bool       // the slot holds an incarnation
+	hot  bool       // the last quote observed was hot
+	// pe (compact windows): every price stored since the window was last empty is a
+	// multiple of 10^pe, the price unit of its snapshot (maybe finer than the present
+	// points need, once a finer price was pruned). Observe keeps it, so that a snapshot
+	// does not read every point once more to find it.
+	pe      byte
+	lastSeq uint64 // sequence of the last quote observed
+	pbase   int64  // a point's price is pbase + point.price
 }
 
 // maxKey is the largest key of T, the next of a window without a point after lh.
@@ -324,5 +329,6 @@ func convert[S, D word](dst *window[D], src *window[S], from, to domain, pbase i
 	}
 	*dst = window[D]{buf: buf, n: n, cur: cur, lastSeq: src.lastSeq, pbase: pbase, used: src.used, hot: src.hot}
 	dst.setNext()
+	_, dst.pe = windowUnits(dst, to)
 	return true
 }

@@ -62,8 +62,9 @@ func TestWindowGrowth(t *testing.T) {
 	}
 }
 
-// TestCompactPriceUnit: the price unit read straight from a compact window's points is
-// windowUnits's, for prices of every number of decimals.
+// TestCompactPriceUnit: the price unit a compact window keeps as quotes arrive divides
+// every present price, and is windowUnits's (the largest such) when no point with a finer
+// price was pruned; for prices of every number of decimals, in windows whose rings wrap.
 func TestCompactPriceUnit(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for i := range 2000 {
@@ -73,10 +74,12 @@ func TestCompactPriceUnit(t *testing.T) {
 		if i%8 == 0 {
 			n = 400 + rng.IntN(400) // windows that prune, so their rings wrap
 		}
+		odd := -1 // the last quote with a finer price
 		for q := range n {
 			p := (1 + rng.Int64N(100_000)) * unit
 			if rng.IntN(40) == 0 || q == n-1 && rng.IntN(4) == 0 {
 				p += 1 + rng.Int64N(unit) // an odd one out, also as the newest point
+				odd = q
 			}
 			d.Observe(testISIN, 1, t0+int64(q)*int64(time.Second), uint64(q+1), feed.Price(p))
 		}
@@ -85,9 +88,15 @@ func TestCompactPriceUnit(t *testing.T) {
 			continue
 		}
 		w := &d.compact[s]
-		_, want := windowUnits(w, d.cdom)
-		if got := compactPriceUnit(w); got != want {
-			t.Fatalf("window %d: compactPriceUnit = %d, windowUnits = %d", i, got, want)
+		_, exact := windowUnits(w, d.cdom)
+		for k := w.lh; k < w.n; k++ {
+			if p := w.entry(d.cdom, k).price; !multipleOfPow10(p, w.pe) {
+				t.Fatalf("window %d: price %d of point %d is not a multiple of 10^%d", i, p, k, w.pe)
+			}
+		}
+		oddPresent := odd >= 0 && n-1-odd < int(w.n-w.lh)
+		if w.pe > exact || (odd < 0 || oddPresent) && w.pe != exact {
+			t.Fatalf("window %d: unit 10^%d, windowUnits 10^%d (last odd price at %d of %d, %d points present)", i, w.pe, exact, odd, n, w.n-w.lh)
 		}
 	}
 }
@@ -108,6 +117,14 @@ func headerErrors[T word](ws []window[T]) []string {
 		}
 		if w.next != next {
 			errs = append(errs, fmt.Sprintf("slot %d: next %d, want %d", s, w.next, next))
+		}
+		if cw, ok := any(w).(*window[int32]); ok {
+			for i := w.lh; i < w.n; i++ {
+				if p := cw.pbase + int64(cw.at(i).price); !multipleOfPow10(p, cw.pe) {
+					errs = append(errs, fmt.Sprintf("slot %d: price %d is not a multiple of the unit 10^%d", s, p, cw.pe))
+					break
+				}
+			}
 		}
 		if w.n > 0 && w.lh >= w.n {
 			errs = append(errs, fmt.Sprintf("slot %d: lh %d of %d points", s, w.lh, w.n))

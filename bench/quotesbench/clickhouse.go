@@ -149,52 +149,49 @@ func (ch *chBaseline) run(ctx context.Context, b *bench, col int, w workload, fe
 	tbl := "bench.quotes_" + w.Name
 	ddl := fmt.Sprintf(`CREATE TABLE %s (isin FixedString(12), t DateTime, ts Int64, seq UInt64, price Int64)
 ENGINE = MergeTree() PARTITION BY toYYYYMMDD(t) ORDER BY (isin, ts)`, tbl)
-	if err := ch.conn.Exec(ctx, ddl); err != nil {
-		return fmt.Errorf("create table: %w", err)
-	}
 	defer ch.conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+tbl)
 	b.cmd(col, "ClickHouse: "+strings.Join(strings.Fields(ddl), " "))
 	b.cmd(col, fmt.Sprintf("ClickHouse: INSERT INTO %s SELECT … FROM <external table of %s quotes> (native protocol), decoded from the same recording while the previous INSERT runs", tbl, num(chInsertRows)))
 
-	b.logf("%s: ClickHouse insert", w.Name)
-	ictx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	blocks := make(chan *quoteCols, 1)
-	readErr := make(chan error, 1)
-	begin := time.Now()
-	go func() { readErr <- readQuotes(ictx, feedFile, blocks) }()
+	// bestOf times, each into a fresh table, keeping the fastest run's figures; the last run's
+	// table answers the queries.
 	var rows int
-	var insertTime time.Duration
-	q := fmt.Sprintf("INSERT INTO %s (isin, t, ts, seq, price) SELECT isin, toDateTime(t), ts, seq, price FROM q", tbl)
-	for blk := range blocks {
-		t, err := export.ExternalTable("q",
-			export.ExternalColumn{Name: "isin", Type: "FixedString(12)", Values: blk.isin},
-			export.ExternalColumn{Name: "t", Type: "UInt32", Values: blk.sec},
-			export.ExternalColumn{Name: "ts", Type: "Int64", Values: blk.ts},
-			export.ExternalColumn{Name: "seq", Type: "UInt64", Values: blk.seq},
-			export.ExternalColumn{Name: "price", Type: "Int64", Values: blk.price})
+	var wall, insertTime time.Duration
+	var others []string
+	for run := range bestOf {
+		if err := ch.conn.Exec(ctx, "DROP TABLE IF EXISTS "+tbl); err != nil {
+			return fmt.Errorf("drop table: %w", err)
+		}
+		if err := ch.conn.Exec(ctx, ddl); err != nil {
+			return fmt.Errorf("create table: %w", err)
+		}
+		if err := warmCache(feedFile); err != nil {
+			return err
+		}
+		b.logf("%s: ClickHouse insert (run %d of %d)", w.Name, run+1, bestOf)
+		r, wl, it, err := ch.insert(ctx, tbl, feedFile)
 		if err != nil {
 			return err
 		}
-		t0 := time.Now()
-		if err := ch.conn.Exec(clickhouse.Context(ictx, clickhouse.WithExternalTable(t)), q); err != nil {
-			cancel()
-			for range blocks {
-			}
-			return fmt.Errorf("insert: %w", err)
+		switch {
+		case run == 0:
+			rows, wall, insertTime = r, wl, it
+		case wl < wall:
+			others = append(others, secs(wall))
+			rows, wall, insertTime = r, wl, it
+		default:
+			others = append(others, secs(wl))
 		}
-		insertTime += time.Since(t0)
-		rows += blk.len()
 	}
-	if err := <-readErr; err != nil {
-		return fmt.Errorf("read %s: %w", feedFile, err)
-	}
-	wall := time.Since(begin)
 	var disk uint64
 	if err := ch.conn.QueryRow(ctx, fmt.Sprintf("SELECT toUInt64(sum(bytes)) FROM system.parts WHERE active AND database = 'bench' AND table = 'quotes_%s'", w.Name)).Scan(&disk); err != nil {
 		disk = 0
 	}
-	b.t.set("insert throughput (file → ClickHouse)", col, fmt.Sprintf("%s (%s for %s rows)", rate(float64(rows), wall), secs(wall), num(float64(rows))))
+	other := ""
+	if len(others) > 0 {
+		other = "; other run " + strings.Join(others, ", ")
+	}
+	b.t.set("insert throughput (file → ClickHouse)", col, fmt.Sprintf("%s (%s for %s rows%s)", rate(float64(rows), wall), secs(wall), num(float64(rows)), other))
 	b.t.set("insert throughput (INSERT statements only)", col, rate(float64(rows), insertTime))
 	b.res.set(w.Name, keyCHFileQPS, float64(rows)/wall.Seconds())
 	if insertTime > 0 {
@@ -233,4 +230,44 @@ FROM %s WHERE isin = '%s' AND t >= toDateTime(%d) AND t < toDateTime(%d) GROUP B
 	}
 	b.note("ClickHouse baseline: the raw quotes go in by INSERT … SELECT from an external table (clickhouse-go's batch insert does not work on 18.16); \"file → ClickHouse\" counts decoding the same JSONL with the same decoder, overlapped with the inserts; argMin/argMax by ts (no tie-break by arrival order as ours has); both query paths are HTTP + JSON on loopback, one client, the same ISIN sequence, after 50 warm-up requests.")
 	return nil
+}
+
+// insert inserts the recording's quotes into tbl, decoding them from feedFile while the
+// previous INSERT runs; it returns the rows, the wall time of the whole and the time spent
+// in INSERT statements.
+func (ch *chBaseline) insert(ctx context.Context, tbl, feedFile string) (rows int, wall, insertTime time.Duration, err error) {
+	ictx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	blocks := make(chan *quoteCols, 1)
+	readErr := make(chan error, 1)
+	begin := time.Now()
+	go func() { readErr <- readQuotes(ictx, feedFile, blocks) }()
+	q := fmt.Sprintf("INSERT INTO %s (isin, t, ts, seq, price) SELECT isin, toDateTime(t), ts, seq, price FROM q", tbl)
+	for blk := range blocks {
+		t, err := export.ExternalTable("q",
+			export.ExternalColumn{Name: "isin", Type: "FixedString(12)", Values: blk.isin},
+			export.ExternalColumn{Name: "t", Type: "UInt32", Values: blk.sec},
+			export.ExternalColumn{Name: "ts", Type: "Int64", Values: blk.ts},
+			export.ExternalColumn{Name: "seq", Type: "UInt64", Values: blk.seq},
+			export.ExternalColumn{Name: "price", Type: "Int64", Values: blk.price})
+		if err != nil {
+			cancel()
+			for range blocks {
+			}
+			return 0, 0, 0, err
+		}
+		t0 := time.Now()
+		if err := ch.conn.Exec(clickhouse.Context(ictx, clickhouse.WithExternalTable(t)), q); err != nil {
+			cancel()
+			for range blocks {
+			}
+			return 0, 0, 0, fmt.Errorf("insert: %w", err)
+		}
+		insertTime += time.Since(t0)
+		rows += blk.len()
+	}
+	if err := <-readErr; err != nil {
+		return 0, 0, 0, fmt.Errorf("read %s: %w", feedFile, err)
+	}
+	return rows, time.Since(begin), insertTime, nil
 }

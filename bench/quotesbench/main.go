@@ -6,7 +6,9 @@
 // increasing rates, loads the HTTP API while ingest runs, kills processes with SIGKILL and
 // times the restart, and — when a ClickHouse server can be started the way the tests start
 // one (internal/chtest) — inserts the same quotes raw into ClickHouse and computes candles
-// there with GROUP BY, as the baseline. It reports figures and asserts none.
+// there with GROUP BY, as the baseline. It reports figures and asserts none. The two
+// figures compared (our replay, ClickHouse's insert) are each the fastest of bestOf runs,
+// every one reading the recording from the page cache.
 //
 // Everything it starts runs on 127.0.0.1, in its own process group, under one temporary
 // directory; all of it is killed and removed at the end, on failure and on Ctrl-C.
@@ -201,6 +203,11 @@ func (b *bench) run(ctx context.Context) error {
 }
 
 // workload runs every phase of one workload in column col.
+// bestOf is how many times each figure of the comparison with ClickHouse (replay --sync
+// batch, and ClickHouse's file → MergeTree insert) is measured; each keeps its fastest
+// run. The machine is shared, and other work on it only ever slows a run down.
+const bestOf = 2
+
 func (b *bench) workload(ctx context.Context, col int, w workload, ch *chBaseline) error {
 	dir := filepath.Join(b.tmp, w.Name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -228,36 +235,66 @@ func (b *bench) workload(ctx context.Context, col int, w workload, ch *chBaselin
 	b.t.set("recording size", col, mib(fi.Size()))
 	b.t.set("generate --record time", col, secs(g.Wall()))
 
-	// Replay with each sync mode, each into a fresh data directory.
+	// Replay with each sync mode, each into a fresh data directory; --sync batch, the
+	// figure compared with ClickHouse, bestOf times, keeping the fastest run.
 	b.t.section("replay: file → WAL → candles + hot (embedded store)")
 	var batchDir string
 	var batchSum replaySummary
 	for _, mode := range []string{"batch", "always", "none"} {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		data := filepath.Join(dir, "replay-"+mode)
-		b.logf("%s: replay --sync %s", w.Name, mode)
-		args := []string{"replay", feedFile, "--data", data, "--sync", mode, "--progress", "never"}
+		runs := 1
 		if mode == "batch" {
-			b.cmd(col, "quotes "+strings.Join(args, " ")+"   (and --sync always, none)")
+			runs = bestOf
 		}
-		p, err := b.start(w.Name+"-replay-"+mode, dir, args...)
-		if err != nil {
-			return err
+		var best replaySummary
+		var bestProc *proc.Process
+		var bestData string
+		var others []string
+		for run := range runs {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			data := filepath.Join(dir, fmt.Sprintf("replay-%s-%d", mode, run))
+			b.logf("%s: replay --sync %s (run %d of %d)", w.Name, mode, run+1, runs)
+			args := []string{"replay", feedFile, "--data", data, "--sync", mode, "--progress", "never"}
+			if mode == "batch" && run == 0 {
+				b.cmd(col, "quotes "+strings.Join(args, " ")+"   (and --sync always, none)")
+			}
+			if err := warmCache(feedFile); err != nil {
+				return err
+			}
+			p, err := b.start(w.Name+"-replay-"+mode, dir, args...)
+			if err != nil {
+				return err
+			}
+			if err := p.Wait(ctx); err != nil {
+				return err
+			}
+			sum, err := parseReplaySummary(p.Stdout())
+			if err != nil {
+				return err
+			}
+			switch {
+			case bestProc == nil:
+				best, bestProc, bestData = sum, p, data
+			case sum.Elapsed < best.Elapsed:
+				others = append(others, secs(best.Elapsed))
+				os.RemoveAll(bestData)
+				best, bestProc, bestData = sum, p, data
+			default:
+				others = append(others, secs(sum.Elapsed))
+				os.RemoveAll(data)
+			}
 		}
-		if err := p.Wait(ctx); err != nil {
-			return err
-		}
-		sum, err := parseReplaySummary(p.Stdout())
-		if err != nil {
-			return err
-		}
+		sum, p, data := best, bestProc, bestData
 		// The WAL proper: the log's files without the checkpoint, which is state of a
 		// fixed size (the open minutes and hot windows), not bytes per quote.
 		ckptBytes := fileSize(filepath.Join(data, "wal", pipeline.CheckpointFile))
 		walBytes := dirSize(filepath.Join(data, "wal")) - ckptBytes
-		b.t.set("throughput --sync "+mode, col, fmt.Sprintf("%s (%s, wall %s)", rate(float64(sum.Quotes), sum.Elapsed), secs(sum.Elapsed), secs(p.Wall())))
+		other := ""
+		if len(others) > 0 {
+			other = "; other run " + strings.Join(others, ", ")
+		}
+		b.t.set("throughput --sync "+mode, col, fmt.Sprintf("%s (%s, wall %s%s)", rate(float64(sum.Quotes), sum.Elapsed), secs(sum.Elapsed), secs(p.Wall()), other))
 		b.t.set("peak RSS --sync "+mode, col, mib(p.MaxRSS()))
 		b.t.set("WAL bytes/quote --sync "+mode, col, fmt.Sprintf("%.1f B (%s)", float64(walBytes)/float64(max(sum.Quotes, 1)), mib(walBytes)))
 		b.res.set(w.Name, "replay_qps_"+mode, float64(sum.Quotes)/sum.Elapsed.Seconds())
@@ -273,6 +310,8 @@ func (b *bench) workload(ctx context.Context, col int, w workload, ch *chBaselin
 			os.RemoveAll(data)
 		}
 	}
+
+	b.note(fmt.Sprintf("replay --sync batch and ClickHouse's file → MergeTree insert are each run %d times (the other runs' times in parentheses) and the fastest run counts, for both: the machine is shared, and other work on it only ever slows a run down. Right before every timed run that reads the recording (each replay, each insert) the bench reads it once, so every run reads it from the page cache.", bestOf))
 
 	// Query latency over the replayed data, idle: the same requests go to ClickHouse.
 	isins, err := b.serveQueries(ctx, col, w, batchDir)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -72,4 +73,20 @@ func scrape(ctx context.Context, base string) (metrics, error) {
 		return nil, fmt.Errorf("%s/metrics: status %d", base, code)
 	}
 	return parseMetrics(string(body)), nil
+}
+
+// warmCache reads the file at path once, so that a timed run that reads it next finds it in
+// the page cache: every run of a comparison then reads from memory, not from a disk that
+// is faster or slower from one run to the next (this machine's page cache does not keep a
+// recording of a few GiB between runs for long).
+func warmCache(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("warm the page cache: %w", err)
+	}
+	defer f.Close()
+	if _, err := io.CopyBuffer(io.Discard, f, make([]byte, 1<<20)); err != nil {
+		return fmt.Errorf("warm the page cache: read %s: %w", path, err)
+	}
+	return nil
 }

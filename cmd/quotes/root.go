@@ -90,7 +90,7 @@ QUOTES_DATA=/var/lib/quotes or QUOTES_LOG_LEVEL=debug; a flag on the command lin
 	root.PersistentFlags().StringVar(&opts.logFormat, "log-format", "text", "log format: text or json")
 	root.PersistentFlags().StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile to this file (for go tool pprof)")
 	root.PersistentFlags().StringVar(&opts.memProfile, "memprofile", "", "write a heap profile to this file at exit")
-	root.PersistentFlags().Var(&opts.memBudget, "memory-budget", "soft limit of the Go heap (GOMEMLIMIT), raised to the live heap + 12.5 % + the runtime's own memory when that is larger; 0: none. An explicit GOMEMLIMIT in the environment wins")
+	root.PersistentFlags().Var(&opts.memBudget, "memory-budget", "soft limit of the Go heap (GOMEMLIMIT), raised to the live heap + 25 % when that is larger; 0: none. An explicit GOMEMLIMIT in the environment wins")
 	root.PersistentFlags().MarkHidden("cpuprofile")
 	root.PersistentFlags().MarkHidden("memprofile")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })

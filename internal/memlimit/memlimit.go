@@ -2,15 +2,9 @@
 // limit (debug.SetMemoryLimit, GOMEMLIMIT) makes the collector run before the heap doubles
 // (GOGC's 100 % headroom), which is most of the resident memory of a replay; but a fixed
 // limit below the live heap makes the collector run all the time. So the limit is
-// max(budget, live heap × (1 + Headroom) + the runtime's own memory), recomputed after
-// garbage collections: at or below the budget the heap stays under it, above it the
-// collector still gets an eighth of the live heap to fill between two collections.
-//
-// The runtime's own memory (stacks, the collector's metadata, heap spans not in use: ~35
-// MiB at the spec load) counts against the limit too. Left out, as it once was, it ate the
-// headroom: with a live heap of 210 MiB and the 256 MiB budget the heap's goal was 221
-// MiB, and the collector ran every 200 ms (an ingest's first minutes); and with a limit of
-// the live heap + 25 % the heap really had ~12 %.
+// max(budget, live heap × (1 + Headroom)), recomputed after garbage collections: at or below
+// the budget the heap stays under it, above it the collector still gets a quarter of the
+// live heap of headroom.
 //
 // What the budget has to hold (the spec workload, 50,000 instruments quoting every second):
 // the hot detector's windows, 8 bytes per quote of the last window + lateness (5m30s) ≈
@@ -20,9 +14,9 @@
 // each, wal.Options.MemTableSize, allocated whole) and its table builders; its block cache
 // (16 MiB, wal.Options.BlockCacheSize); and a replay's batches in flight (8 per stage of
 // 32,768 messages, ~2 MiB each). DefaultBudget is below that once the windows and the tail
-// are full, and a replay's live heap is above it, so their limit follows the live heap.
-// A larger instrument count or quote rate raises the live heap, and the limit follows it.
-// docs/performance.md has the measured resident sizes.
+// are full, and a replay's live heap is above it, so their limit follows the live heap +
+// 25 %. A larger instrument count or quote rate raises the live heap, and the limit
+// follows it. docs/performance.md has the measured resident sizes.
 package memlimit
 
 import (
@@ -41,10 +35,11 @@ import (
 // DefaultBudget is the default soft limit of the Go heap.
 const DefaultBudget = 256 << 20
 
-// Headroom is the collector's headroom above the live heap, besides the runtime's own
-// memory, when that is over the budget. (A quarter of the live heap without the runtime's
-// memory left the heap ~12 % at the spec load: the resident size stays the same.)
-const Headroom = 0.125
+// Headroom is the collector's headroom above the live heap when that is over the budget.
+// An eighth brought a live ingest at the spec load from 304 to 283 MiB of anonymous RSS
+// (make bench), but made the spec replay 25–95 % slower: it allocates fast, and the
+// collector then runs all the time.
+const Headroom = 0.25
 
 // Budget is a byte size flag value: "512MiB", "1GiB", "800000000"; 0 turns the governor off.
 type Budget int64
@@ -81,10 +76,10 @@ func (b *Budget) String() string {
 // Type names the flag value type for pflag help output.
 func (b *Budget) Type() string { return "size" }
 
-// Limit returns the soft memory limit for a live heap of live bytes and runtime memory of
-// runtime bytes besides the heap's objects: max(budget, live × (1 + Headroom) + runtime).
-func Limit(budget, live, runtime int64) int64 {
-	return max(budget, live+int64(float64(live)*Headroom)+runtime)
+// Limit returns the soft memory limit for a live heap of live bytes: max(budget, live ×
+// (1 + Headroom)).
+func Limit(budget, live int64) int64 {
+	return max(budget, live+int64(float64(live)*Headroom))
 }
 
 // Run sets the soft memory limit from budget and keeps it at Limit(budget, live heap),
@@ -99,12 +94,7 @@ func Run(ctx context.Context, budget int64, interval time.Duration) {
 	if budget <= 0 {
 		return
 	}
-	g := &governor{budget: budget, cur: budget, sample: []metrics.Sample{
-		{Name: "/gc/heap/live:bytes"},
-		{Name: "/memory/classes/total:bytes"},
-		{Name: "/memory/classes/heap/released:bytes"},
-		{Name: "/memory/classes/heap/objects:bytes"},
-	}}
+	g := &governor{budget: budget, cur: budget, sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
 	g.prev = debug.SetMemoryLimit(budget)
 	g.armGC()
 	go func() {
@@ -116,7 +106,7 @@ func Run(ctx context.Context, budget int64, interval time.Duration) {
 				g.stop()
 				return
 			case <-t.C:
-				g.update(false)
+				g.update()
 			}
 		}
 	}()
@@ -130,31 +120,25 @@ type governor struct {
 	prev    int64 // the limit before Run
 	stopped bool
 	sample  []metrics.Sample
-	runtime int64 // the runtime's memory besides the heap's objects, after the last collection
 }
 
 // update sets the limit for the live heap of the last collection; it reports false once
-// the governor is stopped. afterGC: a collection just ended, so the heap's objects are
-// about the live heap, and the runtime's memory besides them is measured then (in between,
-// new objects would make it look smaller, and the limit would move down under the heap).
-func (g *governor) update(afterGC bool) bool {
+// the governor is stopped.
+func (g *governor) update() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.stopped {
 		return false
 	}
 	metrics.Read(g.sample)
-	for _, s := range g.sample {
-		if s.Value.Kind() != metrics.KindUint64 || s.Value.Uint64() > math.MaxInt64/4 {
-			return true
-		}
+	if g.sample[0].Value.Kind() != metrics.KindUint64 {
+		return true
 	}
-	live := int64(g.sample[0].Value.Uint64())
-	if afterGC {
-		total, released, objects := int64(g.sample[1].Value.Uint64()), int64(g.sample[2].Value.Uint64()), int64(g.sample[3].Value.Uint64())
-		g.runtime = max(total-released-objects, 0)
+	live := g.sample[0].Value.Uint64()
+	if live > math.MaxInt64/2 {
+		return true
 	}
-	if l := Limit(g.budget, live, g.runtime); l != g.cur {
+	if l := Limit(g.budget, int64(live)); l != g.cur {
 		g.cur = l
 		debug.SetMemoryLimit(l)
 	}
@@ -175,7 +159,7 @@ func (g *governor) stop() {
 // share blocks with others and may outlive the collection.)
 func (g *governor) armGC() {
 	runtime.AddCleanup(new([16]byte), func(g *governor) {
-		if g.update(true) {
+		if g.update() {
 			g.armGC()
 		}
 	}, g)

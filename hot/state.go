@@ -261,9 +261,6 @@ func writeCompactPoints(e *encoding.Encbuf, w *window[int32], dm domain, pe byte
 	i, prev := len(b), first
 	b = b[:cap(b)]
 	inv := inv5Pow[pe]
-	// A value is not a multiple of 10 when it is odd or its half times the inverse of 5
-	// modulo 2^64 is above (2^64 − 1)/5 (multipleOfPow10Exact).
-	const limit5 = math.MaxUint64 / 5
 	finer := !multipleOfPow10Exact(p0, 1) // a value is not a multiple of 10
 	for s, seg := range segs {
 		if s == 0 {
@@ -272,10 +269,8 @@ func writeCompactPoints(e *encoding.Encbuf, w *window[int32], dm domain, pe byte
 		for _, pt := range seg {
 			dt := uint64(int64(pt.key) - int64(prev.key))
 			d := exactDivPow10(int64(pt.price)-int64(prev.price), pe, inv)
-			m := d >> 63
-			u := uint64((d ^ m) - m) // |d|
-			finer = finer || u&1 != 0 || (u>>1)*inv5Pow[1] > limit5
-			dp := uint64(d<<1) ^ uint64(m)
+			finer = finer || !multipleOfPow10Exact(d, 1)
+			dp := uint64(d<<1) ^ uint64(d>>63)
 			prev = pt
 			if dt < 1<<14 && dp < 1<<21 && dt >= 1<<7 {
 				// The usual point: a time delta of two bytes, a price delta of one to three.
@@ -319,6 +314,18 @@ var inv5Pow = [...]uint64{
 	0x790fb65668c26139,
 }
 
+// max5Pow[e] is (2^64 − 1) / 5^e: multiplied by inv5Pow[e], exactly the multiples of 5^e
+// give at most this (multipleOfPow10Exact).
+var max5Pow = [...]uint64{
+	0xffffffffffffffff,
+	0x3333333333333333,
+	0xa3d70a3d70a3d70,
+	0x20c49ba5e353f7c,
+	0x68db8bac710cb2,
+	0x14f8b588e368f0,
+	0x431bde82d7b63,
+}
+
 // putUvarintLong writes x as a uvarint at b[i:], which has room for it, and returns the
 // index after it.
 func putUvarintLong(b []byte, i int, x uint64) int { return i + binary.PutUvarint(b[i:], x) }
@@ -335,14 +342,12 @@ func (w *window[T]) presentSegments() [2][]point[T] {
 // multipleOfPow10Exact reports whether 10^e divides x, e in 0..6, the way exactDivPow10
 // divides: |x| is a multiple of 10^e exactly when its low e bits are zero and |x|/2^e times
 // the inverse of 5^e modulo 2^64 is at most (2^64 − 1)/5^e (the multiples of an odd d are
-// the values that multiplication maps into [0, (2^64 − 1)/d]). One multiplication, not a
-// division: Observe tests every quote's price.
+// the values that multiplication maps into [0, (2^64 − 1)/d], max5Pow). One
+// multiplication, no division: Observe tests every quote's price, a snapshot every delta.
 func multipleOfPow10Exact(x int64, e byte) bool {
-	u := uint64(x)
-	if x < 0 {
-		u = -u
-	}
-	return u&(uint64(1)<<e-1) == 0 && (u>>e)*inv5Pow[e] <= math.MaxUint64/uint64(pow10[e]>>e)
+	m := x >> 63
+	u := uint64((x ^ m) - m) // |x|
+	return u&(uint64(1)<<e-1) == 0 && (u>>e)*inv5Pow[e] <= max5Pow[e]
 }
 
 // windowUnits returns the exponents of the units of w's present entries: te is
@@ -358,7 +363,7 @@ func windowUnits[T word](w *window[T], dm domain) (te, pe byte) {
 		if checkTS && en.ts%msNanos != 0 { // the exact remainder: 0 for negative multiples too
 			te, checkTS = 0, false
 		}
-		for pe > 0 && !multipleOfPow10(en.price, pe) {
+		for pe > 0 && !multipleOfPow10Exact(en.price, pe) {
 			pe--
 		}
 		if !checkTS && pe == 0 {
@@ -367,10 +372,6 @@ func windowUnits[T word](w *window[T], dm domain) (te, pe byte) {
 	}
 	return te, pe
 }
-
-// multipleOfPow10 reports whether 10^e divides x, e in 0..6 (divPow10 truncates toward
-// zero, so the product gives x back exactly when the remainder is 0).
-func multipleOfPow10(x int64, e byte) bool { return divPow10(x, e)*pow10[e] == x }
 
 // divPow10 returns x / 10^e, e in 0..6, by a constant divisor (a multiplication, not a
 // division instruction: WriteState divides every value of a snapshot).
@@ -743,7 +744,9 @@ func restored[T word](dm domain, pbase int64, seq uint64, hot bool, es []entry) 
 		w.buf[i] = point[T]{key: T(k), price: T(e.price - pbase)}
 	}
 	w.setNext()
-	_, w.pe = windowUnits(&w, dm)
+	if dm.compact {
+		_, w.pe = windowUnits(&w, dm) // only compact windows keep a unit
+	}
 	return w
 }
 

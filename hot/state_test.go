@@ -438,6 +438,11 @@ func TestRestorePieces(t *testing.T) {
 
 // TestExactDivPow10: the inverses of 5^e, exact division of multiples of 10^e, and the
 // divisibility test of multipleOfPow10Exact built on them.
+// multipleOfPow10 reports whether 10^e divides x, e in 0..6, by division (divPow10
+// truncates toward zero, so the product gives x back exactly when the remainder is 0): the
+// oracle of multipleOfPow10Exact.
+func multipleOfPow10(x int64, e byte) bool { return divPow10(x, e)*pow10[e] == x }
+
 func TestExactDivPow10(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for e := byte(0); e <= maxPriceExp; e++ {
@@ -448,6 +453,9 @@ func TestExactDivPow10(t *testing.T) {
 		}
 		if five*inv5Pow[e] != 1 {
 			t.Fatalf("inv5Pow[%d] is not the inverse of 5^%d", e, e)
+		}
+		if max5Pow[e] != math.MaxUint64/five {
+			t.Fatalf("max5Pow[%d] is not (2^64 − 1)/5^%d", e, e)
 		}
 		for range 100000 {
 			q := rng.Int64N(math.MaxInt64/p) * (1 - 2*rng.Int64N(2))

@@ -329,6 +329,8 @@ func convert[S, D word](dst *window[D], src *window[S], from, to domain, pbase i
 	}
 	*dst = window[D]{buf: buf, n: n, cur: cur, lastSeq: src.lastSeq, pbase: pbase, used: src.used, hot: src.hot}
 	dst.setNext()
-	_, dst.pe = windowUnits(dst, to)
+	if to.compact {
+		_, dst.pe = windowUnits(dst, to) // only compact windows keep a unit
+	}
 	return true
 }

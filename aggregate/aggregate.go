@@ -103,6 +103,9 @@ type AcceptedQuote struct {
 	Released bool
 	// Late is set when the quote's minute was already closed (it went to a correction).
 	Late bool
+	// Ref is the feed.Message.Ref the incarnation is listed under (0: none), a hint for
+	// the hot detector (hot.Detector.ObserveRef).
+	Ref uint32
 }
 
 // Instrument is the registry view of an active incarnation.
@@ -168,7 +171,10 @@ type Stats struct {
 type incarnation struct {
 	// What every quote reads or writes comes first, together (isin to openBuf[0]: three
 	// or four cache lines, which PrefetchGroup touches), the rest after it.
-	isin   feed.ISIN
+	isin feed.ISIN
+	// ref is the feed.Message.Ref under which Aggregator.byRef lists the incarnation (0:
+	// none); every quote passes it on (AcceptedQuote.Ref).
+	ref    uint32
 	active bool
 	// dirty: listed in Aggregator.dirty (has or recently had open candles).
 	dirty       bool
@@ -198,6 +204,47 @@ func (a *Aggregator) activeInc(isin *feed.ISIN) *incarnation {
 	return inc
 }
 
+// maxRefs bounds Aggregator.byRef (8 MiB of pointers): the ISINs of larger refs (a partner
+// that sent over a million ISINs) are looked up by hashing only.
+const maxRefs = 1 << 20
+
+// lookup returns the active incarnation of m's ISIN, or nil: straight from byRef when m's
+// Ref lists it — checked against the ISIN, so a wrong hint costs only the hashing — else
+// from the ISIN table, and then lists it under the Ref.
+func (a *Aggregator) lookup(m *feed.Message) *incarnation {
+	if r := m.Ref; r < uint32(len(a.byRef)) {
+		if inc := a.byRef[r]; inc != nil && inc.isin == m.ISIN {
+			return inc
+		}
+	}
+	inc := a.activeInc(&m.ISIN)
+	if inc != nil {
+		a.listRef(inc, m.Ref)
+	}
+	return inc
+}
+
+// listRef lists the active incarnation inc in byRef under r (when r is one: 0 < r <
+// maxRefs).
+func (a *Aggregator) listRef(inc *incarnation, r uint32) {
+	if r == 0 || r >= maxRefs {
+		return
+	}
+	if n := int(r) + 1; n > len(a.byRef) {
+		a.byRef = append(a.byRef, make([]*incarnation, n-len(a.byRef))...)
+	}
+	a.unlistRef(inc)
+	a.byRef[r], inc.ref = inc, r
+}
+
+// unlistRef removes inc from byRef: it is no longer active (or gets another ref).
+func (a *Aggregator) unlistRef(inc *incarnation) {
+	if inc.ref != 0 && a.byRef[inc.ref] == inc {
+		a.byRef[inc.ref] = nil
+	}
+	inc.ref = 0
+}
+
 // newIncarnation returns an incarnation with its open candles on its inline buffer.
 func newIncarnation(isin feed.ISIN, id uint64, desc string) *incarnation {
 	inc := &incarnation{isin: isin, id: id, desc: desc}
@@ -216,6 +263,11 @@ type Aggregator struct {
 	closedThrough int64
 
 	active feed.ISINMap[*incarnation]
+	// byRef lists active incarnations by feed.Message.Ref (index = Ref; nil: none listed),
+	// so that a quote finds its incarnation with one array read instead of hashing its
+	// ISIN. It is a cache of active: filled as records with Refs find their incarnations,
+	// emptied of an incarnation when it ends, not part of a snapshot.
+	byRef []*incarnation
 	// dirty lists the incarnations with open candles (and some that just lost them);
 	// dirty[:dirtySorted] is sorted by (ISIN, incarnation).
 	dirty       []*incarnation
@@ -297,7 +349,7 @@ func (a *Aggregator) Apply(r record.Record, out Output) {
 	switch r.Kind {
 	case feed.KindQuote:
 		a.stats.QuoteRecords++
-		if inc := a.activeInc(&r.ISIN); inc != nil {
+		if inc := a.lookup(&r.Message); inc != nil {
 			a.aggregate(inc, r.TS, r.Seq, r.Price, false, out)
 		} else {
 			a.hold(r.ISIN, heldQuote{ts: r.TS, seq: r.Seq, price: r.Price})
@@ -305,12 +357,13 @@ func (a *Aggregator) Apply(r record.Record, out Output) {
 	case feed.KindAdd:
 		a.add(&r, out)
 	case feed.KindDelete:
-		inc := a.activeInc(&r.ISIN)
+		inc := a.lookup(&r.Message)
 		if inc == nil {
 			a.stats.DeletesUnknown++
 			return
 		}
 		a.active.Delete(&r.ISIN)
+		a.unlistRef(inc)
 		inc.active = false
 		a.stats.Deletes++
 		out.Instrument(InstrumentEvent{Seq: r.Seq, TS: r.TS, Kind: feed.KindDelete, ISIN: inc.isin,
@@ -349,7 +402,7 @@ func (a *Aggregator) isClosed(m int64) bool {
 }
 
 func (a *Aggregator) add(r *record.Record, out Output) {
-	if inc := a.activeInc(&r.ISIN); inc != nil {
+	if inc := a.lookup(&r.Message); inc != nil {
 		a.stats.AddsDuplicate++
 		if inc.desc != r.Description {
 			inc.desc = r.Description
@@ -362,6 +415,7 @@ func (a *Aggregator) add(r *record.Record, out Output) {
 	inc := newIncarnation(r.ISIN, r.Seq, r.Description)
 	inc.active = true
 	a.active.Put(&inc.isin, inc)
+	a.listRef(inc, r.Ref)
 	// Expired quotes were dropped by advance: every quote still held for this ISIN has
 	// ts ≥ watermark − grace ≥ ADD.TS − grace, so all of them are within grace.
 	hq := a.held.take(r.ISIN)
@@ -407,7 +461,7 @@ func (a *Aggregator) aggregate(inc *incarnation, ts int64, seq uint64, p feed.Pr
 			a.dirty = append(a.dirty, inc)
 		}
 	}
-	out.Quote(AcceptedQuote{ISIN: inc.isin, Incarnation: inc.id, TS: ts, Seq: seq, Price: p, Released: released, Late: late})
+	out.Quote(AcceptedQuote{ISIN: inc.isin, Incarnation: inc.id, TS: ts, Seq: seq, Price: p, Released: released, Late: late, Ref: inc.ref})
 }
 
 // PrefetchGroup reads, without changing anything, the memory that applying the quotes
@@ -419,16 +473,25 @@ func (a *Aggregator) aggregate(inc *incarnation, ts int64, seq uint64, p feed.Pr
 // optimised away.
 func (a *Aggregator) PrefetchGroup(msgs []feed.Message) int64 {
 	keys := a.prefetchKeys[:0]
+	incs := a.prefetch[:0]
 	for i := range msgs {
-		if msgs[i].Kind == feed.KindQuote {
-			if k := feed.PackISIN(&msgs[i].ISIN); k != 0 {
-				keys = append(keys, k)
+		m := &msgs[i]
+		if m.Kind != feed.KindQuote {
+			continue
+		}
+		if m.Ref < uint32(len(a.byRef)) {
+			if inc := a.byRef[m.Ref]; inc != nil {
+				incs = append(incs, inc)
+				continue
 			}
 		}
+		if k := feed.PackISIN(&m.ISIN); k != 0 {
+			keys = append(keys, k)
+		}
 	}
-	// The table slots first, all at once (TouchPacked), then the look-ups.
+	// The table slots of the quotes without a listed Ref first, all at once
+	// (TouchPacked), then their look-ups.
 	sink := int64(a.active.TouchPacked(keys))
-	incs := a.prefetch[:0]
 	for _, k := range keys {
 		if inc, _ := a.active.GetPacked(k); inc != nil {
 			incs = append(incs, inc)

@@ -345,6 +345,15 @@ func checkInvariants(t *testing.T, a *Aggregator) {
 	if s.Records != s.QuoteRecords+s.AddsNew+s.AddsDuplicate+s.Deletes+s.DeletesUnknown+s.Ticks+s.Ignored {
 		t.Errorf("records don't add up: %+v", s)
 	}
+	// byRef lists only active incarnations, each under its own ref.
+	for r, inc := range a.byRef {
+		if inc == nil {
+			continue
+		}
+		if got := a.activeInc(&inc.isin); got != inc || !inc.active || inc.ref != uint32(r) {
+			t.Errorf("byRef[%d] lists %s (incarnation %d, ref %d, active %v), the active one is %p", r, inc.isin, inc.id, inc.ref, inc.active, got)
+		}
+	}
 }
 
 func TestEmptyAggregator(t *testing.T) {

@@ -285,6 +285,24 @@ func randomStream(rng *rand.Rand, n, nISINs int) []record.Record {
 	return recs
 }
 
+// setRefs gives recs the Refs of mode: 0 none; 1 a WAL's (one per ISIN, 0 without one);
+// 2 wrong hints (random, shared by several ISINs), which must change nothing either.
+func setRefs(rng *rand.Rand, recs []record.Record, mode int) {
+	refOf := map[feed.ISIN]uint32{}
+	for i := range recs {
+		r := &recs[i]
+		switch {
+		case mode == 1 && r.ISIN != feed.ISIN{}:
+			if refOf[r.ISIN] == 0 {
+				refOf[r.ISIN] = uint32(len(refOf)) + 1
+			}
+			r.Ref = refOf[r.ISIN]
+		case mode == 2:
+			r.Ref = rng.Uint32N(6)
+		}
+	}
+}
+
 var testGraces = []time.Duration{0, time.Second, 5 * time.Second, 61 * time.Second, 150 * time.Second}
 
 func TestAgainstReference(t *testing.T) {
@@ -296,6 +314,7 @@ func TestAgainstReference(t *testing.T) {
 		rng := rand.New(rand.NewPCG(uint64(seed), 42))
 		grace := testGraces[seed%len(testGraces)]
 		recs := randomStream(rng, 300+rng.IntN(1500), 2+rng.IntN(12))
+		setRefs(rng, recs, seed%3)
 		a, f := New(Options{Grace: grace}), newRef(grace)
 		var ra, rf recorder
 		for i, r := range recs {

@@ -123,7 +123,11 @@ func maxTS(t testing.TB, l *wal.Log) int64 {
 
 // rawRecords are the records an archive keeps: no ticks.
 func rawRecords(recs []wal.Record) []wal.Record {
-	return slices.DeleteFunc(slices.Clone(recs), func(r wal.Record) bool { return r.Kind == wal.KindTick })
+	out := slices.DeleteFunc(slices.Clone(recs), func(r wal.Record) bool { return r.Kind == wal.KindTick })
+	for i := range out {
+		out[i].Ref = 0 // the WAL's own numbering, not part of an archive
+	}
+	return out
 }
 
 // collector is an aggregate.Output that merges every candle state.

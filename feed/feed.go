@@ -123,6 +123,12 @@ type Message struct {
 	TS   int64
 	Kind Kind
 	ISIN ISIN
+	// Ref is a small dense number for ISIN plus one, zero when none is known: the id the
+	// WAL's ISIN dictionary gave it (wal.Log.Append sets it on the messages it writes,
+	// the WAL's readers on the records they return). It never changes for an ISIN in one
+	// data directory, so consumers downstream may index arrays by it instead of hashing
+	// the ISIN — as a hint only: they must check the ISIN they find there.
+	Ref uint32
 	// Price is set for KindQuote only.
 	Price Price
 	// Description is set for KindAdd and KindDelete.

@@ -119,7 +119,8 @@ func BenchmarkObserve(b *testing.B) {
 }
 
 // BenchmarkObservePrefetch is BenchmarkObserve in groups of 32 quotes, each prefetched
-// with PrefetchGroup first, as the pipeline does.
+// with PrefetchGroup first and observed with the WAL's ref of its ISIN, as the pipeline
+// does.
 func BenchmarkObservePrefetch(b *testing.B) {
 	const n, group = 50_000, 32
 	l := newLoad(n, 1)
@@ -135,6 +136,7 @@ func BenchmarkObservePrefetch(b *testing.B) {
 	}
 	qs := make([]q, group)
 	incs := make([]uint64, group)
+	refs := make([]uint32, group)
 	slots := make([]int32, group)
 	var sink int64
 	b.ReportAllocs()
@@ -143,11 +145,11 @@ func BenchmarkObservePrefetch(b *testing.B) {
 		for j := range qs {
 			i, ts, seq, p := l.next()
 			qs[j] = q{int64(i), ts, seq, p}
-			incs[j] = uint64(i) + 1
+			incs[j], refs[j] = uint64(i)+1, uint32(i)+1
 		}
-		sink += d.PrefetchGroup(incs, slots)
+		sink += d.PrefetchGroup(refs, incs, slots)
 		for _, x := range qs {
-			d.Observe(l.isins[x.i], uint64(x.i)+1, x.ts, x.seq, x.p)
+			d.ObserveRef(uint32(x.i)+1, l.isins[x.i], uint64(x.i)+1, x.ts, x.seq, x.p)
 		}
 	}
 	_ = sink

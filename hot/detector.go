@@ -47,6 +47,12 @@ type Detector struct {
 	wideInc    []uint64
 	freeC      []int32 // forgotten compact slots
 	freeW      []int32 // forgotten wide slots
+	// byRef is a cache of the index by feed.Message.Ref: byRef[ref] is the slot + 1 the
+	// quotes of that ref last went to (0: none), used when that slot still holds the
+	// incarnation (holds), so a quote finds its window with two array reads instead of
+	// hashing; not part of a snapshot.
+	byRef   []int32
+	missing []uint64 // PrefetchGroup's scratch
 	// widened, narrowed and rebased count form changes (tests).
 	widened, narrowed, rebased int
 }
@@ -80,15 +86,23 @@ func (d *Detector) Options() Options { return d.opts }
 // Quotes may arrive out of time order: each is inserted at its place, at a cost proportional
 // to its displacement. See Options.Lateness for quotes that are very late.
 func (d *Detector) Observe(isin feed.ISIN, incarnation uint64, ts int64, seq uint64, p feed.Price) (Event, bool) {
+	return d.ObserveRef(0, isin, incarnation, ts, seq, p)
+}
+
+// ObserveRef is Observe with the quote's feed.Message.Ref (0: none), a hint that finds
+// the incarnation's window without hashing from the second quote of that ref on. Refs
+// change no result, wrong ones included.
+func (d *Detector) ObserveRef(ref uint32, isin feed.ISIN, incarnation uint64, ts int64, seq uint64, p feed.Price) (Event, bool) {
 	if p <= 0 || p > feed.MaxPrice {
 		return Event{}, false
 	}
-	s, ok := d.index.get(incarnation)
+	s, ok := d.slot(ref, incarnation)
 	if !ok {
 		if !d.baseSet {
 			d.cdom.tbase, d.baseSet = d.cdom.key(ts)*msNanos, true
 		}
 		s = d.newCompact(incarnation)
+		d.listRef(ref, s)
 	}
 	if s&wideBit == 0 {
 		w := &d.compact[s]
@@ -106,6 +120,7 @@ func (d *Detector) Observe(isin feed.ISIN, incarnation uint64, ts int64, seq uin
 			return observe(d, w, d.cdom, isin, incarnation, ts, int64(k), seq, p)
 		}
 		s = d.widen(s)
+		d.listRef(ref, s)
 	}
 	w := &d.wide[s&^wideBit]
 	if seq <= w.lastSeq {
@@ -146,6 +161,43 @@ func observe[T word](d *Detector, w *window[T], dm domain, isin feed.ISIN, incar
 		ReferenceTS:    ref.ts,
 		ChangePercent:  Change(p, feed.Price(ref.price)),
 	}, true
+}
+
+// maxRefs bounds Detector.byRef (4 MiB): the windows of larger refs are found by hashing.
+const maxRefs = 1 << 20
+
+// slot returns the slot of incarnation: the one byRef lists for ref if it holds the
+// incarnation, else the index's (then listed under ref).
+func (d *Detector) slot(ref uint32, incarnation uint64) (int32, bool) {
+	if ref < uint32(len(d.byRef)) {
+		if s := d.byRef[ref] - 1; s >= 0 && d.holds(s, incarnation) {
+			return s, true
+		}
+	}
+	s, ok := d.index.get(incarnation)
+	if ok {
+		d.listRef(ref, s)
+	}
+	return s, ok
+}
+
+// holds reports whether slot s (as the index stores it) holds incarnation's window.
+func (d *Detector) holds(s int32, incarnation uint64) bool {
+	if s&wideBit == 0 {
+		return d.compactInc[s] == incarnation && d.compact[s].used
+	}
+	return d.wideInc[s&^wideBit] == incarnation && d.wide[s&^wideBit].used
+}
+
+// listRef lists slot s under ref (when ref is one: 0 < ref < maxRefs).
+func (d *Detector) listRef(ref uint32, s int32) {
+	if ref == 0 || ref >= maxRefs {
+		return
+	}
+	if n := int(ref) + 1; n > len(d.byRef) {
+		d.byRef = append(d.byRef, make([]int32, n-len(d.byRef))...)
+	}
+	d.byRef[ref] = s + 1
 }
 
 // Forget frees the state of a deleted incarnation. A later incarnation of the same ISIN has
@@ -389,29 +441,45 @@ func (t *slotTable) keys(b []uint64) []uint64 {
 }
 
 // PrefetchGroup reads, without changing anything, the memory Observe will touch for the
-// quotes of the incarnations in incs: their index slots, window headers, newest entries and
-// the entries after their reference cursors, in three passes over the group, so that the
-// cache misses of a pass are independent of each other and overlap instead of queueing one
-// after the other (the windows of 50,000 instruments are far larger than the caches). slots
-// is scratch space of len(incs). The result means nothing; callers accumulate it so that
-// the reads are not optimised away.
-func (d *Detector) PrefetchGroup(incs []uint64, slots []int32) int64 {
-	// The index slots first, all at once (intmap.Map.Touch), then the look-ups.
-	sink := int64(d.index.m.Touch(incs))
+// quotes of the incarnations in incs (with the refs of ObserveRef): their slots (listed
+// under the ref, or in the index), window headers, newest entries and the entries after
+// their reference cursors, in passes over the group, so that the cache misses of a pass are
+// independent of each other and overlap instead of queueing one after the other (the
+// windows of 50,000 instruments are far larger than the caches). slots is scratch space of
+// len(incs). The result means nothing; callers accumulate it so that the reads are not
+// optimised away.
+func (d *Detector) PrefetchGroup(refs []uint32, incs []uint64, slots []int32) int64 {
+	missing := d.missing[:0]
 	for k, inc := range incs {
-		s, ok := d.index.get(inc)
-		if !ok {
-			s = noSlot
+		s := int32(noSlot)
+		if r := refs[k]; r < uint32(len(d.byRef)) {
+			s = d.byRef[r] - 1
+		}
+		if s == noSlot {
+			missing = append(missing, inc)
 		}
 		slots[k] = s
 	}
+	var sink int64
+	if len(missing) > 0 {
+		// Their index slots first, all at once (intmap.Map.Touch), then the look-ups.
+		sink = int64(d.index.m.Touch(missing))
+		for k, s := range slots[:len(incs)] {
+			if s == noSlot {
+				if s, ok := d.index.get(incs[k]); ok {
+					slots[k] = s
+				}
+			}
+		}
+	}
+	d.missing = missing[:0]
 	for _, s := range slots[:len(incs)] {
 		switch {
 		case s == noSlot:
 		case s&wideBit == 0:
-			sink += int64(d.compact[s].n)
+			sink += int64(d.compact[s].n) + int64(d.compactInc[s])
 		default:
-			sink += int64(d.wide[s&^wideBit].n)
+			sink += int64(d.wide[s&^wideBit].n) + int64(d.wideInc[s&^wideBit])
 		}
 	}
 	for _, s := range slots[:len(incs)] {

@@ -207,8 +207,17 @@ func TestPrefetchGroupChangesNothing(t *testing.T) {
 	d.Forget(7)
 	before := d.AppendState(nil)
 	incs := []uint64{1, 7, 50, 51, 1 << 40, 3}
-	d.PrefetchGroup(incs, make([]int32, len(incs)))
+	d.PrefetchGroup(make([]uint32, len(incs)), incs, make([]int32, len(incs)))
 	if !bytes.Equal(before, d.AppendState(nil)) {
 		t.Fatal("PrefetchGroup changed the state")
+	}
+	// With refs, listed or not, right or wrong.
+	d.ObserveRef(2, isin, 3, t0+int64(5000)*int64(100*time.Millisecond), 5001, 1_000_000)
+	d.ObserveRef(3, isin, 7, t0+int64(5000)*int64(100*time.Millisecond), 5002, 1_000_000) // 7 was forgotten: a new window
+	d.Forget(7)
+	before = d.AppendState(nil)
+	d.PrefetchGroup([]uint32{2, 3, 2, 0, 1 << 30, 9}, incs, make([]int32, len(incs)))
+	if !bytes.Equal(before, d.AppendState(nil)) {
+		t.Fatal("PrefetchGroup with refs changed the state")
 	}
 }

@@ -264,12 +264,49 @@ func genStream(seed uint64, nInst, nOps int) stream {
 }
 
 // run applies ops to d and returns the events.
-func run(d *Detector, ops []op) []Event {
+func run(d *Detector, ops []op) []Event { return runRefs(d, ops, refsNone) }
+
+// refMode is how runRefs gives quotes a feed.Message.Ref.
+type refMode int
+
+const (
+	refsNone  refMode = iota // no refs: Observe
+	refsWAL                  // one per ISIN, as the WAL's dictionary gives them
+	refsWrong                // a few shared by every ISIN: every hint can be wrong
+)
+
+// runRefs is run with ObserveRef and the refs of mode, and each quote prefetched by
+// PrefetchGroup in groups of 8 operations, as the pipeline does.
+func runRefs(d *Detector, ops []op, mode refMode) []Event {
 	var out []Event
-	for _, o := range ops {
+	refOf := map[feed.ISIN]uint32{}
+	refs := make([]uint32, len(ops))
+	for i, o := range ops {
+		switch mode {
+		case refsWAL:
+			if refOf[o.isin] == 0 {
+				refOf[o.isin] = uint32(len(refOf)) + 1
+			}
+			refs[i] = refOf[o.isin]
+		case refsWrong:
+			refs[i] = uint32(o.seq*0x9E3779B9>>7) % 4
+		}
+	}
+	var gRefs []uint32
+	var gIncs []uint64
+	for i, o := range ops {
+		if mode != refsNone && i%8 == 0 {
+			gRefs, gIncs = gRefs[:0], gIncs[:0]
+			for j := i; j < min(i+8, len(ops)); j++ {
+				if ops[j].kind == 'q' {
+					gRefs, gIncs = append(gRefs, refs[j]), append(gIncs, ops[j].inc)
+				}
+			}
+			d.PrefetchGroup(gRefs, gIncs, make([]int32, len(gIncs)))
+		}
 		switch o.kind {
 		case 'q':
-			if ev, ok := d.Observe(o.isin, o.inc, o.ts, o.seq, o.price); ok {
+			if ev, ok := d.ObserveRef(refs[i], o.isin, o.inc, o.ts, o.seq, o.price); ok {
 				out = append(out, ev)
 			}
 		case 'f':
@@ -310,12 +347,16 @@ func TestAgainstNaive(t *testing.T) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			s := genStream(seed, 5+int(seed)*7, 6000)
 			d := New(s.opts)
-			got := run(d, s.ops)
+			mode := refMode(seed % 3)
+			got := runRefs(d, s.ops, mode)
 			forms.widened += d.widened
 			forms.narrowed += d.narrowed
 			forms.rebased += d.rebased
 			forms.compact += len(d.compact) - len(d.freeC)
 			compareEvents(t, got, s.events)
+			if mode != refsNone && len(d.byRef) == 0 {
+				t.Errorf("refs mode %d: no ref listed", mode)
+			}
 			for inc, h := range s.hot {
 				if d.Hot(inc) != h {
 					t.Errorf("Hot(%d) = %v, want %v", inc, d.Hot(inc), h)

@@ -153,6 +153,7 @@ type Pipeline struct {
 	events   []hot.Event
 	hotTotal atomic.Uint64 // hot events derived (including recovered ones)
 	hotIncs  []uint64      // prefetchHot's scratch
+	hotRefs  []uint32      // prefetchHot's scratch
 	hotSlots []int32
 	hotSink  int64 // what hot.Detector.PrefetchGroup read (unused)
 
@@ -312,17 +313,17 @@ const prefetchGroup = 32
 
 // prefetchHot prefetches the windows of the quotes among ops; p.commitMu must be held.
 func (p *Pipeline) prefetchHot(ops []hotOp) {
-	incs := p.hotIncs[:0]
+	incs, refs := p.hotIncs[:0], p.hotRefs[:0]
 	for i := range ops {
 		if ops[i].kind == opObserve {
-			incs = append(incs, ops[i].incarnation)
+			incs, refs = append(incs, ops[i].incarnation), append(refs, ops[i].ref)
 		}
 	}
 	if len(p.hotSlots) < len(incs) {
 		p.hotSlots = make([]int32, prefetchGroup)
 	}
-	p.hotSink += p.det.PrefetchGroup(incs, p.hotSlots)
-	p.hotIncs = incs
+	p.hotSink += p.det.PrefetchGroup(refs, incs, p.hotSlots)
+	p.hotIncs, p.hotRefs = incs, refs
 }
 
 // maxRecycledItems bounds the candles and outbox items a recycled derived keeps room for.
@@ -371,6 +372,7 @@ func (p *Pipeline) releaseDerived(d *derived) {
 type hotOp struct {
 	kind        uint8 // opObserve, opForget, opExpire
 	isin        feed.ISIN
+	ref         uint32 // feed.Message.Ref of the quote's incarnation (hot.Detector.ObserveRef)
 	incarnation uint64
 	ts          int64 // quote time; watermark for opExpire
 	seq         uint64
@@ -450,7 +452,7 @@ func (p *Pipeline) commit(d *derived) error {
 		op := &d.ops[i]
 		switch op.kind {
 		case opObserve:
-			if ev, ok := p.det.Observe(op.isin, op.incarnation, op.ts, op.seq, op.price); ok {
+			if ev, ok := p.det.ObserveRef(op.ref, op.isin, op.incarnation, op.ts, op.seq, op.price); ok {
 				p.hotTotal.Add(1)
 				if ev.ID > d.skipTo {
 					p.events = append(p.events, ev)
@@ -576,7 +578,7 @@ type output Pipeline
 
 func (o *output) Quote(q aggregate.AcceptedQuote) {
 	p := (*Pipeline)(o)
-	p.d.ops = append(p.d.ops, hotOp{kind: opObserve, isin: q.ISIN, incarnation: q.Incarnation, ts: q.TS, seq: q.Seq, price: q.Price, tag: p.cur})
+	p.d.ops = append(p.d.ops, hotOp{kind: opObserve, isin: q.ISIN, ref: q.Ref, incarnation: q.Incarnation, ts: q.TS, seq: q.Seq, price: q.Price, tag: p.cur})
 }
 
 // Instrument sends the registry change to the outbox; the end of an incarnation also makes

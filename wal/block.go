@@ -116,8 +116,9 @@ func (e *blockEncoder) reset(first uint64) {
 func (e *blockEncoder) add(m *feed.Message) { e.addWithID(m, noID) }
 
 // addWithID is add for a record whose ISIN's dictionary id is already known (dict.lookup):
-// id, or noID to ask the dictionary.
-func (e *blockEncoder) addWithID(m *feed.Message, known uint32) {
+// id, or noID to ask the dictionary. It returns the id the record was written with, noID
+// when it carries its ISIN itself (or none).
+func (e *blockEncoder) addWithID(m *feed.Message, known uint32) uint32 {
 	if e.count == 0 || m.TS < e.minTS {
 		e.minTS = m.TS
 	}
@@ -173,6 +174,10 @@ func (e *blockEncoder) addWithID(m *feed.Message, known uint32) {
 		e.buf.PutUvarintString(m.Description)
 	}
 	e.count++
+	if mode != isinID {
+		return noID
+	}
+	return id
 }
 
 // addV1 appends one record in format 1 (only for the tests of reading old blocks).
@@ -330,6 +335,7 @@ func decodeRecords(b []byte, h blockHeader, dst []Record, names []feed.ISIN) ([]
 				break
 			}
 			r.ISIN = names[id]
+			r.Ref = uint32(id) + 1
 		case isinRaw:
 			copy(r.ISIN[:], d.Bytes(feed.ISINLen))
 			if r.ISIN == (feed.ISIN{}) && d.Err() == nil {

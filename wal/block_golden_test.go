@@ -89,7 +89,7 @@ func TestBlockGolden(t *testing.T) {
 		if r.Seq != 4242+uint64(i) {
 			t.Errorf("record %d has seq %d", i, r.Seq)
 		}
-		back = append(back, r.Message)
+		back = append(back, content(r.Message))
 	}
 	if !slices.Equal(back, msgs) {
 		t.Errorf("decoded %+v\nwant %+v", back, msgs)
@@ -129,7 +129,7 @@ func TestBlockGolden(t *testing.T) {
 
 // TestBlockGoldenV2: a format-2 block (the current one) encodes byte-identically to
 // testdata/block2.golden, assigns dictionary ids in order of first use, and decodes back to
-// the messages with that dictionary; without it, the ids are unknown and the block is
+// the messages with that dictionary, each with its id as Ref; without it, the ids are unknown and the block is
 // corrupt.
 func TestBlockGoldenV2(t *testing.T) {
 	msgs := goldenBlockMessages()
@@ -181,11 +181,17 @@ func TestBlockGoldenV2(t *testing.T) {
 		t.Errorf("header %+v", h)
 	}
 	var back []feed.Message
+	var refs []uint32
 	for _, r := range recs {
-		back = append(back, r.Message)
+		back = append(back, content(r.Message))
+		refs = append(refs, r.Ref)
 	}
 	if !slices.Equal(back, msgs) {
 		t.Errorf("decoded %+v\nwant %+v", back, msgs)
+	}
+	// Ref is the dictionary id + 1; 0 for the tick (no ISIN) and the ISIN stored raw.
+	if want := []uint32{1, 1, 1, 2, 0, 2, 1, 2, 3, 0}; !slices.Equal(refs, want) {
+		t.Errorf("decoded refs %v, want %v", refs, want)
 	}
 	if _, _, err := decodeBlock(want, 4242, nil, d.snapshot()[:1]); err == nil {
 		t.Error("a block with ids missing from the dictionary decoded")

@@ -234,7 +234,8 @@ func (l *Log) FirstSeq() uint64 { return l.firstSeq.Load() }
 // Append appends msgs as consecutive records and returns the sequence of the first one, once
 // they are durable per the sync mode. Concurrent appends are group-committed into one Badger
 // write; the records of one Append are always consecutive and written atomically. With no
-// messages nothing is written and first is the sequence the next record will get.
+// messages nothing is written and first is the sequence the next record will get. It sets
+// each message's Ref (feed.Message.Ref) to what its record was written with.
 func (l *Log) Append(msgs []feed.Message) (first uint64, err error) {
 	return l.append(msgs, "", nil, false)
 }
@@ -406,7 +407,11 @@ func (l *Log) commit(batch []*appendReq) {
 				cur.reset(seq)
 				cur.dict = l.dict
 			}
-			cur.addWithID(&r.msgs[i], l.ids[i%dictPrefetch])
+			if id := cur.addWithID(&r.msgs[i], l.ids[i%dictPrefetch]); id != noID {
+				r.msgs[i].Ref = id + 1
+			} else {
+				r.msgs[i].Ref = 0
+			}
 			seq++
 			if cur.size() >= l.opts.MaxBlockBytes {
 				flush()

@@ -55,7 +55,7 @@ func TestBlockRoundTrip(t *testing.T) {
 		t.Errorf("header %+v", h)
 	}
 	for i, r := range recs {
-		if r.Seq != 42+uint64(i) || r.Message != msgs[i] {
+		if r.Seq != 42+uint64(i) || content(r.Message) != msgs[i] {
 			t.Fatalf("record %d: got %+v want %+v", i, r, msgs[i])
 		}
 	}
@@ -186,7 +186,7 @@ func TestReopenContinuesSequence(t *testing.T) {
 		got := readAll(t, l, 1)
 		want := quoteBatch(0, (round+1)*100)
 		for i := range want {
-			if got[i].Message != want[i] {
+			if content(got[i].Message) != want[i] {
 				t.Fatalf("record %d differs", i)
 			}
 		}
@@ -230,7 +230,7 @@ func TestConcurrentAppends(t *testing.T) {
 		if r.Seq != uint64(i+1) {
 			t.Fatalf("seq %d at %d", r.Seq, i)
 		}
-		bySeq[r.Seq] = r.Message
+		bySeq[r.Seq] = content(r.Message)
 	}
 	for g := range firsts {
 		for n, first := range firsts[g] {
@@ -419,5 +419,48 @@ func TestCloseCompletesConcurrentAppends(t *testing.T) {
 	wg.Wait()
 	if acked < last {
 		t.Fatalf("acked %d < last %d", acked, last)
+	}
+}
+
+// TestRefs: Append gives each message the Ref its record is read back with, one per ISIN
+// (its dictionary id + 1: dense, in order of first use), 0 for a record without an ISIN;
+// the refs stay those of the ISINs after a reopen.
+func TestRefs(t *testing.T) {
+	dir := t.TempDir()
+	refOf := map[feed.ISIN]uint32{}
+	for round := range 2 {
+		l, err := Open(Options{Dir: dir, Sync: SyncNone, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs := quoteBatch(round*500, 1000) // the second round repeats half of the first's ISINs
+		msgs = append(msgs, feed.Message{TS: msgs[0].TS, Kind: KindTick})
+		first, err := l.Append(msgs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range readAll(t, l, first) {
+			m := &msgs[i]
+			if r.Ref != m.Ref {
+				t.Fatalf("round %d record %d: read with ref %d, Append set %d", round, i, r.Ref, m.Ref)
+			}
+			if m.ISIN == (feed.ISIN{}) {
+				if m.Ref != 0 {
+					t.Fatalf("record %d without an ISIN has ref %d", i, m.Ref)
+				}
+				continue
+			}
+			want, seen := refOf[m.ISIN]
+			if !seen {
+				want = uint32(len(refOf)) + 1
+				refOf[m.ISIN] = want
+			}
+			if m.Ref != want {
+				t.Fatalf("round %d record %d (%s): ref %d, want %d", round, i, m.ISIN, m.Ref, want)
+			}
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"os"
 	"runtime/pprof"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -90,7 +89,7 @@ QUOTES_DATA=/var/lib/quotes or QUOTES_LOG_LEVEL=debug; a flag on the command lin
 	root.PersistentFlags().StringVar(&opts.logFormat, "log-format", "text", "log format: text or json")
 	root.PersistentFlags().StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile to this file (for go tool pprof)")
 	root.PersistentFlags().StringVar(&opts.memProfile, "memprofile", "", "write a heap profile to this file at exit")
-	root.PersistentFlags().Var(&opts.memBudget, "memory-budget", "soft limit of the Go heap (GOMEMLIMIT), raised to the live heap + 25 % when that is larger; 0: none. An explicit GOMEMLIMIT in the environment wins")
+	root.PersistentFlags().Var(&opts.memBudget, "memory-budget", "soft limit of the Go heap (GOMEMLIMIT), raised above the live heap when that is larger (by what is allocated in 4 s, between 1/16 and 1/4 of it); 0: none. An explicit GOMEMLIMIT in the environment wins")
 	root.PersistentFlags().MarkHidden("cpuprofile")
 	root.PersistentFlags().MarkHidden("memprofile")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
@@ -169,7 +168,7 @@ func (o *rootOptions) startMemoryBudget() {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	memlimit.Run(ctx, int64(o.memBudget), 500*time.Millisecond)
+	memlimit.Run(ctx, memlimit.Options{Budget: int64(o.memBudget)})
 	o.stopMem = cancel
 }
 

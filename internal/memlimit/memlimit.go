@@ -2,9 +2,9 @@
 // limit (debug.SetMemoryLimit, GOMEMLIMIT) makes the collector run before the heap doubles
 // (GOGC's 100 % headroom), which is most of the resident memory of a replay; but a fixed
 // limit below the live heap makes the collector run all the time. So the limit is
-// max(budget, live heap × (1 + Headroom)), recomputed after garbage collections: at or below
-// the budget the heap stays under it, above it the collector still gets a quarter of the
-// live heap of headroom.
+// max(budget, live heap + runtime memory + headroom), recomputed after garbage
+// collections: at or below the budget the heap stays under it, above it the collector gets
+// the headroom of the allocation rate (Limit).
 //
 // What the budget has to hold (the spec workload, 50,000 instruments quoting every second):
 // the hot detector's windows, 8 bytes per quote of the last window + lateness (5m30s) ≈
@@ -14,8 +14,7 @@
 // each, wal.Options.MemTableSize, allocated whole) and its table builders; its block cache
 // (16 MiB, wal.Options.BlockCacheSize); and a replay's batches in flight (8 per stage of
 // 32,768 messages, ~2 MiB each). DefaultBudget is below that once the windows and the tail
-// are full, and a replay's live heap is above it, so their limit follows the live heap +
-// 25 %. A larger instrument count or quote rate raises the live heap, and the limit
+// are full, and a replay's live heap is above it, so their limit follows the live heap. A larger instrument count or quote rate raises the live heap, and the limit
 // follows it. docs/performance.md has the measured resident sizes.
 package memlimit
 
@@ -30,16 +29,30 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/benbjohnson/clock"
 )
 
 // DefaultBudget is the default soft limit of the Go heap.
 const DefaultBudget = 256 << 20
 
-// Headroom is the collector's headroom above the live heap when that is over the budget.
-// An eighth brought a live ingest at the spec load from 304 to 283 MiB of anonymous RSS
-// (make bench), but made the spec replay 25–95 % slower: it allocates fast, and the
-// collector then runs all the time.
-const Headroom = 0.25
+// The collector's headroom above the live heap, when that is over the budget: what the
+// program allocates in AllocHorizon, at least MinHeadroom and at most MaxHeadroom of the
+// live heap. A replay allocates hundreds of MB a second and gets the most: an eighth made
+// it 25–95 % slower, the collector running all the time. A live ingest at the spec load
+// allocates about 1 MB a second: a quarter of its ~260 MiB live heap held ~65 MiB of
+// garbage for a minute between collections, most of what kept its resident set above
+// 300 MiB (make bench). A sixteenth was too little: the runtime keeps ~3 % of the limit
+// for itself, and what was left let collections run back to back (600 in 30 s). The rate
+// is a moving average over about RateWindow: a checkpoint every 40 s allocates tens of MB
+// in a second, which a rate measured over that second turned into a quarter of headroom.
+const (
+	MaxHeadroom  = 0.25
+	MinHeadroom  = 1.0 / 8
+	AllocHorizon = 4 * time.Second
+	// RateWindow is the time constant of the allocation rate's moving average.
+	RateWindow = 30 * time.Second
+)
 
 // Budget is a byte size flag value: "512MiB", "1GiB", "800000000"; 0 turns the governor off.
 type Budget int64
@@ -76,29 +89,51 @@ func (b *Budget) String() string {
 // Type names the flag value type for pflag help output.
 func (b *Budget) Type() string { return "size" }
 
-// Limit returns the soft memory limit for a live heap of live bytes: max(budget, live ×
-// (1 + Headroom)).
-func Limit(budget, live int64) int64 {
-	return max(budget, live+int64(float64(live)*Headroom))
+// Limit returns the soft memory limit for a live heap of live bytes that the program
+// allocates to at rate bytes per second, beside meta bytes of the runtime's own memory
+// (stacks, metadata: what does not grow with the limit): max(budget, live + meta +
+// headroom), the headroom being rate × AllocHorizon, between live × MinHeadroom and live
+// × MaxHeadroom. Counting meta keeps the heap's own headroom when the live heap nears the
+// budget (without it, collections ran every ~200 ms there).
+func Limit(budget, live, meta int64, rate float64) int64 {
+	h := min(max(rate*AllocHorizon.Seconds(), float64(live)*MinHeadroom), float64(live)*MaxHeadroom)
+	return max(budget, live+meta+int64(h))
 }
 
-// Run sets the soft memory limit from budget and keeps it at Limit(budget, live heap),
-// recomputed after every garbage collection and at least every interval, until ctx is
-// done; then it restores the limit it found. It returns at once, doing nothing, when
-// budget ≤ 0.
+// Options configure Run.
+type Options struct {
+	// Budget is the soft limit while the live heap is small; ≤ 0: Run does nothing.
+	Budget int64
+	// Interval is how often the limit is recomputed besides after every collection
+	// (default 500 ms).
+	Interval time.Duration
+	// Clock times the updates and the allocation rate (default the wall clock).
+	Clock clock.Clock
+}
+
+// Run sets the soft memory limit to opts.Budget and keeps it at Limit(budget, live heap,
+// runtime memory, allocation rate), recomputed after every garbage collection and at least
+// every interval, until ctx is done; then it restores the limit it found. It returns at
+// once, doing nothing, when the budget is ≤ 0.
 //
 // After every collection, not only on a timer: while a restart restores its state the
 // live heap grows by ~150 MiB in half a second, and with the limit still at the budget the
 // collector ran back to back (40 collections in 1.4 s).
-func Run(ctx context.Context, budget int64, interval time.Duration) {
-	if budget <= 0 {
+func Run(ctx context.Context, opts Options) {
+	if opts.Budget <= 0 {
 		return
 	}
-	g := &governor{budget: budget, cur: budget, sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
-	g.prev = debug.SetMemoryLimit(budget)
+	if opts.Interval <= 0 {
+		opts.Interval = 500 * time.Millisecond
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.New()
+	}
+	g := newGovernor(opts.Budget, opts.Clock, readRuntime())
+	g.prev = debug.SetMemoryLimit(opts.Budget)
 	g.armGC()
 	go func() {
-		t := time.NewTicker(interval)
+		t := opts.Clock.Ticker(opts.Interval)
 		defer t.Stop()
 		for {
 			select {
@@ -112,15 +147,75 @@ func Run(ctx context.Context, budget int64, interval time.Duration) {
 	}()
 }
 
+// usage is what the governor reads from the runtime: the live heap (as of the last
+// collection), the bytes allocated so far, and the runtime's own memory.
+type usage struct {
+	live, allocs, meta uint64
+	ok                 bool
+}
+
+// readRuntime returns a reader of usage from runtime/metrics.
+func readRuntime() func() usage {
+	names := []string{
+		"/gc/heap/live:bytes",
+		"/gc/heap/allocs:bytes",
+		"/memory/classes/heap/unused:bytes",
+		"/memory/classes/heap/stacks:bytes",
+		"/memory/classes/os-stacks:bytes",
+		"/memory/classes/metadata/other:bytes",
+		"/memory/classes/metadata/mspan/inuse:bytes",
+		"/memory/classes/metadata/mcache/inuse:bytes",
+		"/memory/classes/other:bytes",
+		"/memory/classes/profiling/buckets:bytes",
+	}
+	sample := make([]metrics.Sample, len(names))
+	for i, n := range names {
+		sample[i].Name = n
+	}
+	return func() usage {
+		metrics.Read(sample)
+		u := usage{ok: true}
+		for i := range sample {
+			if sample[i].Value.Kind() != metrics.KindUint64 {
+				return usage{}
+			}
+			switch v := sample[i].Value.Uint64(); i {
+			case 0:
+				u.live = v
+			case 1:
+				u.allocs = v
+			default:
+				u.meta += v
+			}
+		}
+		return u
+	}
+}
+
 // governor is the state of one Run.
 type governor struct {
 	mu      sync.Mutex
 	budget  int64
+	clock   clock.Clock
+	read    func() usage
 	cur     int64 // the limit set
 	prev    int64 // the limit before Run
 	stopped bool
-	sample  []metrics.Sample
+	// rate is the allocation rate (bytes/s) it goes by: the rates measured between its
+	// updates, averaged with weights that halve every RateWindow × ln 2 (an exponential
+	// moving average), so that a sustained pace counts within seconds and a burst (a
+	// checkpoint's buffers) hardly.
+	rate       float64
+	lastAt     time.Time
+	lastAllocs uint64
 }
+
+func newGovernor(budget int64, clk clock.Clock, read func() usage) *governor {
+	return &governor{budget: budget, cur: budget, clock: clk, read: read}
+}
+
+// minRateSpan is the shortest time over which the allocation rate is measured.
+const minRateSpan = 250 * time.Millisecond
 
 // update sets the limit for the live heap of the last collection; it reports false once
 // the governor is stopped.
@@ -130,15 +225,20 @@ func (g *governor) update() bool {
 	if g.stopped {
 		return false
 	}
-	metrics.Read(g.sample)
-	if g.sample[0].Value.Kind() != metrics.KindUint64 {
+	u := g.read()
+	if !u.ok || u.live > math.MaxInt64/2 || u.meta > math.MaxInt64/4 {
 		return true
 	}
-	live := g.sample[0].Value.Uint64()
-	if live > math.MaxInt64/2 {
-		return true
+	now := g.clock.Now()
+	switch dt := now.Sub(g.lastAt); {
+	case g.lastAt.IsZero() || u.allocs < g.lastAllocs:
+		g.lastAt, g.lastAllocs = now, u.allocs
+	case dt >= minRateSpan:
+		measured := float64(u.allocs-g.lastAllocs) / dt.Seconds()
+		g.rate += (measured - g.rate) * -math.Expm1(-dt.Seconds()/RateWindow.Seconds())
+		g.lastAt, g.lastAllocs = now, u.allocs
 	}
-	if l := Limit(g.budget, int64(live)); l != g.cur {
+	if l := Limit(g.budget, int64(u.live), int64(u.meta), g.rate); l != g.cur {
 		g.cur = l
 		debug.SetMemoryLimit(l)
 	}

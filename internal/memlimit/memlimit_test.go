@@ -2,54 +2,110 @@ package memlimit
 
 import (
 	"context"
+	"math"
 	"runtime"
 	"runtime/debug"
 	"testing"
 	"time"
+
+	"github.com/benbjohnson/clock"
 )
 
 func TestLimit(t *testing.T) {
-	for _, tc := range []struct{ budget, live, want int64 }{
-		{512 << 20, 100 << 20, 512 << 20}, // under the budget: the budget
-		{512 << 20, 480 << 20, 600 << 20}, // close to it: a quarter of headroom
-		{512 << 20, 1 << 30, 1<<30 + 256<<20},
-		{0, 0, 0},
+	const mib = 1 << 20
+	for _, tc := range []struct {
+		budget, live, meta int64
+		rate               float64
+		want               int64
+	}{
+		{512 * mib, 100 * mib, 10 * mib, 0, 512 * mib},                    // under the budget: the budget
+		{512 * mib, 480 * mib, 10 * mib, 1e9, 610 * mib},                  // fast allocation: a quarter of headroom
+		{512 * mib, 480 * mib, 10 * mib, 1 * mib, 550 * mib},              // slow: an eighth (60 MiB)
+		{512 * mib, 480 * mib, 10 * mib, 20 * mib, 570 * mib},             // between: 4 s of allocation
+		{256 * mib, 240 * mib, 12 * mib, 0, 240*mib + 12*mib + 240*mib/8}, // near the budget: meta counts
+		{512 * mib, 1 << 30, 0, 1e12, 1<<30 + 256*mib},
+		{0, 0, 0, 0, 0},
 	} {
-		if got := Limit(tc.budget, tc.live); got != tc.want {
-			t.Errorf("Limit(%d, %d) = %d, want %d", tc.budget, tc.live, got, tc.want)
+		if got := Limit(tc.budget, tc.live, tc.meta, tc.rate); got != tc.want {
+			t.Errorf("Limit(%d, %d, %d, %g) = %d, want %d", tc.budget, tc.live, tc.meta, tc.rate, got, tc.want)
 		}
 	}
 }
 
-func TestBudgetFlag(t *testing.T) {
-	for in, want := range map[string]Budget{"512MiB": 512 << 20, "1GiB": 1 << 30, "1.5 GB": 3 << 29, "0": 0, "4096": 4096, "64kib": 64 << 10} {
-		var b Budget
-		if err := b.Set(in); err != nil || b != want {
-			t.Errorf("Set(%q) = %d, %v; want %d", in, b, err, want)
+// TestGovernorRate: the governor measures the allocation rate between its updates on its
+// clock as a moving average — a sustained fast pace gets the most headroom within seconds,
+// a short burst hardly moves it, a slow pace gets the least — and sets the limit from it.
+func TestGovernorRate(t *testing.T) {
+	before := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(before)
+	const mib = 1 << 20
+	clk := clock.NewMock()
+	u := usage{live: 1024 * mib, meta: 16 * mib, ok: true}
+	g := newGovernor(256*mib, clk, func() usage { return u })
+	g.prev = before
+	step := func(d time.Duration, allocated uint64) {
+		t.Helper()
+		clk.Add(d)
+		u.allocs += allocated
+		if !g.update() {
+			t.Fatal("update reports the governor stopped")
 		}
 	}
-	for _, in := range []string{"", "-1MiB", "lots", "1TiB9"} {
-		var b Budget
-		if err := b.Set(in); err == nil {
-			t.Errorf("Set(%q) accepted", in)
-		}
+	limit := func() int64 { return debug.SetMemoryLimit(-1) }
+	least, most := int64(1024*mib+16*mib+128*mib), int64(1024*mib+16*mib+256*mib)
+	step(0, 0) // first sample: no rate yet
+	if limit() != least || g.rate != 0 {
+		t.Fatalf("limit %d rate %g at the start, want %d (an eighth) and 0", limit(), g.rate, least)
 	}
-	b := Budget(512 << 20)
-	if s := b.String(); s != "512MiB" {
-		t.Errorf("String() = %q", s)
+	step(time.Second, 400*mib) // a replay's pace: the average climbs
+	if want := 400 * mib * -math.Expm1(-1.0/30); math.Abs(g.rate-want) > 1 {
+		t.Fatalf("rate %g after a second at 400 MiB/s, want %g", g.rate, want)
+	}
+	for range 5 {
+		step(time.Second, 400*mib)
+	}
+	if limit() != most {
+		t.Fatalf("limit %d after 6 s at 400 MiB/s, want %d (a quarter)", limit(), most)
+	}
+	rate := g.rate
+	step(100*time.Millisecond, 0) // too short to measure: nothing changes
+	if g.rate != rate || g.lastAt != clk.Now().Add(-100*time.Millisecond) {
+		t.Fatalf("rate %g after 100 ms, want %g unchanged", g.rate, rate)
+	}
+	for range 60 {
+		step(5*time.Second, 5*mib) // a live ingest's pace, 1 MiB/s, for 5 minutes
+	}
+	if limit() != least || g.rate < 1*mib || g.rate > 1.01*mib {
+		t.Fatalf("limit %d rate %g at 1 MiB/s, want %d and ~%d", limit(), g.rate, least, 1*mib)
+	}
+	step(time.Second, 60*mib) // a checkpoint's burst
+	if limit() != least || g.rate > 3*mib {
+		t.Fatalf("limit %d rate %g after a 60 MiB burst, want %d and under 3 MiB/s", limit(), g.rate, least)
+	}
+	u.allocs = 0 // a counter that went back (it never does): measure afresh
+	step(time.Second, 0)
+	if g.lastAllocs != 0 || g.lastAt != clk.Now() {
+		t.Fatal("a counter that went back was not taken as a new start")
+	}
+	g.stop()
+	if g.update() || limit() != before {
+		t.Fatal("a stopped governor updated, or did not restore the limit")
 	}
 }
 
-// TestRun: the limit is the budget while the live heap is small, and the previous limit is
-// restored when the context ends.
+// TestRun: the limit is the budget while the live heap is small, also after the ticker's
+// updates, and the previous limit is restored when the context ends.
 func TestRun(t *testing.T) {
 	before := debug.SetMemoryLimit(-1)
 	ctx, cancel := context.WithCancel(context.Background())
-	Run(ctx, 1<<40, time.Millisecond)
+	clk := clock.NewMock()
+	Run(ctx, Options{Budget: 1 << 40, Interval: time.Millisecond, Clock: clk})
 	if got := debug.SetMemoryLimit(-1); got != 1<<40 {
 		t.Fatalf("limit %d while running, want the budget", got)
 	}
-	time.Sleep(20 * time.Millisecond)
+	for range 20 {
+		clk.Add(time.Millisecond)
+	}
 	if got := debug.SetMemoryLimit(-1); got != 1<<40 {
 		t.Fatalf("limit %d after some checks, want the budget (the live heap is small)", got)
 	}
@@ -59,9 +115,9 @@ func TestRun(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the previous limit was not restored")
 		}
-		time.Sleep(time.Millisecond)
+		runtime.Gosched()
 	}
-	Run(context.Background(), 0, time.Millisecond)
+	Run(context.Background(), Options{})
 	if got := debug.SetMemoryLimit(-1); got != before {
 		t.Fatalf("budget 0 changed the limit to %d", got)
 	}
@@ -79,7 +135,7 @@ func TestRunAfterCollection(t *testing.T) {
 		}
 	}()
 	const budget = 8 << 20
-	Run(ctx, budget, time.Hour)
+	Run(ctx, Options{Budget: budget, Interval: time.Hour})
 	held := make([][]byte, 0, 64)
 	for range 64 {
 		held = append(held, make([]byte, 1<<20)) // 64 MiB live

@@ -52,7 +52,8 @@ type CandleRange struct {
 }
 
 // Candles returns the candles of the active instrument isin for r, oldest first, with gaps
-// filled (SPEC §4.3): the open minutes from the aggregator, the closed ones from the
+// filled (SPEC §4.3), each with its minute, prices and quote count (not the times and
+// sequences of its first and last quotes): the open minutes from the aggregator, the closed ones from the
 // candle tail when it covers the range (tail.go), otherwise from the store and the runs
 // not committed yet.
 func (p *Pipeline) Candles(isin feed.ISIN, r CandleRange) ([]aggregate.Candle, error) {
@@ -111,6 +112,11 @@ func (p *Pipeline) candles(isin feed.ISIN, r CandleRange, useStore bool) ([]aggr
 	out := aggregate.FillGaps(gr, lists...)
 	if out == nil {
 		out = []aggregate.Candle{}
+	}
+	// The same answer from the tail and from the store: the tail keeps no quote times or
+	// sequences.
+	for i := range out {
+		out[i] = queryCandle(out[i])
 	}
 	return out, true, nil
 }

@@ -28,10 +28,17 @@ const DefaultTailMinutes = 30
 // quotes. So for an incarnation the tail answers exactly every closed minute ≥ lo (see
 // entryLow); a query reaching below it goes to the store.
 //
-// Memory. One entry (40 bytes) per incarnation plus n slots of 40 bytes (tailSlot: the
+// What it keeps of a candle: the prices and the quote count a query answers with, not the
+// times and sequences of the first and last quotes, which only merging a late correction
+// needs. So a late correction is not merged here: the tail stops answering for its minute
+// and the ones before it (tailEntry.floor), and the queries that reach them read the store,
+// which merges it exactly. A live feed has none (quotes are stamped on arrival).
+//
+// Memory. One entry (40 bytes) per incarnation plus n slots of 24 bytes (tailSlot: the
 // candle packed as deltas; a candle whose deltas do not fit goes whole to an overflow map,
-// which stays empty in practice). Slots live in chunks of tailChunk entries, without
-// pointers (the collector does not scan them), and freed entries are reused.
+// which stays empty in practice): ~35 MiB for 50,000 instruments × 30 minutes. Slots live
+// in chunks of tailChunk entries, without pointers (the collector does not scan them), and
+// freed entries are reused.
 type candleTail struct {
 	n    int   // minutes per incarnation (0: the tail is off)
 	from int64 // every minute ≥ from that closed is known; valid once started
@@ -52,33 +59,25 @@ const tailChunk = 1024
 type tailEntry struct {
 	isin feed.ISIN
 	inc  uint64 // 0: free
-	// seqBase is what the slots' sequences are relative to.
-	seqBase uint64
 	// newest is the minute of the newest candle written (math.MinInt64: none yet); the
 	// slots hold the minutes newest−(n−1)…newest, slot (minute/1m) mod n.
 	newest int64
+	// floor is the first minute the tail may answer for: the one after the latest minute a
+	// late correction changed (math.MinInt64: none).
+	floor int64
 }
 
-// tailSlot is one candle, packed: Open whole, the other prices as deltas from it, the
-// sequences relative to the entry's seqBase, the times as offsets into the minute (36 bits
-// each: a minute is 6·10¹⁰ ns), the quote count in 24 bits. qx = 0: no candle; qx =
-// tailOverflow: the candle is in candleTail.overflow.
+// tailSlot is one candle, packed: Open whole, the other prices as deltas from it, and the
+// quote count. quotes = 0: no candle; quotes = tailOverflow: the candle is in
+// candleTail.overflow.
 type tailSlot struct {
-	open              int64
-	ts                uint64 // OpenTS offset (36 bits) | low 28 bits of the CloseTS offset << 36
-	openSeq, closeSeq int32
-	high, low, close  int32  // − open
-	qx                uint32 // quotes (24 bits) | high 8 bits of the CloseTS offset << 24
+	open             int64
+	high, low, close int32 // − open
+	quotes           uint32
 }
 
-const (
-	// tailOverflow marks a slot whose candle is in the overflow map: its high byte (the top
-	// bits of a CloseTS offset < 6·10¹⁰ < 2³⁶, at most 223) never occurs in a packed slot.
-	tailOverflow = math.MaxUint32
-	tsBits       = 36
-	tsMask       = 1<<tsBits - 1
-	quotesMax    = 1<<24 - 1
-)
+// tailOverflow marks a slot whose candle is in the overflow map.
+const tailOverflow = math.MaxUint32
 
 // tailSlotSize and tailEntrySize are the bytes per candle and per incarnation.
 const (
@@ -151,14 +150,14 @@ func (t *candleTail) alloc(isin feed.ISIN, inc uint64) int32 {
 			t.chunks = append(t.chunks, make([]tailSlot, tailChunk*t.n))
 		}
 	}
-	t.entries[e] = tailEntry{isin: isin, inc: inc, newest: math.MinInt64}
+	t.entries[e] = tailEntry{isin: isin, inc: inc, newest: math.MinInt64, floor: math.MinInt64}
 	t.index[isin] = e
 	return e
 }
 
 // clearSlot empties slot i of entry e.
 func (t *candleTail) clearSlot(e int32, s []tailSlot, i int) {
-	if s[i].qx == tailOverflow {
+	if s[i].quotes == tailOverflow {
 		delete(t.overflow, tailSlotRef{e, int32(i)})
 	}
 	s[i] = tailSlot{}
@@ -170,7 +169,7 @@ func (t *candleTail) reset(e int32) {
 	for i := range s {
 		t.clearSlot(e, s, i)
 	}
-	t.entries[e].newest = math.MinInt64
+	t.entries[e].newest, t.entries[e].floor = math.MinInt64, math.MinInt64
 }
 
 // drop removes the incarnation inc of isin (a DELETE ended it).
@@ -185,8 +184,8 @@ func (t *candleTail) drop(isin feed.ISIN, inc uint64) {
 	t.free = append(t.free, e)
 }
 
-// put records c: the closed state of its minute (late false) or a late correction to merge
-// into it. active reports whether an incarnation without an entry is the ISIN's active
+// put records c: the closed state of its minute (late false) or a late correction of it,
+// after which the tail no longer answers for that minute and the ones before. active reports whether an incarnation without an entry is the ISIN's active
 // one (else c belongs to an ended incarnation, which queries never ask for).
 func (t *candleTail) put(c *aggregate.Candle, late bool, active func(feed.ISIN, uint64) bool) {
 	e, ok := t.index[c.ISIN]
@@ -205,6 +204,10 @@ func (t *candleTail) put(c *aggregate.Candle, late bool, active func(feed.ISIN, 
 	en := &t.entries[e]
 	s := t.slots(e)
 	m := c.Minute
+	if late {
+		en.floor = max(en.floor, m+aggregate.MinuteNanos)
+		return
+	}
 	if en.newest == math.MinInt64 || m > en.newest {
 		// Advance the window: the minutes after the old newest one had no quotes, and the
 		// slots they take over held minutes now out of the window. An entry without a
@@ -215,123 +218,67 @@ func (t *candleTail) put(c *aggregate.Candle, late bool, active func(feed.ISIN, 
 				t.clearSlot(e, s, t.slotOf(x))
 			}
 		}
-		if en.newest == math.MinInt64 {
-			en.seqBase = c.OpenSeq
-		}
 		en.newest = m
 	} else if m <= en.newest-int64(t.n)*aggregate.MinuteNanos {
 		return // before the window: not covered (entryLow)
 	}
-	i := t.slotOf(m)
-	v := *c
-	if late {
-		if old, ok := t.decode(e, s, i, m); ok {
-			// As store.Apply merges a correction into the stored state.
-			old.Key = c.Key
-			old.Merge(c)
-			v = old
-		}
-	}
-	t.store(e, s, i, &v, true)
+	t.store(e, s, t.slotOf(m), c)
 }
 
-// store writes v into slot i of entry e (rebasing the entry's sequences first when they do
-// not fit and rebase is set), or into the overflow map.
-func (t *candleTail) store(e int32, s []tailSlot, i int, v *aggregate.Candle, rebase bool) {
-	en := &t.entries[e]
-	if s[i].qx == tailOverflow {
+// store writes c into slot i of entry e, or into the overflow map when it does not pack.
+func (t *candleTail) store(e int32, s []tailSlot, i int, c *aggregate.Candle) {
+	if s[i].quotes == tailOverflow {
 		delete(t.overflow, tailSlotRef{e, int32(i)})
 	}
-	if rebase && (!fitsSeq(v.OpenSeq, en.seqBase) || !fitsSeq(v.CloseSeq, en.seqBase)) {
-		t.rebase(e, v.OpenSeq)
-	}
-	if pack(&s[i], v, en.seqBase) {
+	if pack(&s[i], c) {
 		return
 	}
 	if t.overflow == nil {
 		t.overflow = map[tailSlotRef]aggregate.Candle{}
 	}
-	t.overflow[tailSlotRef{e, int32(i)}] = *v
-	s[i] = tailSlot{qx: tailOverflow}
-}
-
-// rebase makes entry e's sequences relative to base, repacking its slots (those that do
-// not fit then go to the overflow map).
-func (t *candleTail) rebase(e int32, base uint64) {
-	en := &t.entries[e]
-	s := t.slots(e)
-	var cs []aggregate.Candle
-	var at []int
-	for x := en.newest - int64(t.n-1)*aggregate.MinuteNanos; x <= en.newest; x += aggregate.MinuteNanos {
-		i := t.slotOf(x)
-		if s[i].qx == 0 || s[i].qx == tailOverflow {
-			continue
-		}
-		c, _ := t.decode(e, s, i, x)
-		cs, at = append(cs, c), append(at, i)
-	}
-	en.seqBase = base
-	for k, i := range at {
-		t.store(e, s, i, &cs[k], false)
-	}
-}
-
-func fitsSeq(seq, base uint64) bool {
-	d := int64(seq - base)
-	return d >= math.MinInt32 && d <= math.MaxInt32
+	t.overflow[tailSlotRef{e, int32(i)}] = queryCandle(*c)
+	s[i] = tailSlot{quotes: tailOverflow}
 }
 
 func fitsInt32(d int64) bool { return d >= math.MinInt32 && d <= math.MaxInt32 }
 
-// pack packs c into s relative to base, and reports whether it fits.
-func pack(s *tailSlot, c *aggregate.Candle, base uint64) bool {
-	oo, co := c.OpenTS-c.Minute, c.CloseTS-c.Minute
+// pack packs c into s, and reports whether it fits.
+func pack(s *tailSlot, c *aggregate.Candle) bool {
 	dh, dl, dc := int64(c.High-c.Open), int64(c.Low-c.Open), int64(c.Close-c.Open)
-	os, cs := int64(c.OpenSeq-base), int64(c.CloseSeq-base)
-	if oo < 0 || oo >= aggregate.MinuteNanos || co < 0 || co >= aggregate.MinuteNanos ||
-		!fitsInt32(dh) || !fitsInt32(dl) || !fitsInt32(dc) || !fitsInt32(os) || !fitsInt32(cs) ||
-		c.Quotes == 0 || c.Quotes > quotesMax ||
+	if !fitsInt32(dh) || !fitsInt32(dl) || !fitsInt32(dc) || c.Quotes == 0 || c.Quotes >= tailOverflow ||
 		// Differences of int64 prices that overflowed.
 		(c.High >= c.Open) != (dh >= 0) || (c.Low >= c.Open) != (dl >= 0) || (c.Close >= c.Open) != (dc >= 0) {
 		return false
 	}
-	*s = tailSlot{
-		open:     int64(c.Open),
-		ts:       uint64(oo) | uint64(co)<<tsBits,
-		openSeq:  int32(os),
-		closeSeq: int32(cs),
-		high:     int32(dh),
-		low:      int32(dl),
-		close:    int32(dc),
-		qx:       uint32(c.Quotes) | uint32(uint64(co)>>(64-tsBits))<<24,
-	}
+	*s = tailSlot{open: int64(c.Open), high: int32(dh), low: int32(dl), close: int32(dc), quotes: uint32(c.Quotes)}
 	return true
+}
+
+// queryCandle returns c as queries answer it: without the times and sequences of its
+// first and last quotes (which the tail does not keep).
+func queryCandle(c aggregate.Candle) aggregate.Candle {
+	c.OpenTS, c.CloseTS, c.OpenSeq, c.CloseSeq = 0, 0, 0, 0
+	return c
 }
 
 // decode returns the candle in slot i of entry e, whose minute is m, if the slot holds one.
 func (t *candleTail) decode(e int32, s []tailSlot, i int, m int64) (aggregate.Candle, bool) {
 	x := &s[i]
-	switch x.qx {
+	switch x.quotes {
 	case 0:
 		return aggregate.Candle{}, false
 	case tailOverflow:
 		return t.overflow[tailSlotRef{e, int32(i)}], true
 	}
 	en := &t.entries[e]
-	oo := int64(x.ts & tsMask)
-	co := int64(x.ts>>tsBits | uint64(x.qx>>24)<<(64-tsBits))
 	open := feed.Price(x.open)
 	return aggregate.Candle{
-		Key:      aggregate.Key{ISIN: en.isin, Incarnation: en.inc, Minute: m},
-		Open:     open,
-		High:     open + feed.Price(x.high),
-		Low:      open + feed.Price(x.low),
-		Close:    open + feed.Price(x.close),
-		OpenTS:   m + oo,
-		CloseTS:  m + co,
-		OpenSeq:  en.seqBase + uint64(int64(x.openSeq)),
-		CloseSeq: en.seqBase + uint64(int64(x.closeSeq)),
-		Quotes:   uint64(x.qx & quotesMax),
+		Key:    aggregate.Key{ISIN: en.isin, Incarnation: en.inc, Minute: m},
+		Open:   open,
+		High:   open + feed.Price(x.high),
+		Low:    open + feed.Price(x.low),
+		Close:  open + feed.Price(x.close),
+		Quotes: uint64(x.quotes),
 	}, true
 }
 
@@ -339,10 +286,14 @@ func (t *candleTail) decode(e int32, s []tailSlot, i int, m int64) (aggregate.Ca
 // incarnation in entry e (e < 0: an incarnation without an entry, of which no minute closed
 // with quotes while the tail ran).
 func (t *candleTail) entryLow(e int32) int64 {
-	if e < 0 || t.entries[e].newest == math.MinInt64 {
+	if e < 0 {
 		return t.from
 	}
-	return max(t.from, t.entries[e].newest-int64(t.n-1)*aggregate.MinuteNanos)
+	en := &t.entries[e]
+	if en.newest == math.MinInt64 {
+		return max(t.from, en.floor)
+	}
+	return max(t.from, en.floor, en.newest-int64(t.n-1)*aggregate.MinuteNanos)
 }
 
 // appendRange appends the candles of entry e with lo ≤ minute < hi, oldest first.

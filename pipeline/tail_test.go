@@ -57,9 +57,10 @@ func TestCandleTail(t *testing.T) {
 	active := map[feed.ISIN]uint64{isinA: 10, isinB: 20}
 	isActive := func(isin feed.ISIN, inc uint64) bool { return active[isin] == inc }
 	c5 := tc(isinA, 10, 5, 100, [2]int64{1, 1000}, [2]int64{30, 1200}, [2]int64{59, 900})
-	late5 := tc(isinA, 10, 5, 5000, [2]int64{0, 700}) // earlier than the open: a new open and low
-	merged5 := c5
-	merged5.Merge(&late5)
+	late5 := tc(isinA, 10, 5, 5000, [2]int64{0, 700})                 // earlier than the open: a new open and low
+	wide := tc(isinA, 10, 2, 2, [2]int64{0, 1}, [2]int64{1, 1 << 40}) // high − open does not fit 32 bits
+	many := tc(isinA, 10, 3, 3, [2]int64{0, 3})
+	many.Quotes = 1 << 32
 	type want struct {
 		isin    feed.ISIN
 		inc     uint64
@@ -86,9 +87,9 @@ func TestCandleTail(t *testing.T) {
 			}, 1}},
 		},
 		{
-			name: "a late correction merges into its minute",
-			ops:  []tailOp{{"closed", c5}, {"late", late5}},
-			want: []want{{isinA, 10, 5, 6, []aggregate.Candle{merged5}, 2}},
+			name: "a late correction ends what the tail answers at its minute",
+			ops:  []tailOp{{"closed", c5}, {"late", late5}, {"closed", tc(isinA, 10, 6, 6000, [2]int64{0, 10})}},
+			want: []want{{isinA, 10, 6, 7, []aggregate.Candle{tc(isinA, 10, 6, 6000, [2]int64{0, 10})}, 6}},
 		},
 		{
 			name: "a late correction of a minute without quotes at its close",
@@ -96,21 +97,18 @@ func TestCandleTail(t *testing.T) {
 				{"closed", tc(isinA, 10, 7, 1, [2]int64{0, 10})},
 				{"late", tc(isinA, 10, 6, 9, [2]int64{3, 20})},
 			},
-			want: []want{{isinA, 10, 0, 10, []aggregate.Candle{
-				tc(isinA, 10, 6, 9, [2]int64{3, 20}),
-				tc(isinA, 10, 7, 1, [2]int64{0, 10}),
-			}, 4}},
+			want: []want{{isinA, 10, 7, 10, []aggregate.Candle{tc(isinA, 10, 7, 1, [2]int64{0, 10})}, 7}},
 		},
 		{
-			name: "a late correction newer than the newest minute advances the window",
+			name: "a late correction after the newest minute: nothing up to it is answered",
 			ops: []tailOp{
 				{"closed", tc(isinA, 10, 1, 1, [2]int64{0, 10})},
 				{"late", tc(isinA, 10, 6, 9, [2]int64{3, 20})},
 			},
-			want: []want{{isinA, 10, 0, 10, []aggregate.Candle{tc(isinA, 10, 6, 9, [2]int64{3, 20})}, 3}},
+			want: []want{{isinA, 10, 7, 10, nil, 7}},
 		},
 		{
-			name: "a late correction before the window is not kept",
+			name: "a late correction before the window changes nothing answered",
 			ops: []tailOp{
 				{"closed", tc(isinA, 10, 10, 1, [2]int64{0, 10})},
 				{"late", tc(isinA, 10, 6, 9, [2]int64{3, 20})},
@@ -128,16 +126,10 @@ func TestCandleTail(t *testing.T) {
 				{"closed", tc(isinA, 10, 7, 7, [2]int64{0, 7})}, // evicts 3 (slot of 7) and 2 (of 6)
 				{"late", tc(isinA, 10, 4, 8, [2]int64{1, 44})},
 			},
-			want: []want{{isinA, 10, 0, 10, []aggregate.Candle{
-				func() aggregate.Candle {
-					c := tc(isinA, 10, 4, 4, [2]int64{0, 4})
-					l := tc(isinA, 10, 4, 8, [2]int64{1, 44})
-					c.Merge(&l)
-					return c
-				}(),
+			want: []want{{isinA, 10, 5, 10, []aggregate.Candle{
 				tc(isinA, 10, 5, 5, [2]int64{0, 5}),
 				tc(isinA, 10, 7, 7, [2]int64{0, 7}),
-			}, 4}},
+			}, 5}},
 		},
 		{
 			name: "a gap longer than the ring empties it",
@@ -177,20 +169,15 @@ func TestCandleTail(t *testing.T) {
 		{
 			name: "candles that do not pack go whole to the overflow map",
 			ops: []tailOp{
-				{"closed", tc(isinA, 10, 1, 1, [2]int64{0, 1})},       // packed, sequences from 1
-				{"closed", tc(isinA, 10, 2, 1<<40, [2]int64{0, 1})},   // rebased: minute 1 overflows
-				{"late", tc(isinA, 10, 2, 1<<41, [2]int64{2, 5})},     // sequences 2⁴⁰ apart
-				{"closed", tc(isinA, 10, 3, 7, [2]int64{0, 1 << 40})}, // a price far from 0
+				{"closed", tc(isinA, 10, 1, 1, [2]int64{0, 1})},
+				{"closed", wide},
+				{"closed", many},
+				{"closed", tc(isinA, 10, 4, 7, [2]int64{0, 1 << 40})}, // a price far from 0 packs
 				{"closed", tc(isinA, 10, 5, 8, [2]int64{0, 3})},       // evicts minute 1
 			},
 			want: []want{{isinA, 10, 0, 10, []aggregate.Candle{
-				func() aggregate.Candle {
-					c := tc(isinA, 10, 2, 1<<40, [2]int64{0, 1})
-					l := tc(isinA, 10, 2, 1<<41, [2]int64{2, 5})
-					c.Merge(&l)
-					return c
-				}(),
-				tc(isinA, 10, 3, 7, [2]int64{0, 1 << 40}),
+				wide, many,
+				tc(isinA, 10, 4, 7, [2]int64{0, 1 << 40}),
 				tc(isinA, 10, 5, 8, [2]int64{0, 3}),
 			}, 2}},
 		},
@@ -209,6 +196,11 @@ func TestCandleTail(t *testing.T) {
 				}
 			}
 			for _, w := range tt.want {
+				// The tail answers the candles as queries do, without their quotes' times
+				// and sequences.
+				for i := range w.candles {
+					w.candles[i] = queryCandle(w.candles[i])
+				}
 				e := tl.lookup(w.isin, w.inc)
 				got := tl.appendRange(nil, e, w.lo*minute, w.hi*minute)
 				if !reflect.DeepEqual(got, w.candles) {
@@ -221,7 +213,8 @@ func TestCandleTail(t *testing.T) {
 				if g := tl.entryLow(e); g != low {
 					t.Errorf("%s/%d: entryLow %d, want %d", w.isin, w.inc, g, low)
 				}
-				// before(m) is the latest candle before m.
+				// before(m) is the latest candle before m, from entryLow on (as queries
+				// ask).
 				for m := w.lo; m <= w.hi; m++ {
 					var want aggregate.Candle
 					found := false
@@ -230,14 +223,17 @@ func TestCandleTail(t *testing.T) {
 							want, found = c, true
 						}
 					}
-					got, ok := tl.before(e, math.MinInt64, m*minute)
+					got, ok := tl.before(e, tl.entryLow(e), m*minute)
 					if ok != found || got != want {
 						t.Errorf("%s/%d: before minute %d: %+v %v, want %+v %v", w.isin, w.inc, m, got, ok, want, found)
 					}
 				}
 			}
+			if tt.name == "candles that do not pack go whole to the overflow map" && len(tl.overflow) != 2 {
+				t.Errorf("%d overflow entries, want 2", len(tl.overflow))
+			}
 			for ref := range tl.overflow {
-				if s := tl.slots(ref.entry); s[ref.slot].qx != tailOverflow {
+				if s := tl.slots(ref.entry); s[ref.slot].quotes != tailOverflow {
 					t.Errorf("overflow entry %+v without its slot", ref)
 				}
 			}
@@ -245,8 +241,8 @@ func TestCandleTail(t *testing.T) {
 	}
 }
 
-// TestTailPackRoundTrip: random candles that pack decode to themselves; those that do not
-// go to the overflow map and come back whole.
+// TestTailPackRoundTrip: random candles that pack decode to themselves (as queries answer
+// them); those that do not go to the overflow map and come back whole.
 func TestTailPackRoundTrip(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	tl := newCandleTail(3)
@@ -268,13 +264,13 @@ func TestTailPackRoundTrip(t *testing.T) {
 		}
 		tl.put(&c, false, isActive)
 		e := tl.lookup(isinA, 1)
-		if tl.slots(e)[tl.slotOf(m)].qx == tailOverflow {
+		if tl.slots(e)[tl.slotOf(m)].quotes == tailOverflow {
 			overflowed++
 		} else {
 			packed++
 		}
 		got := tl.appendRange(nil, e, m, m+minute)
-		if len(got) != 1 || got[0] != c {
+		if len(got) != 1 || got[0] != queryCandle(c) {
 			t.Fatalf("put %+v, got %+v", c, got)
 		}
 	}
@@ -289,8 +285,8 @@ func TestTailPackRoundTrip(t *testing.T) {
 // TestTailMemory measures the heap the tail of 50,000 instruments × DefaultTailMinutes
 // holds.
 func TestTailMemory(t *testing.T) {
-	if tailSlotSize != 40 {
-		t.Errorf("tailSlot is %d bytes, want 40", tailSlotSize)
+	if tailSlotSize != 24 {
+		t.Errorf("tailSlot is %d bytes, want 24", tailSlotSize)
 	}
 	const instruments = 50_000
 	isActive := func(feed.ISIN, uint64) bool { return true }
@@ -317,7 +313,7 @@ func TestTailMemory(t *testing.T) {
 	candles := instruments * DefaultTailMinutes
 	t.Logf("tail of %d instruments × %d minutes: heap %.1f MiB (%.1f bytes a candle; bytes() estimates %.1f MiB), %d overflow entries",
 		instruments, DefaultTailMinutes, float64(heap)/(1<<20), float64(heap)/float64(candles), float64(tl.bytes())/(1<<20), len(tl.overflow))
-	if per := float64(heap) / float64(candles); per > 45 {
+	if per := float64(heap) / float64(candles); per > 28 {
 		t.Errorf("%.1f bytes a candle", per)
 	}
 	runtime.KeepAlive(tl)

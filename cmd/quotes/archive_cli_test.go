@@ -81,9 +81,14 @@ func walRecords(t *testing.T, data string) []wal.Record {
 	}
 }
 
-// rawMessages are the archived kinds of recs (no ticks).
+// rawMessages are the archived kinds of recs (no ticks), as an archive or a recording
+// holds them: without the WAL's own numbering of ISINs (feed.Message.Ref).
 func rawMessages(recs []wal.Record) []wal.Record {
-	return slices.DeleteFunc(slices.Clone(recs), func(r wal.Record) bool { return r.Kind == wal.KindTick })
+	out := slices.DeleteFunc(slices.Clone(recs), func(r wal.Record) bool { return r.Kind == wal.KindTick })
+	for i := range out {
+		out[i].Ref = 0
+	}
+	return out
 }
 
 type stateCounter struct{ n int }

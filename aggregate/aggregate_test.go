@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -467,8 +468,9 @@ func TestInstrumentEvents(t *testing.T) {
 	}
 }
 
-// TestPrefetchGroupChangesNothing: PrefetchGroup only reads: the snapshot is the same before
-// and after, for active, unknown and deleted ISINs and non-quote messages.
+// TestPrefetchGroupChangesNothing: PrefetchGroup only reads: the snapshot and the ref
+// listing are the same before and after, for active, unknown and deleted ISINs, right,
+// wrong and missing refs, and non-quote messages.
 func TestPrefetchGroupChangesNothing(t *testing.T) {
 	a := New(DefaultOptions())
 	var out nopOutput
@@ -476,18 +478,21 @@ func TestPrefetchGroupChangesNothing(t *testing.T) {
 	seq := uint64(0)
 	for i := 0; i < 40; i++ {
 		isin := isinOf(fmt.Sprintf("P%07d", i))
+		ref := uint32(i + 1)
 		seq++
-		a.Apply(record.Record{Seq: seq, Message: feed.Message{Kind: feed.KindAdd, TS: t0, ISIN: isin, Description: "x"}}, &out)
+		a.Apply(record.Record{Seq: seq, Message: feed.Message{Kind: feed.KindAdd, TS: t0, ISIN: isin, Ref: ref, Description: "x"}}, &out)
 		seq++
-		a.Apply(record.Record{Seq: seq, Message: feed.Message{Kind: feed.KindQuote, TS: t0 + int64(i), ISIN: isin, Price: 5}}, &out)
-		msgs = append(msgs, feed.Message{Kind: feed.KindQuote, ISIN: isin, Price: 6}, feed.Message{Kind: feed.KindAdd, ISIN: isin})
+		a.Apply(record.Record{Seq: seq, Message: feed.Message{Kind: feed.KindQuote, TS: t0 + int64(i), ISIN: isin, Ref: ref, Price: 5}}, &out)
+		msgs = append(msgs, feed.Message{Kind: feed.KindQuote, ISIN: isin, Ref: ref, Price: 6}, feed.Message{Kind: feed.KindAdd, ISIN: isin},
+			feed.Message{Kind: feed.KindQuote, ISIN: isin, Ref: uint32(40 - i), Price: 6}, feed.Message{Kind: feed.KindQuote, ISIN: isin, Price: 6})
 	}
 	seq++
-	a.Apply(record.Record{Seq: seq, Message: feed.Message{Kind: feed.KindDelete, TS: t0 + 50, ISIN: isinOf("P0000003")}}, &out)
-	msgs = append(msgs, feed.Message{Kind: feed.KindQuote, ISIN: isinOf("ZZ0000000000")})
-	before := a.AppendState(nil)
+	a.Apply(record.Record{Seq: seq, Message: feed.Message{Kind: feed.KindDelete, TS: t0 + 50, ISIN: isinOf("P0000003"), Ref: 4}}, &out)
+	msgs = append(msgs, feed.Message{Kind: feed.KindQuote, ISIN: isinOf("ZZ0000000000")}, feed.Message{Kind: feed.KindQuote, ISIN: isinOf("ZZ0000000000"), Ref: 1 << 30})
+	before, listed := a.AppendState(nil), slices.Clone(a.byRef)
 	a.PrefetchGroup(msgs)
-	if !bytes.Equal(before, a.AppendState(nil)) {
+	if !bytes.Equal(before, a.AppendState(nil)) || !slices.Equal(listed, a.byRef) {
 		t.Fatal("PrefetchGroup changed the state")
 	}
+	checkInvariants(t, a)
 }

@@ -59,7 +59,7 @@ func benchApplyQuote(b *testing.B, n int) {
 // BenchmarkApplyShuffled measures Apply for 50,000 instruments quoting once per second in a
 // random order (as the feed does, unlike BenchmarkApplyQuote's fixed order, which the
 // hardware prefetcher follows), one record at a time and in groups of 32 prefetched with
-// PrefetchGroup first, as the pipeline applies them.
+// PrefetchGroup first, as the pipeline applies them (with the WAL's refs).
 func BenchmarkApplyShuffled(b *testing.B) {
 	for _, prefetch := range []bool{false, true} {
 		b.Run(fmt.Sprintf("prefetch=%v", prefetch), func(b *testing.B) {
@@ -90,7 +90,7 @@ func BenchmarkApplyShuffled(b *testing.B) {
 			for done := 0; done < b.N; done += group {
 				for i := range g {
 					ts += step
-					g[i] = feed.Message{Kind: feed.KindQuote, TS: ts, ISIN: isins[order[k]], Price: feed.Price(100_000_000 + int64(k%1000))}
+					g[i] = feed.Message{Kind: feed.KindQuote, TS: ts, ISIN: isins[order[k]], Ref: uint32(order[k]) + 1, Price: feed.Price(100_000_000 + int64(k%1000))}
 					if k++; k == len(order) {
 						k = 0
 					}

@@ -53,9 +53,9 @@ type CandleRange struct {
 
 // Candles returns the candles of the active instrument isin for r, oldest first, with gaps
 // filled (SPEC §4.3), each with its minute, prices and quote count (not the times and
-// sequences of its first and last quotes): the open minutes from the aggregator, the closed ones from the
-// candle tail when it covers the range (tail.go), otherwise from the store and the runs
-// not committed yet.
+// sequences of its first and last quotes): the open minutes from the aggregator, the
+// closed ones from the candle tail when it covers the range (tail.go), otherwise from the
+// store and the runs not committed yet.
 func (p *Pipeline) Candles(isin feed.ISIN, r CandleRange) ([]aggregate.Candle, error) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()

@@ -36,7 +36,7 @@ const DefaultTailMinutes = 30
 //
 // Memory. One entry (40 bytes) per incarnation plus n slots of 24 bytes (tailSlot: the
 // candle packed as deltas; a candle whose deltas do not fit goes whole to an overflow map,
-// which stays empty in practice): ~35 MiB for 50,000 instruments × 30 minutes. Slots live
+// which stays empty in practice): ~37 MiB for 50,000 instruments × 30 minutes. Slots live
 // in chunks of tailChunk entries, without pointers (the collector does not scan them), and
 // freed entries are reused.
 type candleTail struct {
@@ -185,8 +185,9 @@ func (t *candleTail) drop(isin feed.ISIN, inc uint64) {
 }
 
 // put records c: the closed state of its minute (late false) or a late correction of it,
-// after which the tail no longer answers for that minute and the ones before. active reports whether an incarnation without an entry is the ISIN's active
-// one (else c belongs to an ended incarnation, which queries never ask for).
+// after which the tail no longer answers for that minute and the ones before. active
+// reports whether an incarnation without an entry is the ISIN's active one (else c belongs
+// to an ended incarnation, which queries never ask for).
 func (t *candleTail) put(c *aggregate.Candle, late bool, active func(feed.ISIN, uint64) bool) {
 	e, ok := t.index[c.ISIN]
 	switch {

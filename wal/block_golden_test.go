@@ -129,8 +129,8 @@ func TestBlockGolden(t *testing.T) {
 
 // TestBlockGoldenV2: a format-2 block (the current one) encodes byte-identically to
 // testdata/block2.golden, assigns dictionary ids in order of first use, and decodes back to
-// the messages with that dictionary, each with its id as Ref; without it, the ids are unknown and the block is
-// corrupt.
+// the messages with that dictionary, each with its id + 1 as Ref; without it, the ids are
+// unknown and the block is corrupt.
 func TestBlockGoldenV2(t *testing.T) {
 	msgs := goldenBlockMessages()
 	// Kinds outside 1…7 and a raw ISIN (dictionary full) take the escape paths.

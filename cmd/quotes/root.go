@@ -89,7 +89,8 @@ QUOTES_DATA=/var/lib/quotes or QUOTES_LOG_LEVEL=debug; a flag on the command lin
 	root.PersistentFlags().StringVar(&opts.logFormat, "log-format", "text", "log format: text or json")
 	root.PersistentFlags().StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile to this file (for go tool pprof)")
 	root.PersistentFlags().StringVar(&opts.memProfile, "memprofile", "", "write a heap profile to this file at exit")
-	root.PersistentFlags().Var(&opts.memBudget, "memory-budget", "soft limit of the Go heap (GOMEMLIMIT), raised above the live heap when that is larger (by what is allocated in 4 s, between 1/16 and 1/4 of it); 0: none. An explicit GOMEMLIMIT in the environment wins")
+	root.PersistentFlags().Var(&opts.memBudget, "memory-budget", fmt.Sprintf("soft limit of the Go heap (GOMEMLIMIT), raised above the live heap when that is larger (by what is allocated in %v, between 1/%.0f and 1/%.0f of it); 0: none. An explicit GOMEMLIMIT in the environment wins",
+		memlimit.AllocHorizon, 1/memlimit.MinHeadroom, 1/memlimit.MaxHeadroom))
 	root.PersistentFlags().MarkHidden("cpuprofile")
 	root.PersistentFlags().MarkHidden("memprofile")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })

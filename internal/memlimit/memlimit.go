@@ -9,13 +9,13 @@
 // What the budget has to hold (the spec workload, 50,000 instruments quoting every second):
 // the hot detector's windows, 8 bytes per quote of the last window + lateness (5m30s) ≈
 // 140 MiB with ring slack when full; the aggregator's incarnations and open candles
-// (~20 MiB); the pipeline's tail of closed candles for queries (~35 MiB: 30 minutes of
+// (~20 MiB); the pipeline's tail of closed candles for queries (~37 MiB: 30 minutes of
 // every instrument); Badger's memtable being filled and the one being flushed (16 MiB
 // each, wal.Options.MemTableSize, allocated whole) and its table builders; its block cache
 // (16 MiB, wal.Options.BlockCacheSize); and a replay's batches in flight (8 per stage of
 // 32,768 messages, ~2 MiB each). DefaultBudget is below that once the windows and the tail
-// are full, and a replay's live heap is above it, so their limit follows the live heap. A larger instrument count or quote rate raises the live heap, and the limit
-// follows it. docs/performance.md has the measured resident sizes.
+// are full, and a replay's live heap is above it, so their limit follows the live heap.
+// A larger instrument count or quote rate raises the live heap, and the limit follows it. docs/performance.md has the measured resident sizes.
 package memlimit
 
 import (

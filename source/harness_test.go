@@ -71,6 +71,11 @@ func newMockServer(t *testing.T, instruments, quotes handler) *mockServer {
 	ms.ctx, ms.cancel = context.WithCancel(context.Background())
 	handlers := map[string]handler{"/instruments": instruments, "/quotes": quotes}
 	ms.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Counted before Accept hijacks the connection: httptest's Close waits for the
+		// handlers of requests not yet hijacked, so every Add happens before close's Wait
+		// (an Add after the hijack would race with it).
+		ms.wg.Add(1)
+		defer ms.wg.Done()
 		h, ok := handlers[r.URL.Path]
 		if !ok {
 			http.NotFound(w, r)
@@ -84,8 +89,6 @@ func newMockServer(t *testing.T, instruments, quotes handler) *mockServer {
 		if err != nil {
 			return
 		}
-		ms.wg.Add(1)
-		defer ms.wg.Done()
 		defer conn.CloseNow()
 		conn.SetReadLimit(-1)
 		n := int(ms.conns[r.URL.Path].Add(1))

@@ -11,7 +11,7 @@ CHAOS_DURATION ?= 5m
 CHAOS_SEED ?= 0
 RUNDIR   ?= .run
 
-.PHONY: help build run test test-all test-unit deps lint fuzz bench bench-micro chaos clean web
+.PHONY: help build run test test-all test-unit deps lint fuzz bench bench-micro chaos clean web pgo
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ fuzz: ## run every fuzz target for FUZZTIME each
 
 bench: build ## end-to-end benchmark: one table (SPEC §9), also written to bench/results/latest.txt and .json
 	$(GO) run ./bench/quotesbench -bin $(BIN) -out bench/results/latest.txt $(BENCHFLAGS)
+
+pgo: build ## re-record cmd/quotes/default.pgo, the CPU profile `go build` optimises quotes with (a spec-load replay and live ingest, ~2 min)
+	@bash scripts/pgo.sh $(BIN) cmd/quotes/default.pgo
 
 chaos: build ## soak under random faults (CHAOS_DURATION, default 5m; CHAOS_SEED), then check nothing was lost or doubled
 	$(GO) run ./chaos -bin $(BIN) -duration $(CHAOS_DURATION) -seed $(CHAOS_SEED) $(CHAOSFLAGS)

@@ -206,7 +206,7 @@ func (b *bench) run(ctx context.Context) error {
 // bestOf is how many times each figure of the comparison with ClickHouse (replay --sync
 // batch, and ClickHouse's file → MergeTree insert) is measured; each keeps its fastest
 // run. The machine is shared, and other work on it only ever slows a run down.
-const bestOf = 2
+const bestOf = 3
 
 func (b *bench) workload(ctx context.Context, col int, w workload, ch *chBaseline) error {
 	dir := filepath.Join(b.tmp, w.Name)

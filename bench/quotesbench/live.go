@@ -294,7 +294,7 @@ func (b *bench) live(ctx context.Context, col int, w workload, level int, speed 
 	received := m1["quotes_quote_records_total"] - m0["quotes_quote_records_total"]
 	hist := subBuckets(m1.histogram(latencyMetric), m0.histogram(latencyMetric))
 
-	var httpCell, restartCell string
+	var httpCell, healthCell, restartCell string
 	var rss int64
 	if level == 0 {
 		all, err := quotedISINs(ctx, base)
@@ -310,6 +310,14 @@ func (b *bench) live(ctx context.Context, col int, w workload, level int, speed 
 			b.res.set(w.Name, keyQueryP99MsUnderIngest, msF(exactQuantile(0.99, lat)))
 		}
 		b.note(fmt.Sprintf("query latency while ingest runs: %d concurrent loopback clients for %s against ingest's API at live level 1, right after its measurement window, random ISINs that have a price; exact percentiles of the client-side times.", clients, b.cfg.httpLoad))
+		// The control: the same load against /healthz, which does no work, so its tail is
+		// what the machine (the clients, the scheduler, ingest and the generator beside
+		// them) adds to any request.
+		hlat, herrs := latencies(ctx, sample(all, 1_000_000, w.Seed), clients, b.cfg.httpLoad, func(string) string {
+			return base + "/healthz"
+		})
+		healthCell = latCell(hlat, herrs)
+		b.note(fmt.Sprintf("/healthz while ingest runs: the same %d clients for %s right after the last=30m load, against an endpoint that does no work: the latency the machine adds to any request.", clients, b.cfg.httpLoad))
 
 		// kill -9 the ingest, restart it on the same data against the same generator.
 		before, _ := scrape(ctx, base)
@@ -364,6 +372,7 @@ func (b *bench) live(ctx context.Context, col int, w workload, level int, speed 
 	b.t.set(fmt.Sprintf("level %d ingest peak RSS", level+1), col, mib(rss))
 	if level == 0 {
 		b.t.set("level 1 last=30m p50 / p99 while ingest runs", col, httpCell)
+		b.t.set("level 1 /healthz p50 / p99, same load (control: no work)", col, healthCell)
 		b.t.set("level 1 restart after kill -9 of ingest", col, restartCell)
 	}
 	b.note("live: offered = the generator's quotes sent ÷ its run time (from its exit log); ingested = growth of ingest's quotes_quote_records_total (WAL-durable and applied) over the window ÷ window; \"kept up\" = ingested ≥ 98 % of offered and the generator never dropped the client as too slow (its queue bound is 100,000 messages, so a backlog that keeps growing ends in a drop).")

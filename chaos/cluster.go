@@ -147,15 +147,6 @@ func (c *cluster) unmountData() {
 	c.mount = ""
 }
 
-// diskFree returns the free bytes of the data directory's tmpfs.
-func (c *cluster) diskFree() (int64, error) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(c.mount, &st); err != nil {
-		return 0, err
-	}
-	return int64(st.Bavail) * st.Bsize, nil
-}
-
 // setDiskSize resizes the tmpfs (remount): used+free bytes, or back to tmpfsSize with 0.
 func (c *cluster) setDiskFree(free int64) error {
 	size := int64(tmpfsSize)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/quotesdev/quotes/aggregate"
+	"github.com/quotesdev/quotes/diskguard"
 	"github.com/quotesdev/quotes/internal/proc"
 )
 
@@ -316,11 +317,13 @@ func (ch *chaos) disk(ctx, mctx context.Context, d time.Duration) {
 	low := -1.0
 	paused := proc.WaitFor(mctx, diskPauseWithin, 20*time.Millisecond, "paused", func() bool {
 		// Keep the episode's free space below --min-free-disk should ingest give some back
-		// (Badger deleting files it no longer needs after a restart).
-		var err error
-		if free, err = ch.c.diskFree(); err == nil && free > minFreeDisk*3/4 {
-			if err := ch.c.setDiskFree(minFreeDisk / 2); err != nil {
-				return false
+		// (Badger deleting files it no longer needs after a restart), measured as ingest's
+		// watcher measures it.
+		if u, err := diskguard.Statfs(ch.c.mount); err == nil {
+			if free = int64(u.Free); free > minFreeDisk*3/4 {
+				if err := ch.c.setDiskFree(minFreeDisk / 2); err != nil {
+					return false
+				}
 			}
 		}
 		m, err := ch.obs.scrape(ctx)

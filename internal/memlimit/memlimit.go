@@ -15,7 +15,8 @@
 // (16 MiB, wal.Options.BlockCacheSize); and a replay's batches in flight (8 per stage of
 // 32,768 messages, ~2 MiB each). DefaultBudget is below that once the windows and the tail
 // are full, and a replay's live heap is above it, so their limit follows the live heap.
-// A larger instrument count or quote rate raises the live heap, and the limit follows it. docs/performance.md has the measured resident sizes.
+// A larger instrument count or quote rate raises the live heap, and the limit follows it.
+// docs/performance.md has the measured resident sizes.
 package memlimit
 
 import (

@@ -302,7 +302,8 @@ func (b *bench) live(ctx context.Context, col int, w workload, level int, speed 
 			return err
 		}
 		const clients = 4
-		lat, errs := latencies(ctx, sample(all, 1_000_000, w.Seed), clients, b.cfg.httpLoad, func(isin string) string {
+		isins := sample(all, 1_000_000, w.Seed)
+		lat, errs := latencies(ctx, isins, clients, b.cfg.httpLoad, func(isin string) string {
 			return base + "/instruments/" + isin + "/candles?last=30m"
 		})
 		httpCell = latCell(lat, errs)
@@ -313,7 +314,7 @@ func (b *bench) live(ctx context.Context, col int, w workload, level int, speed 
 		// The control: the same load against /healthz, which does no work, so its tail is
 		// what the machine (the clients, the scheduler, ingest and the generator beside
 		// them) adds to any request.
-		hlat, herrs := latencies(ctx, sample(all, 1_000_000, w.Seed), clients, b.cfg.httpLoad, func(string) string {
+		hlat, herrs := latencies(ctx, isins, clients, b.cfg.httpLoad, func(string) string {
 			return base + "/healthz"
 		})
 		healthCell = latCell(hlat, herrs)

@@ -12,7 +12,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 
 	"github.com/quotesdev/quotes/export"
@@ -169,17 +168,8 @@ func (s *FileSource) Read(ctx context.Context, pos []byte, size int, span int64,
 			}
 		}
 	}
-	// The recording is read where the kernel keeps it, mapped into memory, rather than
-	// copied into a buffer by read(2); where it cannot be mapped, it is read.
-	var rr *feed.RecordingReader
-	if data, unmap, err := mapFile(s.f, s.size); err == nil {
-		defer unmap()
-		rr = feed.NewRecordingReaderBytes(data, offset, line)
-	} else {
-		if _, err := s.f.Seek(offset, io.SeekStart); err != nil {
-			return fmt.Errorf("seek %s to %d: %w", s.path, offset, err)
-		}
-		rr = feed.NewRecordingReaderAt(s.f, offset, line)
+	if _, err := s.f.Seek(offset, io.SeekStart); err != nil {
+		return fmt.Errorf("seek %s to %d: %w", s.path, offset, err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -190,12 +180,9 @@ func (s *FileSource) Read(ctx context.Context, pos []byte, size int, span int64,
 		free <- &fileBatch{msgs: make([]feed.Message, 0, size)}
 	}
 	done := make(chan struct{})
-	var fault error // a fault reading the mapping: the file shrank while being read
 	go func() {
 		defer close(done)
-		if fault = readBatchesGuarded(ctx, rr, size, span, batches, free); fault != nil {
-			fault = fmt.Errorf("read %s: %w", s.path, fault)
-		}
+		readBatches(ctx, feed.NewRecordingReaderAt(s.f, offset, line), size, span, batches, free)
 	}()
 	defer func() { cancel(); <-done }()
 	last := offset
@@ -218,10 +205,6 @@ func (s *FileSource) Read(ctx context.Context, pos []byte, size int, span int64,
 			return err
 		}
 	}
-	<-done
-	if fault != nil {
-		return fault
-	}
 	return ctx.Err()
 }
 
@@ -231,25 +214,6 @@ type fileBatch struct {
 	offset, line int64
 	rejects      []*feed.DecodeError
 	err          error
-}
-
-// readBatchesGuarded is readBatches over a recording mapped into memory. A mapped file cut
-// short under the reader faults (SIGBUS) instead of returning an error; here that fault is
-// a panic, recovered into the error returned (out is closed then too), so that the replay
-// stops with an error instead of the process.
-func readBatchesGuarded(ctx context.Context, rr *feed.RecordingReader, size int, span int64, out chan<- *fileBatch, free chan *fileBatch) (err error) {
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if r := recover(); r != nil {
-			fe, ok := r.(interface{ Addr() uintptr })
-			if !ok {
-				panic(r)
-			}
-			err = fmt.Errorf("memory fault at %#x reading the mapped recording (was it truncated while being read?): %v", fe.Addr(), r)
-		}
-	}()
-	readBatches(ctx, rr, size, span, out, free)
-	return nil
 }
 
 // readBatches decodes rr into batches of up to size messages. A paced replay (span > 0)

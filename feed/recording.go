@@ -2,7 +2,6 @@ package feed
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -65,7 +64,6 @@ type RecordingReader struct {
 	MaxLine int
 
 	r    *bufio.Reader
-	data []byte // NewRecordingReaderBytes: the unread rest of the recording, instead of r
 	dec  Decoder
 	long []byte // assembles lines longer than the read buffer
 
@@ -86,24 +84,6 @@ func NewRecordingReader(r io.Reader) *RecordingReader {
 func NewRecordingReaderAt(r io.Reader, offset, line int64) *RecordingReader {
 	return &RecordingReader{
 		r:          bufio.NewReaderSize(r, recordingBufSize),
-		readLine:   line,
-		readOffset: offset,
-		line:       line,
-		offset:     offset,
-	}
-}
-
-// NewRecordingReaderBytes returns a RecordingReader of the recording held in data (e.g.
-// a file mapped into memory), from byte offset, the Offset() of an earlier reader whose
-// Line() was line (0, 0: from the beginning). It reads the lines where they are, without
-// copying them into a buffer first: that copy, a read(2) of the whole recording, was ~5 %
-// of a replay's CPU (issue 15). The messages it returns do not refer to data.
-func NewRecordingReaderBytes(data []byte, offset, line int64) *RecordingReader {
-	if offset < 0 || offset > int64(len(data)) {
-		panic("feed: NewRecordingReaderBytes offset outside data")
-	}
-	return &RecordingReader{
-		data:       data[offset:],
 		readLine:   line,
 		readOffset: offset,
 		line:       line,
@@ -163,9 +143,6 @@ func (rr *RecordingReader) Next(m *Message) error {
 // including the '\n'. A line longer than maxLine is consumed and returned as nil with a
 // nil error. At the end of the input it returns io.EOF.
 func (rr *RecordingReader) next(maxLine int) ([]byte, int, error) {
-	if rr.r == nil {
-		return rr.nextBytes(maxLine)
-	}
 	b, err := rr.r.ReadSlice('\n')
 	switch {
 	case err == nil:
@@ -215,25 +192,6 @@ func (rr *RecordingReader) next(maxLine int) ([]byte, int, error) {
 			return nil, 0, err
 		}
 	}
-}
-
-// nextBytes is next for a reader of NewRecordingReaderBytes.
-func (rr *RecordingReader) nextBytes(maxLine int) ([]byte, int, error) {
-	if len(rr.data) == 0 {
-		return nil, 0, io.EOF
-	}
-	b := rr.data
-	if i := bytes.IndexByte(b, '\n'); i >= 0 {
-		b = b[:i+1]
-	}
-	rr.data = rr.data[len(b):]
-	if contentLen(b) > maxLine {
-		return nil, len(b), nil
-	}
-	if b[len(b)-1] == '\n' {
-		return b[:len(b)-1], len(b), nil
-	}
-	return b, len(b), nil
 }
 
 // contentLen is the length of line without its "\n" or "\r\n" ending.

@@ -74,6 +74,14 @@ type Output interface {
 	Late(c *Candle)
 }
 
+// ClosingHinter is an optional interface of an Output. Before the Closed calls of a close,
+// Closing(n) tells it that up to n candles of a minute are about to close (one per
+// incarnation with an open candle), so that it can make room for them at once rather than
+// by growing as they come: at the spec load a minute closes 50,000 candles in one go.
+type ClosingHinter interface {
+	Closing(n int)
+}
+
 // InstrumentEvent is a change of the registry (Output.Instrument).
 type InstrumentEvent struct {
 	// Seq is the WAL sequence of the ADD or DELETE; TS its time (Unix nanoseconds).
@@ -584,6 +592,7 @@ func (a *Aggregator) closeThrough(limit int64, out Output) {
 	if limit < math.MinInt64+MinuteNanos {
 		return
 	}
+	hinted := false
 	for {
 		m, found := int64(math.MaxInt64), false
 		for _, inc := range a.dirty {
@@ -593,6 +602,10 @@ func (a *Aggregator) closeThrough(limit int64, out Output) {
 		}
 		if !found {
 			break
+		}
+		if h, ok := out.(ClosingHinter); ok && !hinted {
+			h.Closing(len(a.dirty))
+			hinted = true
 		}
 		for _, inc := range a.dirty {
 			if len(inc.open) == 0 || inc.open[0].Minute != m {

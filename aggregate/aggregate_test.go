@@ -496,3 +496,44 @@ func TestPrefetchGroupChangesNothing(t *testing.T) {
 	}
 	checkInvariants(t, a)
 }
+
+// hintRecorder is a recorder that also logs the ClosingHinter calls.
+type hintRecorder struct{ recorder }
+
+func (h *hintRecorder) Closing(n int) { h.lines = append(h.lines, fmt.Sprintf("H %d", n)) }
+
+// TestClosingHint: an Output that implements ClosingHinter hears, before the Closed calls
+// of each close, an n at least the number of candles that close then.
+func TestClosingHint(t *testing.T) {
+	var b builder
+	b.ADD(sec(0), "AAAA", "a").ADD(sec(0), "BBBB", "b").ADD(sec(0), "CCCC", "c")
+	b.Q(sec(1), "AAAA", 1).Q(sec(2), "BBBB", 2).Q(sec(3), "CCCC", 3)
+	b.Q(sec(65), "AAAA", 1.5)                         // minute 0 closes (after the grace)
+	b.Q(sec(130), "BBBB", 2.5).Q(sec(200), "AAAA", 1) // minutes 1 and 2
+	a := New(DefaultOptions())
+	var h hintRecorder
+	for _, r := range b.recs {
+		a.Apply(r, &h)
+	}
+	a.CloseAll(&h)
+	hints, closes := 0, 0
+	want := -1 // candles the last hint allows for
+	for _, l := range h.lines {
+		switch {
+		case strings.HasPrefix(l, "H "):
+			hints++
+			fmt.Sscanf(l, "H %d", &want)
+		case strings.HasPrefix(l, "C "):
+			closes++
+			if want <= 0 {
+				t.Fatalf("a close without a hint room for it:\n%s", h.String())
+			}
+			want--
+		default:
+			want = -1 // a hint only covers the Closed calls right after it
+		}
+	}
+	if closes != 6 || hints == 0 {
+		t.Fatalf("%d closes, %d hints:\n%s", closes, hints, h.String())
+	}
+}

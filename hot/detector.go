@@ -53,6 +53,9 @@ type Detector struct {
 	// hashing; not part of a snapshot.
 	byRef   []int32
 	missing []uint64 // PrefetchGroup's scratch
+	// pieceHint is the capacity writeState gives its piece buffers: the largest piece of
+	// the last snapshot, and an eighth more.
+	pieceHint int
 	// widened, narrowed and rebased count form changes (tests).
 	widened, narrowed, rebased int
 }

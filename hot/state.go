@@ -151,7 +151,9 @@ func (d *Detector) writeState(out io.Writer, workers int) error {
 	ahead := 2 * workers
 	free := make(chan []byte, ahead)
 	for range ahead {
-		free <- nil
+		// Each buffer starts at the size of the largest piece of the last snapshot rather
+		// than growing to it by doubling (the pieces are about the same size every time).
+		free <- make([]byte, 0, d.pieceHint)
 	}
 	done := make([]chan []byte, pieces)
 	for i := range done {
@@ -184,6 +186,7 @@ func (d *Detector) writeState(out io.Writer, workers int) error {
 		if err := write(i, b); err != nil {
 			return err
 		}
+		d.pieceHint = max(d.pieceHint, len(b)+len(b)/8)
 		free <- b
 	}
 	return nil

@@ -122,9 +122,6 @@ func (d *Detector) ObserveRef(ref uint32, isin feed.ISIN, incarnation uint64, ts
 			}
 			return observe(d, w, d.cdom, isin, incarnation, ts, int64(k), seq, p)
 		}
-		if w.n > 0 {
-			w.prune(w.horizon(d.cdom, d.keep)) // convert copies the present points only
-		}
 		s = d.widen(s)
 		d.listRef(ref, s)
 	}
@@ -136,23 +133,8 @@ func (d *Detector) ObserveRef(ref uint32, isin feed.ISIN, incarnation uint64, ts
 }
 
 // observe applies the quote (time ts, key k in dm) to w.
-//
-// Pruning is lazy: a quote in time order (not before the window's newest) neither prunes
-// nor reads the oldest points, which would cost a cache miss per quote (their line is far
-// from the newest point's and the reference's). Its reference is at or after the oldest
-// point a prune would keep, so the points a prune would drop change nothing for it. A late
-// quote, which reads and inserts among the oldest points, and a full ring, which drops
-// them, first prune the window to its newest point's horizon: exactly the window pruning
-// with every quote would have (TestLazyPruneMatchesEager).
 func observe[T word](d *Detector, w *window[T], dm domain, isin feed.ISIN, incarnation uint64, ts, k int64, seq uint64, p feed.Price) (Event, bool) {
 	w.lastSeq = seq
-	late := false
-	if w.n > 0 {
-		newest := w.key(w.n - 1)
-		if late = k < newest; late || w.n == int32(len(w.buf)) {
-			w.prune(w.horizon(dm, d.keep))
-		}
-	}
 	i, ok := w.reference(dm.key(subSat(ts, d.window)))
 	var ref entry
 	if ok {
@@ -167,9 +149,7 @@ func observe[T word](d *Detector, w *window[T], dm domain, isin feed.ISIN, incar
 		keep /= msNanos
 	}
 	w.insert(point[T]{key: T(k), price: T(int64(p) - w.pbase)}, keep)
-	if late { // it may have landed among the oldest points
-		w.prune(w.horizon(dm, d.keep))
-	}
+	w.prune(dm.key(subSat(dm.time(w.key(w.n-1)), d.keep)))
 
 	if !edge {
 		return Event{}, false
@@ -520,8 +500,9 @@ func (d *Detector) PrefetchGroup(refs []uint32, incs []uint64, slots []int32) in
 // noSlot marks an incarnation without a window in PrefetchGroup's slots.
 const noSlot = -1
 
-// prefetchPoints reads the newest point of w and the one after its reference cursor, and,
-// when the ring is full (the quote will prune it, see observe), the second present one.
+// prefetchPoints reads the newest point of w, the one after its reference cursor, and the
+// second present one (what prune reads when the window moves on: with a quote a second,
+// every quote drops its oldest point).
 func prefetchPoints[T word](w *window[T]) int64 {
 	if w.n == 0 {
 		return 0
@@ -530,9 +511,6 @@ func prefetchPoints[T word](w *window[T]) int64 {
 	if c >= w.n {
 		c = w.n - 1
 	}
-	sink := w.buf[w.idx(w.n-1)].key ^ w.buf[w.idx(c)].key
-	if w.n == int32(len(w.buf)) {
-		sink ^= w.buf[w.idx(min(w.lh+1, w.n-1))].key
-	}
-	return int64(sink)
+	o := min(w.lh+2, w.n-1)
+	return int64(w.buf[w.idx(w.n-1)].key ^ w.buf[w.idx(c)].key ^ w.buf[w.idx(o)].key)
 }

@@ -114,9 +114,9 @@ func (d *Detector) writeState(out io.Writer, workers int) error {
 		for _, k := range keys[i*statePiece : min((i+1)*statePiece, len(keys))] {
 			s, _ := d.index.get(k)
 			if s&wideBit == 0 {
-				writeWindow(&e, k, &d.compact[s], d.cdom, d.keep)
+				writeWindow(&e, k, &d.compact[s], d.cdom)
 			} else {
-				writeWindow(&e, k, &d.wide[s&^wideBit], d.wideDom, d.keep)
+				writeWindow(&e, k, &d.wide[s&^wideBit], d.wideDom)
 			}
 		}
 		return e.B
@@ -192,13 +192,8 @@ func (d *Detector) writeState(out io.Writer, workers int) error {
 	return nil
 }
 
-// writeWindow appends the window of incarnation inc to e, its present points as pruning
-// after its newest quote leaves them (keep in ns: see observe, whose pruning is lazy; so
-// this prunes w first, which changes no result).
-func writeWindow[T word](e *encoding.Encbuf, inc uint64, w *window[T], dm domain, keep int64) {
-	if w.n > 0 {
-		w.prune(w.horizon(dm, keep))
-	}
+// writeWindow appends the window of incarnation inc to e.
+func writeWindow[T word](e *encoding.Encbuf, inc uint64, w *window[T], dm domain) {
 	e.PutUvarint(inc)
 	e.PutUvarint(w.lastSeq)
 	var flags byte

@@ -26,18 +26,15 @@ func appendStateV1(d *Detector, b []byte) []byte {
 	for _, k := range keys {
 		s, _ := d.index.get(k)
 		if s&wideBit == 0 {
-			appendWindowV1(&e, k, &d.compact[s], d.cdom, d.keep)
+			appendWindowV1(&e, k, &d.compact[s], d.cdom)
 		} else {
-			appendWindowV1(&e, k, &d.wide[s&^wideBit], d.wideDom, d.keep)
+			appendWindowV1(&e, k, &d.wide[s&^wideBit], d.wideDom)
 		}
 	}
 	return e.Get()
 }
 
-func appendWindowV1[T word](e *encoding.Encbuf, inc uint64, w *window[T], dm domain, keep int64) {
-	if w.n > 0 {
-		w.prune(w.horizon(dm, keep)) // as writeWindow does: pruning is lazy
-	}
+func appendWindowV1[T word](e *encoding.Encbuf, inc uint64, w *window[T], dm domain) {
 	e.PutUvarint(inc)
 	e.PutUvarint(w.lastSeq)
 	var flags byte
@@ -339,8 +336,8 @@ func TestWriteCompactPoints(t *testing.T) {
 			t.Fatalf("incarnation %d: does not convert", inc)
 		}
 		var fast, general encoding.Encbuf
-		writeWindow(&fast, inc, cw, d.cdom, d.keep)
-		writeWindow(&general, inc, &wide, d.wideDom, d.keep)
+		writeWindow(&fast, inc, cw, d.cdom)
+		writeWindow(&general, inc, &wide, d.wideDom)
 		if !bytes.Equal(fast.Get(), general.Get()) {
 			t.Fatalf("incarnation %d: fast path wrote\n%x\nthe general path\n%x", inc, fast.Get(), general.Get())
 		}

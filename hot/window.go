@@ -93,9 +93,7 @@ func subChecked(a, b int64) (int64, bool) {
 // point after it is kept in the header (next), so deciding whether a prune drops anything
 // touches neither end of the ring. The points before lh are removed physically only when
 // the ring is full and by Expire. Every read ignores them, so the results are exactly those
-// of dropping them at once. It is also lazy: a quote in time order does not prune (see
-// observe), so lh may trail the newest point's horizon until a late quote, a full ring,
-// Expire or a snapshot prunes the window.
+// of dropping them at once.
 //
 // A compact window's header is 64 bytes, one cache line (Detector.compact, once large, is
 // page-aligned): each quote reads every field of it.
@@ -224,12 +222,6 @@ func (w *window[T]) insert(p point[T], keep int64) {
 	if pos <= w.lh+1 {
 		w.setNext()
 	}
-}
-
-// horizon returns the key of the newest point's time − keep (keep in ns), where pruning
-// the window after its newest quote leaves it (prune). w must hold a point.
-func (w *window[T]) horizon(dm domain, keep int64) int64 {
-	return dm.key(subSat(dm.time(w.key(w.n-1)), keep))
 }
 
 // prune drops the points before the newest present one at or before horizon; they can no

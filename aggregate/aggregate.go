@@ -212,10 +212,6 @@ func (a *Aggregator) activeInc(isin *feed.ISIN) *incarnation {
 	return inc
 }
 
-// maxRefs bounds Aggregator.byRef (8 MiB of pointers): the ISINs of larger refs (a partner
-// that sent over a million ISINs) are looked up by hashing only.
-const maxRefs = 1 << 20
-
 // lookup returns the active incarnation of m's ISIN, or nil: straight from byRef when m's
 // Ref lists it — checked against the ISIN, so a wrong hint costs only the hashing — else
 // from the ISIN table, and then lists it under the Ref.
@@ -233,9 +229,9 @@ func (a *Aggregator) lookup(m *feed.Message) *incarnation {
 }
 
 // listRef lists the active incarnation inc in byRef under r (when r is one: 0 < r <
-// maxRefs).
+// feed.MaxDenseRef, which bounds byRef to 8 MiB of pointers).
 func (a *Aggregator) listRef(inc *incarnation, r uint32) {
-	if r == 0 || r >= maxRefs {
+	if r == 0 || r >= feed.MaxDenseRef {
 		return
 	}
 	if n := int(r) + 1; n > len(a.byRef) {

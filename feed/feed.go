@@ -117,6 +117,11 @@ func (k Kind) String() string {
 	return "Kind(" + strconv.Itoa(int(k)) + ")"
 }
 
+// MaxDenseRef bounds the Refs that consumers index arrays by (Message.Ref): the ISINs of
+// larger ones (a partner that sent over a million ISINs to one data directory) are looked
+// up by hashing only, so that such an array stays within a few MiB.
+const MaxDenseRef = 1 << 20
+
 // Message is one decoded partner message, stamped with its arrival time.
 type Message struct {
 	// TS is the arrival time in Unix nanoseconds, UTC. Zero until stamped.

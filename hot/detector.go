@@ -166,9 +166,6 @@ func observe[T word](d *Detector, w *window[T], dm domain, isin feed.ISIN, incar
 	}, true
 }
 
-// maxRefs bounds Detector.byRef (4 MiB): the windows of larger refs are found by hashing.
-const maxRefs = 1 << 20
-
 // slot returns the slot of incarnation: the one byRef lists for ref if it holds the
 // incarnation, else the index's (then listed under ref).
 func (d *Detector) slot(ref uint32, incarnation uint64) (int32, bool) {
@@ -192,9 +189,10 @@ func (d *Detector) holds(s int32, incarnation uint64) bool {
 	return d.wideInc[s&^wideBit] == incarnation && d.wide[s&^wideBit].used
 }
 
-// listRef lists slot s under ref (when ref is one: 0 < ref < maxRefs).
+// listRef lists slot s under ref (when ref is one: 0 < ref < feed.MaxDenseRef, which
+// bounds byRef to 4 MiB; the windows of larger refs are found by hashing).
 func (d *Detector) listRef(ref uint32, s int32) {
-	if ref == 0 || ref >= maxRefs {
+	if ref == 0 || ref >= feed.MaxDenseRef {
 		return
 	}
 	if n := int(ref) + 1; n > len(d.byRef) {

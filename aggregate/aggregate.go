@@ -74,8 +74,8 @@ type Output interface {
 	Late(c *Candle)
 }
 
-// ClosingHinter is an optional interface of an Output. Before the Closed calls of a close,
-// Closing(n) tells it that up to n candles of a minute are about to close (one per
+// ClosingHinter is an optional interface of an Output. Before the Closed calls of each
+// minute that closes, Closing(n) tells it that up to n candles are about to close (one per
 // incarnation with an open candle), so that it can make room for them at once rather than
 // by growing as they come: at the spec load a minute closes 50,000 candles in one go.
 type ClosingHinter interface {
@@ -588,7 +588,7 @@ func (a *Aggregator) closeThrough(limit int64, out Output) {
 	if limit < math.MinInt64+MinuteNanos {
 		return
 	}
-	hinted := false
+	hint, _ := out.(ClosingHinter)
 	for {
 		m, found := int64(math.MaxInt64), false
 		for _, inc := range a.dirty {
@@ -599,9 +599,8 @@ func (a *Aggregator) closeThrough(limit int64, out Output) {
 		if !found {
 			break
 		}
-		if h, ok := out.(ClosingHinter); ok && !hinted {
-			h.Closing(len(a.dirty))
-			hinted = true
+		if hint != nil {
+			hint.Closing(len(a.dirty))
 		}
 		for _, inc := range a.dirty {
 			if len(inc.open) == 0 || inc.open[0].Minute != m {

@@ -503,7 +503,7 @@ type hintRecorder struct{ recorder }
 func (h *hintRecorder) Closing(n int) { h.lines = append(h.lines, fmt.Sprintf("H %d", n)) }
 
 // TestClosingHint: an Output that implements ClosingHinter hears, before the Closed calls
-// of each close, an n at least the number of candles that close then.
+// of each minute that closes, an n at least the number of candles that close then.
 func TestClosingHint(t *testing.T) {
 	var b builder
 	b.ADD(sec(0), "AAAA", "a").ADD(sec(0), "BBBB", "b").ADD(sec(0), "CCCC", "c")

@@ -134,9 +134,14 @@ type Pipeline struct {
 	legacyCkpt bool
 	ckptSeq    uint64 // sequence of the last checkpoint
 	expired    int64  // minute of the last hot.Detector.Expire: MinuteOf(watermark) after every record
-	// inflight are the runs derived and not committed yet (Writer, Append), oldest first:
-	// their closed minutes are no longer open in agg and not yet in the store.
-	inflight []*derived
+	// inflightMu guards inflight, the runs derived and not committed yet (Writer, Append),
+	// oldest first: their closed minutes are no longer open in agg and not yet in the
+	// store. Commit writes a run's candles to the store and removes it from inflight under
+	// inflightMu, not p.mu, so the next batch's derive (and the queries answered from
+	// memory) do not wait for that write; a query that reads the store holds it shared
+	// and sees each candle in exactly one of the two. Lock order: p.mu, then inflightMu.
+	inflightMu sync.RWMutex
+	inflight   []*derived
 	// tail holds the recently closed candles for queries (tail.go): derive updates it with
 	// agg, so it holds what the store holds plus the inflight runs.
 	tail     *candleTail
@@ -284,7 +289,9 @@ func (p *Pipeline) applyMessages(first uint64, msgs []feed.Message) error {
 func (p *Pipeline) addInflight(d *derived) {
 	if len(d.closed) > 0 || len(d.late) > 0 {
 		d.inflight = true
+		p.inflightMu.Lock()
 		p.inflight = append(p.inflight, d)
+		p.inflightMu.Unlock()
 	}
 }
 
@@ -477,12 +484,12 @@ func (p *Pipeline) commit(d *derived) error {
 	}
 	b := store.Batch{Seq: d.last, Closed: d.closed, Late: d.late, LateSeqs: d.lateSeqs, Events: p.events, Outbox: d.outbox}
 	if d.inflight {
-		// The candles leave inflight as they land in the store, under p.mu: a query sees
-		// them in exactly one of the two.
-		p.mu.Lock()
+		// The candles leave inflight as they land in the store, under inflightMu: a query
+		// sees them in exactly one of the two.
+		p.inflightMu.Lock()
 		err := p.applyBatch(&b)
 		p.inflight = slices.DeleteFunc(p.inflight, func(x *derived) bool { return x == d })
-		p.mu.Unlock()
+		p.inflightMu.Unlock()
 		if err != nil {
 			return err
 		}

@@ -124,6 +124,8 @@ func (p *Pipeline) candles(isin feed.ISIN, r CandleRange, useStore bool) ([]aggr
 // storeCandles returns the candle lists for FillGaps from the store and the runs not
 // committed yet (p.inflight); p.mu must be held.
 func (p *Pipeline) storeCandles(inst *aggregate.Instrument, gr *aggregate.GapRange, from, to int64, open []aggregate.Candle) ([][]aggregate.Candle, error) {
+	p.inflightMu.RLock()
+	defer p.inflightMu.RUnlock()
 	closed, err := p.store.Candles(inst.ISIN, inst.Incarnation, from, to)
 	if err != nil {
 		return nil, err
@@ -277,7 +279,7 @@ func (n *notifier) isClosed() bool {
 
 // inflightCandles returns the closed and late candles of (isin, incarnation) with
 // lo ≤ minute < to that were derived and not yet written to the store (those before the
-// range serve FillGaps as the previous close); p.mu must be held.
+// range serve FillGaps as the previous close); p.mu and p.inflightMu must be held.
 func (p *Pipeline) inflightCandles(isin feed.ISIN, incarnation uint64, lo, to int64) []aggregate.Candle {
 	var out []aggregate.Candle
 	for _, d := range p.inflight {

@@ -680,3 +680,64 @@ func TestCandlesNow(t *testing.T) {
 		log.Close()
 	}
 }
+
+// TestStoreWriteBlocksOnlyStoreReads: while a commit writes a closed minute to the store
+// (holding p.inflightMu), the next batches are still derived and committed, and queries
+// answered from memory still answer; only a query that reads the store waits for the write.
+func TestStoreWriteBlocksOnlyStoreReads(t *testing.T) {
+	for _, tail := range []int{0, -1} {
+		log, p := openWith(t, t.TempDir(), tail)
+		t0 := int64(1_700_000_000) * int64(time.Second)
+		t0 -= t0 % minute
+		msgs := []feed.Message{{TS: t0, Kind: feed.KindAdd, ISIN: isinA}}
+		for m := int64(0); m < 5; m++ {
+			msgs = append(msgs, feed.Message{TS: t0 + m*minute + int64(time.Second), Kind: feed.KindQuote, ISIN: isinA, Price: feed.Price(100 + m)})
+		}
+		if err := p.Append(msgs); err != nil {
+			t.Fatal(err)
+		}
+		want, err := p.Candles(isinA, CandleRange{Last: 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.inflightMu.Lock() // a commit writing a closed minute
+		// A batch within the current minute closes nothing: derive and commit go ahead.
+		same := []feed.Message{{TS: t0 + 4*minute + 2*int64(time.Second), Kind: feed.KindQuote, ISIN: isinA, Price: 104}}
+		appended := make(chan error, 1)
+		go func() { appended <- p.Append(same) }()
+		select {
+		case err := <-appended:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("tail=%d: Append waited for a store write", tail)
+		}
+		want[len(want)-1].Quotes++
+		got, ok, err := p.CandlesNow(isinA, CandleRange{Last: 30})
+		if ok != (tail == 0) || err != nil || ok && !reflect.DeepEqual(got, want) {
+			t.Errorf("tail=%d: CandlesNow during a store write: %v %v %+v, want %+v", tail, ok, err, got, want)
+		}
+		answered := make(chan []aggregate.Candle, 1)
+		go func() {
+			cs, err := p.Candles(isinA, CandleRange{Last: 30})
+			if err != nil {
+				t.Error(err)
+			}
+			answered <- cs
+		}()
+		if tail < 0 {
+			select {
+			case <-answered:
+				t.Errorf("a query reading the store answered during a store write")
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		p.inflightMu.Unlock()
+		if got := <-answered; !reflect.DeepEqual(got, want) {
+			t.Errorf("tail=%d: Candles %+v, want %+v", tail, got, want)
+		}
+		p.Close()
+		log.Close()
+	}
+}

@@ -646,24 +646,32 @@ func TestQueriesDuringWrites(t *testing.T) {
 	}
 }
 
+// openFiveMinutes opens a pipeline with the given tail and appends five minutes of isinA,
+// one quote a minute from t0 on; want is its last=30m answer.
+func openFiveMinutes(t *testing.T, tail int) (log *wal.Log, p *Pipeline, t0 int64, want []aggregate.Candle) {
+	t.Helper()
+	log, p = openWith(t, t.TempDir(), tail)
+	t0 = int64(1_700_000_000) * int64(time.Second)
+	t0 -= t0 % minute
+	msgs := []feed.Message{{TS: t0, Kind: feed.KindAdd, ISIN: isinA}}
+	for m := int64(0); m < 5; m++ {
+		msgs = append(msgs, feed.Message{TS: t0 + m*minute + int64(time.Second), Kind: feed.KindQuote, ISIN: isinA, Price: feed.Price(100 + m)})
+	}
+	if err := p.Append(msgs); err != nil {
+		t.Fatal(err)
+	}
+	want, err := p.Candles(isinA, CandleRange{Last: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return log, p, t0, want
+}
+
 // TestCandlesNow: CandlesNow answers from memory or not at all — not while a batch is
 // being applied (p.mu held), not when the store must be read.
 func TestCandlesNow(t *testing.T) {
 	for _, tail := range []int{0, -1} {
-		log, p := openWith(t, t.TempDir(), tail)
-		t0 := int64(1_700_000_000) * int64(time.Second)
-		t0 -= t0 % minute
-		msgs := []feed.Message{{TS: t0, Kind: feed.KindAdd, ISIN: isinA}}
-		for m := int64(0); m < 5; m++ {
-			msgs = append(msgs, feed.Message{TS: t0 + m*minute + int64(time.Second), Kind: feed.KindQuote, ISIN: isinA, Price: feed.Price(100 + m)})
-		}
-		if err := p.Append(msgs); err != nil {
-			t.Fatal(err)
-		}
-		want, err := p.Candles(isinA, CandleRange{Last: 30})
-		if err != nil {
-			t.Fatal(err)
-		}
+		log, p, _, want := openFiveMinutes(t, tail)
 		got, ok, err := p.CandlesNow(isinA, CandleRange{Last: 30})
 		if ok != (tail == 0) || err != nil || ok && !reflect.DeepEqual(got, want) {
 			t.Errorf("tail=%d: CandlesNow %v %v %+v, Candles %+v", tail, ok, err, got, want)
@@ -686,20 +694,7 @@ func TestCandlesNow(t *testing.T) {
 // answered from memory still answer; only a query that reads the store waits for the write.
 func TestStoreWriteBlocksOnlyStoreReads(t *testing.T) {
 	for _, tail := range []int{0, -1} {
-		log, p := openWith(t, t.TempDir(), tail)
-		t0 := int64(1_700_000_000) * int64(time.Second)
-		t0 -= t0 % minute
-		msgs := []feed.Message{{TS: t0, Kind: feed.KindAdd, ISIN: isinA}}
-		for m := int64(0); m < 5; m++ {
-			msgs = append(msgs, feed.Message{TS: t0 + m*minute + int64(time.Second), Kind: feed.KindQuote, ISIN: isinA, Price: feed.Price(100 + m)})
-		}
-		if err := p.Append(msgs); err != nil {
-			t.Fatal(err)
-		}
-		want, err := p.Candles(isinA, CandleRange{Last: 30})
-		if err != nil {
-			t.Fatal(err)
-		}
+		log, p, t0, want := openFiveMinutes(t, tail)
 		p.inflightMu.Lock() // a commit writing a closed minute
 		// A batch within the current minute closes nothing: derive and commit go ahead.
 		same := []feed.Message{{TS: t0 + 4*minute + 2*int64(time.Second), Kind: feed.KindQuote, ISIN: isinA, Price: 104}}

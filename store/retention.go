@@ -80,20 +80,20 @@ func (s *Store) DeleteCandlesBefore(before int64) (int, error) {
 	return n, err
 }
 
-// deleteKeys deletes keys in one write batch and returns how many; what names the
-// operation in errors.
+// deleteKeys deletes keys (in writes of at most maxEntriesPerWrite) and returns how many;
+// what names the operation in errors.
 func (s *Store) deleteKeys(keys [][]byte, what string) (int, error) {
 	if len(keys) == 0 {
 		return 0, nil
 	}
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
+	w := s.newBatchWriter()
+	defer w.cancel()
 	for _, k := range keys {
-		if err := wb.Delete(k); err != nil {
+		if err := w.delete(k); err != nil {
 			return 0, fmt.Errorf("store: %s: %w", what, err)
 		}
 	}
-	if err := wb.Flush(); err != nil {
+	if err := w.flush(); err != nil {
 		return 0, fmt.Errorf("store: %s: %w", what, err)
 	}
 	return len(keys), nil

@@ -138,7 +138,7 @@ func (b *Batch) Reset() {
 }
 
 // Apply writes the batch. Closed candles, events and outbox items are idempotent puts and go
-// first, in write batches of at most maxPutsPerWrite; the late merges and the watermark
+// first, in write batches of at most maxEntriesPerWrite; the late merges and the watermark
 // follow in one transaction (or, given LateSeqs, in transactions of at most
 // maxLatesPerTxn merges, each moving the watermark to its last record), so a crash anywhere
 // leaves Applied() at a point from which re-applying the same derived items gives the same
@@ -148,23 +148,23 @@ func (s *Store) Apply(b *Batch) error {
 		if len(b.Closed) > 0 {
 			s.lowerBound(minMinute(b.Closed))
 		}
-		w := s.newPutWriter()
+		w := s.newBatchWriter()
 		defer w.cancel()
 		for i := range b.Closed {
 			c := &b.Closed[i]
-			if err := w.put(candleKey(c.Key), encodeCandle(c)); err != nil {
+			if err := w.set(candleKey(c.Key), encodeCandle(c)); err != nil {
 				return fmt.Errorf("store: write candle %s: %w", c.ISIN, err)
 			}
 		}
 		for i := range b.Events {
 			e := &b.Events[i]
-			if err := w.put(eventKey(e.ID), encodeEvent(e)); err != nil {
+			if err := w.set(eventKey(e.ID), encodeEvent(e)); err != nil {
 				return fmt.Errorf("store: write hot event %d: %w", e.ID, err)
 			}
 		}
 		for i := range b.Outbox {
 			it := &b.Outbox[i]
-			if err := w.put(OutboxKey(it.Tag, it.Idx), encodeOutbox(it)); err != nil {
+			if err := w.set(OutboxKey(it.Tag, it.Idx), encodeOutbox(it)); err != nil {
 				return fmt.Errorf("store: write outbox item %d/%d: %w", it.Tag, it.Idx, err)
 			}
 		}
@@ -198,44 +198,62 @@ func (s *Store) Apply(b *Batch) error {
 	return s.mergeLate(late, b.Seq)
 }
 
-// maxPutsPerWrite is how many puts Apply sends to Badger in one write. The store shares
-// Badger, and so its single writer goroutine, with the WAL: the minute that closes a
-// candle per instrument (50,000 at the spec load, ~5 MB) written as one write held every
-// WAL append behind it for ~200 ms, and with them the whole pipeline. In writes of 4,096
-// the appends get in between.
-const maxPutsPerWrite = 4096
+// maxEntriesPerWrite is how many sets or deletes the store sends to Badger in one write
+// (batchWriter). The store shares Badger, and so its single writer goroutine, with the
+// WAL: the minute that closes a candle per instrument (50,000 at the spec load, ~5 MB)
+// written as one write held every WAL append behind it for ~200 ms, and with them the
+// whole pipeline; retention's deletes and a backfill's candles run beside a live ingest
+// too. In writes of 4,096 the appends get in between.
+const maxEntriesPerWrite = 4096
 
-// putWriter writes idempotent puts in Badger write batches of at most maxPutsPerWrite.
-type putWriter struct {
+// batchWriter writes idempotent sets and deletes in Badger write batches of at most
+// maxEntriesPerWrite each.
+type batchWriter struct {
 	db *badger.DB
 	wb *badger.WriteBatch
 	n  int
 }
 
-func (s *Store) newPutWriter() *putWriter {
-	return &putWriter{db: s.db, wb: s.db.NewWriteBatch()}
+func (s *Store) newBatchWriter() *batchWriter {
+	return &batchWriter{db: s.db, wb: s.db.NewWriteBatch()}
 }
 
-// put stages one put, writing the staged ones first when there are maxPutsPerWrite.
-func (w *putWriter) put(k, v []byte) error {
-	if w.n == maxPutsPerWrite {
+// room writes the staged entries first when there are maxEntriesPerWrite.
+func (w *batchWriter) room() error {
+	if w.n == maxEntriesPerWrite {
 		if err := w.flush(); err != nil {
 			return err
 		}
 		w.wb = w.db.NewWriteBatch()
 	}
 	w.n++
+	return nil
+}
+
+// set stages a put.
+func (w *batchWriter) set(k, v []byte) error {
+	if err := w.room(); err != nil {
+		return err
+	}
 	return w.wb.Set(k, v)
 }
 
-// flush writes the staged puts and waits until they are written.
-func (w *putWriter) flush() error {
+// delete stages a delete.
+func (w *batchWriter) delete(k []byte) error {
+	if err := w.room(); err != nil {
+		return err
+	}
+	return w.wb.Delete(k)
+}
+
+// flush writes the staged entries and waits until they are written.
+func (w *batchWriter) flush() error {
 	w.n = 0
 	return w.wb.Flush()
 }
 
-// cancel drops the staged puts (after an error; harmless after flush).
-func (w *putWriter) cancel() { w.wb.Cancel() }
+// cancel drops the staged entries (after an error; harmless after flush).
+func (w *batchWriter) cancel() { w.wb.Cancel() }
 
 // maxLatesPerTxn is how many late corrections one transaction merges at most when their
 // records are known (Batch.LateSeqs): well within Badger's cap on a transaction (15 % of
@@ -416,17 +434,8 @@ func (s *Store) DeleteEventsBefore(ts int64) error {
 	if err != nil {
 		return fmt.Errorf("store: scan hot events for retention: %w", err)
 	}
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
-	for _, k := range keys {
-		if err := wb.Delete(k); err != nil {
-			return fmt.Errorf("store: delete hot event: %w", err)
-		}
-	}
-	if err := wb.Flush(); err != nil {
-		return fmt.Errorf("store: delete hot events: %w", err)
-	}
-	return nil
+	_, err = s.deleteKeys(keys, "delete hot events")
+	return err
 }
 
 func candleKey(k aggregate.Key) []byte {
@@ -567,18 +576,18 @@ func (s *Store) PutCandles(cs []aggregate.Candle) error {
 	if len(cs) > 0 {
 		s.lowerBound(minMinute(cs))
 	}
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
+	w := s.newBatchWriter()
+	defer w.cancel()
 	for i := range cs {
 		c := &cs[i]
 		if c.Empty() {
 			continue
 		}
-		if err := wb.Set(candleKey(c.Key), encodeCandle(c)); err != nil {
+		if err := w.set(candleKey(c.Key), encodeCandle(c)); err != nil {
 			return fmt.Errorf("store: put candle %s: %w", c.ISIN, err)
 		}
 	}
-	if err := wb.Flush(); err != nil {
+	if err := w.flush(); err != nil {
 		return fmt.Errorf("store: put candles: %w", err)
 	}
 	return nil

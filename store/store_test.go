@@ -59,3 +59,35 @@ func TestApplyManyLate(t *testing.T) {
 		}
 	}
 }
+
+// TestWritesInPieces: PutCandles and deleteKeys write more entries than one Badger write
+// takes from the store (maxEntriesPerWrite), all of them.
+func TestWritesInPieces(t *testing.T) {
+	db, err := badger.Open(badger.DefaultOptions(filepath.Join(t.TempDir(), "db")).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s := New(db)
+	const n = 2*maxEntriesPerWrite + 1
+	const minute = int64(60e9)
+	var cs []aggregate.Candle
+	var keys [][]byte
+	for i := range n {
+		isin, _ := feed.ParseISIN(fmt.Sprintf("US%010d", i))
+		cs = append(cs, candleAt(isin, 1, minute))
+		keys = append(keys, candleKey(cs[i].Key))
+	}
+	if err := s.PutCandles(cs); err != nil {
+		t.Fatal(err)
+	}
+	if k := len(storedKeys(t, s)); k != n {
+		t.Fatalf("PutCandles of %d candles stored %d", n, k)
+	}
+	if d, err := s.deleteKeys(keys, "delete candles"); err != nil || d != n {
+		t.Fatalf("deleteKeys: %d, %v; want %d", d, err, n)
+	}
+	if k := len(storedKeys(t, s)); k != 0 {
+		t.Fatalf("%d of %d candles left after deleteKeys", k, n)
+	}
+}

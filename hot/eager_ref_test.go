@@ -238,7 +238,7 @@ func (d *eagerDetector) newEagerWindow() *eagerWindow {
 	return &eagerWindow{buf: make([]entry, 8), cur: -1}
 }
 
-// AppendState is the snapshot (format version 3) as the eager detector writes it: the
+// AppendState is the snapshot (format version 4) as the eager detector writes it: the
 // units are found by a check of every entry per candidate, independently of writeWindow,
 // and the windows go in pieces of statePiece.
 func (d *eagerDetector) AppendState(b []byte) []byte {
@@ -281,15 +281,32 @@ func (d *eagerDetector) AppendState(b []byte) []byte {
 		for !all(func(en entry) bool { return en.price%pu == 0 }) {
 			pe, pu = pe-1, pu/10
 		}
-		e.PutByte(byte(te<<4 | pe))
+		// The fixed form: ms times and every delta within a uint16 (time) and an int16
+		// (price).
+		fixed := te == 6
+		for i := 1; i < w.n; i++ {
+			dt, dp := (w.at(i).ts-w.at(i-1).ts)/tu, (w.at(i).price-w.at(i-1).price)/pu
+			if dt > 65535 || dp < -32768 || dp > 32767 {
+				fixed = false
+			}
+		}
+		units := byte(te<<4 | pe)
+		if fixed {
+			units |= 0x80
+		}
+		e.PutByte(units)
 		e.PutUvarint(uint64(w.n))
 		var prev entry
 		for i := 0; i < w.n; i++ {
 			en := w.at(i)
-			if i == 0 {
+			switch {
+			case i == 0:
 				e.PutVarint(en.ts / tu)
 				e.PutVarint(en.price / pu)
-			} else {
+			case fixed:
+				dt, dp := (en.ts-prev.ts)/tu, (en.price-prev.price)/pu
+				e.PutBytes([]byte{byte(dt), byte(dt >> 8), byte(dp), byte(dp >> 8)})
+			default:
 				e.PutUvarint(uint64(en.ts-prev.ts) / uint64(tu))
 				e.PutVarint((en.price - prev.price) / pu)
 			}

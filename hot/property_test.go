@@ -378,8 +378,8 @@ func TestAgainstNaive(t *testing.T) {
 }
 
 // TestStateSnapshot: a detector restored from a snapshot taken at any point, of format
-// version 2 (AppendState) or 1 (appendStateV1, what checkpoints of the previous version
-// hold), continues exactly as the uninterrupted one. The streams have whole-ms, mixed and
+// version 4 (AppendState), 3 or 1 (appendStateV3, appendStateV1: what checkpoints of
+// earlier versions hold), continues exactly as the uninterrupted one. The streams have whole-ms, mixed and
 // any-ns times, and prices with and without trailing zeros, so the windows' units vary.
 func TestStateSnapshot(t *testing.T) {
 	units := map[byte]int{}
@@ -407,7 +407,7 @@ func TestStateSnapshot(t *testing.T) {
 				for _, in := range []struct {
 					version int
 					b       []byte
-				}{{2, snap}, {1, appendStateV1(a, nil)}} {
+				}{{4, snap}, {3, appendStateV3(a, nil)}, {1, appendStateV1(a, nil)}} {
 					b := New(s.opts)
 					b.Observe(testISIN, 1<<60, t0, 1, 1) // state that the restore must replace
 					if err := b.RestoreState(in.b); err != nil {
@@ -445,7 +445,7 @@ func TestRestoreStateErrors(t *testing.T) {
 	d.Observe(testISIN, 5, t0, 6, 100_000_000)
 	d.Observe(testISIN, 5, t0+int64(time.Second), 7, 120_000_000)
 	good := d.AppendState(nil)
-	const v1, v2, v3 = stateVersion1, stateVersion2, stateVersion
+	const v1, v2, v3, v4 = stateVersion1, stateVersion2, stateVersion3, stateVersion
 	// wrap is a value in units of 10^6 whose product by 10^6 wraps around int64 to 448,384:
 	// a valid time or price if the product were not checked.
 	const wrap = (1<<64-1)/1_000_000 + 1
@@ -493,6 +493,13 @@ func TestRestoreStateErrors(t *testing.T) {
 		"pieces short of count":  {[]byte{v3, 2, 1, 7, 5, 6, 0, 0x62, 1, 2, 2}, "truncated"},
 		"after the pieces":       {[]byte{v3, 1, 1, 7, 5, 6, 0, 0x62, 1, 2, 2, 0}, "trailing"},
 		"duplicate across piece": {[]byte{v3, 2, 1, 7, 5, 6, 0, 0x62, 1, 2, 2, 1, 7, 5, 6, 0, 0x62, 1, 2, 2}, "twice"},
+		// Version 4: the fixed form (unitsFixed), only with ms times; not in version 3.
+		"fixed in v3":        {[]byte{v3, 1, 1, 11, 5, 6, 0, 0xe2, 2, 2, 2, 0xe8, 0x03, 1, 0}, "units 0xe2"},
+		"fixed ns":           {[]byte{v4, 1, 1, 11, 5, 6, 0, 0x82, 2, 2, 2, 0xe8, 0x03, 1, 0}, "units 0x82"},
+		"fixed truncated":    {[]byte{v4, 1, 1, 10, 5, 6, 0, 0xe2, 2, 2, 2, 0xe8, 0x03, 1}, "truncated"},
+		"fixed price 0":      {[]byte{v4, 1, 1, 11, 5, 6, 0, 0xe2, 2, 2, 2, 0xe8, 0x03, 0xff, 0xff}, "bad price 0"},
+		"fixed price neg":    {[]byte{v4, 1, 1, 11, 5, 6, 0, 0xe2, 2, 2, 2, 0xe8, 0x03, 0x00, 0x80}, "bad price"},
+		"fixed in 2nd piece": {append([]byte{v4, 2, 1, 7, 5, 6, 0, 0x62, 1, 2, 2}, 1, 11, 7, 6, 0, 0xe2, 2, 2, 2, 0xe8, 0x03, 0xfe, 0xff), "bad price"},
 		// Version 1 (no units), still read.
 		"v1 count":      {[]byte{v1, 0xff, 0xff, 0xff, 0x0f}, "window count"},
 		"v1 no entries": {[]byte{v1, 1, 5, 6, 0, 0}, "entry count"},
@@ -575,7 +582,9 @@ func FuzzRestoreState(f *testing.F) {
 	f.Add(specWindows(3, 20).AppendState(nil))
 	f.Add([]byte{stateVersion1, 1, 5, 6, 1, 3, 2, 2, 4, 2})
 	f.Add([]byte{stateVersion2, 1, 5, 6, 1, 0x62, 3, 2, 2, 4, 2, 6, 1})
-	f.Add([]byte{stateVersion, 1, 1, 12, 5, 6, 1, 0x62, 3, 2, 2, 4, 2, 6, 1})
+	f.Add([]byte{stateVersion3, 1, 1, 12, 5, 6, 1, 0x62, 3, 2, 2, 4, 2, 6, 1})
+	f.Add([]byte{stateVersion, 1, 1, 15, 5, 6, 1, 0xe2, 3, 2, 2, 0xe8, 0x03, 1, 0, 0xe8, 0x03, 0xff, 0xff})
+	f.Add(appendStateV3(d, nil))
 	f.Add(snapV2(snapWin{0x60, [][2]int64{{math.MaxInt64 / 1_000_000, 1}}}, snapWin{0x06, [][2]int64{{0, 1}, {1, -1}}}))
 	if golden, err := os.ReadFile(filepath.Join("testdata", "state-v1.golden")); err == nil {
 		f.Add(golden)
@@ -596,9 +605,12 @@ func FuzzRestoreState(f *testing.F) {
 		if !bytes.Equal(e.AppendState(nil), snap) {
 			t.Fatalf("snapshot not stable")
 		}
-		// The same state in version 1 restores to the same.
+		// The same state in versions 1 and 3 restores to the same.
 		if err := e.RestoreState(appendStateV1(d, nil)); err != nil || !bytes.Equal(e.AppendState(nil), snap) {
 			t.Fatalf("version-1 snapshot of the state: %v, or another state", err)
+		}
+		if err := e.RestoreState(appendStateV3(d, nil)); err != nil || !bytes.Equal(e.AppendState(nil), snap) {
+			t.Fatalf("version-3 snapshot of the state: %v, or another state", err)
 		}
 		// The restored detector keeps working.
 		for i := range uint64(50) {

@@ -15,15 +15,23 @@ import (
 )
 
 // stateVersion is the first byte of the snapshots AppendState writes; bump it when the
-// format changes. RestoreState also reads stateVersion2 and stateVersion1.
-const stateVersion = 3
+// format changes. RestoreState also reads stateVersion3, stateVersion2 and stateVersion1.
+const stateVersion = 4
 
-// Earlier formats, still read: version 2 is version 3 without the pieces (its windows one
-// after the other), version 1 is version 2 without the units byte (every unit 1).
+// Earlier formats, still read: version 3 is version 4 without the fixed form of windows
+// (unitsFixed), version 2 is version 3 without the pieces (its windows one after the
+// other), version 1 is version 2 without the units byte (every unit 1).
 const (
+	stateVersion3 = 3
 	stateVersion2 = 2
 	stateVersion1 = 1
 )
+
+// unitsFixed, in the units byte of a window (version 4), marks the fixed form: every entry
+// after the first is 4 bytes, the time delta as a little-endian uint16 and the price delta
+// as a little-endian int16 (in the window's units). A window takes it exactly when every
+// delta fits: a quote a second with 4-decimal prices, the partner's feed, does.
+const unitsFixed = 0x80
 
 // maxPriceExp is the largest exponent of a window's price unit (10^6 micro-units, a whole
 // unit of price); tsExpMillis is the exponent of the millisecond time unit (10^6 ns).
@@ -47,25 +55,36 @@ var ErrCorruptState = encoding.NewCorruptSentinel("corrupt hot detector state")
 // ascending order). It does not contain the options: a snapshot can be restored into a
 // Detector with other options.
 //
-// Format (version 3): version byte; uvarint window count; the windows in pieces of up to
+// Format (version 4): version byte; uvarint window count; the windows in pieces of up to
 // statePiece, each piece a uvarint window count (≥ 1) and a uvarint byte size, then its
 // windows, which fill exactly that size (so that RestoreState decodes pieces in parallel).
 //
 //	┌─────────┬───────┬──────────────────────────────────────┬─────────────────┬───
 //	│ version │ count │ piece: windows │ size │ window … window │ piece …         │ …
-//	│ u8 = 3  │ uvar  │ uvar           │ uvar │ size bytes      │                 │
+//	│ u8 = 4  │ uvar  │ uvar           │ uvar │ size bytes      │                 │
 //	└─────────┴───────┴──────────────────────────────────────┴─────────────────┴───
 //
 // A window: uvarint incarnation, uvarint last sequence, flags byte (1 = hot), units byte,
 // uvarint entry count (≥ 1), then entries oldest first: the first as varint ts/tu and
-// varint price/pu, the rest as uvarint ts delta/tu and varint price delta/pu. The units byte is 16·te + pe: the window's time
-// unit is tu = 10^te ns with te 6 (every entry time a whole millisecond) or 0, its price
-// unit pu = 10^pe micro-units with pe in 0..6 the largest dividing every entry price. So a
-// quote a second with 4-decimal prices, the partner's feed, takes 2 bytes of time delta
-// instead of 5 and a price delta 100 times smaller.
+// varint price/pu, the rest in one of two forms. The units byte is F·128 + 16·te + pe: the
+// window's time unit is tu = 10^te ns with te 6 (every entry time a whole millisecond) or
+// 0, its price unit pu = 10^pe micro-units with pe in 0..6 the largest dividing every entry
+// price. F = 0, the varint form: each entry a uvarint ts delta/tu and a varint price
+// delta/pu. F = 1 (unitsFixed, only with te = 6), the fixed form: each entry 4 bytes, the
+// ts delta/tu as a little-endian uint16 and the price delta/pu as a little-endian int16 —
+// taken exactly when every delta fits, which makes the form a function of the points too.
 //
-// RestoreState also reads versions 2 (the windows without pieces) and 1 (also without the
-// units byte: all values in ns and micro-units), written before.
+//	fixed entry: ┌──────────────┬────────────────┐
+//	             │ Δts/tu  u16le │ Δprice/pu i16le │
+//	             └──────────────┴────────────────┘
+//
+// So a quote a second with 4-decimal prices, the partner's feed, takes 4 bytes a point
+// (2 of time delta instead of 5, a price delta 100 times smaller), and a snapshot of it is
+// written and read without a branch on the size of a value: a checkpoint of 16 million
+// points is a fraction of the varint form's cost.
+//
+// RestoreState also reads versions 3 (without the fixed form), 2 (also without pieces) and
+// 1 (also without the units byte: all values in ns and micro-units), written before.
 func (d *Detector) AppendState(b []byte) []byte {
 	w := appender{b: b}
 	_ = d.WriteState(&w) // appender never fails
@@ -205,20 +224,36 @@ func writeWindow[T word](e *encoding.Encbuf, inc uint64, w *window[T], dm domain
 		// The unit is the largest that divides every present price (the snapshot is a
 		// function of the window's points alone). The window's own unit divides every
 		// price it stored, and is that one unless a price that needed it was pruned:
-		// writeCompactPoints tells, and only then is the window written again.
+		// writeFixedPoints tells, and only then is the window written again. The fixed
+		// form when every delta fits in that unit, else the varint form.
 		start, pe := len(e.B), cw.pe
 		for {
-			e.PutByte(tsExpMillis<<4 | pe)
+			e.PutByte(unitsFixed | tsExpMillis<<4 | pe)
 			e.PutUvarint(uint64(w.n - w.lh))
-			if coarser := writeCompactPoints(e, cw, dm, pe); !coarser || pe == maxPriceExp {
-				return
+			fits, coarser := writeFixedPoints(e, cw, dm, pe)
+			if coarser && pe < maxPriceExp {
+				e.B = e.B[:start]
+				_, pe = windowUnits(cw, dm)
+				continue
 			}
-			e.B = e.B[:start]
-			_, pe = windowUnits(cw, dm)
+			if !fits {
+				e.B = e.B[:start]
+				e.PutByte(tsExpMillis<<4 | pe)
+				e.PutUvarint(uint64(w.n - w.lh))
+				writeCompactPoints(e, cw, dm, pe)
+			}
+			return
 		}
 	}
+	// The general way (a wide window, or a compact one in a domain of ns): the same bytes
+	// as the compact windows' loops for the same points.
 	te, pe := windowUnits(w, dm)
-	e.PutByte(te<<4 | pe)
+	fixed := te == tsExpMillis && fitsFixed(w, dm, pe)
+	units := te<<4 | pe
+	if fixed {
+		units |= unitsFixed
+	}
+	e.PutByte(units)
 	e.PutUvarint(uint64(w.n - w.lh))
 	var prev entry
 	for i := w.lh; i < w.n; i++ {
@@ -233,11 +268,89 @@ func writeWindow[T word](e *encoding.Encbuf, inc uint64, w *window[T], dm domain
 			if te != 0 {
 				dt /= uint64(msNanos)
 			}
-			e.PutUvarint(dt)
-			e.PutVarint(divPow10(en.price-prev.price, pe))
+			dp := divPow10(en.price-prev.price, pe)
+			if fixed {
+				e.B = binary.LittleEndian.AppendUint32(e.B, uint32(dt)|uint32(dp)<<16)
+			} else {
+				e.PutUvarint(dt)
+				e.PutVarint(dp)
+			}
 		}
 		prev = en
 	}
+}
+
+// fitsFixed reports whether every delta of w's present entries, in ms and units of 10^pe
+// (which divide them), fits the fixed form: a time delta below 2^16, a price delta in
+// [−2^15, 2^15).
+func fitsFixed[T word](w *window[T], dm domain, pe byte) bool {
+	var prev entry
+	for i := w.lh; i < w.n; i++ {
+		en := w.entry(dm, i)
+		if i > w.lh {
+			dp := divPow10(en.price-prev.price, pe)
+			if uint64(en.ts-prev.ts)/uint64(msNanos) > math.MaxUint16 || dp != int64(int16(dp)) {
+				return false
+			}
+		}
+		prev = en
+	}
+	return true
+}
+
+// writeFixedPoints appends the entries of compact window w in the fixed form (time unit
+// 1 ms, price unit 10^pe; see AppendState) and reports whether every delta fits it: if not,
+// the caller drops what it wrote. coarser reports that every price is a multiple of
+// 10^(pe+1) too, as writeCompactPoints does. The loop has no branch that depends on a
+// value: it stores 4 bytes a point unconditionally and gathers the misfits and the finer
+// deltas in two words it tests once at the end.
+func writeFixedPoints(e *encoding.Encbuf, w *window[int32], dm domain, pe byte) (fits, coarser bool) {
+	segs := w.presentSegments()
+	n := len(segs[0]) + len(segs[1])
+	if n == 0 {
+		return true, false
+	}
+	first := segs[0][0]
+	p0 := divPow10(w.pbase+int64(first.price), pe)
+	e.PutVarint(dm.tbase/msNanos + int64(first.key))
+	e.PutVarint(p0)
+	b := slices.Grow(e.B, (n-1)*4)
+	i, prev := len(b), first
+	b = b[:i+(n-1)*4]
+	inv := inv5Pow[pe]
+	var misfit, finer uint64
+	if !multipleOfPow10Exact(p0, 1) {
+		finer = 1
+	}
+	for s, seg := range segs {
+		if s == 0 {
+			seg = seg[1:]
+		}
+		for _, pt := range seg {
+			dt := uint64(int64(pt.key) - int64(prev.key))
+			d := exactDivPow10(int64(pt.price)-int64(prev.price), pe, inv)
+			prev = pt
+			misfit |= dt>>16 | uint64(d+1<<15)>>16
+			// d is not a multiple of 10 (see multipleOfPow10Exact): an odd d, or d/2 not a
+			// multiple of 5.
+			m := d >> 63
+			u := uint64((d ^ m) - m)
+			finer |= u&1 | b2u((u>>1)*inv5Pow[1] > max5Pow[1])
+			binary.LittleEndian.PutUint32(b[i:], uint32(dt)|uint32(d)<<16)
+			i += 4
+		}
+	}
+	e.B = b
+	return misfit == 0, finer == 0
+}
+
+// b2u is 1 for true and 0 for false.
+func b2u(b bool) uint64 {
+	var u uint64
+	if b {
+		u = 1
+	}
+	return u
 }
 
 // writeCompactPoints appends the entries of compact window w as writeWindow does (time
@@ -447,7 +560,7 @@ func (d *Detector) restoreStateWorkers(b []byte, newest int64, baseKnown bool, w
 	}
 	r := encoding.NewDecbuf(b)
 	version := r.Byte()
-	if version != stateVersion && version != stateVersion2 && version != stateVersion1 {
+	if version < stateVersion1 || version > stateVersion {
 		return fmt.Errorf("restore hot state: unknown version %d: %w", version, ErrCorruptState)
 	}
 	// Every window takes at least 4 bytes: reject absurd counts before allocating.
@@ -463,7 +576,7 @@ func (d *Detector) restoreStateWorkers(b []byte, newest int64, baseKnown bool, w
 		nd.cdom.tbase, nd.baseSet = nd.cdom.key(newest)*msNanos, true
 	}
 	var pieces []statePieceRef
-	if version == stateVersion {
+	if version >= stateVersion3 {
 		var err error
 		if pieces, err = readPieces(&r, count); err != nil {
 			return err
@@ -575,6 +688,7 @@ func decodeWindows(p statePieceRef, version byte, cdom domain, baseSet bool) ([]
 		if version != stateVersion1 {
 			units = r.Byte()
 		}
+		fixed := version >= stateVersion && units&unitsFixed != 0
 		n := r.Uvarint()
 		if err := r.Err(); err != nil {
 			return nil, fmt.Errorf("restore hot state: truncated: %w: %w", ErrCorruptState, err)
@@ -583,8 +697,12 @@ func decodeWindows(p statePieceRef, version byte, cdom domain, baseSet bool) ([]
 			return nil, fmt.Errorf("restore hot state: incarnation %d: bad flags %#x: %w", inc, flags, ErrCorruptState)
 		}
 		hot := flags&flagHot != 0
-		tu, pu, ok := decodeUnits(units)
-		if !ok {
+		plain := units // without the form's bit
+		if fixed {
+			plain &^= unitsFixed
+		}
+		tu, pu, ok := decodeUnits(plain)
+		if !ok || fixed && tu != msNanos {
 			return nil, fmt.Errorf("restore hot state: incarnation %d: bad units %#x: %w", inc, units, ErrCorruptState)
 		}
 		// Every entry takes at least 2 bytes.
@@ -593,7 +711,7 @@ func decodeWindows(p statePieceRef, version byte, cdom domain, baseSet bool) ([]
 		}
 		if tu == msNanos && baseSet {
 			// The partner's feed: straight into a compact window, if it fits.
-			if w, used, ok := decodeCompact(r.Get(), cdom, int(n), units&0x0f, seq, hot); ok {
+			if w, used, ok := decodeCompact(r.Get(), cdom, int(n), units&0x0f, fixed, seq, hot); ok {
 				r.Bytes(used)
 				out = append(out, decodedWindow{inc: inc, c: w})
 				continue
@@ -606,9 +724,14 @@ func decodeWindows(p statePieceRef, version byte, cdom domain, baseSet bool) ([]
 			// previous entry (dt ≥ 0); all are in units of tu and pu.
 			var t, p int64
 			var dt uint64
-			if i == 0 {
+			switch {
+			case i == 0:
 				t, p = r.Varint(), r.Varint()
-			} else {
+			case fixed:
+				if b := r.Bytes(4); r.Err() == nil {
+					dt, p = fixedEntry(b)
+				}
+			default:
 				dt, p = r.Uvarint(), r.Varint()
 			}
 			if err := r.Err(); err != nil {
@@ -655,13 +778,19 @@ func decodeWindows(p statePieceRef, version byte, cdom domain, baseSet bool) ([]
 	return out, nil
 }
 
-// decodeCompact decodes the n entries of a window (versions 2 and 3) with millisecond
-// times at the front of b straight into a compact window of domain dm (its base set) with
-// price unit 10^pe, and returns the bytes used. ok is false when an entry is malformed or does not
+// fixedEntry decodes an entry of the fixed form: the time and price deltas.
+func fixedEntry(b []byte) (dt uint64, dp int64) {
+	v := binary.LittleEndian.Uint32(b)
+	return uint64(uint16(v)), int64(int16(v >> 16))
+}
+
+// decodeCompact decodes the n entries of a window (versions 2 to 4; fixed: in the fixed
+// form) with millisecond times at the front of b straight into a compact window of domain
+// dm (its base set) with price unit 10^pe, and returns the bytes used. ok is false when an entry is malformed or does not
 // fit a compact window: the caller then decodes the window the general way, which reports
 // the error or makes the window wide. It gives what the general way gives, without the
 // intermediate entries: a key is the previous one plus the time delta (both in ms).
-func decodeCompact(b []byte, dm domain, n int, pe byte, seq uint64, hot bool) (w window[int32], used int, ok bool) {
+func decodeCompact(b []byte, dm domain, n int, pe byte, fixed bool, seq uint64, hot bool) (w window[int32], used int, ok bool) {
 	pu := pow10[pe]
 	t, k1 := binary.Varint(b)
 	if k1 <= 0 {
@@ -686,7 +815,25 @@ func decodeCompact(b []byte, dm domain, n int, pe byte, seq uint64, hot bool) (w
 	}
 	pbase, k := price, int64(key)
 	buf := make([]point[int32], grownCap(int32(n)))
-	for i := 1; i < n; i++ {
+	if fixed {
+		if n-1 > (len(b)-off)/4 {
+			return w, 0, false
+		}
+		// |Δprice| < 2^15 and pu ≤ 10^6: neither the product nor the sums can overflow
+		// before the check of each entry; Δts ≥ 0 keeps the keys in order.
+		for i := 1; i < n; i++ {
+			dt, dp := fixedEntry(b[off:])
+			off += 4
+			k += int64(dt)
+			price += dp * pu
+			rel := price - pbase
+			if k > math.MaxInt32 || price <= 0 || price > int64(feed.MaxPrice) || rel != int64(int32(rel)) {
+				return w, 0, false
+			}
+			buf[i] = point[int32]{key: int32(k), price: int32(rel)}
+		}
+	}
+	for i := 1; i < n && !fixed; i++ {
 		dt, k1 := binary.Uvarint(b[off:])
 		if k1 <= 0 || dt > math.MaxInt32 {
 			return w, 0, false
@@ -753,7 +900,7 @@ func restored[T word](dm domain, pbase int64, seq uint64, hot bool, es []entry) 
 	return w
 }
 
-// newestTime returns the largest entry time in the snapshot b (version 1, 2 or 3), reading
+// newestTime returns the largest entry time in the snapshot b (version 1 to 4), reading
 // it without checks (RestoreState checks); ok is false when there is none.
 func newestTime(b []byte) (int64, bool) {
 	r := encoding.NewDecbuf(b)
@@ -762,7 +909,7 @@ func newestTime(b []byte) (int64, bool) {
 	newest, ok := int64(math.MinInt64), false
 	inPiece := uint64(0) // windows left in the current piece (version 3)
 	for c := uint64(0); c < count && r.Err() == nil; c++ {
-		if version == stateVersion && inPiece == 0 {
+		if version >= stateVersion3 && inPiece == 0 {
 			inPiece = r.Uvarint()
 			r.Uvarint() // its size
 			if inPiece == 0 {
@@ -773,9 +920,13 @@ func newestTime(b []byte) (int64, bool) {
 		r.Uvarint()
 		r.Uvarint()
 		r.Byte()
-		tu := int64(1)
+		tu, fixed := int64(1), false
 		if version != stateVersion1 {
-			u, _, valid := decodeUnits(r.Byte())
+			units := r.Byte()
+			if version >= stateVersion && units&unitsFixed != 0 {
+				units, fixed = units&^unitsFixed, true
+			}
+			u, _, valid := decodeUnits(units)
 			if !valid {
 				break
 			}
@@ -784,12 +935,19 @@ func newestTime(b []byte) (int64, bool) {
 		n := r.Uvarint()
 		var ts int64
 		for i := uint64(0); i < n && r.Err() == nil; i++ {
-			if i == 0 {
+			switch {
+			case i == 0:
 				ts = r.Varint() * tu
-			} else {
+				r.Varint()
+			case fixed:
+				if b := r.Bytes(4); r.Err() == nil {
+					dt, _ := fixedEntry(b)
+					ts += int64(dt) * tu
+				}
+			default:
 				ts += int64(r.Uvarint()) * tu
+				r.Varint()
 			}
-			r.Varint()
 		}
 		if n > 0 && r.Err() == nil {
 			newest, ok = max(newest, ts), true

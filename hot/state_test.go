@@ -2,6 +2,7 @@ package hot
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -57,9 +58,61 @@ func appendWindowV1[T word](e *encoding.Encbuf, inc uint64, w *window[T], dm dom
 	}
 }
 
-// snapshotUnits returns the number of windows of a version-3 snapshot by units byte, and
-// checks that each window's units are the largest its entries allow and that its pieces
-// are as long as their headers say.
+// appendStateV3 appends the snapshot of d in format version 3, as the code before version
+// 4 wrote it: every window in the varint form, in pieces of statePiece windows.
+func appendStateV3(d *Detector, b []byte) []byte {
+	keys := d.index.keys(nil)
+	slices.Sort(keys)
+	e := encoding.Encbuf{B: b}
+	e.PutByte(stateVersion3)
+	e.PutUvarint(uint64(len(keys)))
+	var piece encoding.Encbuf
+	for i, k := range keys {
+		s, _ := d.index.get(k)
+		if s&wideBit == 0 {
+			appendWindowV3(&piece, k, &d.compact[s], d.cdom)
+		} else {
+			appendWindowV3(&piece, k, &d.wide[s&^wideBit], d.wideDom)
+		}
+		if (i+1)%statePiece == 0 || i == len(keys)-1 {
+			e.PutUvarint(uint64(i%statePiece + 1))
+			e.PutUvarintBytes(piece.Get())
+			piece.Reset()
+		}
+	}
+	return e.Get()
+}
+
+func appendWindowV3[T word](e *encoding.Encbuf, inc uint64, w *window[T], dm domain) {
+	e.PutUvarint(inc)
+	e.PutUvarint(w.lastSeq)
+	var flags byte
+	if w.hot {
+		flags |= flagHot
+	}
+	e.PutByte(flags)
+	te, pe := windowUnits(w, dm)
+	e.PutByte(te<<4 | pe)
+	e.PutUvarint(uint64(w.n - w.lh))
+	var prev entry
+	for i := w.lh; i < w.n; i++ {
+		en := w.entry(dm, i)
+		if i == w.lh {
+			e.PutVarint(divPow10(en.ts, te))
+			e.PutVarint(divPow10(en.price, pe))
+		} else {
+			e.PutUvarint(uint64(en.ts-prev.ts) / uint64(pow10[te]))
+			e.PutVarint(divPow10(en.price-prev.price, pe))
+		}
+		prev = en
+	}
+}
+
+// snapshotUnits returns the number of windows of a version-4 snapshot by units byte
+// (without unitsFixed; under the key unitsFixed, the number in the fixed form), and checks
+// that each window's units are the largest its entries allow, that it is in the fixed form
+// exactly when its times are in ms and every delta fits, and that its pieces are as long
+// as their headers say.
 func snapshotUnits(t *testing.T, b []byte) map[byte]int {
 	t.Helper()
 	r := encoding.NewDecbuf(b)
@@ -87,22 +140,38 @@ func snapshotUnits(t *testing.T, b []byte) map[byte]int {
 		r.Uvarint()
 		r.Byte()
 		u := r.Byte()
+		fixed := u&unitsFixed != 0
+		u &^= unitsFixed
 		tu, pu, ok := decodeUnits(u)
 		if !ok {
 			t.Fatalf("bad units %#x", u)
 		}
 		out[u]++
-		// Whether every time is a whole ms and every price (in units) a multiple of 10.
-		ms, tens := true, true
+		if fixed {
+			out[unitsFixed]++
+		}
+		// Whether every time is a whole ms, every price (in units) a multiple of 10, and
+		// every delta would fit the fixed form.
+		ms, tens, fits := true, true, tu == msNanos
 		var ts, p int64
 		for i := range r.Uvarint() {
-			if i == 0 {
+			var dt, dp int64
+			switch {
+			case i == 0:
 				ts, p = r.Varint(), r.Varint()
-			} else {
-				ts, p = ts+int64(r.Uvarint()), p+r.Varint()
+			case fixed:
+				b := r.Bytes(4)
+				dt, dp = int64(binary.LittleEndian.Uint16(b)), int64(int16(binary.LittleEndian.Uint16(b[2:])))
+			default:
+				dt, dp = int64(r.Uvarint()), r.Varint()
 			}
+			ts, p = ts+dt, p+dp
+			fits = fits && dt <= math.MaxUint16 && dp == int64(int16(dp))
 			ms = ms && (tu != 1 || ts%1_000_000 == 0)
 			tens = tens && p%10 == 0
+		}
+		if fixed != fits {
+			t.Errorf("units %#x: fixed form %v, but the deltas fit it: %v", u, fixed, fits)
 		}
 		if tu == 1 && ms {
 			t.Errorf("units %#x: every time is a whole ms, yet the time unit is 1 ns", u)
@@ -233,15 +302,19 @@ func TestDecodeCompact(t *testing.T) {
 	}
 	for range count {
 		inc, seq, flags, units, n := r.Uvarint(), r.Uvarint(), r.Byte(), r.Byte(), int(r.Uvarint())
+		if units&unitsFixed == 0 {
+			t.Fatalf("incarnation %d: units %#x, want the fixed form", inc, units)
+		}
+		units &^= unitsFixed
 		tu, pu, ok := decodeUnits(units)
 		if !ok || tu != msNanos {
 			t.Fatalf("incarnation %d: units %#x, want ms times", inc, units)
 		}
-		got, used, ok := decodeCompact(r.Get(), dm, n, units&0x0f, seq, flags&flagHot != 0)
+		got, used, ok := decodeCompact(r.Get(), dm, n, units&0x0f, true, seq, flags&flagHot != 0)
 		if !ok {
 			t.Fatalf("incarnation %d: not decoded by the fast path", inc)
 		}
-		// The general way, written out: absolute first entry, then deltas.
+		// The general way, written out: absolute first entry, then 4-byte deltas.
 		start := r.Offset()
 		es := make([]entry, n)
 		for i := range es {
@@ -249,7 +322,9 @@ func TestDecodeCompact(t *testing.T) {
 			if i == 0 {
 				e = entry{ts: r.Varint() * tu, price: r.Varint() * pu}
 			} else {
-				e = entry{ts: es[i-1].ts + int64(r.Uvarint())*tu, price: es[i-1].price + r.Varint()*pu}
+				b := r.Bytes(4)
+				dt, dp := binary.LittleEndian.Uint16(b), int16(binary.LittleEndian.Uint16(b[2:]))
+				e = entry{ts: es[i-1].ts + int64(dt)*tu, price: es[i-1].price + int64(dp)*pu}
 			}
 			es[i] = e
 		}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
+	"github.com/quotesdev/quotes/feed"
 	"github.com/quotesdev/quotes/internal/encoding"
 )
 
@@ -145,4 +147,44 @@ func FuzzRestoreState(f *testing.F) {
 		}
 		x.CloseAll(&r)
 	})
+}
+
+// TestSortedIncs: a snapshot's incarnations come in cmpInc's order, (ISIN, id): ISINs that
+// differ in any byte, one ISIN with several ids, deleted ones with open candles included
+// and deleted ones without left out.
+func TestSortedIncs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 8))
+	const alphabet = "0A9Z5M"
+	var active, dirty []*incarnation
+	for i := range 3000 {
+		var isin feed.ISIN
+		for j := range isin {
+			isin[j] = alphabet[rng.IntN(len(alphabet))]
+		}
+		inc := &incarnation{isin: isin, id: rng.Uint64N(4), active: i%3 != 0}
+		if !inc.active && i%2 == 0 {
+			inc.open = make([]Candle, 1)
+		}
+		if inc.active {
+			active = append(active, inc)
+		} else {
+			dirty = append(dirty, inc)
+		}
+	}
+	got := sortedIncs(slices.Values(active), dirty, len(active))
+	want := slices.Clone(active)
+	for _, inc := range dirty {
+		if len(inc.open) > 0 {
+			want = append(want, inc)
+		}
+	}
+	slices.SortStableFunc(want, cmpInc)
+	if len(got) != len(want) {
+		t.Fatalf("%d incarnations, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if cmpInc(got[i].inc, want[i]) != 0 {
+			t.Fatalf("at %d: %s/%d, want %s/%d", i, got[i].inc.isin[:], got[i].inc.id, want[i].isin[:], want[i].id)
+		}
+	}
 }

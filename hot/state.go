@@ -105,11 +105,11 @@ const statePiece = 512
 
 // WriteState writes the snapshot of AppendState to out, in pieces of statePiece windows,
 // without ever holding it whole: a checkpoint of 50,000 full windows of a quote a second is
-// about 70 MB (134 MB in version 1). The pieces are encoded by up to GOMAXPROCS goroutines
+// about 67 MB (134 MB in version 1). The pieces are encoded by up to GOMAXPROCS goroutines
 // while out takes the finished ones in order, so the bytes are those of one goroutine. The
 // detector must not change until WriteState returns.
 //
-// Encoding is most of a checkpoint's cost (~0.25 s at the spec load) and the pipeline's
+// Encoding is most of a checkpoint's cost (~90 ms of CPU at the spec load) and the pipeline's
 // commit stage waits for it, with the stages before it soon blocked too: the other core is
 // idle unless it takes part.
 func (d *Detector) WriteState(out io.Writer) error {

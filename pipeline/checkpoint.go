@@ -34,7 +34,7 @@ import (
 // The state is uvarint(len(aggregator state)) aggregator state, then the hot detector state
 // (hot.Detector.WriteState); the checksum covers it. The file is not in Badger because it is
 // replaced whole every 40 s or so (Options.CheckpointRecords): in the value log each one
-// (~70 MB at 50,000 instruments) stayed as garbage until value-log GC, and its pages in
+// (~65 MB at 50,000 instruments) stayed as garbage until value-log GC, and its pages in
 // the resident set.
 //
 // Directories written before hold the checkpoint in Badger (legacy layout, still read; the
@@ -130,7 +130,7 @@ func chunkKey(seq uint64, idx uint32) []byte {
 
 // checkpoint writes the state as of seq: aggState (taken by derive) and the hot detector's
 // state, which p.commitMu holds at the same point. The state is streamed to the file, never
-// held whole (the hot state of 50,000 instruments is about 70 MB).
+// held whole (the hot state of 50,000 instruments is about 63 MB).
 func (p *Pipeline) checkpoint(seq uint64, watermark int64, aggState []byte) error {
 	start := time.Now()
 	// The checkpoint must never be ahead of the durable WAL (with --sync none the records

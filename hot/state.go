@@ -211,8 +211,9 @@ func (d *Detector) writeState(out io.Writer, workers int) error {
 	return nil
 }
 
-// writeWindow appends the window of incarnation inc to e.
-func writeWindow[T word](e *encoding.Encbuf, inc uint64, w *window[T], dm domain) {
+// writeWindowHead appends what every version writes first for the window of incarnation
+// inc: the incarnation, the last sequence and the flags.
+func writeWindowHead[T word](e *encoding.Encbuf, inc uint64, w *window[T]) {
 	e.PutUvarint(inc)
 	e.PutUvarint(w.lastSeq)
 	var flags byte
@@ -220,6 +221,11 @@ func writeWindow[T word](e *encoding.Encbuf, inc uint64, w *window[T], dm domain
 		flags |= flagHot
 	}
 	e.PutByte(flags)
+}
+
+// writeWindow appends the window of incarnation inc to e.
+func writeWindow[T word](e *encoding.Encbuf, inc uint64, w *window[T], dm domain) {
+	writeWindowHead(e, inc, w)
 	if cw, ok := any(w).(*window[int32]); ok && dm.compact {
 		// The unit is the largest that divides every present price (the snapshot is a
 		// function of the window's points alone). The window's own unit divides every
@@ -255,6 +261,13 @@ func writeWindow[T word](e *encoding.Encbuf, inc uint64, w *window[T], dm domain
 	}
 	e.PutByte(units)
 	e.PutUvarint(uint64(w.n - w.lh))
+	writeEntries(e, w, dm, te, pe, fixed)
+}
+
+// writeEntries appends the present entries of w in units of 10^te ns and 10^pe
+// micro-units (which divide them), in the fixed form (every delta must fit it) or the
+// varint form.
+func writeEntries[T word](e *encoding.Encbuf, w *window[T], dm domain, te, pe byte, fixed bool) {
 	var prev entry
 	for i := w.lh; i < w.n; i++ {
 		en := w.entry(dm, i)
@@ -298,6 +311,21 @@ func fitsFixed[T word](w *window[T], dm domain, pe byte) bool {
 	return true
 }
 
+// writeFirstPoint returns the present points of compact window w (as presentSegments),
+// their number, the first and its price in units of 10^pe, which it appends as a window's
+// first entry (ms since the epoch, price/10^pe); it appends nothing when n is 0.
+func writeFirstPoint(e *encoding.Encbuf, w *window[int32], dm domain, pe byte) (segs [2][]point[int32], n int, first point[int32], p0 int64) {
+	segs = w.presentSegments()
+	if n = len(segs[0]) + len(segs[1]); n == 0 {
+		return segs, 0, first, 0
+	}
+	first = segs[0][0]
+	p0 = divPow10(w.pbase+int64(first.price), pe)
+	e.PutVarint(dm.tbase/msNanos + int64(first.key))
+	e.PutVarint(p0)
+	return segs, n, first, p0
+}
+
 // writeFixedPoints appends the entries of compact window w in the fixed form (time unit
 // 1 ms, price unit 10^pe; see AppendState) and reports whether every delta fits it: if not,
 // the caller drops what it wrote. coarser reports that every price is a multiple of
@@ -305,15 +333,10 @@ func fitsFixed[T word](w *window[T], dm domain, pe byte) bool {
 // value: it stores 4 bytes a point unconditionally and gathers the misfits and the finer
 // deltas in two words it tests once at the end.
 func writeFixedPoints(e *encoding.Encbuf, w *window[int32], dm domain, pe byte) (fits, coarser bool) {
-	segs := w.presentSegments()
-	n := len(segs[0]) + len(segs[1])
+	segs, n, first, p0 := writeFirstPoint(e, w, dm, pe)
 	if n == 0 {
 		return true, false
 	}
-	first := segs[0][0]
-	p0 := divPow10(w.pbase+int64(first.price), pe)
-	e.PutVarint(dm.tbase/msNanos + int64(first.key))
-	e.PutVarint(p0)
 	b := slices.Grow(e.B, (n-1)*4)
 	i, prev := len(b), first
 	b = b[:i+(n-1)*4]
@@ -364,15 +387,10 @@ func b2u(b bool) uint64 {
 // every delta, in units of 10^pe, are multiples of 10): the loop tests each delta the way
 // multipleOfPow10Exact does, on values it has in registers.
 func writeCompactPoints(e *encoding.Encbuf, w *window[int32], dm domain, pe byte) (coarser bool) {
-	segs := w.presentSegments()
-	n := len(segs[0]) + len(segs[1])
+	segs, n, first, p0 := writeFirstPoint(e, w, dm, pe)
 	if n == 0 {
 		return false
 	}
-	first := segs[0][0]
-	p0 := divPow10(w.pbase+int64(first.price), pe)
-	e.PutVarint(dm.tbase/msNanos + int64(first.key))
-	e.PutVarint(p0)
 	b := slices.Grow(e.B, (n-1)*2*binary.MaxVarintLen64)
 	i, prev := len(b), first
 	b = b[:cap(b)]

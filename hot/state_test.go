@@ -36,13 +36,7 @@ func appendStateV1(d *Detector, b []byte) []byte {
 }
 
 func appendWindowV1[T word](e *encoding.Encbuf, inc uint64, w *window[T], dm domain) {
-	e.PutUvarint(inc)
-	e.PutUvarint(w.lastSeq)
-	var flags byte
-	if w.hot {
-		flags |= flagHot
-	}
-	e.PutByte(flags)
+	writeWindowHead(e, inc, w)
 	e.PutUvarint(uint64(w.n - w.lh))
 	var prev entry
 	for i := w.lh; i < w.n; i++ {
@@ -84,28 +78,11 @@ func appendStateV3(d *Detector, b []byte) []byte {
 }
 
 func appendWindowV3[T word](e *encoding.Encbuf, inc uint64, w *window[T], dm domain) {
-	e.PutUvarint(inc)
-	e.PutUvarint(w.lastSeq)
-	var flags byte
-	if w.hot {
-		flags |= flagHot
-	}
-	e.PutByte(flags)
+	writeWindowHead(e, inc, w)
 	te, pe := windowUnits(w, dm)
 	e.PutByte(te<<4 | pe)
 	e.PutUvarint(uint64(w.n - w.lh))
-	var prev entry
-	for i := w.lh; i < w.n; i++ {
-		en := w.entry(dm, i)
-		if i == w.lh {
-			e.PutVarint(divPow10(en.ts, te))
-			e.PutVarint(divPow10(en.price, pe))
-		} else {
-			e.PutUvarint(uint64(en.ts-prev.ts) / uint64(pow10[te]))
-			e.PutVarint(divPow10(en.price-prev.price, pe))
-		}
-		prev = en
-	}
+	writeEntries(e, w, dm, te, pe, false)
 }
 
 // snapshotUnits returns the number of windows of a version-4 snapshot by units byte

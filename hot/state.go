@@ -74,9 +74,9 @@ var ErrCorruptState = encoding.NewCorruptSentinel("corrupt hot detector state")
 // ts delta/tu as a little-endian uint16 and the price delta/pu as a little-endian int16 —
 // taken exactly when every delta fits, which makes the form a function of the points too.
 //
-//	fixed entry: ┌──────────────┬────────────────┐
+//	fixed entry: ┌───────────────┬─────────────────┐
 //	             │ Δts/tu  u16le │ Δprice/pu i16le │
-//	             └──────────────┴────────────────┘
+//	             └───────────────┴─────────────────┘
 //
 // So a quote a second with 4-decimal prices, the partner's feed, takes 4 bytes a point
 // (2 of time delta instead of 5, a price delta 100 times smaller), and a snapshot of it is

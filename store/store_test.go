@@ -63,12 +63,7 @@ func TestApplyManyLate(t *testing.T) {
 // TestWritesInPieces: PutCandles and deleteKeys write more entries than one Badger write
 // takes from the store (maxEntriesPerWrite), all of them.
 func TestWritesInPieces(t *testing.T) {
-	db, err := badger.Open(badger.DefaultOptions(filepath.Join(t.TempDir(), "db")).WithLogger(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	s := New(db)
+	s := New(openDB(t))
 	const n = 2*maxEntriesPerWrite + 1
 	const minute = int64(60e9)
 	var cs []aggregate.Candle

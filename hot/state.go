@@ -706,7 +706,7 @@ func decodeWindows(p statePieceRef, version byte, cdom domain, baseSet bool) ([]
 		if version != stateVersion1 {
 			units = r.Byte()
 		}
-		fixed := version >= stateVersion && units&unitsFixed != 0
+		plain, fixed := splitUnits(version, units)
 		n := r.Uvarint()
 		if err := r.Err(); err != nil {
 			return nil, fmt.Errorf("restore hot state: truncated: %w: %w", ErrCorruptState, err)
@@ -715,10 +715,6 @@ func decodeWindows(p statePieceRef, version byte, cdom domain, baseSet bool) ([]
 			return nil, fmt.Errorf("restore hot state: incarnation %d: bad flags %#x: %w", inc, flags, ErrCorruptState)
 		}
 		hot := flags&flagHot != 0
-		plain := units // without the form's bit
-		if fixed {
-			plain &^= unitsFixed
-		}
 		tu, pu, ok := decodeUnits(plain)
 		if !ok || fixed && tu != msNanos {
 			return nil, fmt.Errorf("restore hot state: incarnation %d: bad units %#x: %w", inc, units, ErrCorruptState)
@@ -742,15 +738,10 @@ func decodeWindows(p statePieceRef, version byte, cdom domain, baseSet bool) ([]
 			// previous entry (dt ≥ 0); all are in units of tu and pu.
 			var t, p int64
 			var dt uint64
-			switch {
-			case i == 0:
+			if i == 0 {
 				t, p = r.Varint(), r.Varint()
-			case fixed:
-				if b := r.Bytes(4); r.Err() == nil {
-					dt, p = fixedEntry(b)
-				}
-			default:
-				dt, p = r.Uvarint(), r.Varint()
+			} else {
+				dt, p = readDelta(&r, fixed)
 			}
 			if err := r.Err(); err != nil {
 				return nil, fmt.Errorf("restore hot state: truncated: %w: %w", ErrCorruptState, err)
@@ -796,6 +787,27 @@ func decodeWindows(p statePieceRef, version byte, cdom domain, baseSet bool) ([]
 	return out, nil
 }
 
+// splitUnits returns a window's units byte of a snapshot of the given version without the
+// form's bit, and whether the window is in the fixed form (version 4 on).
+func splitUnits(version, units byte) (plain byte, fixed bool) {
+	if version >= stateVersion && units&unitsFixed != 0 {
+		return units &^ unitsFixed, true
+	}
+	return units, false
+}
+
+// readDelta reads an entry after a window's first: its time and price deltas, in the
+// window's units, in the fixed form or the varint form. Errors are left in r.
+func readDelta(r *encoding.Decbuf, fixed bool) (dt uint64, dp int64) {
+	if !fixed {
+		return r.Uvarint(), r.Varint()
+	}
+	if b := r.Bytes(4); r.Err() == nil {
+		return fixedEntry(b)
+	}
+	return 0, 0
+}
+
 // fixedEntry decodes an entry of the fixed form: the time and price deltas.
 func fixedEntry(b []byte) (dt uint64, dp int64) {
 	v := binary.LittleEndian.Uint32(b)
@@ -833,36 +845,29 @@ func decodeCompact(b []byte, dm domain, n int, pe byte, fixed bool, seq uint64, 
 	}
 	pbase, k := price, int64(key)
 	buf := make([]point[int32], grownCap(int32(n)))
-	if fixed {
-		if n-1 > (len(b)-off)/4 {
-			return w, 0, false
-		}
-		// |Δprice| < 2^15 and pu ≤ 10^6: neither the product nor the sums can overflow
-		// before the check of each entry; Δts ≥ 0 keeps the keys in order.
-		for i := 1; i < n; i++ {
-			dt, dp := fixedEntry(b[off:])
+	if fixed && n-1 > (len(b)-off)/4 {
+		return w, 0, false
+	}
+	for i := 1; i < n; i++ {
+		// |dp| < 2^40 (the fixed form's < 2^15) and pu ≤ 10^6: the product and the sums
+		// below cannot overflow before the check of each entry; dt ≥ 0 keeps the keys in
+		// order.
+		var dt uint64
+		var dp int64
+		if fixed {
+			dt, dp = fixedEntry(b[off:])
 			off += 4
-			k += int64(dt)
-			price += dp * pu
-			rel := price - pbase
-			if k > math.MaxInt32 || price <= 0 || price > int64(feed.MaxPrice) || rel != int64(int32(rel)) {
+		} else {
+			var k1, k2 int
+			if dt, k1 = binary.Uvarint(b[off:]); k1 <= 0 || dt > math.MaxInt32 {
 				return w, 0, false
 			}
-			buf[i] = point[int32]{key: int32(k), price: int32(rel)}
+			off += k1
+			if dp, k2 = binary.Varint(b[off:]); k2 <= 0 || dp >= 1<<40 || dp <= -1<<40 {
+				return w, 0, false
+			}
+			off += k2
 		}
-	}
-	for i := 1; i < n && !fixed; i++ {
-		dt, k1 := binary.Uvarint(b[off:])
-		if k1 <= 0 || dt > math.MaxInt32 {
-			return w, 0, false
-		}
-		off += k1
-		dp, k2 := binary.Varint(b[off:])
-		// |dp| < 2^40 and pu ≤ 10^6: the product and the sum below cannot overflow.
-		if k2 <= 0 || dp >= 1<<40 || dp <= -1<<40 {
-			return w, 0, false
-		}
-		off += k2
 		k += int64(dt)
 		price += dp * pu
 		rel := price - pbase
@@ -940,10 +945,8 @@ func newestTime(b []byte) (int64, bool) {
 		r.Byte()
 		tu, fixed := int64(1), false
 		if version != stateVersion1 {
-			units := r.Byte()
-			if version >= stateVersion && units&unitsFixed != 0 {
-				units, fixed = units&^unitsFixed, true
-			}
+			var units byte
+			units, fixed = splitUnits(version, r.Byte())
 			u, _, valid := decodeUnits(units)
 			if !valid {
 				break
@@ -953,18 +956,12 @@ func newestTime(b []byte) (int64, bool) {
 		n := r.Uvarint()
 		var ts int64
 		for i := uint64(0); i < n && r.Err() == nil; i++ {
-			switch {
-			case i == 0:
+			if i == 0 {
 				ts = r.Varint() * tu
 				r.Varint()
-			case fixed:
-				if b := r.Bytes(4); r.Err() == nil {
-					dt, _ := fixedEntry(b)
-					ts += int64(dt) * tu
-				}
-			default:
-				ts += int64(r.Uvarint()) * tu
-				r.Varint()
+			} else {
+				dt, _ := readDelta(&r, fixed)
+				ts += int64(dt) * tu
 			}
 		}
 		if n > 0 && r.Err() == nil {

@@ -15,9 +15,9 @@ import (
 // TestApplyManyLate: a batch of more late corrections than one Badger transaction can
 // hold merges them all when their records are known (LateSeqs), in transactions that end
 // at a record; without LateSeqs the single transaction is too big. The memtable is the
-// WAL's default (16 MiB), so the cap is 15 % of it.
+// WAL's default (8 MiB), so the cap is 15 % of it.
 func TestApplyManyLate(t *testing.T) {
-	db, err := badger.Open(badger.DefaultOptions(filepath.Join(t.TempDir(), "db")).WithLogger(nil).WithMemTableSize(16 << 20))
+	db, err := badger.Open(badger.DefaultOptions(filepath.Join(t.TempDir(), "db")).WithLogger(nil).WithMemTableSize(8 << 20))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -94,16 +94,18 @@ type Options struct {
 	// (default 262144); an Append larger than that is still written whole.
 	MaxGroupRecords int
 
-	// MemTableSize is Badger's memtable size (default 16 MiB). Blocks live in the value log,
+	// MemTableSize is Badger's memtable size (default 8 MiB). Blocks live in the value log,
 	// so the memtable only holds their keys and value pointers (~110 bytes a block) plus the
-	// other packages' small values (most of it: the store's candles). Badger allocates it
-	// whole, and a restart after a crash re-reads the value log written since the last
-	// flushed one: with 32 MiB that took ~0.4 s at the spec load, a fifth of the restart
-	// budget. A smaller memtable also flushes sooner, and only flushed and compacted
-	// deletions let value-log GC give disk space back; but Badger caps one transaction at
-	// 15 % of it (2.4 MiB by default), which every transaction in the DB must respect: the
-	// log writes a group's many new ISIN ids ahead of it (dict.stage), the store splits long
-	// runs of late merges (store.Batch.LateSeqs).
+	// other packages' small values (most of it: the store's candles, a memtable every ~1
+	// minute at the spec load). Badger allocates it whole, and while it flushes one it holds
+	// the next one's arena and the new table's blocks too: with 16 MiB that was ~50 MiB of
+	// heap for a few seconds every 2 minutes, the peaks of a live ingest's resident set. A
+	// restart after a crash re-reads the value log written since the last flushed one (with
+	// 32 MiB that took ~0.4 s at the spec load). Only flushed and compacted deletions let
+	// value-log GC give disk space back. Badger caps one transaction at 15 % of it (1.2 MiB
+	// by default), which every transaction in the DB must respect: the log writes a group's
+	// many new ISIN ids ahead of it (dict.stage), the store splits long runs of late merges
+	// (store.Batch.LateSeqs).
 	MemTableSize int64
 	// ValueLogFileSize is the size of one Badger value-log file (default 64 MiB), the unit in
 	// which retention gives disk space back.
@@ -152,7 +154,7 @@ func (o Options) withDefaults() Options {
 		o.MaxGroupRecords = 1 << 18
 	}
 	if o.MemTableSize <= 0 {
-		o.MemTableSize = 16 << 20
+		o.MemTableSize = 8 << 20
 	}
 	if o.ValueLogFileSize <= 0 {
 		o.ValueLogFileSize = 64 << 20

@@ -10,13 +10,20 @@
 // the hot detector's windows, 8 bytes per quote of the last window + lateness (5m30s) ≈
 // 140 MiB with ring slack when full; the aggregator's incarnations and open candles
 // (~20 MiB); the pipeline's tail of closed candles for queries (~37 MiB: 30 minutes of
-// every instrument); Badger's memtable being filled and the one being flushed (16 MiB
-// each, wal.Options.MemTableSize, allocated whole) and its table builders; its block cache
-// (16 MiB, wal.Options.BlockCacheSize); and a replay's batches in flight (8 per stage of
-// 32,768 messages, ~2 MiB each). DefaultBudget is below that once the windows and the tail
-// are full, and a replay's live heap is above it, so their limit follows the live heap.
-// A larger instrument count or quote rate raises the live heap, and the limit follows it.
+// every instrument); Badger's memtable (~10 MiB with its slack: wal.Options.MemTableSize,
+// allocated whole) and its table builders; its block cache (16 MiB,
+// wal.Options.BlockCacheSize); and a replay's batches in flight (8 per stage of 32,768
+// messages, ~2 MiB each). DefaultBudget is below that once the windows and the tail are
+// full, and a replay's live heap is above it, so their limit follows the live heap. A
+// larger instrument count or quote rate raises the live heap, and the limit follows it.
 // docs/performance.md has the measured resident sizes.
+//
+// A collection can also find a live heap swollen for a moment: while Badger flushes a
+// memtable (every minute at the spec load) it holds the next memtable's arena and the new
+// table's blocks too, ~25 MiB more, and the table builder's buffers stay in Badger's pool
+// for seconds after. A limit set from that lets the heap grow into it until the next
+// collection, a minute later at a live ingest's pace; so a jump is measured again
+// (RecheckAfter).
 package memlimit
 
 import (
@@ -53,6 +60,19 @@ const (
 	AllocHorizon = 4 * time.Second
 	// RateWindow is the time constant of the allocation rate's moving average.
 	RateWindow = 30 * time.Second
+)
+
+// A collection that finds the live heap more than JumpFraction above the one before
+// starts a recheck: RecheckAfter later, unless a collection has found the jump over by
+// then, the governor runs one; a live heap found at or after that time still above the
+// jump's base is the new level. The limit follows the jump meanwhile (a lower one would
+// make the collector run back to back while the memory is held); the recheck only shortens
+// how long the heap may grow into it. A memtable flush holds its memory for a few seconds;
+// a restart's restore or a replay's pace grows the live heap for good, and their own
+// collections confirm that.
+const (
+	JumpFraction = 1.0 / 16
+	RecheckAfter = 5 * time.Second
 )
 
 // Budget is a byte size flag value: "512MiB", "1GiB", "800000000"; 0 turns the governor off.
@@ -142,17 +162,20 @@ func Run(ctx context.Context, opts Options) {
 				g.stop()
 				return
 			case <-t.C:
-				g.update()
+				if g.update() && g.recheckDue() {
+					runtime.GC() // its cleanup runs update with the new live heap
+				}
 			}
 		}
 	}()
 }
 
 // usage is what the governor reads from the runtime: the live heap (as of the last
-// collection), the bytes allocated so far, and the runtime's own memory.
+// collection), the bytes allocated so far, the runtime's own memory, and the number of
+// collections so far.
 type usage struct {
-	live, allocs, meta uint64
-	ok                 bool
+	live, allocs, meta, gcs uint64
+	ok                      bool
 }
 
 // readRuntime returns a reader of usage from runtime/metrics.
@@ -168,6 +191,7 @@ func readRuntime() func() usage {
 		"/memory/classes/metadata/mcache/inuse:bytes",
 		"/memory/classes/other:bytes",
 		"/memory/classes/profiling/buckets:bytes",
+		"/gc/cycles/total:gc-cycles",
 	}
 	sample := make([]metrics.Sample, len(names))
 	for i, n := range names {
@@ -185,6 +209,8 @@ func readRuntime() func() usage {
 				u.live = v
 			case 1:
 				u.allocs = v
+			case len(names) - 1:
+				u.gcs = v
 			default:
 				u.meta += v
 			}
@@ -209,6 +235,13 @@ type governor struct {
 	rate       float64
 	lastAt     time.Time
 	lastAllocs uint64
+	// The recheck of a jump: gcs is the collection count of the last update, base the live
+	// heap before the jump (0: none yet), recheckAt when the jump is measured again (zero:
+	// no jump pending), forced whether the governor ran that collection itself.
+	gcs       uint64
+	base      uint64
+	recheckAt time.Time
+	forced    bool
 }
 
 func newGovernor(budget int64, clk clock.Clock, read func() usage) *governor {
@@ -239,10 +272,39 @@ func (g *governor) update() bool {
 		g.rate += (measured - g.rate) * -math.Expm1(-dt.Seconds()/RateWindow.Seconds())
 		g.lastAt, g.lastAllocs = now, u.allocs
 	}
+	if u.gcs != g.gcs {
+		g.gcs = u.gcs
+		g.judge(u.live, now)
+	}
 	if l := Limit(g.budget, int64(u.live), int64(u.meta), g.rate); l != g.cur {
 		g.cur = l
 		debug.SetMemoryLimit(l)
 	}
+	return true
+}
+
+// judge takes the live heap a new collection found: a jump above the base starts a
+// recheck; one found at or after the recheck time, or back near the base, ends it.
+func (g *governor) judge(live uint64, now time.Time) {
+	switch {
+	case g.base == 0 || float64(live) <= float64(g.base)*(1+JumpFraction):
+		g.base, g.recheckAt = live, time.Time{} // no jump, or it is over
+	case g.recheckAt.IsZero():
+		g.recheckAt, g.forced = now.Add(RecheckAfter), false
+	case !now.Before(g.recheckAt):
+		g.base, g.recheckAt = live, time.Time{} // still there: the new level
+	}
+}
+
+// recheckDue reports whether a jump's recheck time has come without a collection, once
+// per jump: the caller then runs one.
+func (g *governor) recheckDue() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopped || g.recheckAt.IsZero() || g.forced || g.clock.Now().Before(g.recheckAt) {
+		return false
+	}
+	g.forced = true
 	return true
 }
 

@@ -153,3 +153,73 @@ func TestRunAfterCollection(t *testing.T) {
 	}
 	runtime.KeepAlive(held)
 }
+
+// TestGovernorRecheck: a collection that finds the live heap jumped (a memtable flush's
+// moment) raises the limit at once, and RecheckAfter later, unless a collection has
+// measured it again, the governor asks for one; a jump that is over brings the limit back,
+// one that stays is the new level, and a collection after the recheck time settles it
+// without a forced one.
+func TestGovernorRecheck(t *testing.T) {
+	before := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(before)
+	const mib = 1 << 20
+	clk := clock.NewMock()
+	u := usage{meta: 10 * mib, ok: true}
+	g := newGovernor(256*mib, clk, func() usage { return u })
+	g.prev = before
+	limitFor := func(live uint64) int64 { return Limit(256*mib, int64(live), 10*mib, 0) }
+	collect := func(live uint64) { // a collection found live; its cleanup runs update
+		t.Helper()
+		u.live, u.gcs = live, u.gcs+1
+		g.update()
+		if got := debug.SetMemoryLimit(-1); got != limitFor(live) {
+			t.Fatalf("limit %d after a collection found %d MiB live, want %d", got, live/mib, limitFor(live))
+		}
+	}
+	tick := func(d time.Duration) bool { // the timer: update, then is a collection due?
+		t.Helper()
+		clk.Add(d)
+		g.update()
+		return g.recheckDue()
+	}
+
+	collect(240 * mib)
+	collect(250 * mib) // within a sixteenth: no jump
+	if tick(RecheckAfter) {
+		t.Fatal("a recheck without a jump")
+	}
+	collect(300 * mib) // a memtable flush: the limit follows at once
+	if tick(RecheckAfter / 2) {
+		t.Fatal("a recheck before its time")
+	}
+	if !tick(RecheckAfter / 2) {
+		t.Fatal("no recheck RecheckAfter after the jump")
+	}
+	if tick(time.Second) {
+		t.Fatal("a second forced collection for the same jump")
+	}
+	collect(245 * mib) // the forced collection: the flush is over
+	if tick(RecheckAfter) {
+		t.Fatal("a recheck after the jump was over")
+	}
+
+	collect(320 * mib) // a lasting rise: a replay's batches
+	clk.Add(RecheckAfter / 2)
+	collect(330 * mib) // measured again too soon to tell
+	clk.Add(RecheckAfter)
+	collect(330 * mib) // after the recheck time: the new level
+	if tick(time.Second) {
+		t.Fatal("a forced collection though one after the recheck time settled the jump")
+	}
+	collect(340 * mib) // a sixteenth of 330 MiB is more than 10: no jump from the new base
+	if g.base != 340*mib || !g.recheckAt.IsZero() {
+		t.Fatalf("base %d MiB, recheck at %v: want 340 MiB and none", g.base/mib, g.recheckAt)
+	}
+
+	collect(400 * mib)
+	g.stop()
+	clk.Add(RecheckAfter)
+	if g.recheckDue() {
+		t.Fatal("a stopped governor asked for a collection")
+	}
+}

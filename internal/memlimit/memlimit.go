@@ -134,8 +134,9 @@ type Options struct {
 
 // Run sets the soft memory limit to opts.Budget and keeps it at Limit(budget, live heap,
 // runtime memory, allocation rate), recomputed after every garbage collection and at least
-// every interval, until ctx is done; then it restores the limit it found. It returns at
-// once, doing nothing, when the budget is ≤ 0.
+// every interval, until ctx is done; then it restores the limit it found. On its timer it
+// also runs the collection that rechecks a jump of the live heap (RecheckAfter). It
+// returns at once, doing nothing, when the budget is ≤ 0.
 //
 // After every collection, not only on a timer: while a restart restores its state the
 // live heap grows by ~150 MiB in half a second, and with the limit still at the budget the
@@ -296,8 +297,8 @@ func (g *governor) judge(live uint64, now time.Time) {
 	}
 }
 
-// recheckDue reports whether a jump's recheck time has come without a collection, once
-// per jump: the caller then runs one.
+// recheckDue reports whether a jump's recheck time has come and no collection has settled
+// it, once per jump: the caller then runs one.
 func (g *governor) recheckDue() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -410,8 +410,8 @@ const steadyRow = "anonymous RSS of ingest at --speed 1x after the steady-state 
 // the process's own memory, not the WAL files Badger maps), which must be flat once the
 // hot window is full: every steadyEvery over the last steadySpan, and it reports the
 // largest reading. One reading is one moment of a collection cycle, and of Badger's
-// memtable flushes (every ~2 minutes at the spec load, ~50 MiB for a moment): the largest
-// over a minute is what the process needs, not what it happened to hold.
+// memtable flushes (tens of MiB of heap for a few seconds, every minute or two at the spec
+// load): the largest over a minute is what the process needs, not what it happened to hold.
 func (b *bench) steady(ctx context.Context, col int, w workload) error {
 	dir := filepath.Join(b.tmp, w.Name, "steady")
 	if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -155,8 +155,8 @@ func TestRunAfterCollection(t *testing.T) {
 }
 
 // TestGovernorRecheck: a collection that finds the live heap jumped (a memtable flush's
-// moment) raises the limit at once, and RecheckAfter later, unless a collection has
-// measured it again, the governor asks for one; a jump that is over brings the limit back,
+// moment) raises the limit at once, and RecheckAfter later, unless a collection has found
+// it over, the governor asks for one; a jump that is over brings the limit back,
 // one that stays is the new level, and a collection after the recheck time settles it
 // without a forced one.
 func TestGovernorRecheck(t *testing.T) {

@@ -432,8 +432,9 @@ func (b *bench) steady(ctx context.Context, col int, w workload) error {
 	if _, err := waitReady(ctx, base+"/readyz", ing, time.Minute); err != nil {
 		return err
 	}
-	span := min(steadySpan, w.Steady)
-	if err := proc.Sleep(ctx, w.Steady-span); err != nil {
+	last := min(steadySpan, w.Steady) // the span read
+	span := last                       // of it still to come
+	if err := proc.Sleep(ctx, w.Steady-last); err != nil {
 		return err
 	}
 	var lo, hi int64
@@ -460,9 +461,9 @@ func (b *bench) steady(ctx context.Context, col int, w workload) error {
 		}
 		span -= d
 	}
-	b.t.set(steadyRow, col, fmt.Sprintf("%s after %s (%d readings over the last %s, least %s)", mib(hi), shortDur(w.Steady), n, shortDur(min(steadySpan, w.Steady)), mib(lo)))
+	b.t.set(steadyRow, col, fmt.Sprintf("%s after %s (%d readings over the last %s, least %s)", mib(hi), shortDur(w.Steady), n, shortDur(last), mib(lo)))
 	b.res.set(w.Name, keyLiveSteadyAnonRSSMiB, mibF(hi))
-	b.cmd(col, fmt.Sprintf("steady state: quotes generate --speed 1x + quotes ingest --sync batch for %s, RssAnon from /proc/PID/status every %s over the last %s, the largest", w.Steady, shortDur(steadyEvery), shortDur(min(steadySpan, w.Steady))))
+	b.cmd(col, fmt.Sprintf("steady state: quotes generate --speed 1x + quotes ingest --sync batch for %s, RssAnon from /proc/PID/status every %s over the last %s, the largest", w.Steady, shortDur(steadyEvery), shortDur(last)))
 	return nil
 }
 

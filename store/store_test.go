@@ -10,14 +10,16 @@ import (
 
 	"github.com/quotesdev/quotes/aggregate"
 	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/wal"
 )
 
 // TestApplyManyLate: a batch of more late corrections than one Badger transaction can
 // hold merges them all when their records are known (LateSeqs), in transactions that end
 // at a record; without LateSeqs the single transaction is too big. The memtable is the
-// WAL's default (8 MiB), so the cap is 15 % of it.
+// WAL's default (wal.Options.MemTableSize), so the cap is 15 % of it.
 func TestApplyManyLate(t *testing.T) {
-	db, err := badger.Open(badger.DefaultOptions(filepath.Join(t.TempDir(), "db")).WithLogger(nil).WithMemTableSize(8 << 20))
+	dir := filepath.Join(t.TempDir(), "db")
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithMemTableSize(wal.DefaultOptions(dir).MemTableSize))
 	if err != nil {
 		t.Fatal(err)
 	}

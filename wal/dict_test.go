@@ -147,12 +147,12 @@ func TestDictionaryDamage(t *testing.T) {
 }
 
 // TestManyNewISINsInOneGroup: a group that brings more new ISINs than fit in one Badger
-// transaction with its blocks (the first group of a log at 100,000 instruments, over the
-// cap of a 16 MiB memtable) is written, and the ids are there after a reopen.
+// transaction with its blocks (the first group of a log at 100,000 instruments, ~4 MB of
+// ids, over the cap of the default memtable) is written, and the ids are there after a
+// reopen.
 func TestManyNewISINsInOneGroup(t *testing.T) {
 	dir := t.TempDir()
 	opts := DefaultOptions(dir)
-	opts.MemTableSize = 16 << 20
 	l := openTest(t, opts)
 	var msgs []feed.Message
 	for n := uint64(0); n < 100_000; n++ {

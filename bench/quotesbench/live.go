@@ -433,7 +433,7 @@ func (b *bench) steady(ctx context.Context, col int, w workload) error {
 		return err
 	}
 	last := min(steadySpan, w.Steady) // the span read
-	span := last                       // of it still to come
+	span := last                      // of it still to come
 	if err := proc.Sleep(ctx, w.Steady-last); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"errors"
+	"math"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
@@ -13,9 +14,9 @@ import (
 	"github.com/quotesdev/quotes/internal/encoding"
 )
 
-// TestCodecLayout pins the candle and event values and keys byte by byte (be64 fields in
-// the documented order); pipeline's data-directory golden pins them as written before
-// internal/encoding.
+// TestCodecLayout pins the candle and event values and keys byte by byte (candles in
+// format 2, events in be64 fields, in the documented order); pipeline's data-directory
+// golden pins them as written before internal/encoding (candles in format 1).
 func TestCodecLayout(t *testing.T) {
 	isin, _ := feed.ParseISIN("US0378331005")
 	c := aggregate.Candle{Key: aggregate.Key{ISIN: isin, Incarnation: 7, Minute: -60_000_000_000},
@@ -27,8 +28,14 @@ func TestCodecLayout(t *testing.T) {
 		}
 		return b
 	}
-	if got, want := encodeCandle(&c), be(1, 2, -3, 4, 5, 6, 7, 8, 9); !bytes.Equal(got, want) {
+	// Format 2: zigzag varints of 1, 2-1, -3-1, 4-1, 5, 6-5, uvarint 7, varint 8-7, uvarint 9.
+	if got, want := encodeCandle(&c), []byte{2, 2, 2, 7, 6, 10, 2, 7, 2, 9}; !bytes.Equal(got, want) {
 		t.Errorf("candle value %x, want %x", got, want)
+	}
+	// Format 1 (72 bytes, written before issue 15) is still read.
+	v1 := aggregate.Candle{Key: c.Key}
+	if err := decodeCandle(be(1, 2, -3, 4, 5, 6, 7, 8, 9), &v1); err != nil || v1 != c {
+		t.Errorf("format-1 candle: %+v, %v", v1, err)
 	}
 	wantKey := append(append([]byte("c/"), "US0378331005"...), be(7, -60_000_000_000)...)
 	if got := candleKey(c.Key); !bytes.Equal(got, wantKey) {
@@ -54,6 +61,72 @@ func TestCodecLayout(t *testing.T) {
 	if err := decodeEvent(encodeEvent(&ev), &eb); err != nil || eb != ev {
 		t.Errorf("event round trip: %+v, %v", eb, err)
 	}
+}
+
+// TestCandleRoundTrip: extreme and ordinary candles survive format 2, including one whose
+// encoding is padded to tell it from format 1 by its length.
+func TestCandleRoundTrip(t *testing.T) {
+	const maxI, minI = math.MaxInt64, math.MinInt64
+	// Six 10-byte varints (2^62 and differences of 2^62, wrapping), a 9-byte OpenSeq and two
+	// 1-byte ones: 72 bytes with the format byte, so padded.
+	padded := aggregate.Candle{Open: 1 << 62, High: minI, Low: minI, Close: minI, OpenTS: 1 << 62, CloseTS: minI, OpenSeq: 1 << 56, CloseSeq: 1 << 56}
+	cases := []struct {
+		name string
+		c    aggregate.Candle
+	}{
+		{"zero", aggregate.Candle{}},
+		{"spec quote", aggregate.Candle{Open: 1234567, High: 1250000, Low: 1200000, Close: 1240000,
+			OpenTS: 1_796_000_000_123_456_789, CloseTS: 1_796_000_059_987_654_321, OpenSeq: 30_000_000, CloseSeq: 32_999_999, Quotes: 60}},
+		{"gap-filled", aggregate.Candle{Open: 5, High: 5, Low: 5, Close: 5}},
+		{"extremes", aggregate.Candle{Open: minI, High: maxI, Low: minI, Close: maxI, OpenTS: minI, CloseTS: maxI, OpenSeq: math.MaxUint64, CloseSeq: 1, Quotes: math.MaxUint64}},
+		{"padded", padded},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			v := encodeCandle(&tc.c)
+			if len(v) == candleV1Size || len(v) > candleMaxSize {
+				t.Fatalf("%d bytes", len(v))
+			}
+			var back aggregate.Candle
+			if err := decodeCandle(v, &back); err != nil || back != tc.c {
+				t.Fatalf("round trip: %+v, %v", back, err)
+			}
+		})
+	}
+	// The case above is chosen to be padded; a non-zero padding byte is corrupt.
+	v := encodeCandle(&padded)
+	if len(v) != candleV1Size+1 || v[len(v)-1] != 0 {
+		t.Fatalf("padded candle: %d bytes, last %x", len(v), v[len(v)-1])
+	}
+	v[len(v)-1] = 1
+	if err := decodeCandle(v, new(aggregate.Candle)); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("non-zero padding: %v", err)
+	}
+}
+
+// FuzzCandle: any nine fields round-trip through format 2; any bytes decode or fail with
+// ErrCorrupt, never panic, and what decodes re-encodes to something that decodes the same.
+func FuzzCandle(f *testing.F) {
+	f.Add(int64(1), int64(2), int64(-3), int64(4), int64(5), int64(6), uint64(7), uint64(8), uint64(9), []byte{2, 2, 2, 7, 6, 10, 2, 7, 2, 9})
+	f.Add(int64(math.MaxInt64), int64(math.MinInt64), int64(0), int64(-1), int64(1<<62), int64(-1<<62), uint64(math.MaxUint64), uint64(0), uint64(1), make([]byte, candleV1Size))
+	f.Fuzz(func(t *testing.T, o, h, l, c, ots, cts int64, oseq, cseq, n uint64, raw []byte) {
+		in := aggregate.Candle{Open: feed.Price(o), High: feed.Price(h), Low: feed.Price(l), Close: feed.Price(c), OpenTS: ots, CloseTS: cts, OpenSeq: oseq, CloseSeq: cseq, Quotes: n}
+		var back aggregate.Candle
+		if err := decodeCandle(encodeCandle(&in), &back); err != nil || back != in {
+			t.Fatalf("round trip of %+v: %+v, %v", in, back, err)
+		}
+		var got aggregate.Candle
+		if err := decodeCandle(raw, &got); err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error %v is not ErrCorrupt", err)
+			}
+			return
+		}
+		var again aggregate.Candle
+		if err := decodeCandle(encodeCandle(&got), &again); err != nil || again != got {
+			t.Fatalf("re-encoding %+v: %+v, %v", got, again, err)
+		}
+	})
 }
 
 // TestCorruptValues: short, long and foreign values fail with an error matching both

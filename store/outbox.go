@@ -107,19 +107,19 @@ func OutboxKey(tag uint64, idx uint32) []byte {
 	return binary.BigEndian.AppendUint32(k, idx)
 }
 
-// outboxCandleSize: ISIN, incarnation, minute, then the candle state.
-const outboxCandleSize = feed.ISINLen + 8 + 8 + candleSize
+// outboxCandleHead: ISIN, incarnation, minute; the candle state follows (either format).
+const outboxCandleHead = feed.ISINLen + 8 + 8
 
 func encodeOutbox(it *OutboxItem) []byte {
 	switch it.Kind {
 	case OutboxClosed, OutboxLate:
 		c := &it.Candle
-		b := make([]byte, 0, 1+outboxCandleSize)
+		b := make([]byte, 0, 1+outboxCandleHead+40)
 		b = append(b, byte(it.Kind))
 		b = append(b, c.ISIN[:]...)
 		b = binary.BigEndian.AppendUint64(b, c.Incarnation)
 		b = binary.BigEndian.AppendUint64(b, uint64(c.Minute))
-		return append(b, encodeCandle(c)...)
+		return appendCandle(b, c)
 	case OutboxHot:
 		b := make([]byte, 0, 2+eventSize)
 		b = append(b, byte(OutboxHot), outboxHotVersion)
@@ -153,7 +153,7 @@ func decodeOutbox(k, v []byte, it *OutboxItem) error {
 	v = v[1:]
 	switch it.Kind {
 	case OutboxClosed, OutboxLate:
-		if len(v) != outboxCandleSize {
+		if len(v) <= outboxCandleHead || len(v) > outboxCandleHead+max(candleMaxSize, candleV1Size) {
 			return fmt.Errorf("%w: outbox candle of %d bytes", ErrCorrupt, len(v))
 		}
 		c := &it.Candle

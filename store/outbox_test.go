@@ -149,31 +149,39 @@ func TestOutboxHotEvents(t *testing.T) {
 	}
 }
 
-// TestOutboxEncodingUnchanged pins the encodings of the kinds that existed before hot events:
-// outboxes written by earlier builds read the same.
+// TestOutboxEncodingUnchanged pins the encodings of the kinds that existed before hot events,
+// and that outboxes written by earlier builds read the same: candles are written in format 2
+// since issue 15 (encodeCandle), and the format-1 item written before still decodes.
 func TestOutboxEncodingUnchanged(t *testing.T) {
 	isin, _ := feed.ParseISIN("DJ40J281M584")
 	c := aggregate.Candle{Key: aggregate.Key{ISIN: isin, Incarnation: 3, Minute: 120e9}}
 	c.Add(121e9, 7, 1_250_000)
+	closedHead := "01444a34304a3238314d35383400000000000000030000001bf08eb000"
 	cases := []struct {
 		it  OutboxItem
 		hex string
+		old string // written by earlier builds, if the encoding changed since
 	}{
-		{OutboxItem{Kind: OutboxClosed, Candle: c}, "01444a34304a3238314d35383400000000000000030000001bf08eb00000" +
-			"000000001312d000000000001312d000000000001312d000000000001312d00000001c" +
-			"2c297a000000001c2c297a00000000000000000700000000000000070000000000000001"},
+		{OutboxItem{Kind: OutboxClosed, Candle: c}, closedHead + "02a0cb980100000080e8cbc2850700070001",
+			closedHead + "00000000001312d000000000001312d000000000001312d000000000001312d00000001c" +
+				"2c297a000000001c2c297a00000000000000000700000000000000070000000000000001"},
 		{OutboxItem{Kind: OutboxInstrument, Instrument: InstrumentEvent{Seq: 5, TS: 10, Kind: feed.KindAdd, New: true, ISIN: isin, Incarnation: 5, Description: "a b"}},
-			"03" + hex.EncodeToString([]byte{byte(feed.KindAdd)}) + "010000000000000005000000000000000a0000000000000005444a34304a3238314d353834612062"},
+			"03" + hex.EncodeToString([]byte{byte(feed.KindAdd)}) + "010000000000000005000000000000000a0000000000000005444a34304a3238314d353834612062", ""},
 	}
 	for _, tc := range cases {
 		got := hex.EncodeToString(encodeOutbox(&tc.it))
 		if got != tc.hex {
 			t.Errorf("%s encodes as\n %s\nwas\n %s", tc.it.Kind, got, tc.hex)
 		}
-		var back OutboxItem
-		v, _ := hex.DecodeString(tc.hex)
-		if err := decodeOutbox(OutboxKey(0, 0), v, &back); err != nil || !reflect.DeepEqual(back, tc.it) {
-			t.Errorf("%s decodes as %+v, %v", tc.it.Kind, back, err)
+		for _, h := range []string{tc.hex, tc.old} {
+			if h == "" {
+				continue
+			}
+			var back OutboxItem
+			v, _ := hex.DecodeString(h)
+			if err := decodeOutbox(OutboxKey(0, 0), v, &back); err != nil || !reflect.DeepEqual(back, tc.it) {
+				t.Errorf("%s %s decodes as %+v, %v", tc.it.Kind, h, back, err)
+			}
 		}
 	}
 }

@@ -4,7 +4,7 @@
 //
 // Key layout (see ARCHITECTURE.md for the whole key space):
 //
-//	c/ ISIN(12) incarnation(be64) minute(be64, Unix ns)  → candle state (candleSize bytes)
+//	c/ ISIN(12) incarnation(be64) minute(be64, Unix ns)  → candle state (format 2: encodeCandle)
 //	h/ id(be64)                                          → hot event
 //	s/applied                                            → be64 WAL sequence the store reflects
 //	o/ tag(be64) idx(be32)                               → outbox item for the other sinks
@@ -21,6 +21,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -477,32 +478,75 @@ func eventKey(id uint64) []byte {
 	return e.Get()
 }
 
-// candleSize is the encoded size of a candle state: 4 prices, 2 timestamps, 2 sequences and
-// the count, 8 bytes each (big-endian).
-const candleSize = 9 * 8
+// A candle state is stored in format 2 since issue 15 (Badger's tables are no longer
+// compressed, and the fixed layout took 72 bytes where ~30 say the same):
+//
+//	┌──────┬───────────┬─────────────┬────────────┬─────────────┬─────────────┬────────────────┬──────────────┬─────────────────┬─────────────┐
+//	│ 0x02 │ Open      │ High − Open │ Low − Open │ Close − Open│ OpenTS      │ CloseTS−OpenTS │ OpenSeq      │ CloseSeq−OpenSeq│ Quotes      │
+//	└──────┴───────────┴─────────────┴────────────┴─────────────┴─────────────┴────────────────┴──────────────┴─────────────────┴─────────────┘
+//	  1 B    varint      varint        varint       varint        varint        varint           uvarint        varint            uvarint
+//
+// (varint: zigzag, encoding/binary; differences wrap around in 64 bits, so any values round
+// trip). Format 1, written before, is the nine fields as big-endian 8-byte words in the same
+// order, exactly candleV1Size bytes; it is still read. A format-2 encoding that would be
+// candleV1Size long gets one zero byte of padding, so the length tells the formats apart.
+const (
+	candleV1Size  = 9 * 8
+	candleFormat2 = 2
+	// candleMaxSize bounds a format-2 encoding: the format byte, nine varints, the padding.
+	candleMaxSize = 1 + 9*binary.MaxVarintLen64 + 1
+)
 
 func encodeCandle(c *aggregate.Candle) []byte {
-	e := encoding.Encbuf{B: make([]byte, 0, candleSize)}
-	e.PutBE64int64(int64(c.Open))
-	e.PutBE64int64(int64(c.High))
-	e.PutBE64int64(int64(c.Low))
-	e.PutBE64int64(int64(c.Close))
-	e.PutBE64int64(c.OpenTS)
-	e.PutBE64int64(c.CloseTS)
-	e.PutBE64(c.OpenSeq)
-	e.PutBE64(c.CloseSeq)
-	e.PutBE64(c.Quotes)
+	return appendCandle(make([]byte, 0, 40), c)
+}
+
+// appendCandle appends c's state in format 2 to b.
+func appendCandle(b []byte, c *aggregate.Candle) []byte {
+	start := len(b)
+	e := encoding.Encbuf{B: b}
+	e.PutByte(candleFormat2)
+	e.PutVarint(int64(c.Open))
+	e.PutVarint(int64(c.High - c.Open))
+	e.PutVarint(int64(c.Low - c.Open))
+	e.PutVarint(int64(c.Close - c.Open))
+	e.PutVarint(c.OpenTS)
+	e.PutVarint(c.CloseTS - c.OpenTS)
+	e.PutUvarint(c.OpenSeq)
+	e.PutVarint(int64(c.CloseSeq - c.OpenSeq))
+	e.PutUvarint(c.Quotes)
+	if e.Len()-start == candleV1Size {
+		e.PutByte(0)
+	}
 	return e.Get()
 }
 
-// decodeCandle decodes a candle state into c's value fields (c.Key is left alone); on error
-// c is unchanged.
+// decodeCandle decodes a candle state (either format) into c's value fields (c.Key is left
+// alone); on error c is unchanged.
 func decodeCandle(v []byte, c *aggregate.Candle) error {
 	d := encoding.NewDecbuf(v)
 	t := *c
-	t.Open, t.High, t.Low, t.Close = feed.Price(d.BE64int64()), feed.Price(d.BE64int64()), feed.Price(d.BE64int64()), feed.Price(d.BE64int64())
-	t.OpenTS, t.CloseTS = d.BE64int64(), d.BE64int64()
-	t.OpenSeq, t.CloseSeq, t.Quotes = d.BE64(), d.BE64(), d.BE64()
+	if len(v) == candleV1Size {
+		t.Open, t.High, t.Low, t.Close = feed.Price(d.BE64int64()), feed.Price(d.BE64int64()), feed.Price(d.BE64int64()), feed.Price(d.BE64int64())
+		t.OpenTS, t.CloseTS = d.BE64int64(), d.BE64int64()
+		t.OpenSeq, t.CloseSeq, t.Quotes = d.BE64(), d.BE64(), d.BE64()
+	} else {
+		if f := d.Byte(); f != candleFormat2 && d.Err() == nil {
+			d.Failf("candle format %d", f)
+		}
+		t.Open = feed.Price(d.Varint())
+		t.High = t.Open + feed.Price(d.Varint())
+		t.Low = t.Open + feed.Price(d.Varint())
+		t.Close = t.Open + feed.Price(d.Varint())
+		t.OpenTS = d.Varint()
+		t.CloseTS = t.OpenTS + d.Varint()
+		t.OpenSeq = d.Uvarint()
+		t.CloseSeq = t.OpenSeq + uint64(d.Varint())
+		t.Quotes = d.Uvarint()
+		if len(v) == candleV1Size+1 && d.Len() == 1 && d.Byte() != 0 {
+			d.Failf("candle padding is not zero")
+		}
+	}
 	if err := d.Done(); err != nil {
 		return fmt.Errorf("%w: candle of %d bytes: %w", ErrCorrupt, len(v), err)
 	}

@@ -22,7 +22,8 @@
 //	format                                 package            value
 //	WAL block (w/…)                        wal                fixed header, varint records, crc32c
 //	watermarks (m/…), s/applied            wal, store         be64 sequence
-//	candles (c/…), hot events (h/…)        store              be64 fields
+//	candles (c/…)                          store              format byte, varints (format 1: be64 fields)
+//	hot events (h/…)                       store              be64 fields
 //	checkpoint (k/…)                       pipeline           fixed header + uvarint-prefixed states
 //	aggregator state                       aggregate          magic, varints
 //	hot detector state                     hot                version, varints

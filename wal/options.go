@@ -97,8 +97,8 @@ type Options struct {
 
 	// MemTableSize is Badger's memtable size (default 8 MiB). Blocks live in the value log,
 	// so the memtable only holds their keys and value pointers (~110 bytes a block) plus the
-	// other packages' small values (most of it: the store's candles, a memtable every ~1
-	// minute at the spec load). Badger allocates it whole, and while it flushes one it holds
+	// other packages' small values (most of it: the store's candles, a memtable every 1–2
+	// minutes at the spec load). Badger allocates it whole, and while it flushes one it holds
 	// the next one's arena and the new table's blocks too: with 16 MiB that was ~50 MiB of
 	// heap for a few seconds every 2 minutes, the peaks of a live ingest's resident set. A
 	// restart after a crash re-reads the value log written since the last flushed one (with

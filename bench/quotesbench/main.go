@@ -43,7 +43,7 @@ type workload struct {
 	// KillReplay: also kill -9 a replay half-way and time an ingest restart on its data.
 	KillReplay bool
 	// Steady: also run live ingest at --speed 1x this long and read its anonymous RSS over
-	// its last minute, the largest reading (live_steady_anon_rss_mib); 0 skips it.
+	// its last steadySpan, the largest reading (live_steady_anon_rss_mib); 0 skips it.
 	Steady time.Duration
 }
 
@@ -83,7 +83,7 @@ func main() {
 	flag.BoolVar(&c.noCH, "no-clickhouse", false, "skip the ClickHouse baseline")
 	flag.DurationVar(&c.liveWindow, "live-window", 25*time.Second, "measurement window of each live ingest level")
 	flag.DurationVar(&c.httpLoad, "http-load", 10*time.Second, "duration of the HTTP query load while ingest runs")
-	flag.DurationVar(&c.steady, "steady", 8*time.Minute+30*time.Second, "how long the spec workload's steady-state live ingest runs; its anonymous RSS is read over the last minute of it (0: skip)")
+	flag.DurationVar(&c.steady, "steady", 15*time.Minute, "how long the spec workload's steady-state live ingest runs; its anonymous RSS is read over the last 7 minutes of it (0: skip)")
 	flag.Parse()
 
 	c.workloads = []workload{

@@ -19,7 +19,7 @@
 // docs/performance.md has the measured resident sizes.
 //
 // A collection can also find a live heap swollen for a moment: while Badger flushes a
-// memtable (every minute at the spec load) it holds the next memtable's arena and the new
+// memtable (every minute or two at the spec load) it holds the next memtable's arena and the new
 // table's blocks too, ~25 MiB more, and the table builder's buffers stay in Badger's pool
 // for seconds after. A limit set from that lets the heap grow into it until the next
 // collection, a minute later at a live ingest's pace; so a jump is measured again

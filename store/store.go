@@ -481,10 +481,16 @@ func eventKey(id uint64) []byte {
 // A candle state is stored in format 2 since issue 15 (Badger's tables are no longer
 // compressed, and the fixed layout took 72 bytes where ~30 say the same):
 //
-//	┌──────┬───────────┬─────────────┬────────────┬─────────────┬─────────────┬────────────────┬──────────────┬─────────────────┬─────────────┐
-//	│ 0x02 │ Open      │ High − Open │ Low − Open │ Close − Open│ OpenTS      │ CloseTS−OpenTS │ OpenSeq      │ CloseSeq−OpenSeq│ Quotes      │
-//	└──────┴───────────┴─────────────┴────────────┴─────────────┴─────────────┴────────────────┴──────────────┴─────────────────┴─────────────┘
-//	  1 B    varint      varint        varint       varint        varint        varint           uvarint        varint            uvarint
+//	format     1 B       2
+//	Open       varint
+//	High       varint    as High − Open
+//	Low        varint    as Low − Open
+//	Close      varint    as Close − Open
+//	OpenTS     varint
+//	CloseTS    varint    as CloseTS − OpenTS
+//	OpenSeq    uvarint
+//	CloseSeq   varint    as CloseSeq − OpenSeq
+//	Quotes     uvarint
 //
 // (varint: zigzag, encoding/binary; differences wrap around in 64 bits, so any values round
 // trip). Format 1, written before, is the nine fields as big-endian 8-byte words in the same

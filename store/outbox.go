@@ -114,7 +114,7 @@ func encodeOutbox(it *OutboxItem) []byte {
 	switch it.Kind {
 	case OutboxClosed, OutboxLate:
 		c := &it.Candle
-		b := make([]byte, 0, 1+outboxCandleHead+40)
+		b := make([]byte, 0, 1+outboxCandleHead+candleCap)
 		b = append(b, byte(it.Kind))
 		b = append(b, c.ISIN[:]...)
 		b = binary.BigEndian.AppendUint64(b, c.Incarnation)
@@ -153,7 +153,8 @@ func decodeOutbox(k, v []byte, it *OutboxItem) error {
 	v = v[1:]
 	switch it.Kind {
 	case OutboxClosed, OutboxLate:
-		if len(v) <= outboxCandleHead || len(v) > outboxCandleHead+max(candleMaxSize, candleV1Size) {
+		// Either format: candleMaxSize bounds format 1's candleV1Size too.
+		if len(v) <= outboxCandleHead || len(v) > outboxCandleHead+candleMaxSize {
 			return fmt.Errorf("%w: outbox candle of %d bytes", ErrCorrupt, len(v))
 		}
 		c := &it.Candle

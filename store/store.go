@@ -501,10 +501,13 @@ const (
 	candleFormat2 = 2
 	// candleMaxSize bounds a format-2 encoding: the format byte, nine varints, the padding.
 	candleMaxSize = 1 + 9*binary.MaxVarintLen64 + 1
+	// candleCap is the capacity to allocate for one: a candle of the partner's feed takes
+	// ~30 bytes.
+	candleCap = 40
 )
 
 func encodeCandle(c *aggregate.Candle) []byte {
-	return appendCandle(make([]byte, 0, 40), c)
+	return appendCandle(make([]byte, 0, candleCap), c)
 }
 
 // appendCandle appends c's state in format 2 to b.

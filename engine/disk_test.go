@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/benbjohnson/clock"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/quotesdev/quotes/diskguard"
 	"github.com/quotesdev/quotes/feed"
@@ -120,4 +121,54 @@ func TestDiskFull(t *testing.T) {
 		t.Fatalf("open on a full disk: %v", err)
 	}
 	t.Logf("open on a full disk: %v", err)
+}
+
+// TestDiskWatchedDuringRecovery: the free-space watcher starts before the WAL is re-applied,
+// so a disk that fills up while a long recovery runs shows at once (quotes_disk_low 1), not
+// only once recovery is over.
+func TestDiskWatchedDuringRecovery(t *testing.T) {
+	var stats atomic.Int64
+	stat := func(string) (diskguard.Usage, error) {
+		free := uint64(10 << 30)
+		if stats.Add(1) > 1 { // Open's own check passes; the watcher's first one finds it low
+			free = 100 << 20
+		}
+		return diskguard.Usage{Free: free, Total: 100 << 30}, nil
+	}
+	reg := prometheus.NewRegistry()
+	opts := testOptions(t, "d")
+	opts.Clock, opts.DiskStat, opts.Registerer = clock.NewMock(), stat, reg
+	opts.MinFreeDisk = diskguard.Threshold{Bytes: 1 << 30}
+	var lowDuringRecovery []float64
+	opts.RecoveryProgress = func(done, total uint64) {
+		lowDuringRecovery = append(lowDuringRecovery, gaugeValue(t, reg, "quotes_disk_low"))
+	}
+	e := mustOpen(t, opts)
+	defer e.Close()
+	if len(lowDuringRecovery) == 0 {
+		t.Fatal("RecoveryProgress never called")
+	}
+	for _, v := range lowDuringRecovery {
+		if v != 1 {
+			t.Fatalf("quotes_disk_low during recovery: %v, want 1 throughout", lowDuringRecovery)
+		}
+	}
+	if e.DiskErr() == nil {
+		t.Fatal("DiskErr nil after opening on a disk that filled up during recovery")
+	}
+}
+
+// gaugeValue returns the value of the gauge name gathered from reg, -1 if reg has none.
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return -1
 }

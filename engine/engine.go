@@ -104,6 +104,16 @@ func Open(opts Options) (*Engine, error) {
 		}
 	}
 	e.sinks = &sinks{e: e}
+	// The disk is watched from here on: a recovery that takes long (minutes of WAL after a
+	// crash) still reports a low disk (quotes_disk_low). Appends and the live source it
+	// holds back come after.
+	if !opts.ReadOnly {
+		if e.disk, err = e.startDisk(); err != nil {
+			e.unannounce()
+			log.Close()
+			return nil, err
+		}
+	}
 	popts := pipeline.DefaultOptions()
 	popts.Aggregate.Grace = settings.Grace
 	popts.Hot.Threshold = settings.HotThreshold
@@ -125,6 +135,7 @@ func Open(opts Options) (*Engine, error) {
 	}
 	p, err := pipeline.Open(log, popts)
 	if err != nil {
+		e.disk.stop()
 		e.unannounce()
 		log.Close()
 		return nil, fmt.Errorf("recover state in %s: %w", opts.Dir, err)
@@ -135,12 +146,6 @@ func Open(opts Options) (*Engine, error) {
 		e.durable = newDurableLatency(opts.Registerer)
 	}
 	if !opts.ReadOnly {
-		if e.disk, err = e.startDisk(); err != nil {
-			p.Close()
-			e.unannounce()
-			log.Close()
-			return nil, err
-		}
 		if err := e.sinks.start(); err != nil {
 			e.disk.stop()
 			p.Close()

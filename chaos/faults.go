@@ -333,8 +333,13 @@ func (ch *chaos) disk(ctx, mctx context.Context, d time.Duration) {
 	f.sub = "input paused"
 	if !paused {
 		f.sub = "NOT PAUSED"
-		ch.fail(fmt.Errorf("disk episode: ingest did not report quotes_disk_low 1 within %v (last: %d bytes free of the %d required, quotes_disk_low %v, scrape error %v)",
-			diskPauseWithin, free, minFreeDisk, low, scrapeErr))
+		// The end of ingest's log says what it was doing (recovering after a restart, say).
+		var log string
+		if p := ch.c.ingest(); p != nil {
+			log = proc.Tail(p.LogPath(), 4000)
+		}
+		ch.fail(fmt.Errorf("disk episode: ingest did not report quotes_disk_low 1 within %v (last: %d bytes free of the %d required, quotes_disk_low %v, scrape error %v); ingest's log ends:\n%s",
+			diskPauseWithin, free, minFreeDisk, low, scrapeErr, log))
 	}
 	proc.Sleep(ctx, d)
 	if err := ch.c.setDiskFree(0); err != nil {

@@ -169,8 +169,20 @@ func (s *Store) Apply(b *Batch) error {
 				return fmt.Errorf("store: write outbox item %d/%d: %w", it.Tag, it.Idx, err)
 			}
 		}
+		if len(b.Late) == 0 {
+			// Nothing to merge: the watermark goes last in the same writes, which Badger
+			// makes durable in order, so it never gets ahead of the items. (A transaction
+			// that reads, as a merge is, first waits for every write in flight, the WAL's
+			// appends and their fsyncs included.)
+			if err := w.set(keyApplied, appliedValue(b.Seq)); err != nil {
+				return fmt.Errorf("store: write applied seq %d: %w", b.Seq, err)
+			}
+		}
 		if err := w.flush(); err != nil {
 			return fmt.Errorf("store: flush closed candles: %w", err)
+		}
+		if len(b.Late) == 0 {
+			return nil
 		}
 	}
 	if len(b.Late) > 0 {
@@ -284,14 +296,19 @@ func (s *Store) mergeLate(late []aggregate.Candle, seq uint64) error {
 				return err
 			}
 		}
-		var v encoding.Encbuf
-		v.PutBE64(seq)
-		return txn.Set(keyApplied, v.Get())
+		return txn.Set(keyApplied, appliedValue(seq))
 	})
 	if err != nil {
 		return fmt.Errorf("store: apply batch up to seq %d: %w", seq, err)
 	}
 	return nil
+}
+
+// appliedValue encodes seq as the value of keyApplied.
+func appliedValue(seq uint64) []byte {
+	var v encoding.Encbuf
+	v.PutBE64(seq)
+	return v.Get()
 }
 
 // Applied returns the WAL sequence the store reflects (0 for a new store).

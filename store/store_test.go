@@ -10,6 +10,7 @@ import (
 
 	"github.com/quotesdev/quotes/aggregate"
 	"github.com/quotesdev/quotes/feed"
+	"github.com/quotesdev/quotes/hot"
 	"github.com/quotesdev/quotes/wal"
 )
 
@@ -86,5 +87,51 @@ func TestWritesInPieces(t *testing.T) {
 	}
 	if k := len(storedKeys(t, s)); k != 0 {
 		t.Fatalf("%d of %d candles left after deleteKeys", k, n)
+	}
+}
+
+// TestApplyMovesApplied: every kind of batch moves Applied() to its Seq, the watermark
+// written with the items (no merge) or with the merges, and a batch of more items than
+// one Badger write holds (maxEntriesPerWrite) is whole once Applied() says so.
+func TestApplyMovesApplied(t *testing.T) {
+	db, err := badger.Open(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s := New(db)
+	const minute = int64(60e9)
+	isin, _ := feed.ParseISIN("US0378331005")
+	many := make([]aggregate.Candle, 2*maxEntriesPerWrite+1)
+	for i := range many {
+		other, _ := feed.ParseISIN(fmt.Sprintf("US%010d", i))
+		many[i] = candleAt(other, 1, minute)
+	}
+	late := aggregate.Candle{Key: aggregate.Key{ISIN: isin, Incarnation: 1, Minute: minute}}
+	late.Add(minute+2e9, 90, 2_000_000)
+	for _, c := range []struct {
+		name  string
+		batch Batch
+	}{
+		{"nothing", Batch{Seq: 3}},
+		{"closed", Batch{Seq: 10, Closed: []aggregate.Candle{candleAt(isin, 1, minute)}}},
+		{"event", Batch{Seq: 11, Events: []hot.Event{{ID: 11, ISIN: isin, TS: minute}}}},
+		{"late", Batch{Seq: 20, Late: []aggregate.Candle{late}}},
+		{"closed and late", Batch{Seq: 30, Closed: []aggregate.Candle{candleAt(isin, 1, 2*minute)}, Late: []aggregate.Candle{late}}},
+		{"many closed", Batch{Seq: 40, Closed: many}},
+	} {
+		if err := s.Apply(&c.batch); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got, err := s.Applied(); err != nil || got != c.batch.Seq {
+			t.Fatalf("%s: Applied() = %d, %v; want %d", c.name, got, err, c.batch.Seq)
+		}
+	}
+	if got := len(storedKeys(t, s)); got != len(many)+2 {
+		t.Fatalf("%d candles stored, want %d", got, len(many)+2)
+	}
+	got, err := s.Candles(isin, 1, minute, minute+60e9)
+	if err != nil || len(got) != 1 || got[0].Quotes != 3 || got[0].High != 2_000_000 {
+		t.Fatalf("the candle merged twice: %+v, %v", got, err)
 	}
 }

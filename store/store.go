@@ -143,7 +143,7 @@ func (b *Batch) Reset() {
 // follow in one transaction (or, given LateSeqs, in transactions of at most
 // maxLatesPerTxn merges, each moving the watermark to its last record), so a crash anywhere
 // leaves Applied() at a point from which re-applying the same derived items gives the same
-// result.
+// result. Without late merges the watermark is the last put of the write batches.
 func (s *Store) Apply(b *Batch) error {
 	if len(b.Closed) > 0 || len(b.Events) > 0 || len(b.Outbox) > 0 {
 		if len(b.Closed) > 0 {

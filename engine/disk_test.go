@@ -141,7 +141,11 @@ func TestDiskWatchedDuringRecovery(t *testing.T) {
 	opts.MinFreeDisk = diskguard.Threshold{Bytes: 1 << 30}
 	var lowDuringRecovery []float64
 	opts.RecoveryProgress = func(done, total uint64) {
-		lowDuringRecovery = append(lowDuringRecovery, gaugeValue(t, reg, "quotes_disk_low"))
+		low, ok := gauge(t, reg, "quotes_disk_low", "")
+		if !ok {
+			low = -1 // not reported yet
+		}
+		lowDuringRecovery = append(lowDuringRecovery, low)
 	}
 	e := mustOpen(t, opts)
 	defer e.Close()
@@ -156,19 +160,4 @@ func TestDiskWatchedDuringRecovery(t *testing.T) {
 	if e.DiskErr() == nil {
 		t.Fatal("DiskErr nil after opening on a disk that filled up during recovery")
 	}
-}
-
-// gaugeValue returns the value of the gauge name gathered from reg, -1 if reg has none.
-func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	return -1
 }

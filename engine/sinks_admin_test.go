@@ -107,6 +107,8 @@ func outboxSize(t *testing.T, e *Engine) int {
 	return n
 }
 
+// gauge returns the value of the gauge name gathered from reg: its series of sink, or with
+// sink "" its series without labels; false if reg has no such series.
 func gauge(t *testing.T, reg *prometheus.Registry, name, sink string) (float64, bool) {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -118,6 +120,9 @@ func gauge(t *testing.T, reg *prometheus.Registry, name, sink string) (float64, 
 			continue
 		}
 		for _, m := range mf.GetMetric() {
+			if sink == "" && len(m.GetLabel()) == 0 {
+				return m.GetGauge().GetValue(), true
+			}
 			for _, l := range m.GetLabel() {
 				if l.GetName() == "sink" && l.GetValue() == sink {
 					return m.GetGauge().GetValue(), true

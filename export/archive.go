@@ -397,6 +397,9 @@ func (a *Archiver) Flush(ctx context.Context) error {
 		err := a.log.DB().Update(func(txn *badger.Txn) error {
 			return txn.Set(archiveIntentKey(a.store), wal.EncodeWatermark(a.applied))
 		})
+		if err == nil {
+			err = a.log.Persist()
+		}
 		if err != nil {
 			return fmt.Errorf("archive: record final cut: %w", err)
 		}
@@ -648,6 +651,9 @@ func (a *Archiver) cut(ctx context.Context, r uint64, final bool) (err error) {
 		}
 		return nil
 	})
+	if err == nil {
+		err = a.log.Persist()
+	}
 	if err != nil {
 		return fmt.Errorf("archive: commit cut at %d: %w", r, err)
 	}

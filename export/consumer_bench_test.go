@@ -26,7 +26,7 @@ func BenchmarkClickHouseConsumer50k(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	st := store.New(db)
+	st := store.New(db, nil)
 	ch, err := NewClickHouseSink(context.Background(), ClickHouseOptions{DSN: srv.DSN})
 	if err != nil {
 		b.Fatal(err)

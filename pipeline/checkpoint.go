@@ -156,6 +156,9 @@ func (p *Pipeline) checkpoint(seq uint64, watermark int64, aggState []byte) erro
 	err = db.Update(func(txn *badger.Txn) error {
 		return txn.Set(wal.WatermarkKey(WatermarkCheckpoint), wal.EncodeWatermark(seq))
 	})
+	if err == nil {
+		err = p.log.Persist()
+	}
 	if err != nil {
 		return fmt.Errorf("pipeline: commit checkpoint at seq %d: %w", seq, err)
 	}

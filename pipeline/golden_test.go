@@ -58,7 +58,7 @@ func openGolden(t testing.TB, dir string) (*wal.Log, *Pipeline) {
 		t.Fatal(err)
 	}
 	// A registered outbox consumer that never delivers: retention keeps the whole outbox.
-	if _, err := store.New(log.DB()).RegisterConsumer("test"); err != nil {
+	if _, err := store.New(log.DB(), log.Persist).RegisterConsumer("test"); err != nil {
 		t.Fatal(err)
 	}
 	p, err := Open(log, goldenOptions())

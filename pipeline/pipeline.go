@@ -196,7 +196,7 @@ func Open(log *wal.Log, opts Options) (*Pipeline, error) {
 	p := &Pipeline{
 		opts:          opts,
 		log:           log,
-		store:         store.New(log.DB()),
+		store:         store.New(log.DB(), log.Persist),
 		agg:           aggregate.New(opts.Aggregate),
 		det:           hot.New(opts.Hot),
 		freeDerived:   make(chan *derived, 16),

@@ -163,7 +163,7 @@ func TestCorruptValues(t *testing.T) {
 
 	// The watermark value, through the store.
 	db := openDB(t)
-	s := New(db)
+	s := New(db, nil)
 	if err := db.Update(func(txn *badger.Txn) error { return txn.Set(keyApplied, []byte{1, 2, 3}) }); err != nil {
 		t.Fatal(err)
 	}

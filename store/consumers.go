@@ -173,7 +173,7 @@ func (s *Store) TouchConsumer(name string, t time.Time, success bool) error {
 		return err
 	}
 	v := binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano()))
-	err := s.db.Update(func(txn *badger.Txn) error {
+	err := s.update(func(txn *badger.Txn) error {
 		if err := txn.Set(consumerKey(name, "seen"), v); err != nil {
 			return err
 		}
@@ -194,7 +194,7 @@ func (s *Store) SetConsumerTarget(name, target string) error {
 	if err := checkConsumerName(name); err != nil {
 		return err
 	}
-	err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(consumerKey(name, "target"), []byte(target)) })
+	err := s.update(func(txn *badger.Txn) error { return txn.Set(consumerKey(name, "target"), []byte(target)) })
 	if err != nil {
 		return fmt.Errorf("store: record target of consumer %s: %w", name, err)
 	}
@@ -209,7 +209,7 @@ func (s *Store) RemoveConsumer(name string) (bool, error) {
 		return false, err
 	}
 	found := false
-	err := s.db.Update(func(txn *badger.Txn) error {
+	err := s.update(func(txn *badger.Txn) error {
 		_, ok, err := getValue(txn, consumerKey(name, "wm"))
 		if err != nil {
 			return err
@@ -279,7 +279,7 @@ func (s *Store) ExpireConsumer(name string, staleBefore time.Time) (Lost, error)
 	if lost.Items == 0 {
 		lost = Lost{}
 	}
-	err = s.db.Update(func(txn *badger.Txn) error {
+	err = s.update(func(txn *badger.Txn) error {
 		wm, ok, err := getValue(txn, consumerKey(name, "wm"))
 		if err != nil || !ok {
 			return err

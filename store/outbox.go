@@ -338,7 +338,7 @@ func (s *Store) RegisterConsumer(name string) (ConsumerState, error) {
 		return ConsumerState{}, err
 	}
 	var st ConsumerState
-	err := s.db.Update(func(txn *badger.Txn) error {
+	err := s.update(func(txn *badger.Txn) error {
 		st = ConsumerState{}
 		wm, ok, err := getValue(txn, consumerKey(name, "wm"))
 		if err != nil {
@@ -406,7 +406,7 @@ func (s *Store) SetIntent(name string, in Intent) error {
 	v := binary.BigEndian.AppendUint64(nil, in.First)
 	v = binary.BigEndian.AppendUint64(v, in.Last)
 	v = binary.BigEndian.AppendUint32(v, in.Items)
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(consumerKey(name, "intent"), v) }); err != nil {
+	if err := s.update(func(txn *badger.Txn) error { return txn.Set(consumerKey(name, "intent"), v) }); err != nil {
 		return fmt.Errorf("store: record intent of consumer %s: %w", name, err)
 	}
 	return nil
@@ -415,7 +415,7 @@ func (s *Store) SetIntent(name string, in Intent) error {
 // CompleteIntent records, in one transaction, that the consumer name delivered everything
 // through tag last: its watermark becomes last and its intent is removed.
 func (s *Store) CompleteIntent(name string, last uint64) error {
-	err := s.db.Update(func(txn *badger.Txn) error {
+	err := s.update(func(txn *badger.Txn) error {
 		if err := txn.Set(consumerKey(name, "wm"), binary.BigEndian.AppendUint64(nil, last)); err != nil {
 			return err
 		}
@@ -433,7 +433,7 @@ func (s *Store) UnregisterConsumer(name string) error {
 	if err := checkConsumerName(name); err != nil {
 		return err
 	}
-	err := s.db.Update(func(txn *badger.Txn) error {
+	err := s.update(func(txn *badger.Txn) error {
 		for _, f := range []string{"wm", "epoch", "intent"} {
 			if err := txn.Delete(consumerKey(name, f)); err != nil {
 				return err

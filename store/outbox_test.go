@@ -25,7 +25,7 @@ func openDB(t *testing.T) *badger.DB {
 }
 
 func TestOutboxRoundTripScanTrim(t *testing.T) {
-	s := New(openDB(t))
+	s := New(openDB(t), nil)
 	isin, _ := feed.ParseISIN("DJ40J281M584")
 	c := aggregate.Candle{Key: aggregate.Key{ISIN: isin, Incarnation: 3, Minute: 120e9}}
 	c.Add(121e9, 7, 1_250_000)
@@ -106,7 +106,7 @@ func TestOutboxRoundTripScanTrim(t *testing.T) {
 // items, are counted by CountOutboxHot, and an unknown payload version is an error rather
 // than a silently wrong event.
 func TestOutboxHotEvents(t *testing.T) {
-	s := New(openDB(t))
+	s := New(openDB(t), nil)
 	isin, _ := feed.ParseISIN("HOT000000001")
 	ev := hot.Event{ID: 9, ISIN: isin, Incarnation: 1, TS: 300e9, Price: 150_000_000, ReferencePrice: 100_000_000, ReferenceTS: 0}
 	ev.ChangePercent = hot.Change(ev.Price, ev.ReferencePrice)

@@ -28,7 +28,7 @@ func storedKeys(t *testing.T, s *Store) map[aggregate.Key]bool {
 // (including the largest incarnation id), except those with an outbox item a registered
 // consumer has not delivered; those go once it has.
 func TestDeleteCandlesBefore(t *testing.T) {
-	s := New(openDB(t))
+	s := New(openDB(t), nil)
 	a, _ := feed.ParseISIN("DJ40J281M584")
 	b, _ := feed.ParseISIN("US0378331005")
 	const m = int64(aggregate.MinuteNanos)
@@ -101,7 +101,7 @@ func TestDeleteCandlesBefore(t *testing.T) {
 	if err := s.PutCandles([]aggregate.Candle{candleAt(a, 1, 70*m)}); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := New(s.db).DeleteCandlesBefore(105 * m); err != nil || n != 1 {
+	if n, err := New(s.db, nil).DeleteCandlesBefore(105 * m); err != nil || n != 1 {
 		t.Errorf("new Store over old candles deleted %d (%v), want 1", n, err)
 	}
 }
@@ -109,7 +109,7 @@ func TestDeleteCandlesBefore(t *testing.T) {
 // TestConsumerLifecycle: last run, target, expiry of a stale consumer (its undelivered
 // items recorded as lost and no longer kept), refusal when it ran meanwhile, and removal.
 func TestConsumerLifecycle(t *testing.T) {
-	s := New(openDB(t))
+	s := New(openDB(t), nil)
 	a, _ := feed.ParseISIN("DJ40J281M584")
 	const m = int64(aggregate.MinuteNanos)
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)

@@ -50,7 +50,8 @@ var ErrCorrupt = encoding.NewCorruptSentinel("store: corrupt value")
 // Store reads and writes candles and hot events in a Badger DB it does not own. There is one
 // Store per DB (the pipeline's): it caches a bound on what the DB holds.
 type Store struct {
-	db *badger.DB
+	db      *badger.DB
+	persist func() error // makes the DB's writes durable (never nil)
 
 	// low bounds the minutes of the stored candles from below when lowKnown (math.MaxInt64:
 	// none stored), so that a retention pass with nothing old enough to delete costs
@@ -64,9 +65,15 @@ type Store struct {
 	consumers atomic.Bool
 }
 
-// New returns a Store over db (usually wal.Log.DB()).
-func New(db *badger.DB) *Store {
-	s := &Store{db: db}
+// New returns a Store over db (usually wal.Log.DB()). persist is called after every write
+// and must make it durable (wal.Log.Persist, for a DB without SyncWrites); nil when db's
+// writes need nothing more (a DB with SyncWrites, in memory, or one whose durability does
+// not matter).
+func New(db *badger.DB, persist func() error) *Store {
+	if persist == nil {
+		persist = func() error { return nil }
+	}
+	s := &Store{db: db, persist: persist}
 	// A store without candles (a new data directory) knows its bound from the start.
 	_ = db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefixCandle})
@@ -222,13 +229,14 @@ const maxEntriesPerWrite = 4096
 // batchWriter writes idempotent sets and deletes in Badger write batches of at most
 // maxEntriesPerWrite each.
 type batchWriter struct {
-	db *badger.DB
-	wb *badger.WriteBatch
-	n  int
+	db      *badger.DB
+	persist func() error
+	wb      *badger.WriteBatch
+	n       int
 }
 
 func (s *Store) newBatchWriter() *batchWriter {
-	return &batchWriter{db: s.db, wb: s.db.NewWriteBatch()}
+	return &batchWriter{db: s.db, persist: s.persist, wb: s.db.NewWriteBatch()}
 }
 
 // room writes the staged entries first when there are maxEntriesPerWrite.
@@ -259,10 +267,22 @@ func (w *batchWriter) delete(k []byte) error {
 	return w.wb.Delete(k)
 }
 
-// flush writes the staged entries and waits until they are written.
+// flush writes the staged entries and waits until they are written and durable (each
+// write before the next: a power loss never keeps a later one without an earlier one).
 func (w *batchWriter) flush() error {
 	w.n = 0
-	return w.wb.Flush()
+	if err := w.wb.Flush(); err != nil {
+		return err
+	}
+	return w.persist()
+}
+
+// update runs fn in a read-write transaction and makes its writes durable.
+func (s *Store) update(fn func(txn *badger.Txn) error) error {
+	if err := s.db.Update(fn); err != nil {
+		return err
+	}
+	return s.persist()
 }
 
 // cancel drops the staged entries (after an error; harmless after flush).
@@ -275,7 +295,7 @@ const maxLatesPerTxn = 8192
 
 // mergeLate merges late into the stored candles and sets Applied() to seq, atomically.
 func (s *Store) mergeLate(late []aggregate.Candle, seq uint64) error {
-	err := s.db.Update(func(txn *badger.Txn) error {
+	err := s.update(func(txn *badger.Txn) error {
 		for i := range late {
 			c := late[i]
 			key := candleKey(c.Key)

@@ -25,7 +25,7 @@ func TestApplyManyLate(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	s := New(db)
+	s := New(db, nil)
 
 	const n = 4*maxLatesPerTxn + 100
 	const minute = int64(60e9)
@@ -66,7 +66,7 @@ func TestApplyManyLate(t *testing.T) {
 // TestWritesInPieces: PutCandles and deleteKeys write more entries than one Badger write
 // takes from the store (maxEntriesPerWrite), all of them.
 func TestWritesInPieces(t *testing.T) {
-	s := New(openDB(t))
+	s := New(openDB(t), nil)
 	const n = 2*maxEntriesPerWrite + 1
 	const minute = int64(60e9)
 	var cs []aggregate.Candle
@@ -92,14 +92,25 @@ func TestWritesInPieces(t *testing.T) {
 
 // TestApplyMovesApplied: every kind of batch moves Applied() to its Seq, the watermark
 // written with the items (no merge) or with the merges, and a batch of more items than
-// one Badger write holds (maxEntriesPerWrite) is whole once Applied() says so.
+// one Badger write holds (maxEntriesPerWrite) is whole once Applied() says so. Every write
+// is persisted (New's persist) before the next, and before the call returns.
 func TestApplyMovesApplied(t *testing.T) {
 	db, err := badger.Open(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	s := New(db)
+	// Every write is persisted before the store moves on: the last persisted version is
+	// the DB's after each call.
+	var persisted uint64
+	persists := 0
+	s := New(db, func() error { persisted = db.MaxVersion(); persists++; return nil })
+	checkPersisted := func(what string) {
+		t.Helper()
+		if v := db.MaxVersion(); persisted != v {
+			t.Fatalf("%s: version %d written, %d persisted", what, v, persisted)
+		}
+	}
 	const minute = int64(60e9)
 	isin, _ := feed.ParseISIN("US0378331005")
 	many := make([]aggregate.Candle, 2*maxEntriesPerWrite+1)
@@ -126,6 +137,11 @@ func TestApplyMovesApplied(t *testing.T) {
 		if got, err := s.Applied(); err != nil || got != c.batch.Seq {
 			t.Fatalf("%s: Applied() = %d, %v; want %d", c.name, got, err, c.batch.Seq)
 		}
+		checkPersisted(c.name)
+		if c.name == "many closed" && persists < 3 {
+			t.Fatalf("%d candles written in %d persisted writes, want one per %d", len(many), persists, maxEntriesPerWrite)
+		}
+		persists = 0
 	}
 	if got := len(storedKeys(t, s)); got != len(many)+2 {
 		t.Fatalf("%d candles stored, want %d", got, len(many)+2)
@@ -133,5 +149,19 @@ func TestApplyMovesApplied(t *testing.T) {
 	got, err := s.Candles(isin, 1, minute, minute+60e9)
 	if err != nil || len(got) != 1 || got[0].Quotes != 3 || got[0].High != 2_000_000 {
 		t.Fatalf("the candle merged twice: %+v, %v", got, err)
+	}
+	for _, op := range []struct {
+		name string
+		do   func() error
+	}{
+		{"register", func() error { _, err := s.RegisterConsumer("c"); return err }},
+		{"target", func() error { return s.SetConsumerTarget("c", "somewhere") }},
+		{"unregister", func() error { return s.UnregisterConsumer("c") }},
+		{"retention", func() error { _, err := s.DeleteCandlesBefore(2 * minute); return err }},
+	} {
+		if err := op.do(); err != nil {
+			t.Fatalf("%s: %v", op.name, err)
+		}
+		checkPersisted(op.name)
 	}
 }

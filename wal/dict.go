@@ -105,12 +105,19 @@ func (d *dict) lookup(msgs []feed.Message, ids *[dictPrefetch]uint32) uint64 {
 const maxStagedIDs = 1024
 
 // stage adds the ids assigned since the last stage to txn, when they are few; else it
-// writes them to db first, in write batches of their own, and stages nothing. An id
-// written without the blocks using it (a crash, or a failed transaction, in between) is
-// harmless: ids stay dense, and the ISIN keeps its id when it comes again.
-func (d *dict) stage(db *badger.DB, txn *badger.Txn) error {
+// writes them to db first, in write batches of their own, makes them durable with sync,
+// and stages nothing. An id written without the blocks using it (a crash, or a failed
+// transaction, in between) is harmless: ids stay dense, and the ISIN keeps its id when it
+// comes again.
+func (d *dict) stage(db *badger.DB, txn *badger.Txn, sync func() error) error {
 	if len(d.fresh) > maxStagedIDs {
-		return d.persist(db)
+		if err := d.persist(db); err != nil {
+			return err
+		}
+		if err := sync(); err != nil {
+			return fmt.Errorf("wal: sync new ISIN ids: %w", err)
+		}
+		return nil
 	}
 	names := d.snapshot()
 	for _, id := range d.fresh {

@@ -74,8 +74,8 @@
 // each Append, is on disk entirely or not at all. An append returns when its group is durable
 // per the mode; LastSeq and readers only ever show acknowledged groups.
 //
-//   - SyncAlways: Badger runs with SyncWrites, so the transaction is fsynced (value log and
-//     memtable WAL) before it returns; the next group is written right away. Acknowledged
+//   - SyncAlways: the transaction is fsynced (value log and memtable WAL) before the
+//     appends return; the next group is written right away. Acknowledged
 //     records survive process crashes (kill -9, OOM kill, panics), kernel crashes and power
 //     loss (given a disk that honours fsync).
 //   - SyncBatch (default): as SyncAlways, but after a write the writer waits until
@@ -90,9 +90,17 @@
 //     which can lose the last seconds; what survives is still a consistent prefix, because
 //     Badger discards torn transactions on open and every block carries its own checksum.
 //
-// Durable modes rely on Badger's SyncWrites rather than on calling DB.Sync after the write:
-// Sync only syncs the current memtable WAL and value-log file, and either may rotate between
-// the write and the Sync (other packages write to the same DB).
+// The log syncs Badger's files itself (filesync.go) rather than running Badger with
+// SyncWrites, which msyncs them inside Badger's single writer goroutine: every write to the
+// DB waited for that msync, and the kernel's writeback of pages still mapped costs one TLB
+// shootdown per page (~4 s of CPU in a spec-load replay on the benchmarks' 2-core VMs). A
+// sync takes the written pages out of the process's page tables first (MADV_PAGEOUT, one
+// batched flush), then fdatasyncs every memtable and value-log file written since the last
+// sync: Badger's own DB.Sync syncs only the current ones, and either may have rotated since
+// the write. Concurrent syncs share one pass. The other packages that keep keys in DB()
+// call Persist after each write they rely on (a store's candles and watermark, a sink's
+// cursor): it syncs in the durable modes and does nothing in SyncNone, so every write to
+// the DB is as durable as an append.
 //
 // TestCrash kill -9s a writer subprocess 20 times per mode and checks that every
 // acknowledged record is there, intact, in order, without gaps or duplicates, and that each

@@ -50,6 +50,8 @@ type Log struct {
 	// residentMu serialises its passes.
 	residentMu sync.Mutex
 	resident   *residentTrimmer
+	// syncer makes the DB's writes durable (filesync.go); nil in memory.
+	syncer *fileSyncer
 
 	// Owned by the writer goroutine (and by Open before it starts).
 	sinceTrim int64 // block bytes written since the last resident-set trim
@@ -94,8 +96,13 @@ func Open(opts Options) (*Log, error) {
 		notify:  make(chan struct{}),
 		dict:    newDict(),
 	}
-	if !opts.InMemory && opts.ResidentTrimBytes > 0 {
-		l.resident = newResidentTrimmer(opts.Dir)
+	if !opts.InMemory {
+		var trim func() int64
+		if opts.ResidentTrimBytes > 0 {
+			l.resident = newResidentTrimmer(opts.Dir)
+			trim = l.TrimResident
+		}
+		l.syncer = newFileSyncer(opts.Dir, trim)
 	}
 	l.pool.New = func() any { return &appendReq{done: make(chan struct{}, 1)} }
 	if err := l.dict.load(db, opts.Repair, opts.Logger.Warn); err != nil {
@@ -105,6 +112,13 @@ func Open(opts Options) (*Log, error) {
 	if err := l.recover(); err != nil {
 		_ = db.Close()
 		return nil, err
+	}
+	if opts.Repair {
+		// What repair deleted stays deleted.
+		if err := l.persist(); err != nil {
+			_ = db.Close()
+			return nil, fmt.Errorf("wal: open: after repair: %w", err)
+		}
 	}
 	go l.run()
 	return l, nil
@@ -185,7 +199,10 @@ func (l *Log) Close() error {
 	l.closed = true
 	close(l.closing)
 	<-l.stopped
-	err := l.db.Close()
+	err := l.db.Close() // syncs every file it closes
+	if l.syncer != nil {
+		l.syncer.close()
+	}
 	l.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("wal: close badger: %w", err)
@@ -211,16 +228,42 @@ func (l *Log) DB() *badger.DB { return l.db }
 // .vlog, .mem) are left alone by Badger: the pipeline keeps its checkpoint file there.
 func (l *Log) Dir() string { return l.opts.Dir }
 
-// Sync makes everything appended so far durable, whatever the sync mode.
+// Sync makes everything appended so far, and every other write to DB() that has returned,
+// durable, whatever the sync mode.
 func (l *Log) Sync() error {
 	if err := l.acquire(); err != nil {
 		return err
 	}
 	defer l.mu.RUnlock()
-	if err := l.db.Sync(); err != nil {
-		return fmt.Errorf("wal: sync: %w", err)
+	return l.sync()
+}
+
+// Persist makes every write to DB() that has returned as durable as the sync mode makes
+// appends: it syncs in SyncBatch and SyncAlways and does nothing in SyncNone. Badger runs
+// without SyncWrites (see the package doc), so the packages that keep their own keys in
+// DB() call it after each write they rely on surviving a kernel crash or power loss, before
+// they act on it.
+func (l *Log) Persist() error {
+	if l.opts.Sync == SyncNone {
+		return nil
 	}
-	return nil
+	return l.Sync()
+}
+
+// persist is Persist for the log's own writes (the caller holds l.mu).
+func (l *Log) persist() error {
+	if l.opts.Sync == SyncNone {
+		return nil
+	}
+	return l.sync()
+}
+
+// sync runs (or joins) a sync of the DB's files; nothing to do in memory.
+func (l *Log) sync() error {
+	if l.syncer == nil {
+		return nil
+	}
+	return l.syncer.sync()
 }
 
 // LastSeq returns the last acknowledged sequence, 0 if the log is empty. Readers never go
@@ -420,7 +463,9 @@ func (l *Log) commit(batch []*appendReq) {
 	}
 	flush()
 	if err == nil {
-		err = l.dict.stage(l.db, txn)
+		// New ids written ahead of the group are synced before it: a block never survives a
+		// power loss without the ids it uses.
+		err = l.dict.stage(l.db, txn, l.persist)
 	}
 	writes := nblocks > 0
 	for _, r := range batch {
@@ -434,6 +479,8 @@ func (l *Log) commit(batch []*appendReq) {
 	if err == nil && writes {
 		if e := txn.Commit(); e != nil {
 			err = fmt.Errorf("wal: commit seqs %d-%d: %w", l.nextSeq, seq-1, e)
+		} else if e := l.persist(); e != nil {
+			err = fmt.Errorf("wal: sync seqs %d-%d: %w", l.nextSeq, seq-1, e)
 		}
 	}
 	if err != nil {
@@ -449,7 +496,8 @@ func (l *Log) commit(batch []*appendReq) {
 		l.cumMaxTS = cum
 		l.publish(seq - 1)
 	}
-	if l.resident != nil && l.sinceTrim >= l.opts.ResidentTrimBytes {
+	// (The durable modes' syncs trim as they go.)
+	if l.resident != nil && l.opts.Sync == SyncNone && l.sinceTrim >= l.opts.ResidentTrimBytes {
 		l.sinceTrim = 0
 		l.TrimResident()
 	}

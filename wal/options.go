@@ -179,9 +179,9 @@ func (o Options) withDefaults() Options {
 func (o Options) badgerOptions() badger.Options {
 	bo := badger.DefaultOptions(o.Dir).
 		WithInMemory(o.InMemory).
-		// Durable modes let Badger fsync inside every write: db.Sync() alone would miss a
-		// memtable WAL or value-log file that rotated between our write and the Sync.
-		WithSyncWrites(o.Sync != SyncNone).
+		// Never: the durable modes sync the files themselves after each write (filesync.go),
+		// without holding up Badger's single writer and every other write behind it.
+		WithSyncWrites(false).
 		WithMemTableSize(o.MemTableSize).
 		WithValueLogFileSize(o.ValueLogFileSize).
 		WithValueThreshold(o.ValueThreshold).

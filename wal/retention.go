@@ -49,6 +49,9 @@ func (l *Log) SetWatermark(name string, seq uint64) error {
 	err := l.db.Update(func(txn *badger.Txn) error {
 		return txn.Set(WatermarkKey(name), EncodeWatermark(seq))
 	})
+	if err == nil {
+		err = l.persist()
+	}
 	if err != nil {
 		return fmt.Errorf("wal: set watermark %q: %w", name, err)
 	}
@@ -192,6 +195,11 @@ func (l *Log) Truncate(before uint64) error {
 		}
 		if err := wb.Flush(); err != nil {
 			return fmt.Errorf("wal: truncate before %d: delete blocks: %w", before, err)
+		}
+		// Durable before the next, later blocks' deletes: a power loss must not leave
+		// these behind, with a gap after them.
+		if err := l.persist(); err != nil {
+			return fmt.Errorf("wal: truncate before %d: %w", before, err)
 		}
 		deleted = true
 	}

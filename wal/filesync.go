@@ -34,6 +34,9 @@ import (
 // an earlier one. A file that vanished was a memtable flushed to a table (which Badger
 // syncs itself) or a value-log file given back by retention.
 //
+// Unmapping costs a read of /proc/self/maps, more than the shootdowns of a few pages: the
+// log asks for it (sync(true)) once it has written syncTrimBytes since the last time.
+//
 // Passes are group-committed: a caller takes a ticket after its write and returns as soon
 // as a pass that started after its ticket has finished.
 type fileSyncer struct {
@@ -41,7 +44,8 @@ type fileSyncer struct {
 	trim     func() int64         // takes the files' pages out of the page tables (nil: never)
 	datasync func(*os.File) error // fdatasync (tests record the calls)
 
-	tickets atomic.Uint64
+	tickets  atomic.Uint64
+	wantTrim atomic.Bool // a caller asked for the next pass to unmap first
 
 	mu     sync.Mutex
 	synced uint64              // every ticket up to synced is covered by a finished pass
@@ -57,8 +61,15 @@ func newFileSyncer(dir string, trim func() int64) *fileSyncer {
 		newest: map[string]int{}, open: map[string]*os.File{}}
 }
 
-// sync returns when every write to the DB that returned before it was called is durable.
-func (s *fileSyncer) sync() error {
+// syncTrimBytes is how much the log writes between two passes that unmap the files first.
+const syncTrimBytes = 1 << 20
+
+// sync returns when every write to the DB that returned before it was called is durable;
+// with trim, the pass that covers it unmaps the files' pages first.
+func (s *fileSyncer) sync(trim bool) error {
+	if trim {
+		s.wantTrim.Store(true)
+	}
 	ticket := s.tickets.Add(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -75,7 +86,7 @@ func (s *fileSyncer) sync() error {
 
 // pass syncs the files written since the last pass (see fileSyncer).
 func (s *fileSyncer) pass() error {
-	if s.trim != nil {
+	if s.wantTrim.Swap(false) && s.trim != nil {
 		s.trim()
 	}
 	entries, err := os.ReadDir(s.dir)

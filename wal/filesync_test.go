@@ -48,21 +48,24 @@ func touch(t *testing.T, dir string, names ...string) {
 }
 
 // TestFileSyncerPasses: a pass syncs, per kind of file, the newest one the previous pass saw
-// and every newer one; older files, tables and vanished files are skipped.
+// and every newer one; older files, tables and vanished files are skipped. It unmaps the
+// pages first when asked to.
 func TestFileSyncerPasses(t *testing.T) {
 	dir := t.TempDir()
 	rec := &syncRecorder{}
-	s := newFileSyncer(dir, nil)
+	trims := 0
+	s := newFileSyncer(dir, func() int64 { trims++; return 0 })
 	s.datasync = rec.datasync
 	defer s.close()
 
 	steps := []struct {
 		add, remove []string
+		trim        bool // ask for the pages to be unmapped first
 		want        []string
 	}{
 		{add: []string{"000001.vlog", "000002.vlog", "000001.mem", "000003.mem", "000010.sst", "MANIFEST", "x.mem"},
 			want: []string{"000001.mem", "000001.vlog", "000002.vlog", "000003.mem"}},
-		{add: []string{"000003.vlog", "000004.mem"}, remove: []string{"000003.mem"},
+		{add: []string{"000003.vlog", "000004.mem"}, remove: []string{"000003.mem"}, trim: true,
 			want: []string{"000002.vlog", "000003.vlog", "000004.mem"}},
 		{want: []string{"000003.vlog", "000004.mem"}},
 		{remove: []string{"000004.mem"}, add: []string{"000005.mem"},
@@ -75,11 +78,15 @@ func TestFileSyncerPasses(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := s.sync(); err != nil {
+		trims = 0
+		if err := s.sync(st.trim); err != nil {
 			t.Fatalf("step %d: %v", i, err)
 		}
 		if got := rec.take(); !slices.Equal(got, st.want) {
 			t.Errorf("step %d: synced %v, want %v", i, got, st.want)
+		}
+		if (trims == 1) != st.trim || trims > 1 {
+			t.Errorf("step %d: unmapped %d times, asked: %v", i, trims, st.trim)
 		}
 	}
 	if len(s.open) != 2 {
@@ -98,7 +105,7 @@ func TestFileSyncerSharesPasses(t *testing.T) {
 	defer s.close()
 
 	first := make(chan error)
-	go func() { first <- s.sync() }()
+	go func() { first <- s.sync(false) }()
 	for s.tickets.Load() < 1 {
 		runtime.Gosched()
 	}
@@ -109,7 +116,7 @@ func TestFileSyncerSharesPasses(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- s.sync()
+			errs <- s.sync(false)
 		}()
 	}
 	for s.tickets.Load() < 1+waiters {

@@ -235,7 +235,7 @@ func (l *Log) Sync() error {
 		return err
 	}
 	defer l.mu.RUnlock()
-	return l.sync()
+	return l.sync(false)
 }
 
 // Persist makes every write to DB() that has returned as durable as the sync mode makes
@@ -255,15 +255,16 @@ func (l *Log) persist() error {
 	if l.opts.Sync == SyncNone {
 		return nil
 	}
-	return l.sync()
+	return l.sync(false)
 }
 
-// sync runs (or joins) a sync of the DB's files; nothing to do in memory.
-func (l *Log) sync() error {
+// sync runs (or joins) a sync of the DB's files, unmapping their pages first with trim;
+// nothing to do in memory.
+func (l *Log) sync(trim bool) error {
 	if l.syncer == nil {
 		return nil
 	}
-	return l.syncer.sync()
+	return l.syncer.sync(trim)
 }
 
 // LastSeq returns the last acknowledged sequence, 0 if the log is empty. Readers never go
@@ -479,8 +480,14 @@ func (l *Log) commit(batch []*appendReq) {
 	if err == nil && writes {
 		if e := txn.Commit(); e != nil {
 			err = fmt.Errorf("wal: commit seqs %d-%d: %w", l.nextSeq, seq-1, e)
-		} else if e := l.persist(); e != nil {
-			err = fmt.Errorf("wal: sync seqs %d-%d: %w", l.nextSeq, seq-1, e)
+		} else if l.opts.Sync != SyncNone {
+			trim := l.sinceTrim >= syncTrimBytes
+			if trim {
+				l.sinceTrim = 0
+			}
+			if e := l.sync(trim); e != nil {
+				err = fmt.Errorf("wal: sync seqs %d-%d: %w", l.nextSeq, seq-1, e)
+			}
 		}
 	}
 	if err != nil {

@@ -120,10 +120,11 @@ type Options struct {
 	// GCDiscardRatio is the fraction of a value-log file that must be garbage for Truncate
 	// to rewrite it (default 0.5).
 	GCDiscardRatio float64
-	// ResidentTrimBytes: after this many bytes of blocks written, the log asks the kernel to
-	// page its value-log files out of the process's resident set (Linux; default 16 MiB;
-	// negative: never). Badger writes them through a memory mapping it keeps, so without it
-	// the resident set grows with the log.
+	// ResidentTrimBytes: with SyncNone, after this many bytes of blocks written, the log asks
+	// the kernel to page its value-log and memtable files out of the process's resident set
+	// (Linux; default 16 MiB; negative: never, in any mode). Badger writes them through a
+	// memory mapping it keeps, so without it the resident set grows with the log. The durable
+	// modes do it before a sync, after every MiB written (filesync.go), whatever the value.
 	ResidentTrimBytes int64
 	// Badger, if set, is applied last to the Badger options (escape hatch for tuning).
 	Badger func(badger.Options) badger.Options

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/dgraph-io/ristretto/v2/z"
 )
 
 // fileSyncer makes what was written to the log's Badger DB durable: it fsyncs every
@@ -122,8 +124,8 @@ func (s *fileSyncer) pass() error {
 	}
 	if created {
 		// The new files' directory entries (Badger does not sync them itself).
-		if err := syncDir(s.dir); err != nil {
-			return err
+		if err := z.SyncDir(s.dir); err != nil {
+			return fmt.Errorf("wal: sync directory: %w", err)
 		}
 	}
 	for name, f := range s.open {
@@ -155,16 +157,4 @@ func badgerFile(name string) (suffix string, num int, ok bool) {
 		}
 	}
 	return "", 0, false
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("wal: sync directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("wal: sync directory %s: %w", dir, err)
-	}
-	return nil
 }

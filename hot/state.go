@@ -607,7 +607,7 @@ func (d *Detector) restoreStateWorkers(b []byte, newest int64, baseKnown bool, w
 	decoded := make([][]decodedWindow, len(pieces))
 	errs := make([]error, len(pieces))
 	decodeOne := func(i int) {
-		decoded[i], errs[i] = decodeWindows(pieces[i], version, nd.cdom, nd.baseSet)
+		decoded[i], errs[i] = decodeWindows(pieces[i], version, nd.cdom, nd.baseSet, d.keep/msNanos)
 	}
 	if workers = min(workers, len(pieces)); workers <= 1 {
 		for i := range pieces {
@@ -693,11 +693,14 @@ type decodedWindow struct {
 }
 
 // decodeWindows decodes the windows of piece p of a snapshot of the given version into
-// windows of the compact domain cdom (its base set if baseSet) or wide ones.
-func decodeWindows(p statePieceRef, version byte, cdom domain, baseSet bool) ([]decodedWindow, error) {
+// windows of the compact domain cdom (its base set if baseSet) or wide ones. keepMs is the
+// span the compact windows keep (window + lateness, in milliseconds): a window still
+// filling gets the capacity it will grow to (window.neededCap).
+func decodeWindows(p statePieceRef, version byte, cdom domain, baseSet bool, keepMs int64) ([]decodedWindow, error) {
 	r := encoding.NewDecbuf(p.b)
 	out := make([]decodedWindow, 0, p.windows)
 	var es []entry
+	var scratch []point[int32]
 	for range p.windows {
 		inc := r.Uvarint()
 		seq := r.Uvarint()
@@ -725,7 +728,10 @@ func decodeWindows(p statePieceRef, version byte, cdom domain, baseSet bool) ([]
 		}
 		if tu == msNanos && baseSet {
 			// The partner's feed: straight into a compact window, if it fits.
-			if w, used, ok := decodeCompact(r.Get(), cdom, int(n), units&0x0f, fixed, seq, hot); ok {
+			if cap(scratch) < int(n) {
+				scratch = make([]point[int32], n)
+			}
+			if w, used, ok := decodeCompact(r.Get(), cdom, scratch[:n], units&0x0f, fixed, seq, hot, keepMs); ok {
 				r.Bytes(used)
 				out = append(out, decodedWindow{inc: inc, c: w})
 				continue
@@ -814,13 +820,18 @@ func fixedEntry(b []byte) (dt uint64, dp int64) {
 	return uint64(uint16(v)), int64(int16(v >> 16))
 }
 
-// decodeCompact decodes the n entries of a window (versions 2 to 4; fixed: in the fixed
-// form) with millisecond times at the front of b straight into a compact window of domain
-// dm (its base set) with price unit 10^pe, and returns the bytes used. ok is false when an entry is malformed or does not
+// decodeCompact decodes the len(scratch) entries of a window (versions 2 to 4; fixed: in
+// the fixed form) with millisecond times at the front of b into a compact window of domain
+// dm (its base set) with price unit 10^pe, and returns the bytes used. The points are
+// decoded into scratch first and then copied into a buffer sized for the window's
+// growth, given keepMs (window.neededCap): one still filling, as every window is in the
+// first minutes of a feed, would otherwise be copied into a bigger one on its next
+// quotes, every window of them during the recovery that follows a restart. ok is false when an entry is malformed or does not
 // fit a compact window: the caller then decodes the window the general way, which reports
 // the error or makes the window wide. It gives what the general way gives, without the
 // intermediate entries: a key is the previous one plus the time delta (both in ms).
-func decodeCompact(b []byte, dm domain, n int, pe byte, fixed bool, seq uint64, hot bool) (w window[int32], used int, ok bool) {
+func decodeCompact(b []byte, dm domain, scratch []point[int32], pe byte, fixed bool, seq uint64, hot bool, keepMs int64) (w window[int32], used int, ok bool) {
+	n := len(scratch)
 	pu := pow10[pe]
 	t, k1 := binary.Varint(b)
 	if k1 <= 0 {
@@ -844,7 +855,7 @@ func decodeCompact(b []byte, dm domain, n int, pe byte, fixed bool, seq uint64, 
 		return w, 0, false
 	}
 	pbase, k := price, int64(key)
-	buf := make([]point[int32], grownCap(int32(n)))
+	buf := scratch
 	if fixed && n-1 > (len(b)-off)/4 {
 		return w, 0, false
 	}
@@ -883,6 +894,8 @@ func decodeCompact(b []byte, dm domain, n int, pe byte, fixed bool, seq uint64, 
 	}
 	buf[0] = point[int32]{key: key}
 	w = window[int32]{buf: buf, n: int32(n), cur: -1, lastSeq: seq, pbase: pbase, used: true, hot: hot, pe: pe}
+	w.buf = make([]point[int32], w.neededCap(keepMs))
+	copy(w.buf, buf)
 	w.setNext()
 	return w, off, true
 }

@@ -268,6 +268,7 @@ func TestDecodeCompact(t *testing.T) {
 	snap := specWindows(500, 40).AppendState(nil)
 	newest, _ := newestTime(snap)
 	dm := domain{compact: true, tbase: newest - newest%msNanos}
+	keepMs := New(DefaultOptions()).keep / msNanos
 	r := encoding.NewDecbuf(snap)
 	r.Byte()
 	count := r.Uvarint()
@@ -287,7 +288,7 @@ func TestDecodeCompact(t *testing.T) {
 		if !ok || tu != msNanos {
 			t.Fatalf("incarnation %d: units %#x, want ms times", inc, units)
 		}
-		got, used, ok := decodeCompact(r.Get(), dm, n, units&0x0f, true, seq, flags&flagHot != 0)
+		got, used, ok := decodeCompact(r.Get(), dm, make([]point[int32], n), units&0x0f, true, seq, flags&flagHot != 0, keepMs)
 		if !ok {
 			t.Fatalf("incarnation %d: not decoded by the fast path", inc)
 		}
@@ -312,9 +313,47 @@ func TestDecodeCompact(t *testing.T) {
 			t.Fatalf("incarnation %d: fast path used %d bytes, the window has %d", inc, used, r.Offset()-start)
 		}
 		want := restored[int32](dm, es[0].price, seq, flags&flagHot != 0, es)
-		if !slices.Equal(got.buf, want.buf) || got.n != want.n || got.next != want.next || got.pbase != want.pbase ||
+		if !slices.Equal(got.buf[:got.n], want.buf[:want.n]) || got.n != want.n || got.next != want.next || got.pbase != want.pbase ||
 			got.lastSeq != want.lastSeq || got.hot != want.hot || got.cur != want.cur {
 			t.Fatalf("incarnation %d: fast path window %+v, want %+v", inc, got, want)
+		}
+	}
+}
+
+// TestRestoredFillingWindowsGrowOnce: a window restored while still filling (its points
+// span less than the window + lateness, as in the first minutes of a feed) gets room for
+// the rest at once, so the quotes re-applied after a restart do not copy it again.
+func TestRestoredFillingWindowsGrowOnce(t *testing.T) {
+	const instruments, points, more = 300, 40, 200
+	snap := specWindows(instruments, points).AppendState(nil)
+	d := New(DefaultOptions())
+	if err := d.RestoreState(snap); err != nil {
+		t.Fatal(err)
+	}
+	bufs := make([]*point[int32], instruments)
+	for i := range instruments {
+		s, ok := d.index.get(uint64(i) + 1)
+		if !ok {
+			t.Fatalf("incarnation %d not restored", i+1)
+		}
+		w := &d.compact[s]
+		if w.n != points {
+			t.Fatalf("incarnation %d: %d points restored, want %d", i+1, w.n, points)
+		}
+		bufs[i] = &w.buf[0]
+	}
+	var isin feed.ISIN
+	seq := uint64(instruments * points)
+	for k := points; k < points+more; k++ {
+		for i := range instruments {
+			seq++
+			d.Observe(isin, uint64(i)+1, t0+int64(k)*int64(time.Second), seq, 100*feed.PriceScale)
+		}
+	}
+	for i := range instruments {
+		s, _ := d.index.get(uint64(i) + 1)
+		if w := &d.compact[s]; w.n != points+more || &w.buf[0] != bufs[i] {
+			t.Fatalf("incarnation %d: %d points (want %d), buffer replaced: %v", i+1, w.n, points+more, &w.buf[0] != bufs[i])
 		}
 	}
 }

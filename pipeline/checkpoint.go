@@ -319,37 +319,46 @@ func deleteLegacyCheckpoint(db *badger.DB) error {
 
 // loadCheckpoint restores the aggregator from the last checkpoint, if any, and returns its
 // sequence (0: none) and the hot detector's state, for restoreHot: the file, or else one
-// an older version kept in Badger.
-func (p *Pipeline) loadCheckpoint() (uint64, []byte, error) {
+// an older version kept in Badger. The hot state may be in the mapped file: the caller
+// calls release, never nil, once the hot detector is restored (on an error it is done).
+func (p *Pipeline) loadCheckpoint() (seq uint64, hotState []byte, release func(), err error) {
+	release = func() {}
 	legacySeq, legacyBlob, err := readLegacyCheckpoint(p.log.DB())
 	if err != nil {
-		return 0, nil, fmt.Errorf("pipeline: read checkpoint: %w", err)
+		return 0, nil, release, fmt.Errorf("pipeline: read checkpoint: %w", err)
 	}
 	p.legacyCkpt = legacySeq != 0
-	data, err := os.ReadFile(filepath.Join(p.log.Dir(), CheckpointFile))
+	data, unmap, err := readCheckpointFile(filepath.Join(p.log.Dir(), CheckpointFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		if legacySeq == 0 {
-			return 0, nil, nil
+			return 0, nil, release, nil
 		}
 		hotState, err := p.restore(legacySeq, legacyBlob)
-		return legacySeq, hotState, err
+		return legacySeq, hotState, release, err
 	}
 	if err != nil {
-		return 0, nil, fmt.Errorf("pipeline: read checkpoint: %w", err)
+		return 0, nil, release, fmt.Errorf("pipeline: read checkpoint: %w", err)
 	}
+	defer func() {
+		if err != nil {
+			unmap()
+		}
+	}()
 	hdr, err := decodeFileHeader(data)
 	if err != nil {
-		return 0, nil, fmt.Errorf("pipeline: read checkpoint %s: %w", CheckpointFile, err)
+		return 0, nil, release, fmt.Errorf("pipeline: read checkpoint %s: %w", CheckpointFile, err)
 	}
 	blob := data[ckptFileHeader:]
 	if uint64(len(blob)) != hdr.size || crc32.Checksum(blob, castagnoli) != hdr.crc {
-		return 0, nil, fmt.Errorf("%w: checksum of checkpoint file at seq %d (%d state bytes, header says %d)", ErrCheckpointCorrupt, hdr.seq, len(blob), hdr.size)
+		return 0, nil, release, fmt.Errorf("%w: checksum of checkpoint file at seq %d (%d state bytes, header says %d)", ErrCheckpointCorrupt, hdr.seq, len(blob), hdr.size)
 	}
 	if hdr.seq == 0 {
-		return 0, nil, fmt.Errorf("%w: checkpoint file at seq 0", ErrCheckpointCorrupt)
+		return 0, nil, release, fmt.Errorf("%w: checkpoint file at seq 0", ErrCheckpointCorrupt)
 	}
-	hotState, err := p.restore(hdr.seq, blob)
-	return hdr.seq, hotState, err
+	if hotState, err = p.restore(hdr.seq, blob); err != nil {
+		return 0, nil, release, err
+	}
+	return hdr.seq, hotState, unmap, nil
 }
 
 // readLegacyCheckpoint reads a checkpoint kept in Badger by an older version (seq 0: none).
@@ -421,10 +430,11 @@ func (p *Pipeline) recover() error {
 	if err != nil {
 		return err
 	}
-	seq, hotState, err := p.loadCheckpoint()
+	seq, hotState, release, err := p.loadCheckpoint()
 	if err != nil {
 		return err
 	}
+	defer release()
 	if first := p.log.FirstSeq(); first > seq+1 {
 		return fmt.Errorf("pipeline: WAL starts at seq %d but the checkpoint is at %d: records in between are gone", first, seq)
 	}

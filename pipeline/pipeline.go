@@ -418,7 +418,9 @@ func (p *Pipeline) derive(first uint64, msgs []feed.Message, forceCheckpoint boo
 		// (the distance to math.MinInt64 would overflow).
 		p.lastCkpt = d.watermark
 	}
-	due := p.ckptSeq != p.applied && (d.watermark-p.lastCkpt >= int64(p.opts.CheckpointEvery) ||
+	// Recovery takes none: it would add a checkpoint's time to the restart's, and the
+	// first run of records after it takes it instead.
+	due := !p.recovering && p.ckptSeq != p.applied && (d.watermark-p.lastCkpt >= int64(p.opts.CheckpointEvery) ||
 		p.opts.CheckpointRecords > 0 && p.applied-p.ckptSeq >= uint64(p.opts.CheckpointRecords))
 	if forceCheckpoint || due {
 		// Sized from the last one: appending to nil doubled its way up to ~35 MB.

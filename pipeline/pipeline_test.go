@@ -1,8 +1,11 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"math"
+	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -329,18 +332,21 @@ func TestCheckpointRecords(t *testing.T) {
 	}
 }
 
-// TestRecoveryRunsNoRetention: checkpoints taken while Open re-applies a long WAL run no
-// retention pass, whose callbacks (Options.Consumers, TrimOutbox) belong to an owner that
-// does not have the pipeline yet (the engine's trimOutbox dereferenced its nil pipeline).
-func TestRecoveryRunsNoRetention(t *testing.T) {
-	log, err := wal.Open(wal.DefaultOptions(t.TempDir()))
+// TestRecoveryTakesNoCheckpoint: Open re-applies a long WAL without taking checkpoints
+// (they would add to the restart's time) and so without a retention pass, whose callbacks
+// (Options.Consumers, TrimOutbox) belong to an owner that does not have the pipeline yet;
+// the first records appended after it take the checkpoint that is due.
+func TestRecoveryTakesNoCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	log, err := wal.Open(wal.DefaultOptions(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer log.Close()
-	msgs := feedMessages(t, 200_000) // ~33 minutes of event time in 4 recovery runs, no checkpoint
-	for i := 0; i < len(msgs); i += 5000 {
-		if _, err := log.Append(msgs[i:min(i+5000, len(msgs))]); err != nil {
+	msgs := feedMessages(t, 200_500) // ~33 minutes of event time
+	recorded, after := msgs[:200_000], msgs[200_000:]
+	for i := 0; i < len(recorded); i += 5000 {
+		if _, err := log.Append(recorded[i:min(i+5000, len(recorded))]); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -361,10 +367,22 @@ func TestRecoveryRunsNoRetention(t *testing.T) {
 	}
 	opened.Store(true)
 	p.mu.RLock()
-	ckpt := p.ckptSeq
+	ckpt, applied := p.ckptSeq, p.applied
 	p.mu.RUnlock()
-	if ckpt == 0 {
-		t.Fatal("recovery took no checkpoint: the test proves nothing")
+	if applied != uint64(len(recorded)) {
+		t.Fatalf("recovery applied %d records, want %d", applied, len(recorded))
+	}
+	if _, err := os.Stat(filepath.Join(dir, CheckpointFile)); ckpt != 0 || !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("recovery took a checkpoint: at seq %d, file: %v", ckpt, err)
+	}
+	if err := p.Append(after); err != nil {
+		t.Fatal(err)
+	}
+	p.mu.RLock()
+	ckpt, applied = p.ckptSeq, p.applied
+	p.mu.RUnlock()
+	if ckpt != applied || applied != uint64(len(msgs)) {
+		t.Fatalf("after appending: checkpoint at seq %d, applied %d: want a checkpoint at %d", ckpt, applied, len(msgs))
 	}
 	if err := p.Close(); err != nil { // waits for a retention pass in progress
 		t.Fatal(err)

@@ -202,12 +202,13 @@ func (e *Engine) end() {
 	close(e.runDone)
 }
 
-// appendLocked appends msgs (and a source position) and applies them; e.mu must be held.
+// appendLocked appends msgs and applies them, leaving the commit half to the pipeline's
+// commit goroutine (pipeline.AppendAsync); e.mu must be held.
 func (e *Engine) appendLocked(msgs []feed.Message) error {
 	if e.closing {
 		return ErrClosed
 	}
-	return e.p.Append(msgs)
+	return e.p.AppendAsync(msgs)
 }
 
 // Close stops intake, flushes and checkpoints the pipeline, delivers to the sinks for at

@@ -152,7 +152,7 @@ func (in *ingestion) tick() error {
 	if e.closing {
 		return ErrClosed
 	}
-	if err := e.p.Tick(feed.ArrivalTime(e.opts.Clock.Now())); err != nil {
+	if err := e.p.TickAsync(feed.ArrivalTime(e.opts.Clock.Now())); err != nil {
 		return fmt.Errorf("tick: %w", err)
 	}
 	if in.rec != nil {

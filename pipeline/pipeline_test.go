@@ -218,6 +218,70 @@ func TestRestartsEqualUninterrupted(t *testing.T) {
 	}
 }
 
+// TestAppendAsyncEqualsAppend: a feed applied with AppendAsync, its commits held up now and
+// then (as a checkpoint holds them) so that runs queue, derives exactly what Append does;
+// while the commits are held, AppendAsync still returns and the aggregator runs ahead of
+// the store.
+func TestAppendAsyncEqualsAppend(t *testing.T) {
+	msgs := feedMessages(t, 40_000)
+	const batch = 500
+	run := func(t *testing.T, async bool) string {
+		log, p := openPipeline(t, t.TempDir())
+		defer log.Close()
+		p.opts.CommitQueue = 4
+		held := 0
+		var unlock func()
+		for i, n := 0, 0; i < len(msgs); i, n = i+batch, n+1 {
+			if async && n%10 == 0 {
+				unlock = p.LockCommits()
+				held = 4
+			}
+			b := msgs[i:min(i+batch, len(msgs))]
+			if async {
+				if err := p.AppendAsync(b); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := p.Append(b); err != nil {
+				t.Fatal(err)
+			}
+			if held > 0 {
+				if held--; held == 0 {
+					stored, err := p.Store().Applied()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if applied := p.Applied(); stored >= applied {
+						t.Fatalf("commits held: the store reflects seq %d, the aggregator %d: want the store behind", stored, applied)
+					}
+					unlock()
+				}
+			}
+		}
+		if held > 0 {
+			unlock()
+		}
+		if err := p.Finish(); err != nil {
+			t.Fatal(err)
+		}
+		out := dump(t, p)
+		outboxEvents(t, p, true)
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	want := run(t, false)
+	if got := run(t, true); got != want {
+		g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
+		for i := range min(len(g), len(w)) {
+			if g[i] != w[i] {
+				t.Fatalf("AppendAsync differs at line %d:\n got %s\nwant %s", i+1, g[i], w[i])
+			}
+		}
+		t.Fatalf("AppendAsync differs in length: %d vs %d lines", len(g), len(w))
+	}
+}
+
 // TestFinishIsIdempotent: finishing twice (a re-run of a finished replay) changes nothing,
 // not even the current minute.
 func TestFinishIsIdempotent(t *testing.T) {

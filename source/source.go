@@ -73,7 +73,7 @@
 //   - binary frames: feed.ReasonBinaryFrame, the frame is read and discarded;
 //   - frames longer than Options.MaxFrame: feed.ReasonOversized. The connection's read limit is
 //     set to 16×MaxFrame: a frame up to that size is read into a MaxFrame buffer and the rest is
-//     discarded, so the connection survives; a larger frame makes coder/websocket close the
+//     discarded, so the connection survives; a larger frame makes gorilla/websocket close the
 //     connection (StatusMessageTooBig), the frame is counted as oversized all the same and the
 //     stream reconnects with backoff. Memory stays bounded by MaxFrame per stream either way.
 //
@@ -116,8 +116,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -125,6 +123,7 @@ import (
 	"time"
 
 	"github.com/benbjohnson/clock"
+	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/quotesdev/quotes/feed"
@@ -247,10 +246,9 @@ func DefaultOptions(url string) Options {
 // Client is the websocket client of both partner streams. Create it with New, run it once
 // with Run; Connected and Stats may be called concurrently at any time.
 type Client struct {
-	opts      Options
-	clk       clock.Clock
-	transport *http.Transport
-	http      *http.Client
+	opts   Options
+	clk    clock.Clock
+	dialer *websocket.Dialer
 
 	streams [2]*stream // instruments, quotes
 	q       *queue
@@ -357,21 +355,10 @@ func New(opts Options) (*Client, error) {
 		seed := uint64(opts.Clock.Now().UnixNano())
 		rnd = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	}
-	// An own transport: no shared global pool, and idle connections of failed handshakes
-	// are closed when Run returns.
-	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          4,
-		IdleConnTimeout:       30 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
-	}
 	c := &Client{
 		opts:      opts,
 		clk:       opts.Clock,
-		transport: tr,
-		http:      &http.Client{Transport: tr},
+		dialer:    newDialer(),
 		q:         newQueue(opts.BatchSize*queueBatches, opts.BatchSize),
 		rnd:       rnd,
 		rejectLog: newLimitedLog(opts.Logger, opts.Clock),
@@ -434,7 +421,6 @@ func (c *Client) Run(ctx context.Context, deliver func(batch []feed.Message) err
 	if !c.ran.CompareAndSwap(false, true) {
 		return errors.New("source: run: a Client can be run only once")
 	}
-	defer c.transport.CloseIdleConnections()
 
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/benbjohnson/clock"
-	"github.com/coder/websocket"
+	"github.com/gorilla/websocket"
 	"golang.org/x/time/rate"
 
 	"github.com/quotesdev/quotes/feed"
@@ -110,7 +110,7 @@ func (s *stream) session(ctx context.Context) sessionEnd {
 	_, pausedCh := c.pause.state()
 	dctx, cancelDial := context.WithCancel(ctx)
 	dt := c.clk.AfterFunc(c.opts.ReadTimeout, cancelDial) // not clk.WithTimeout: see watchdog
-	conn, _, err := websocket.Dial(dctx, s.url, &websocket.DialOptions{HTTPClient: c.http})
+	conn, err := dialWS(dctx, c.dialer, s.url)
 	dt.Stop()
 	cancelDial()
 	if err != nil {
@@ -120,7 +120,7 @@ func (s *stream) session(ctx context.Context) sessionEnd {
 		}
 		return endFailed
 	}
-	// Frames up to 16×MaxFrame are discarded in place; beyond, coder/websocket closes.
+	// Frames up to 16×MaxFrame are discarded in place; beyond, gorilla/websocket closes.
 	conn.SetReadLimit(16 * c.opts.MaxFrame)
 
 	start := c.clk.Now()
@@ -147,9 +147,8 @@ func (s *stream) session(ctx context.Context) sessionEnd {
 	s.connected.Store(true)
 	c.connLog.log(slog.LevelInfo, "source: connected", "stream", s.name, "url", s.url)
 
-	// The reads themselves take no context: coder/websocket would arm a context.AfterFunc
-	// for every frame (6 % of a live ingest's CPU); one for the session closes the
-	// connection when the session ends, which ends a blocked read the same way.
+	// The reads take no context: closing the connection when the session ends ends a
+	// blocked read.
 	stopClose := context.AfterFunc(cctx, func() { _ = conn.CloseNow() })
 	err = s.read(cctx, conn)
 	stopClose()
@@ -182,7 +181,7 @@ func (s *stream) session(ctx context.Context) sessionEnd {
 
 // watchdog detects stalls (pinging when idle), ends the connection on Pause, and, on
 // /instruments, settles the snapshot.
-func (s *stream) watchdog(ctx context.Context, cancel context.CancelFunc, conn *websocket.Conn,
+func (s *stream) watchdog(ctx context.Context, cancel context.CancelFunc, conn *wsConn,
 	ticker *clock.Ticker, snap *clock.Timer, pausedCh <-chan struct{}, stalled, paused *atomic.Bool) {
 	c := s.c
 	var pings sync.WaitGroup
@@ -270,7 +269,7 @@ func (s *stream) watchdog(ctx context.Context, cancel context.CancelFunc, conn *
 }
 
 // read reads frames until the connection fails or ctx is done.
-func (s *stream) read(ctx context.Context, conn *websocket.Conn) error {
+func (s *stream) read(ctx context.Context, conn *wsConn) error {
 	c := s.c
 	maxFrame := c.opts.MaxFrame
 	budget := rate.NewLimiter(rate.Limit(c.opts.RejectRate), c.opts.RejectBurst)
@@ -283,10 +282,13 @@ func (s *stream) read(ctx context.Context, conn *websocket.Conn) error {
 		return nil
 	}
 	for {
-		typ, r, err := conn.Reader(context.Background())
+		typ, r, err := conn.NextReader()
 		if err != nil {
 			if ctx.Err() != nil {
 				err = ctx.Err() // the session ended and closed the connection
+			} else if errors.Is(err, websocket.ErrReadLimit) {
+				s.frames.Add(1) // a frame whose header announced too much
+				return s.frameError(err, 0, "text frame")
 			}
 			return fmt.Errorf("read %s frame: %w", s.name, err)
 		}
@@ -295,7 +297,7 @@ func (s *stream) read(ctx context.Context, conn *websocket.Conn) error {
 		s.lastFrame.Store(now)
 		s.frames.Add(1)
 
-		if typ != websocket.MessageText {
+		if typ != websocket.TextMessage {
 			n, err := io.Copy(io.Discard, r)
 			if err != nil {
 				return s.frameError(err, n, "binary frame")
@@ -355,7 +357,7 @@ func (s *stream) read(ctx context.Context, conn *websocket.Conn) error {
 // frameError handles a failure while reading the body of a frame: a frame beyond the
 // connection's read limit is counted as oversized; either way the connection is over.
 func (s *stream) frameError(err error, n int64, what string) error {
-	if errors.Is(err, websocket.ErrMessageTooBig) {
+	if errors.Is(err, websocket.ErrReadLimit) {
 		s.c.reject(s.name, &feed.DecodeError{Reason: feed.ReasonOversized,
 			Detail: fmt.Sprintf("%s over the connection limit of %d bytes (closing)", what, 16*s.c.opts.MaxFrame)})
 	}

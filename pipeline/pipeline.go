@@ -379,7 +379,7 @@ func (p *Pipeline) commitLoop(q <-chan commitJob, stopped chan<- struct{}) {
 				p.asyncMu.Unlock()
 			}
 		default:
-			p.releaseDerived(j.d)
+			// Dropped, not recycled: a run with candles is still in p.inflight.
 		}
 		if j.done != nil {
 			j.done <- err

@@ -80,3 +80,25 @@ func TestReportVerdict(t *testing.T) {
 		t.Error("the seed is not printed")
 	}
 }
+
+func TestWaitingStacks(t *testing.T) {
+	dump := "SIGQUIT: quit\nPC=0x1 m=0 sigcode=0\n\n" +
+		"goroutine 1 [select]:\nmain.run()\n\tmain.go:1\n\n" +
+		"goroutine 7 [sync.RWMutex.RLock]:\nsync.(*RWMutex).RLock(...)\npipeline.(*Pipeline).Stats()\n\n" +
+		"goroutine 9 [chan receive]:\napi.(*pipelineCollector).Collect(0x1)\n\n" +
+		"goroutine 12 [IO wait]:\ninternal/poll.(*FD).Read()\n"
+	got := waitingStacks(dump, 1000)
+	for _, want := range []string{"goroutine 7 ", "goroutine 9 "} {
+		if !strings.Contains(got, want) {
+			t.Errorf("waitingStacks lacks %q:\n%s", want, got)
+		}
+	}
+	for _, not := range []string{"goroutine 1 ", "goroutine 12 ", "SIGQUIT"} {
+		if strings.Contains(got, not) {
+			t.Errorf("waitingStacks has %q:\n%s", not, got)
+		}
+	}
+	if short := waitingStacks(dump, 80); !strings.Contains(short, "more in ingest's log") || strings.Contains(short, "goroutine 9 ") {
+		t.Errorf("waitingStacks(80) = %q, want the first stack only and a note", short)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -338,8 +339,8 @@ func (ch *chaos) disk(ctx, mctx context.Context, d time.Duration) {
 		if p := ch.c.ingest(); p != nil {
 			log = proc.Tail(p.LogPath(), 4000)
 		}
-		ch.fail(fmt.Errorf("disk episode: ingest did not report quotes_disk_low 1 within %v (last: %d bytes free of the %d required, quotes_disk_low %v, scrape error %v); ingest's log ends:\n%s",
-			diskPauseWithin, free, minFreeDisk, low, scrapeErr, log))
+		ch.fail(fmt.Errorf("disk episode: ingest did not report quotes_disk_low 1 within %v (last: %d bytes free of the %d required, quotes_disk_low %v, scrape error %v); ingest's log ends:\n%s%s",
+			diskPauseWithin, free, minFreeDisk, low, scrapeErr, log, ch.diagnoseIngest(ctx)))
 	}
 	proc.Sleep(ctx, d)
 	if err := ch.c.setDiskFree(0); err != nil {
@@ -350,6 +351,60 @@ func (ch *chaos) disk(ctx, mctx context.Context, d time.Duration) {
 	f.down = healed.Sub(f.at)
 	ch.record(f)
 	ch.waitIngest(mctx, f, healed)
+}
+
+// diagnoseIngest says why ingest did not answer in time: whether /healthz answers (a stuck
+// collector holds only /metrics), then the stacks of its waiting goroutines, from a SIGQUIT
+// (the Go runtime writes every goroutine's stack to the log and exits). Ingest is started
+// again, as after a kill; the run has failed already, the dump is for its report.
+func (ch *chaos) diagnoseIngest(ctx context.Context) string {
+	p := ch.c.ingest()
+	if p == nil {
+		return ""
+	}
+	var b strings.Builder
+	hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	start := time.Now()
+	code, _, err := proc.Get(hctx, ch.c.base()+"/healthz")
+	cancel()
+	fmt.Fprintf(&b, "\n/healthz: status %d, error %v, after %v\n", code, err, time.Since(start).Round(time.Millisecond))
+	size := int64(0)
+	if fi, err := os.Stat(p.LogPath()); err == nil {
+		size = fi.Size()
+	}
+	p.Signal(syscall.SIGQUIT)
+	select {
+	case <-p.Done():
+	case <-time.After(10 * time.Second):
+		p.Kill()
+	}
+	if log, err := os.ReadFile(p.LogPath()); err == nil && int64(len(log)) > size {
+		b.WriteString(waitingStacks(string(log[size:]), 12000))
+	}
+	if err := ch.c.startIngest(); err != nil {
+		fmt.Fprintf(&b, "restart ingest after the dump: %v\n", err)
+	}
+	return b.String()
+}
+
+// waitingStacks returns the goroutines of a Go stack dump that wait for a lock or are in
+// an HTTP handler or a Prometheus collector, up to max bytes.
+func waitingStacks(dump string, max int) string {
+	var b strings.Builder
+	for _, g := range strings.Split(dump, "\n\n") {
+		header, _, _ := strings.Cut(g, "\n")
+		if !strings.Contains(g, "ServeHTTP") && !strings.Contains(g, "Collect(") &&
+			!strings.Contains(header, "semacquire") && !strings.Contains(header, "sync.") {
+			continue
+		}
+		if b.Len()+len(g) > max {
+			b.WriteString("… (more in ingest's log)\n")
+			break
+		}
+		b.WriteString(g)
+		b.WriteString("\n\n")
+	}
+	return b.String()
 }
 
 // term stops ingest with SIGTERM; half of the time it is killed during the shutdown

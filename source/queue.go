@@ -15,15 +15,22 @@ import (
 // queue is the bounded, ordered hand-off from the stream goroutines to Run's goroutine. A
 // message's position is fixed, and its TS clamped, under one lock, so delivered TS never
 // decrease.
+//
+// It is a ring: take costs what it takes, whatever is queued behind. (It was a slice whose
+// remainder each take moved to the front: with a backlog — ingest behind after a minute
+// close, say — every batch of 1,024 moved the whole backlog, up to 16 MB, under the lock the
+// streams push with, so a backlog made ingest slower the larger it was.)
 type queue struct {
 	mu     sync.Mutex
-	buf    []feed.Message
+	ring   []feed.Message // len(ring) is the capacity: doubled as needed, up to limit
+	head   int            // index of the oldest message
+	n      int            // messages queued
 	limit  int
 	lastTS int64
-	ready  chan struct{} // cap 1: signalled when buf becomes non-empty
+	ready  chan struct{} // cap 1: signalled when the queue becomes non-empty
 	space  chan struct{} // closed when room appears; nil when nobody waits
 	fullAt int           // a full batch
-	full   chan struct{} // cap 1: signalled when buf reaches fullAt
+	full   chan struct{} // cap 1: signalled when the queue reaches fullAt
 }
 
 func newQueue(limit, fullAt int) *queue {
@@ -34,7 +41,7 @@ func newQueue(limit, fullAt int) *queue {
 func (q *queue) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.buf)
+	return q.n
 }
 
 // clearFull drops a full signal left from before: check len after it, then wait for full.
@@ -49,7 +56,7 @@ func (q *queue) clearFull() {
 // queue is full, until ctx is done.
 func (q *queue) push(ctx context.Context, m feed.Message) error {
 	q.mu.Lock()
-	for len(q.buf) >= q.limit {
+	for q.n >= q.limit {
 		if q.space == nil {
 			q.space = make(chan struct{})
 		}
@@ -66,14 +73,22 @@ func (q *queue) push(ctx context.Context, m feed.Message) error {
 		m.TS = q.lastTS
 	}
 	q.lastTS = m.TS
-	q.buf = append(q.buf, m)
-	if len(q.buf) == 1 {
+	if q.n == len(q.ring) {
+		q.grow()
+	}
+	i := q.head + q.n
+	if i >= len(q.ring) {
+		i -= len(q.ring)
+	}
+	q.ring[i] = m
+	q.n++
+	if q.n == 1 {
 		select {
 		case q.ready <- struct{}{}:
 		default:
 		}
 	}
-	if len(q.buf) == q.fullAt {
+	if q.n == q.fullAt {
 		select {
 		case q.full <- struct{}{}:
 		default:
@@ -83,20 +98,38 @@ func (q *queue) push(ctx context.Context, m feed.Message) error {
 	return nil
 }
 
+// grow doubles the ring (at least 64 messages, at most limit), the oldest message first.
+func (q *queue) grow() {
+	c := min(max(2*len(q.ring), 64), max(q.limit, 1))
+	ring := make([]feed.Message, c)
+	k := copy(ring, q.ring[q.head:])
+	copy(ring[k:], q.ring[:q.head])
+	q.ring, q.head = ring, 0
+}
+
 // take moves up to n queued messages to out (appending) and returns it.
 func (q *queue) take(out []feed.Message, n int) []feed.Message {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	k := min(n, len(q.buf))
-	out = append(out, q.buf[:k]...)
-	rest := copy(q.buf, q.buf[k:])
-	clear(q.buf[rest:]) // drop references to descriptions
-	q.buf = q.buf[:rest]
-	if q.space != nil && len(q.buf) < q.limit {
+	for k := min(n, q.n); k > 0; {
+		seg := q.ring[q.head:min(q.head+k, len(q.ring))]
+		out = append(out, seg...)
+		clear(seg) // drop references to descriptions
+		q.head += len(seg)
+		if q.head == len(q.ring) {
+			q.head = 0
+		}
+		q.n -= len(seg)
+		k -= len(seg)
+	}
+	if q.n == 0 {
+		q.head = 0
+	}
+	if q.space != nil && q.n < q.limit {
 		close(q.space)
 		q.space = nil
 	}
-	if len(q.buf) > 0 {
+	if q.n > 0 {
 		select {
 		case q.ready <- struct{}{}:
 		default:

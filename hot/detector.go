@@ -250,7 +250,7 @@ func (d *Detector) Expire(watermark int64) {
 		}
 		w.prune(ch)
 		w.drop()
-		w.shrink()
+		w.shrink(d.keep / msNanos)
 	}
 	for i := range d.wide {
 		w := &d.wide[i]
@@ -259,7 +259,7 @@ func (d *Detector) Expire(watermark int64) {
 		}
 		w.prune(horizon)
 		w.drop()
-		w.shrink()
+		w.shrink(d.keep)
 		d.narrow(int32(i))
 	}
 	if d.baseSet && watermark-d.cdom.tbase > rebaseAfter && watermark > math.MinInt64+rebaseKeep {

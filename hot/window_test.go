@@ -31,6 +31,7 @@ func TestWindowGrowth(t *testing.T) {
 			total := int(2 * (opts.Window + opts.Lateness) / tc.interval)
 			rng := rand.New(rand.NewPCG(1, 2))
 			ts := t0
+			lastMinute := ts / int64(time.Minute)
 			for i := range total {
 				if tc.jitter {
 					ts += int64(tc.interval)/2 + rng.Int64N(int64(tc.interval))
@@ -39,6 +40,12 @@ func TestWindowGrowth(t *testing.T) {
 					ts = t0 + int64(i)*int64(tc.interval)
 				}
 				d.Observe(testISIN, 1, ts, uint64(i+1), 100_000_000)
+				// Expire once a minute of event time, as the pipeline does: a window still
+				// filling keeps the room it was given.
+				if m := ts / int64(time.Minute); m != lastMinute {
+					d.Expire(ts)
+					lastMinute = m
+				}
 				s, ok := d.index.get(1)
 				if !ok || s&wideBit != 0 {
 					t.Fatalf("quote %d: window missing or wide", i)
@@ -173,5 +180,22 @@ func TestWindowHeaders(t *testing.T) {
 	}
 	if d.rebased == 0 {
 		t.Fatal("the time base did not move")
+	}
+}
+
+// TestExpireShrinksQuietWindows: a full window whose instrument stops quoting gives its
+// storage back at the next Expire, and one still filling keeps it (TestWindowGrowth).
+func TestExpireShrinksQuietWindows(t *testing.T) {
+	opts := Options{Threshold: DefaultThreshold(), Window: 5 * time.Minute, Lateness: 30 * time.Second}
+	d := New(opts)
+	n := int(2 * (opts.Window + opts.Lateness) / time.Second)
+	for i := range n {
+		d.Observe(testISIN, 1, t0+int64(i)*int64(time.Second), uint64(i+1), 100_000_000)
+	}
+	s, _ := d.index.get(1)
+	full := len(d.compact[s].buf)
+	d.Expire(t0 + int64(n)*int64(time.Second) + int64(opts.Window+opts.Lateness))
+	if w := &d.compact[s]; w.n != 1 || len(w.buf) > 16 {
+		t.Fatalf("after Expire: %d points in a ring of %d (it held %d), want 1 point in a ring of ≤ 16", w.n, len(w.buf), full)
 	}
 }

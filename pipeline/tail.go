@@ -34,9 +34,10 @@ const DefaultTailMinutes = 30
 // and the ones before it (tailEntry.floor), and the queries that reach them read the store,
 // which merges it exactly. A live feed has none (quotes are stamped on arrival).
 //
-// Memory. One entry (40 bytes) per incarnation plus n slots of 24 bytes (tailSlot: the
-// candle packed as deltas; a candle whose deltas do not fit goes whole to an overflow map,
-// which stays empty in practice): ~37 MiB for 50,000 instruments × 30 minutes. Slots live
+// Memory. One entry (48 bytes) per incarnation plus n slots of 20 bytes (tailSlot: the
+// candle packed as 32-bit deltas; a candle whose deltas do not fit goes whole to an
+// overflow map, which stays empty in practice): ~31 MiB for 50,000 instruments × 30
+// minutes. Slots live
 // in chunks of tailChunk entries, without pointers (the collector does not scan them), and
 // freed entries are reused.
 type candleTail struct {
@@ -65,13 +66,16 @@ type tailEntry struct {
 	// floor is the first minute the tail may answer for: the one after the latest minute a
 	// late correction changed (math.MinInt64: none).
 	floor int64
+	// base is the price the slots' opens are relative to: the open of the first candle
+	// stored since the entry was last empty.
+	base int64
 }
 
-// tailSlot is one candle, packed: Open whole, the other prices as deltas from it, and the
-// quote count. quotes = 0: no candle; quotes = tailOverflow: the candle is in
-// candleTail.overflow.
+// tailSlot is one candle, packed: Open relative to the entry's base, the other prices
+// relative to Open, and the quote count. quotes = 0: no candle; quotes = tailOverflow: the
+// candle is in candleTail.overflow.
 type tailSlot struct {
-	open             int64
+	open             int32 // − tailEntry.base
 	high, low, close int32 // − open
 	quotes           uint32
 }
@@ -219,6 +223,9 @@ func (t *candleTail) put(c *aggregate.Candle, late bool, active func(feed.ISIN, 
 				t.clearSlot(e, s, t.slotOf(x))
 			}
 		}
+		if en.newest == math.MinInt64 {
+			en.base = int64(c.Open) // every slot is empty
+		}
 		en.newest = m
 	} else if m <= en.newest-int64(t.n)*aggregate.MinuteNanos {
 		return // before the window: not covered (entryLow)
@@ -231,7 +238,7 @@ func (t *candleTail) store(e int32, s []tailSlot, i int, c *aggregate.Candle) {
 	if s[i].quotes == tailOverflow {
 		delete(t.overflow, tailSlotRef{e, int32(i)})
 	}
-	if pack(&s[i], c) {
+	if pack(&s[i], c, t.entries[e].base) {
 		return
 	}
 	if t.overflow == nil {
@@ -243,15 +250,16 @@ func (t *candleTail) store(e int32, s []tailSlot, i int, c *aggregate.Candle) {
 
 func fitsInt32(d int64) bool { return d >= math.MinInt32 && d <= math.MaxInt32 }
 
-// pack packs c into s, and reports whether it fits.
-func pack(s *tailSlot, c *aggregate.Candle) bool {
-	dh, dl, dc := int64(c.High-c.Open), int64(c.Low-c.Open), int64(c.Close-c.Open)
-	if !fitsInt32(dh) || !fitsInt32(dl) || !fitsInt32(dc) || c.Quotes == 0 || c.Quotes >= tailOverflow ||
+// pack packs c into s, its open relative to base, and reports whether it fits.
+func pack(s *tailSlot, c *aggregate.Candle, base int64) bool {
+	do, dh, dl, dc := int64(c.Open)-base, int64(c.High-c.Open), int64(c.Low-c.Open), int64(c.Close-c.Open)
+	if !fitsInt32(do) || !fitsInt32(dh) || !fitsInt32(dl) || !fitsInt32(dc) || c.Quotes == 0 || c.Quotes >= tailOverflow ||
 		// Differences of int64 prices that overflowed.
+		(int64(c.Open) >= base) != (do >= 0) ||
 		(c.High >= c.Open) != (dh >= 0) || (c.Low >= c.Open) != (dl >= 0) || (c.Close >= c.Open) != (dc >= 0) {
 		return false
 	}
-	*s = tailSlot{open: int64(c.Open), high: int32(dh), low: int32(dl), close: int32(dc), quotes: uint32(c.Quotes)}
+	*s = tailSlot{open: int32(do), high: int32(dh), low: int32(dl), close: int32(dc), quotes: uint32(c.Quotes)}
 	return true
 }
 
@@ -272,7 +280,7 @@ func (t *candleTail) decode(e int32, s []tailSlot, i int, m int64) (aggregate.Ca
 		return t.overflow[tailSlotRef{e, int32(i)}], true
 	}
 	en := &t.entries[e]
-	open := feed.Price(x.open)
+	open := feed.Price(en.base + int64(x.open))
 	return aggregate.Candle{
 		Key:    aggregate.Key{ISIN: en.isin, Incarnation: en.inc, Minute: m},
 		Open:   open,

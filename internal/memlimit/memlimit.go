@@ -9,7 +9,7 @@
 // What the budget has to hold (the spec workload, 50,000 instruments quoting every second):
 // the hot detector's windows, 8 bytes per quote of the last window + lateness (5m30s) ≈
 // 140 MiB with ring slack when full; the aggregator's incarnations and open candles
-// (~20 MiB); the pipeline's tail of closed candles for queries (~37 MiB: 30 minutes of
+// (~20 MiB); the pipeline's tail of closed candles for queries (~32 MiB: 30 minutes of
 // every instrument); Badger's memtable (~10 MiB with its slack: wal.Options.MemTableSize,
 // allocated whole) and its table builders; its block cache (16 MiB,
 // wal.Options.BlockCacheSize); and a replay's batches in flight (8 per stage of 32,768

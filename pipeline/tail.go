@@ -36,7 +36,7 @@ const DefaultTailMinutes = 30
 //
 // Memory. One entry (48 bytes) per incarnation plus n slots of 20 bytes (tailSlot: the
 // candle packed as 32-bit deltas; a candle whose deltas do not fit goes whole to an
-// overflow map, which stays empty in practice): ~31 MiB for 50,000 instruments × 30
+// overflow map, which stays empty in practice: the base follows a drifting price): ~31 MiB for 50,000 instruments × 30
 // minutes. Slots live
 // in chunks of tailChunk entries, without pointers (the collector does not scan them), and
 // freed entries are reused.
@@ -238,14 +238,49 @@ func (t *candleTail) store(e int32, s []tailSlot, i int, c *aggregate.Candle) {
 	if s[i].quotes == tailOverflow {
 		delete(t.overflow, tailSlotRef{e, int32(i)})
 	}
+	s[i] = tailSlot{}
 	if pack(&s[i], c, t.entries[e].base) {
 		return
 	}
+	if !fitsInt32(int64(c.Open) - t.entries[e].base) {
+		t.rebase(e, s, int64(c.Open))
+		if pack(&s[i], c, t.entries[e].base) {
+			return
+		}
+	}
+	t.spill(e, s, i, *c)
+}
+
+// spill puts c, the candle of slot i of entry e, into the overflow map.
+func (t *candleTail) spill(e int32, s []tailSlot, i int, c aggregate.Candle) {
 	if t.overflow == nil {
 		t.overflow = map[tailSlotRef]aggregate.Candle{}
 	}
-	t.overflow[tailSlotRef{e, int32(i)}] = queryCandle(*c)
+	t.overflow[tailSlotRef{e, int32(i)}] = queryCandle(c)
 	s[i] = tailSlot{quotes: tailOverflow}
+}
+
+// rebase moves entry e's base to base, when a candle's open is too far from it to pack (a
+// price that drifted more than ±2,147 units from the entry's first would otherwise send
+// every later candle to the overflow map). Packed candles whose opens do not fit the new
+// base go to the overflow map; they leave the window within n minutes.
+func (t *candleTail) rebase(e int32, s []tailSlot, base int64) {
+	en := &t.entries[e]
+	top := t.slotOf(en.newest)
+	for i := range s {
+		x := s[i]
+		if x.quotes == 0 || x.quotes == tailOverflow {
+			continue
+		}
+		if d := en.base + int64(x.open) - base; fitsInt32(d) {
+			s[i].open = int32(d)
+			continue
+		}
+		back := int64((top - i + t.n) % t.n) // slot i holds minute newest − back
+		c, _ := t.decode(e, s, i, en.newest-back*aggregate.MinuteNanos)
+		t.spill(e, s, i, c)
+	}
+	en.base = base
 }
 
 func fitsInt32(d int64) bool { return d >= math.MinInt32 && d <= math.MaxInt32 }

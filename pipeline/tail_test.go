@@ -736,3 +736,32 @@ func TestStoreWriteBlocksOnlyStoreReads(t *testing.T) {
 		log.Close()
 	}
 }
+
+// TestTailFollowsDriftingPrice: a price that drifts far from the entry's first open keeps
+// packing (the base moves with it), and every candle in the window reads back whole.
+func TestTailFollowsDriftingPrice(t *testing.T) {
+	tl := newCandleTail(5)
+	tl.start(math.MinInt64)
+	isActive := func(feed.ISIN, uint64) bool { return true }
+	var put []aggregate.Candle
+	for i := int64(0); i < 200; i++ {
+		m := i * minute
+		p := feed.Price(100*feed.PriceScale + i*400*feed.PriceScale) // +$400 a minute: ±2,147 units is passed every ~5 minutes
+		c := aggregate.Candle{Key: aggregate.Key{ISIN: isinA, Incarnation: 1, Minute: m}}
+		c.Add(m+1, uint64(2*i+1), p)
+		c.Add(m+2, uint64(2*i+2), p+feed.PriceScale)
+		tl.put(&c, false, isActive)
+		put = append(put, queryCandle(c))
+		e := tl.lookup(isinA, 1)
+		lo := max(0, i-4)
+		if got := tl.appendRange(nil, e, lo*minute, m+minute); !reflect.DeepEqual(got, put[lo:]) {
+			t.Fatalf("minute %d: got %+v\nwant %+v", i, got, put[lo:])
+		}
+		if tl.slots(e)[tl.slotOf(m)].quotes == tailOverflow {
+			t.Fatalf("minute %d: the newest candle went to the overflow map", i)
+		}
+	}
+	if len(tl.overflow) > 5 {
+		t.Errorf("%d overflow entries for a window of 5", len(tl.overflow))
+	}
+}

@@ -36,10 +36,9 @@ const DefaultTailMinutes = 30
 //
 // Memory. One entry (48 bytes) per incarnation plus n slots of 20 bytes (tailSlot: the
 // candle packed as 32-bit deltas; a candle whose deltas do not fit goes whole to an
-// overflow map, which stays empty in practice: the base follows a drifting price): ~31 MiB for 50,000 instruments × 30
-// minutes. Slots live
-// in chunks of tailChunk entries, without pointers (the collector does not scan them), and
-// freed entries are reused.
+// overflow map, which stays empty in practice: the base follows a drifting price): ~31
+// MiB for 50,000 instruments × 30 minutes. Slots live in chunks of tailChunk entries,
+// without pointers (the collector does not scan them), and freed entries are reused.
 type candleTail struct {
 	n    int   // minutes per incarnation (0: the tail is off)
 	from int64 // every minute ≥ from that closed is known; valid once started

@@ -72,7 +72,10 @@
 // group (all appends waiting at that moment) into one or more blocks, and writes them, with
 // the source positions of AppendFrom, in ONE Badger transaction: a group, and in particular
 // each Append, is on disk entirely or not at all. An append returns when its group is durable
-// per the mode; LastSeq and readers only ever show acknowledged groups.
+// per the mode; LastSeq and readers only ever show acknowledged groups. StartAppend hands an
+// append over without waiting (its PendingAppend's Wait does): a bulk producer keeps a few
+// in flight, and those that queue while a group is written and synced go into the next
+// group together, one sync for several (replay: see pipeline.Writer).
 //
 //   - SyncAlways: the transaction is fsynced (value log and memtable WAL) before the
 //     appends return; the next group is written right away. Acknowledged

@@ -295,17 +295,50 @@ func (l *Log) AppendFrom(msgs []feed.Message, source string, pos []byte) (first 
 }
 
 func (l *Log) append(msgs []feed.Message, source string, pos []byte, hasPos bool) (uint64, error) {
-	if err := l.acquire(); err != nil {
+	p, err := l.start(msgs, source, pos, hasPos)
+	if err != nil {
 		return 0, err
+	}
+	return p.Wait()
+}
+
+// PendingAppend is an append handed to the writer by StartAppend, until Wait.
+type PendingAppend struct {
+	l *Log
+	r *appendReq
+}
+
+// StartAppend hands msgs to the writer like AppendFrom (Append when source is ""), and
+// returns at once: the records are durable per the sync mode when the PendingAppend's Wait
+// returns, which must be called exactly once. Appends started one after another are
+// written in that order; those that reach the writer while it writes (and, in SyncBatch
+// and SyncAlways, syncs) an earlier group are written together, with one sync. So a bulk
+// producer that starts its next append before the last one is durable (replay) pays one
+// sync per several batches, where Append, waiting for each, pays one per batch. msgs must
+// not be read or modified until Wait returns (the writer sets each message's Ref).
+func (l *Log) StartAppend(msgs []feed.Message, source string, pos []byte) (PendingAppend, error) {
+	return l.start(msgs, source, pos, source != "")
+}
+
+func (l *Log) start(msgs []feed.Message, source string, pos []byte, hasPos bool) (PendingAppend, error) {
+	if err := l.acquire(); err != nil {
+		return PendingAppend{}, err
 	}
 	r := l.pool.Get().(*appendReq)
 	r.msgs, r.source, r.pos, r.hasPos = msgs, source, pos, hasPos
 	l.reqs <- r // the writer keeps receiving until closing, which needs l.mu exclusively
 	l.mu.RUnlock()
+	return PendingAppend{l: l, r: r}, nil
+}
+
+// Wait blocks until the append is durable (or failed) and returns the sequence of its first
+// record, as Append does.
+func (p PendingAppend) Wait() (first uint64, err error) {
+	r := p.r
 	<-r.done
-	first, err := r.first, r.err
+	first, err = r.first, r.err
 	*r = appendReq{done: r.done}
-	l.pool.Put(r)
+	p.l.pool.Put(r)
 	return first, err
 }
 

@@ -3,6 +3,7 @@ package wal
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"testing"
@@ -296,6 +297,68 @@ func TestSyncBatchGroupsOnMockClock(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// StartAppend returns at once; appends started while the writer waits are written in the
+// order they were started, as one group (one block, one sync), and the position of the
+// last one is the source's.
+func TestStartAppendGroupsInOrder(t *testing.T) {
+	mock := clock.NewMock()
+	mock.Set(time.Unix(1_700_000_000, 0))
+	l := openTest(t, Options{InMemory: true, Sync: SyncBatch, Clock: mock, BatchInterval: 5 * time.Millisecond})
+	if _, err := l.Append(quoteBatch(0, 10)); err != nil {
+		t.Fatal(err)
+	}
+	const G = 3
+	var pending [G]PendingAppend
+	for g := range pending {
+		var err error
+		pos := []byte(fmt.Sprintf("offset=%d", g))
+		if pending[g], err = l.StartAppend(quoteBatch(100+g*10, 10), "a.jsonl", pos); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for l.gathered.Load() < G*10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("writer gathered %d records, want %d", l.gathered.Load(), G*10)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if l.LastSeq() != 10 {
+		t.Fatalf("group written before the interval: LastSeq %d", l.LastSeq())
+	}
+	mock.Add(5 * time.Millisecond)
+	for g, p := range pending {
+		first, err := p.Wait()
+		if err != nil || first != uint64(11+g*10) {
+			t.Fatalf("append %d: first %d, %v; want %d", g, first, err, 11+g*10)
+		}
+	}
+	err := l.db.View(func(txn *badger.Txn) error {
+		return l.findBlock(txn, 11, func(f uint64, v []byte) error {
+			h, err := decodeHeader(v, f)
+			if err == nil && (h.FirstSeq != 11 || h.Count != G*10) {
+				t.Errorf("group block %+v, want one block of %d from 11", h, G*10)
+			}
+			return err
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pos, ok, err := l.SourcePosition("a.jsonl"); err != nil || !ok || string(pos) != "offset=2" {
+		t.Fatalf("position %q %v %v, want the last append's", pos, ok, err)
+	}
+	// Without a source, StartAppend is Append.
+	p, err := l.StartAppend(quoteBatch(200, 5), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mock.Add(5 * time.Millisecond)
+	if first, err := p.Wait(); err != nil || first != 41 {
+		t.Fatalf("first %d, %v; want 41", first, err)
 	}
 }
 

@@ -264,13 +264,7 @@ func TestSyncBatchGroupsOnMockClock(t *testing.T) {
 			errs <- err
 		}(g)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for l.gathered.Load() < G*10 {
-		if time.Now().After(deadline) {
-			t.Fatalf("writer gathered %d records, want %d", l.gathered.Load(), G*10)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitGathered(t, l, G*10)
 	if l.LastSeq() != 10 {
 		t.Fatalf("group written before the interval: LastSeq %d", l.LastSeq())
 	}
@@ -285,12 +279,29 @@ func TestSyncBatchGroupsOnMockClock(t *testing.T) {
 	if l.LastSeq() != 10+G*10 {
 		t.Fatalf("LastSeq %d", l.LastSeq())
 	}
-	// all six appends went into one block starting at 11
+	checkOneBlock(t, l, 11, G*10) // all six appends went into one block
+}
+
+// waitGathered waits until the writer has gathered n records into its current group.
+func waitGathered(t *testing.T, l *Log, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for l.gathered.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("writer gathered %d records, want %d", l.gathered.Load(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// checkOneBlock checks that the block starting at first holds count records.
+func checkOneBlock(t *testing.T, l *Log, first uint64, count uint32) {
+	t.Helper()
 	err := l.db.View(func(txn *badger.Txn) error {
-		return l.findBlock(txn, 11, func(f uint64, v []byte) error {
+		return l.findBlock(txn, first, func(f uint64, v []byte) error {
 			h, err := decodeHeader(v, f)
-			if err == nil && (h.FirstSeq != 11 || h.Count != G*10) {
-				t.Errorf("group block %+v, want one block of %d from 11", h, G*10)
+			if err == nil && (h.FirstSeq != first || h.Count != count) {
+				t.Errorf("group block %+v, want one block of %d from %d", h, count, first)
 			}
 			return err
 		})
@@ -319,13 +330,7 @@ func TestStartAppendGroupsInOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for l.gathered.Load() < G*10 {
-		if time.Now().After(deadline) {
-			t.Fatalf("writer gathered %d records, want %d", l.gathered.Load(), G*10)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitGathered(t, l, G*10)
 	if l.LastSeq() != 10 {
 		t.Fatalf("group written before the interval: LastSeq %d", l.LastSeq())
 	}
@@ -336,18 +341,7 @@ func TestStartAppendGroupsInOrder(t *testing.T) {
 			t.Fatalf("append %d: first %d, %v; want %d", g, first, err, 11+g*10)
 		}
 	}
-	err := l.db.View(func(txn *badger.Txn) error {
-		return l.findBlock(txn, 11, func(f uint64, v []byte) error {
-			h, err := decodeHeader(v, f)
-			if err == nil && (h.FirstSeq != 11 || h.Count != G*10) {
-				t.Errorf("group block %+v, want one block of %d from 11", h, G*10)
-			}
-			return err
-		})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	checkOneBlock(t, l, 11, G*10)
 	if pos, ok, err := l.SourcePosition("a.jsonl"); err != nil || !ok || string(pos) != "offset=2" {
 		t.Fatalf("position %q %v %v, want the last append's", pos, ok, err)
 	}

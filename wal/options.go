@@ -190,13 +190,13 @@ func (o Options) badgerOptions() badger.Options {
 		WithNumVersionsToKeep(1).
 		WithNumMemtables(2).
 		WithNumCompactors(2).
-		// Tables of 1 MiB in the base level (Badger's default is 2 MiB; each level below
+		// Tables of 512 KiB in the base level (Badger's default is 2 MiB; each level below
 		// doubles it): a compaction builds up to 8 tables and more at once, each in a
 		// buffer of twice its size plus a 3 MiB index builder. The compactions that merge
 		// the last minutes' candles into the levels below (every ~6.5 minutes at the spec
-		// load, ~40 tables in 2 s) raised a live ingest's live heap by 77 MB with 2 MiB,
-		// 56 MB with 1 MiB: the peaks of its resident set.
-		WithBaseTableSize(1 << 20).
+		// load, a few dozen tables in 2 s) raised a live ingest's live heap by 77 MB with
+		// 2 MiB, 56 MB with 1 MiB, 39–51 MB with 512 KiB: the peaks of its resident set.
+		WithBaseTableSize(512 << 10).
 		// No block compression: what the tree holds (candles, value pointers, sequences)
 		// is nearly incompressible — Snappy saved ~20 % of the tables — and a compressing
 		// table builder counts its capacity in compressed bytes, holding the uncompressed

@@ -50,26 +50,38 @@ const DefaultBudget = 256 << 20
 // it 25–95 % slower, the collector running all the time. A live ingest at the spec load
 // allocates about 1 MB a second: a quarter of its ~260 MiB live heap held ~65 MiB of
 // garbage for a minute between collections, most of what kept its resident set above
-// 300 MiB (make bench). A sixteenth was too little: the runtime keeps ~3 % of the limit
-// for itself, and what was left let collections run back to back (600 in 30 s). The rate
+// 300 MiB (make bench); with a twelfth it collects every ~3 s, ~1 % of a core. A sixteenth
+// was too little: the runtime keeps ~3 % of the limit for itself, and what was left let
+// collections run back to back (600 in 30 s). The rate
 // is a moving average over about RateWindow: a checkpoint every 40 s allocates tens of MB
 // in a second, which a rate measured over that second turned into a quarter of headroom.
+// And it is at most the long-run rate (LongRateWindow): a Badger compaction in a live
+// ingest (~360 MB in 2 s every ~6.5 minutes at the spec load) raised the 30-s average to
+// 12 MB/s, 48 MB of headroom on top of the ~50 MB its table builders hold, and the resident
+// set to 323 MiB for a few seconds; the long-run rate of that process is ~2 MB/s. A
+// replay, or a restart's restore, allocates as fast from its start: its long-run rate is
+// the mean since the start, above the 30-s average, so it gets the headroom as before.
 const (
 	MaxHeadroom  = 0.25
-	MinHeadroom  = 1.0 / 8
+	MinHeadroom  = 1.0 / 12
 	AllocHorizon = 4 * time.Second
 	// RateWindow is the time constant of the allocation rate's moving average.
 	RateWindow = 30 * time.Second
+	// LongRateWindow is the span of the long-run rate: the mean since the start while the
+	// governor has run for less than that, then a moving average with that time constant.
+	LongRateWindow = 2 * time.Minute
 )
 
-// A collection that finds the live heap more than JumpFraction above the one before
+// A collection that finds the live heap more than JumpFraction above its settled level
 // starts a recheck: RecheckAfter later, unless a collection has found the jump over by
 // then, the governor runs one; a live heap found at or after that time still above the
 // jump's base is the new level. The limit follows the jump meanwhile (a lower one would
 // make the collector run back to back while the memory is held); the recheck only shortens
-// how long the heap may grow into it. A memtable flush holds its memory for a few seconds;
-// a restart's restore or a replay's pace grows the live heap for good, and their own
-// collections confirm that.
+// how long the heap may grow into it, and once a jump is over the governor gives the
+// memory the heap grew into back to the system (debug.FreeOSMemory: one more collection;
+// the runtime's scavenger alone took 20 s or more). A memtable flush or a compaction holds
+// its memory for a few seconds; a restart's restore or a replay's pace grows the live heap
+// for good, and their own collections confirm that.
 const (
 	JumpFraction = 1.0 / 16
 	RecheckAfter = 5 * time.Second
@@ -164,7 +176,11 @@ func Run(ctx context.Context, opts Options) {
 				return
 			case <-t.C:
 				if g.update() && g.recheckDue() {
-					runtime.GC() // its cleanup runs update with the new live heap
+					runtime.GC()
+					g.update() // judge the recheck now (the collection's cleanup may run later)
+				}
+				if g.takeEnded() {
+					debug.FreeOSMemory()
 				}
 			}
 		}
@@ -229,20 +245,26 @@ type governor struct {
 	cur     int64 // the limit set
 	prev    int64 // the limit before Run
 	stopped bool
-	// rate is the allocation rate (bytes/s) it goes by: the rates measured between its
-	// updates, averaged with weights that halve every RateWindow × ln 2 (an exponential
-	// moving average), so that a sustained pace counts within seconds and a burst (a
-	// checkpoint's buffers) hardly.
-	rate       float64
-	lastAt     time.Time
-	lastAllocs uint64
+	// rate is the allocation rate (bytes/s) over the last seconds: the rates measured
+	// between its updates, averaged with weights that halve every RateWindow × ln 2 (an
+	// exponential moving average), so that a sustained pace counts within seconds and a
+	// burst (a checkpoint's buffers) hardly. long is the long-run rate (LongRateWindow),
+	// measured from startAt and startAllocs at first. The governor goes by the smaller.
+	rate        float64
+	long        float64
+	lastAt      time.Time
+	lastAllocs  uint64
+	startAt     time.Time
+	startAllocs uint64
 	// The recheck of a jump: gcs is the collection count of the last update, base the live
 	// heap before the jump (0: none yet), recheckAt when the jump is measured again (zero:
 	// no jump pending), forced whether the governor ran that collection itself.
+	// ended: a jump ended, its memory is to be given back to the system.
 	gcs       uint64
 	base      uint64
 	recheckAt time.Time
 	forced    bool
+	ended     bool
 }
 
 func newGovernor(budget int64, clk clock.Clock, read func() usage) *governor {
@@ -268,33 +290,57 @@ func (g *governor) update() bool {
 	switch dt := now.Sub(g.lastAt); {
 	case g.lastAt.IsZero() || u.allocs < g.lastAllocs:
 		g.lastAt, g.lastAllocs = now, u.allocs
+		g.startAt, g.startAllocs = now, u.allocs
 	case dt >= minRateSpan:
 		measured := float64(u.allocs-g.lastAllocs) / dt.Seconds()
 		g.rate += (measured - g.rate) * -math.Expm1(-dt.Seconds()/RateWindow.Seconds())
+		if since := now.Sub(g.startAt); since <= LongRateWindow {
+			g.long = float64(u.allocs-g.startAllocs) / since.Seconds()
+		} else {
+			g.long += (measured - g.long) * -math.Expm1(-dt.Seconds()/LongRateWindow.Seconds())
+		}
 		g.lastAt, g.lastAllocs = now, u.allocs
 	}
 	if u.gcs != g.gcs {
 		g.gcs = u.gcs
 		g.judge(u.live, now)
 	}
-	if l := Limit(g.budget, int64(u.live), int64(u.meta), g.rate); l != g.cur {
+	if l := Limit(g.budget, int64(u.live), int64(u.meta), min(g.rate, g.long)); l != g.cur {
 		g.cur = l
 		debug.SetMemoryLimit(l)
 	}
 	return true
 }
 
-// judge takes the live heap a new collection found: a jump above the base starts a
-// recheck; one found at or after the recheck time, or back near the base, ends it.
+// judge takes the live heap a new collection found. The base is the level a jump is
+// measured from: a collection that finds less sets it; one that finds more than
+// JumpFraction above it starts a recheck, and one at or after the recheck time that still
+// finds that much makes it the new base; one within the fraction ends a pending jump and
+// leaves the base where it was. (A base that followed every rise within the fraction never
+// saw a compaction's jump: its live heap grew a few MB from one collection to the next.)
+// A jump that ended is recorded for release.
 func (g *governor) judge(live uint64, now time.Time) {
 	switch {
-	case g.base == 0 || float64(live) <= float64(g.base)*(1+JumpFraction):
-		g.base, g.recheckAt = live, time.Time{} // no jump, or it is over
+	case g.base == 0 || live <= g.base:
+		g.ended = g.ended || !g.recheckAt.IsZero()
+		g.base, g.recheckAt = live, time.Time{}
+	case float64(live) <= float64(g.base)*(1+JumpFraction):
+		g.ended = g.ended || !g.recheckAt.IsZero()
+		g.recheckAt = time.Time{}
 	case g.recheckAt.IsZero():
 		g.recheckAt, g.forced = now.Add(RecheckAfter), false
 	case !now.Before(g.recheckAt):
 		g.base, g.recheckAt = live, time.Time{} // still there: the new level
 	}
+}
+
+// takeEnded reports, once, that a jump has ended since the last call.
+func (g *governor) takeEnded() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e := g.ended && !g.stopped
+	g.ended = false
+	return e
 }
 
 // recheckDue reports whether a jump's recheck time has come and no collection has settled

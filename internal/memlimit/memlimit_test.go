@@ -18,11 +18,11 @@ func TestLimit(t *testing.T) {
 		rate               float64
 		want               int64
 	}{
-		{512 * mib, 100 * mib, 10 * mib, 0, 512 * mib},                    // under the budget: the budget
-		{512 * mib, 480 * mib, 10 * mib, 1e9, 610 * mib},                  // fast allocation: a quarter of headroom
-		{512 * mib, 480 * mib, 10 * mib, 1 * mib, 550 * mib},              // slow: an eighth (60 MiB)
-		{512 * mib, 480 * mib, 10 * mib, 20 * mib, 570 * mib},             // between: 4 s of allocation
-		{256 * mib, 240 * mib, 12 * mib, 0, 240*mib + 12*mib + 240*mib/8}, // near the budget: meta counts
+		{512 * mib, 100 * mib, 10 * mib, 0, 512 * mib},                     // under the budget: the budget
+		{512 * mib, 480 * mib, 10 * mib, 1e9, 610 * mib},                   // fast allocation: a quarter of headroom
+		{512 * mib, 480 * mib, 10 * mib, 1 * mib, 530 * mib},               // slow: a twelfth (40 MiB)
+		{512 * mib, 480 * mib, 10 * mib, 20 * mib, 570 * mib},              // between: 4 s of allocation
+		{256 * mib, 240 * mib, 12 * mib, 0, 240*mib + 12*mib + 240*mib/12}, // near the budget: meta counts
 		{512 * mib, 1 << 30, 0, 1e12, 1<<30 + 256*mib},
 		{0, 0, 0, 0, 0},
 	} {
@@ -52,10 +52,10 @@ func TestGovernorRate(t *testing.T) {
 		}
 	}
 	limit := func() int64 { return debug.SetMemoryLimit(-1) }
-	least, most := int64(1024*mib+16*mib+128*mib), int64(1024*mib+16*mib+256*mib)
+	least, most := int64(1024*mib+16*mib+1024*mib/12), int64(1024*mib+16*mib+256*mib)
 	step(0, 0) // first sample: no rate yet
 	if limit() != least || g.rate != 0 {
-		t.Fatalf("limit %d rate %g at the start, want %d (an eighth) and 0", limit(), g.rate, least)
+		t.Fatalf("limit %d rate %g at the start, want %d (a twelfth) and 0", limit(), g.rate, least)
 	}
 	step(time.Second, 400*mib) // a replay's pace: the average climbs
 	if want := 400 * mib * -math.Expm1(-1.0/30); math.Abs(g.rate-want) > 1 {
@@ -90,6 +90,48 @@ func TestGovernorRate(t *testing.T) {
 	g.stop()
 	if g.update() || limit() != before {
 		t.Fatal("a stopped governor updated, or did not restore the limit")
+	}
+}
+
+// TestGovernorLongRate: in a process that has allocated slowly for minutes, a burst of a
+// few seconds (a Badger compaction) raises the 30-s average but not the long-run rate, and
+// the headroom stays the least; a replay's pace from the start gets the most at once.
+func TestGovernorLongRate(t *testing.T) {
+	before := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(before)
+	const mib = 1 << 20
+	clk := clock.NewMock()
+	u := usage{live: 280 * mib, meta: 12 * mib, ok: true}
+	g := newGovernor(256*mib, clk, func() usage { return u })
+	g.prev = before
+	step := func(d time.Duration, allocated uint64) {
+		clk.Add(d)
+		u.allocs += allocated
+		g.update()
+	}
+	limit := func() int64 { return debug.SetMemoryLimit(-1) }
+	least := Limit(256*mib, 280*mib, 12*mib, 0)
+	step(0, 0)
+	for range 120 {
+		step(5*time.Second, 5*mib) // 10 minutes at 1 MiB/s
+	}
+	for range 8 {
+		step(250*time.Millisecond, 45*mib) // 2 s at 180 MiB/s
+	}
+	if g.rate < 10*mib || g.long > 5*mib {
+		t.Fatalf("rate %g, long-run rate %g after the burst: want over 10 MiB/s and under 5", g.rate/mib, g.long/mib)
+	}
+	if limit() != least {
+		t.Fatalf("limit %d MiB after the burst, want %d (the least headroom)", limit()/mib, least/mib)
+	}
+
+	u.allocs = 0 // a new start: a replay's pace
+	step(time.Second, 0)
+	for range 6 {
+		step(time.Second, 400*mib)
+	}
+	if most := int64(280*mib + 12*mib + 280*mib/4); limit() != most || g.long < 300*mib {
+		t.Fatalf("limit %d MiB, long-run rate %g MiB/s after 6 s at 400 MiB/s: want %d and the mean since the start", limit()/mib, g.long/mib, most/mib)
 	}
 }
 
@@ -199,6 +241,9 @@ func TestGovernorRecheck(t *testing.T) {
 		t.Fatal("a second forced collection for the same jump")
 	}
 	collect(245 * mib) // the forced collection: the flush is over
+	if !g.takeEnded() {
+		t.Fatal("the end of the flush's jump was not reported")
+	}
 	if tick(RecheckAfter) {
 		t.Fatal("a recheck after the jump was over")
 	}
@@ -212,8 +257,31 @@ func TestGovernorRecheck(t *testing.T) {
 		t.Fatal("a forced collection though one after the recheck time settled the jump")
 	}
 	collect(340 * mib) // a sixteenth of 330 MiB is more than 10: no jump from the new base
-	if g.base != 340*mib || !g.recheckAt.IsZero() {
-		t.Fatalf("base %d MiB, recheck at %v: want 340 MiB and none", g.base/mib, g.recheckAt)
+	if g.base != 330*mib || !g.recheckAt.IsZero() {
+		t.Fatalf("base %d MiB, recheck at %v: want 330 MiB (kept) and none", g.base/mib, g.recheckAt)
+	}
+	if g.takeEnded() {
+		t.Fatal("jumps that became new levels were taken as ended")
+	}
+
+	// A compaction: the live heap grows a few MiB from one collection to the next, each
+	// within a sixteenth of the one before, 60 MiB in all. It is a jump from where it
+	// started, rechecked, and once over recorded as ended (its memory is given back).
+	clk.Add(time.Minute)
+	collect(330 * mib)
+	for live := uint64(336); live <= 390; live += 6 {
+		collect(live * mib)
+		clk.Add(200 * time.Millisecond)
+	}
+	if g.base != 330*mib || g.recheckAt.IsZero() {
+		t.Fatalf("base %d MiB, recheck at %v after a rise in small steps: want 330 MiB and a recheck", g.base/mib, g.recheckAt)
+	}
+	if !tick(RecheckAfter) {
+		t.Fatal("no recheck of a rise in small steps")
+	}
+	collect(332 * mib) // the compaction is over
+	if !g.takeEnded() || g.takeEnded() {
+		t.Fatal("the end of a jump was not reported exactly once")
 	}
 
 	collect(400 * mib)

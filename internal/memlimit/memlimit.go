@@ -259,7 +259,9 @@ type governor struct {
 	// The recheck of a jump: gcs is the collection count of the last update, base the live
 	// heap before the jump (0: none yet), recheckAt when the jump is measured again (zero:
 	// no jump pending), forced whether the governor ran that collection itself.
-	// ended: a jump ended, its memory is to be given back to the system.
+	// ended: a jump ended, its memory is to be given back to the system. live is the live
+	// heap of the last update.
+	live      uint64
 	gcs       uint64
 	base      uint64
 	recheckAt time.Time
@@ -301,6 +303,7 @@ func (g *governor) update() bool {
 		}
 		g.lastAt, g.lastAllocs = now, u.allocs
 	}
+	g.live = u.live
 	if u.gcs != g.gcs {
 		g.gcs = u.gcs
 		g.judge(u.live, now)
@@ -334,25 +337,35 @@ func (g *governor) judge(live uint64, now time.Time) {
 	}
 }
 
-// takeEnded reports, once, that a jump has ended since the last call.
+// takeEnded reports, once, that a jump has ended since the last call, in a slow program.
 func (g *governor) takeEnded() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	e := g.ended && !g.stopped
+	e := g.ended && !g.stopped && g.slow()
 	g.ended = false
 	return e
 }
 
 // recheckDue reports whether a jump's recheck time has come and no collection has settled
-// it, once per jump: the caller then runs one.
+// it, once per jump, in a slow program: the caller then runs one.
 func (g *governor) recheckDue() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.stopped || g.recheckAt.IsZero() || g.forced || g.clock.Now().Before(g.recheckAt) {
+	if g.stopped || g.recheckAt.IsZero() || g.forced || g.clock.Now().Before(g.recheckAt) || !g.slow() {
 		return false
 	}
 	g.forced = true
 	return true
+}
+
+// slow reports whether the program allocates so slowly that its next collection may be
+// more than RecheckAfter away: what it allocates in RecheckAfter is less than the least
+// headroom. Only then is a recheck worth a collection of its own, or the memory a jump
+// leaves worth giving back: a replay's live heap swings by a tenth from one collection to
+// the next, it collects every second or so by itself, and it would take the memory back at
+// once (two forced collections and a release made a spec replay 2–3 % slower).
+func (g *governor) slow() bool {
+	return min(g.rate, g.long)*RecheckAfter.Seconds() < float64(g.live)*MinHeadroom
 }
 
 // stop restores the limit found by Run; later updates do nothing.

@@ -93,6 +93,37 @@ func TestGovernorRate(t *testing.T) {
 	}
 }
 
+// TestGovernorBusy: a program that allocates fast (a replay) gets no recheck collection of
+// its own and keeps the memory of a jump that ended: it collects often by itself.
+func TestGovernorBusy(t *testing.T) {
+	before := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(before)
+	const mib = 1 << 20
+	clk := clock.NewMock()
+	u := usage{live: 300 * mib, meta: 10 * mib, ok: true}
+	g := newGovernor(256*mib, clk, func() usage { return u })
+	g.prev = before
+	collect := func(d time.Duration, live uint64) {
+		clk.Add(d)
+		u.live, u.gcs, u.allocs = live, u.gcs+1, u.allocs+uint64(d.Seconds()*300*mib)
+		g.update()
+	}
+	collect(0, 280*mib)
+	for range 10 {
+		collect(time.Second, 290*mib) // 300 MiB/s
+	}
+	collect(time.Second, 330*mib) // a jump
+	clk.Add(RecheckAfter)
+	g.update()
+	if g.recheckDue() {
+		t.Fatal("a recheck collection in a program that collects every second")
+	}
+	collect(time.Second, 285*mib)
+	if !g.ended || g.takeEnded() {
+		t.Fatal("the end of the jump was not recorded, or its memory given back in a busy program")
+	}
+}
+
 // TestGovernorLongRate: in a process that has allocated slowly for minutes, a burst of a
 // few seconds (a Badger compaction) raises the 30-s average but not the long-run rate, and
 // the headroom stays the least; a replay's pace from the start gets the most at once.

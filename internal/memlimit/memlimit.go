@@ -256,12 +256,11 @@ type governor struct {
 	lastAllocs  uint64
 	startAt     time.Time
 	startAllocs uint64
+	live        uint64 // the live heap of the last update
 	// The recheck of a jump: gcs is the collection count of the last update, base the live
 	// heap before the jump (0: none yet), recheckAt when the jump is measured again (zero:
-	// no jump pending), forced whether the governor ran that collection itself.
-	// ended: a jump ended, its memory is to be given back to the system. live is the live
-	// heap of the last update.
-	live      uint64
+	// no jump pending), forced whether the governor ran that collection itself, ended
+	// whether a jump ended since the memory was last given back.
 	gcs       uint64
 	base      uint64
 	recheckAt time.Time
@@ -363,7 +362,8 @@ func (g *governor) recheckDue() bool {
 // headroom. Only then is a recheck worth a collection of its own, or the memory a jump
 // leaves worth giving back: a replay's live heap swings by a tenth from one collection to
 // the next, it collects every second or so by itself, and it would take the memory back at
-// once (two forced collections and a release made a spec replay 2–3 % slower).
+// once (without this check a spec replay ran two forced collections, each well before its
+// heap reached the goal).
 func (g *governor) slow() bool {
 	return min(g.rate, g.long)*RecheckAfter.Seconds() < float64(g.live)*MinHeadroom
 }

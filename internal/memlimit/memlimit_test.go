@@ -12,7 +12,6 @@ import (
 )
 
 func TestLimit(t *testing.T) {
-	const mib = 1 << 20
 	for _, tc := range []struct {
 		budget, live, meta int64
 		rate               float64
@@ -32,17 +31,27 @@ func TestLimit(t *testing.T) {
 	}
 }
 
+// mib is a mebibyte.
+const mib = 1 << 20
+
+// testGovernor returns a governor with a budget of 256 MiB that reads *u, on a mock clock,
+// and the process's memory limit before it, which is restored when the test ends.
+func testGovernor(t *testing.T, u *usage) (*governor, *clock.Mock, int64) {
+	t.Helper()
+	before := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(before) })
+	clk := clock.NewMock()
+	g := newGovernor(256<<20, clk, func() usage { return *u })
+	g.prev = before
+	return g, clk, before
+}
+
 // TestGovernorRate: the governor measures the allocation rate between its updates on its
 // clock as a moving average — a sustained fast pace gets the most headroom within seconds,
 // a short burst hardly moves it, a slow pace gets the least — and sets the limit from it.
 func TestGovernorRate(t *testing.T) {
-	before := debug.SetMemoryLimit(-1)
-	defer debug.SetMemoryLimit(before)
-	const mib = 1 << 20
-	clk := clock.NewMock()
 	u := usage{live: 1024 * mib, meta: 16 * mib, ok: true}
-	g := newGovernor(256*mib, clk, func() usage { return u })
-	g.prev = before
+	g, clk, before := testGovernor(t, &u)
 	step := func(d time.Duration, allocated uint64) {
 		t.Helper()
 		clk.Add(d)
@@ -96,13 +105,8 @@ func TestGovernorRate(t *testing.T) {
 // TestGovernorBusy: a program that allocates fast (a replay) gets no recheck collection of
 // its own and keeps the memory of a jump that ended: it collects often by itself.
 func TestGovernorBusy(t *testing.T) {
-	before := debug.SetMemoryLimit(-1)
-	defer debug.SetMemoryLimit(before)
-	const mib = 1 << 20
-	clk := clock.NewMock()
 	u := usage{live: 300 * mib, meta: 10 * mib, ok: true}
-	g := newGovernor(256*mib, clk, func() usage { return u })
-	g.prev = before
+	g, clk, _ := testGovernor(t, &u)
 	collect := func(d time.Duration, live uint64) {
 		clk.Add(d)
 		u.live, u.gcs, u.allocs = live, u.gcs+1, u.allocs+uint64(d.Seconds()*300*mib)
@@ -128,13 +132,8 @@ func TestGovernorBusy(t *testing.T) {
 // few seconds (a Badger compaction) raises the 30-s average but not the long-run rate, and
 // the headroom stays the least; a replay's pace from the start gets the most at once.
 func TestGovernorLongRate(t *testing.T) {
-	before := debug.SetMemoryLimit(-1)
-	defer debug.SetMemoryLimit(before)
-	const mib = 1 << 20
-	clk := clock.NewMock()
 	u := usage{live: 280 * mib, meta: 12 * mib, ok: true}
-	g := newGovernor(256*mib, clk, func() usage { return u })
-	g.prev = before
+	g, clk, _ := testGovernor(t, &u)
 	step := func(d time.Duration, allocated uint64) {
 		clk.Add(d)
 		u.allocs += allocated
@@ -233,13 +232,8 @@ func TestRunAfterCollection(t *testing.T) {
 // one that stays is the new level, and a collection after the recheck time settles it
 // without a forced one.
 func TestGovernorRecheck(t *testing.T) {
-	before := debug.SetMemoryLimit(-1)
-	defer debug.SetMemoryLimit(before)
-	const mib = 1 << 20
-	clk := clock.NewMock()
 	u := usage{meta: 10 * mib, ok: true}
-	g := newGovernor(256*mib, clk, func() usage { return u })
-	g.prev = before
+	g, clk, _ := testGovernor(t, &u)
 	limitFor := func(live uint64) int64 { return Limit(256*mib, int64(live), 10*mib, 0) }
 	collect := func(live uint64) { // a collection found live; its cleanup runs update
 		t.Helper()

@@ -150,6 +150,26 @@ func quoteFrame(isin, price string) string {
 	return `{"type":"QUOTE","data":{"isin":"` + isin + `","price":` + price + `}}`
 }
 
+// lockedMock is a clock.Mock whose timers are created under mu, the lock its user moves
+// the clock under. clock.Mock.Timer runs the timers that are due, and while another
+// goroutine's Add runs them too, both can fire the same timer: the second send on its full
+// channel, under the mock's lock, deadlocks the clock (TestServerDown hung that way, its two
+// streams backing off at once).
+type lockedMock struct {
+	*clock.Mock
+	mu *sync.Mutex
+}
+
+// Timer is clock.Mock.Timer under m.mu.
+func (m lockedMock) Timer(d time.Duration) *clock.Timer {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.Mock.Timer(d)
+}
+
+// After is Timer's channel.
+func (m lockedMock) After(d time.Duration) <-chan time.Time { return m.Timer(d).C }
+
 // harness runs a Client with a mock clock against a mock server and records everything.
 type harness struct {
 	t   *testing.T
@@ -188,7 +208,7 @@ func newHarness(t *testing.T, instruments, quotes handler, mod func(*harness, *O
 	h.ms = newMockServer(t, instruments, quotes)
 	opts := Options{
 		URL:   h.ms.url(),
-		Clock: h.clk,
+		Clock: lockedMock{h.clk, &h.clkMu},
 		Rand:  rand.New(rand.NewPCG(1, 2)),
 		OnReject: func(err *feed.DecodeError) {
 			h.mu.Lock()

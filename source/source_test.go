@@ -434,11 +434,11 @@ func TestServerDown(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	clk := clock.NewMock()
-	c, err := New(Options{URL: "ws://" + addr, Clock: clk})
+	var mu sync.Mutex // both streams back off at once: see lockedMock
+	c, err := New(Options{URL: "ws://" + addr, Clock: lockedMock{clk, &mu}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
 	c.hooks.backoff = func(_ string, _ int, d time.Duration) {
 		mu.Lock()
 		defer mu.Unlock()

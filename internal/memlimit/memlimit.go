@@ -323,12 +323,12 @@ func (g *governor) update() bool {
 // A jump that ended is recorded for release.
 func (g *governor) judge(live uint64, now time.Time) {
 	switch {
-	case g.base == 0 || live <= g.base:
-		g.ended = g.ended || !g.recheckAt.IsZero()
-		g.base, g.recheckAt = live, time.Time{}
-	case float64(live) <= float64(g.base)*(1+JumpFraction):
+	case g.base == 0 || float64(live) <= float64(g.base)*(1+JumpFraction):
 		g.ended = g.ended || !g.recheckAt.IsZero()
 		g.recheckAt = time.Time{}
+		if g.base == 0 || live < g.base {
+			g.base = live
+		}
 	case g.recheckAt.IsZero():
 		g.recheckAt, g.forced = now.Add(RecheckAfter), false
 	case !now.Before(g.recheckAt):

@@ -41,7 +41,7 @@ func testGovernor(t *testing.T, u *usage) (*governor, *clock.Mock, int64) {
 	before := debug.SetMemoryLimit(-1)
 	t.Cleanup(func() { debug.SetMemoryLimit(before) })
 	clk := clock.NewMock()
-	g := newGovernor(256<<20, clk, func() usage { return *u })
+	g := newGovernor(256*mib, clk, func() usage { return *u })
 	g.prev = before
 	return g, clk, before
 }

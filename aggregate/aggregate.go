@@ -694,9 +694,15 @@ func (a *Aggregator) Instrument(isin feed.ISIN) (Instrument, bool) {
 // OpenCandles returns a copy of the still-open minutes of the active incarnation of isin,
 // oldest first (nil if it is not active or has none).
 func (a *Aggregator) OpenCandles(isin feed.ISIN) []Candle {
+	return a.AppendOpenCandles(nil, isin)
+}
+
+// AppendOpenCandles appends the still-open minutes of the active incarnation of isin to
+// dst, oldest first, and returns the extended slice.
+func (a *Aggregator) AppendOpenCandles(dst []Candle, isin feed.ISIN) []Candle {
 	inc := a.activeInc(&isin)
-	if inc == nil || len(inc.open) == 0 {
-		return nil
+	if inc == nil {
+		return dst
 	}
-	return slices.Clone(inc.open)
+	return append(dst, inc.open...)
 }

@@ -57,6 +57,20 @@ func LastRange(current int64, n int) (from, to int64) {
 // without quotes before which no close is known (no earlier candle and !r.HasPrev) is
 // skipped: it cannot be filled.
 func FillGaps(r GapRange, candles ...[]Candle) []Candle {
+	var f GapFiller
+	return f.Fill(r, candles...)
+}
+
+// GapFiller is FillGaps with its working space kept from one call to the next, for a caller
+// that answers many queries (each of a server's concurrent requests takes one from a pool):
+// a last=30m answer allocates nothing once the space has grown. What Fill returns is the
+// filler's: valid until its next call. The zero value is ready to use.
+type GapFiller struct {
+	all, out []Candle
+}
+
+// Fill is FillGaps; the result is valid until the next call.
+func (f *GapFiller) Fill(r GapRange, candles ...[]Candle) []Candle {
 	start := max(ceilMinute(r.From), ceilMinute(r.First))
 	end := r.Current // last minute served (inclusive)
 	if lastInRange := ceilMinute(r.To) - MinuteNanos; lastInRange < end {
@@ -66,7 +80,7 @@ func FillGaps(r GapRange, candles ...[]Candle) []Candle {
 		return nil
 	}
 
-	var all []Candle
+	all := f.all[:0]
 	for _, cs := range candles {
 		for i := range cs {
 			if cs[i].Minute <= end && cs[i].Quotes > 0 {
@@ -101,7 +115,11 @@ func FillGaps(r GapRange, candles ...[]Candle) []Candle {
 		prev, hasPrev = last.Close, true
 	}
 
-	out := make([]Candle, 0, min((end-start)/MinuteNanos+1, 1<<12))
+	f.all = all
+	out := f.out[:0]
+	if n := min((end-start)/MinuteNanos+1, 1<<12); int64(cap(out)) < n {
+		out = make([]Candle, 0, n)
+	}
 	for m := start; m <= end; m += MinuteNanos {
 		if i < len(all) && all[i].Minute == m {
 			c := all[i]
@@ -121,6 +139,7 @@ func FillGaps(r GapRange, candles ...[]Candle) []Candle {
 			Open: prev, High: prev, Low: prev, Close: prev,
 		})
 	}
+	f.out = out
 	return out
 }
 

@@ -84,16 +84,16 @@ func (d *DeferredBackend) Candles(ctx context.Context, isin feed.ISIN, r pipelin
 	return b.Candles(ctx, isin, r)
 }
 
-// CandlesNow implements NowBackend: the backend's, once set and if it is one.
-func (d *DeferredBackend) CandlesNow(isin feed.ISIN, r pipeline.CandleRange) ([]Candle, bool, error) {
+// AppendCandlesNow implements NowBackend: the backend's, once set and if it is one.
+func (d *DeferredBackend) AppendCandlesNow(dst []Candle, isin feed.ISIN, r pipeline.CandleRange) ([]Candle, bool, error) {
 	b, err := d.get()
 	if err != nil {
-		return nil, false, nil // not ready: Candles says so
+		return dst, false, nil // not ready: Candles says so
 	}
 	if nb, ok := b.(NowBackend); ok {
-		return nb.CandlesNow(isin, r)
+		return nb.AppendCandlesNow(dst, isin, r)
 	}
-	return nil, false, nil
+	return dst, false, nil
 }
 
 // HotEvents implements Backend.

@@ -98,6 +98,7 @@ type handler struct {
 	mux     *http.ServeMux
 	metrics *httpMetrics
 	bufs    sync.Pool // *[]byte response buffers of the candles endpoints
+	views   sync.Pool // *[]Candle answers of the candles endpoints (NowBackend)
 }
 
 // NewHandler returns the HTTP API of SPEC §6 over opts.Backend:
@@ -143,6 +144,7 @@ func NewHandler(opts Options) http.Handler {
 	}
 	h := &handler{opts: opts, log: opts.Logger, mux: http.NewServeMux(), metrics: newHTTPMetrics(opts.Registerer)}
 	h.bufs.New = func() any { b := make([]byte, 0, 8<<10); return &b }
+	h.views.New = func() any { cs := make([]Candle, 0, DefaultLast+1); return &cs }
 
 	h.handle(routeInstruments, h.timeout(http.HandlerFunc(h.instruments)))
 	pathISIN := func(r *http.Request) (string, bool) { return r.PathValue("isin"), true }
@@ -261,8 +263,16 @@ func (h *handler) candleRoute(what string, isin func(*http.Request) (string, boo
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if raw, ok := isin(r); ok {
 			if id, rng, msg := candleRequest(r, what, raw, last30m); msg == "" {
-				if cs, ok, err := nb.CandlesNow(id, rng); ok {
+				vp := h.views.Get().(*[]Candle)
+				cs, ok, err := nb.AppendCandlesNow((*vp)[:0], id, rng)
+				if ok {
 					h.writeCandles(w, r, id, cs, err)
+				}
+				if cap(cs) <= maxPooledCandles { // do not keep a huge from/to answer around
+					*vp = cs[:0]
+				}
+				h.views.Put(vp)
+				if ok {
 					return
 				}
 			}
@@ -270,6 +280,10 @@ func (h *handler) candleRoute(what string, isin func(*http.Request) (string, boo
 		slow.ServeHTTP(w, r)
 	})
 }
+
+// maxPooledCandles is the capacity up to which a candles answer's storage goes back to
+// the handler's pool.
+const maxPooledCandles = 1 << 12
 
 // candleRequest parses the ISIN raw (named what in errors) and, unless last30m, the range
 // parameters of r; msg says what is wrong with a malformed request.

@@ -437,14 +437,14 @@ func TestParseLast(t *testing.T) {
 	}
 }
 
-// nowCounter is a NowBackend that counts the requests CandlesNow answered.
+// nowCounter is a NowBackend that counts the requests AppendCandlesNow answered.
 type nowCounter struct {
 	PipelineBackend
 	answered *atomic.Int64
 }
 
-func (b nowCounter) CandlesNow(isin feed.ISIN, r pipeline.CandleRange) ([]Candle, bool, error) {
-	cs, ok, err := b.PipelineBackend.CandlesNow(isin, r)
+func (b nowCounter) AppendCandlesNow(dst []Candle, isin feed.ISIN, r pipeline.CandleRange) ([]Candle, bool, error) {
+	cs, ok, err := b.PipelineBackend.AppendCandlesNow(dst, isin, r)
 	if ok {
 		b.answered.Add(1)
 	}
@@ -493,20 +493,17 @@ func TestCandlesNowSameAnswers(t *testing.T) {
 	}
 }
 
-// nowFake is a fakeBackend whose CandlesNow answers (ok) or defers to Candles.
+// nowFake is a fakeBackend whose AppendCandlesNow answers (ok) or defers to Candles.
 type nowFake struct {
 	fakeBackend
 	ok bool
 }
 
-func (f nowFake) CandlesNow(feed.ISIN, pipeline.CandleRange) ([]Candle, bool, error) {
-	if !f.ok {
-		return nil, false, nil
-	}
-	return []Candle{}, true, nil
+func (f nowFake) AppendCandlesNow(dst []Candle, _ feed.ISIN, _ pipeline.CandleRange) ([]Candle, bool, error) {
+	return dst, f.ok, nil
 }
 
-// TestCandlesNowTimeout: what CandlesNow does not answer still gets the request timeout;
+// TestCandlesNowTimeout: what AppendCandlesNow does not answer still gets the request timeout;
 // what it answers does not wait for Candles.
 func TestCandlesNowTimeout(t *testing.T) {
 	block := make(chan struct{})

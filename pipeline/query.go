@@ -59,7 +59,8 @@ type CandleRange struct {
 func (p *Pipeline) Candles(isin feed.ISIN, r CandleRange) ([]aggregate.Candle, error) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	out, _, err := p.candles(isin, r, true)
+	var qb QueryBuffers
+	out, _, err := p.candles(isin, r, true, &qb)
 	return out, err
 }
 
@@ -69,16 +70,33 @@ func (p *Pipeline) Candles(isin feed.ISIN, r CandleRange) ([]aggregate.Candle, e
 // timeout, which costs a goroutine and a timer per request): an answer from memory needs
 // no bound.
 func (p *Pipeline) CandlesNow(isin feed.ISIN, r CandleRange) (cs []aggregate.Candle, ok bool, err error) {
+	var qb QueryBuffers
+	return p.CandlesNowInto(&qb, isin, r)
+}
+
+// CandlesNowInto is CandlesNow working in qb: what it returns is qb's, valid until qb's next
+// use. A caller that answers many queries keeps a QueryBuffers per concurrent query (in a
+// sync.Pool), so that an answer from memory allocates nothing.
+func (p *Pipeline) CandlesNowInto(qb *QueryBuffers, isin feed.ISIN, r CandleRange) (cs []aggregate.Candle, ok bool, err error) {
 	if !p.mu.TryRLock() {
 		return nil, false, nil
 	}
 	defer p.mu.RUnlock()
-	return p.candles(isin, r, false)
+	return p.candles(isin, r, false, qb)
 }
 
-// candles answers Candles; without useStore, it answers only from memory (ok false
+// QueryBuffers is the working space of a candle query (CandlesNowInto), kept from one query
+// to the next. The zero value is ready to use; one query at a time may use it.
+type QueryBuffers struct {
+	open, closed []aggregate.Candle
+	prev         [1]aggregate.Candle
+	lists        [][]aggregate.Candle
+	gaps         aggregate.GapFiller
+}
+
+// candles answers Candles in qb; without useStore, it answers only from memory (ok false
 // otherwise). p.mu must be held.
-func (p *Pipeline) candles(isin feed.ISIN, r CandleRange, useStore bool) ([]aggregate.Candle, bool, error) {
+func (p *Pipeline) candles(isin feed.ISIN, r CandleRange, useStore bool, qb *QueryBuffers) ([]aggregate.Candle, bool, error) {
 	inst, ok := p.agg.Instrument(isin)
 	if !ok {
 		return nil, true, ErrUnknownInstrument
@@ -95,8 +113,9 @@ func (p *Pipeline) candles(isin feed.ISIN, r CandleRange, useStore bool) ([]aggr
 	if from < gr.First {
 		from = gr.First
 	}
-	open := p.agg.OpenCandles(isin)
-	lists, ok := p.tailCandles(&inst, &gr, from, to, open)
+	open := p.agg.AppendOpenCandles(qb.open[:0], isin)
+	qb.open = open
+	lists, ok := p.tailCandles(&inst, &gr, from, to, open, qb)
 	switch {
 	case ok:
 		p.tailServed.Add(1)
@@ -109,7 +128,8 @@ func (p *Pipeline) candles(isin feed.ISIN, r CandleRange, useStore bool) ([]aggr
 			return nil, true, err
 		}
 	}
-	out := aggregate.FillGaps(gr, lists...)
+	qb.lists = lists[:0]
+	out := qb.gaps.Fill(gr, lists...)
 	if out == nil {
 		out = []aggregate.Candle{}
 	}
@@ -150,16 +170,16 @@ func (p *Pipeline) storeCandles(inst *aggregate.Instrument, gr *aggregate.GapRan
 	return lists, nil
 }
 
-// tailCandles returns the candle lists for FillGaps from the candle tail, and false when
-// the tail does not know all that the answer depends on; p.mu must be held.
-func (p *Pipeline) tailCandles(inst *aggregate.Instrument, gr *aggregate.GapRange, from, to int64, open []aggregate.Candle) ([][]aggregate.Candle, bool) {
+// tailCandles returns the candle lists for FillGaps from the candle tail, in qb, and false
+// when the tail does not know all that the answer depends on; p.mu must be held.
+func (p *Pipeline) tailCandles(inst *aggregate.Instrument, gr *aggregate.GapRange, from, to int64, open []aggregate.Candle, qb *QueryBuffers) ([][]aggregate.Candle, bool) {
 	if !p.tail.enabled() {
 		return nil, false
 	}
 	if gr.HasPrev || !inst.HasLastClose {
 		// No closed minute with quotes, or all of them before from (LastCloseMinute < from)
 		// and the previous close is the instrument's: nothing to read.
-		return [][]aggregate.Candle{open}, true
+		return append(qb.lists[:0], open), true
 	}
 	ct := p.agg.ClosedThrough()
 	if ct == math.MinInt64 {
@@ -178,12 +198,14 @@ func (p *Pipeline) tailCandles(inst *aggregate.Instrument, gr *aggregate.GapRang
 	if start < closedEnd && start < lo {
 		return nil, false
 	}
-	closed := p.tail.appendRange(nil, e, start, min(to, closedEnd))
-	lists := [][]aggregate.Candle{closed, open}
+	closed := p.tail.appendRange(qb.closed[:0], e, start, min(to, closedEnd))
+	qb.closed = closed
+	lists := append(qb.lists[:0], closed, open)
 	// The previous close: the latest closed candle before start, as the store's
 	// CandleBefore would give it.
 	if prev, ok := p.tail.before(e, lo, min(start, closedEnd)); ok {
-		return append(lists, []aggregate.Candle{prev}), true
+		qb.prev[0] = prev
+		return append(lists, qb.prev[:]), true
 	}
 	if lo <= inst.FirstMinute {
 		return lists, true // the incarnation has no candle before lo

@@ -689,6 +689,39 @@ func TestCandlesNow(t *testing.T) {
 	}
 }
 
+// TestCandlesNowInto: with its QueryBuffers reused, an answer from memory is the same as
+// CandlesNow's and allocates nothing (a server answering tens of thousands of last=30m
+// requests a second then puts no load on the collector); the buffers of one answer do not
+// leak into the next.
+func TestCandlesNowInto(t *testing.T) {
+	log, p, _, want := openFiveMinutes(t, 0)
+	defer log.Close()
+	defer p.Close()
+	var qb QueryBuffers
+	short := CandleRange{Last: 2}
+	wantShort, err := p.Candles(isinA, short)
+	if err != nil || len(wantShort) != 2 {
+		t.Fatalf("Candles %+v: %v %+v, want two", short, err, wantShort)
+	}
+	for i := 0; i < 3; i++ { // long, short, long again: nothing left over from the one before
+		got, ok, err := p.CandlesNowInto(&qb, isinA, CandleRange{Last: 30})
+		if !ok || err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("round %d: CandlesNowInto %v %v %+v, want %+v", i, ok, err, got, want)
+		}
+		if got, ok, err := p.CandlesNowInto(&qb, isinA, short); !ok || err != nil || !reflect.DeepEqual(got, wantShort) {
+			t.Fatalf("round %d: CandlesNowInto %+v: %v %v %+v, want %+v", i, short, ok, err, got, wantShort)
+		}
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, ok, err := p.CandlesNowInto(&qb, isinA, CandleRange{Last: 30}); !ok || err != nil {
+			t.Fatalf("CandlesNowInto: %v %v", ok, err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("CandlesNowInto allocated %.1f times per answer, want 0", allocs)
+	}
+}
+
 // TestStoreWriteBlocksOnlyStoreReads: while a commit writes a closed minute to the store
 // (holding p.inflightMu), the next batches are still derived and committed, and queries
 // answered from memory still answer; only a query that reads the store waits for the write.

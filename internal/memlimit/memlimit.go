@@ -307,7 +307,7 @@ func (g *governor) update() bool {
 		g.gcs = u.gcs
 		g.judge(u.live, now)
 	}
-	if l := Limit(g.budget, int64(u.live), int64(u.meta), min(g.rate, g.long)); l != g.cur {
+	if l := Limit(g.budget, int64(u.live), int64(u.meta), g.pace()); l != g.cur {
 		g.cur = l
 		debug.SetMemoryLimit(l)
 	}
@@ -365,8 +365,13 @@ func (g *governor) recheckDue() bool {
 // once (without this check a spec replay ran two forced collections, each well before its
 // heap reached the goal).
 func (g *governor) slow() bool {
-	return min(g.rate, g.long)*RecheckAfter.Seconds() < float64(g.live)*MinHeadroom
+	return g.pace()*RecheckAfter.Seconds() < float64(g.live)*MinHeadroom
 }
+
+// pace is the allocation rate the governor goes by (bytes/s): the smaller of the 30-s
+// average and the long-run rate, so that a burst in a long-running process counts for
+// little.
+func (g *governor) pace() float64 { return min(g.rate, g.long) }
 
 // stop restores the limit found by Run; later updates do nothing.
 func (g *governor) stop() {

@@ -10,8 +10,11 @@ import (
 // maxFree bounds the number of forgotten windows whose storage is kept for reuse.
 const maxFree = 256
 
-// wideBit marks the index's slots of wide windows.
-const wideBit = 1 << 30
+// wideBit and deltaBit mark the index's slots of wide and delta windows.
+const (
+	wideBit  = 1 << 30
+	deltaBit = 1 << 29
+)
 
 // Time-base moves of compact windows (see Expire): when the watermark is rebaseAfter past
 // the base, the base moves to rebaseKeep before the watermark.
@@ -23,30 +26,41 @@ const (
 // Detector finds hot instruments over all incarnations. It is not safe for concurrent use:
 // one pipeline goroutine drives it, in WAL order.
 //
-// The windows live in two slices (no pointer per incarnation to chase), found through an
-// open-addressing table from incarnation to slot; forgotten slots are reused. A window is
-// compact (8-byte points: milliseconds since the detector's time base, price relative to
-// the window's first price) while every quote it holds fits that form, which is always the
-// case for the partner's feed; a quote that does not fit (a time that is not a whole
-// millisecond, a price more than ±2,147 units from the base) moves its window to the wide
-// form (16-byte points), and Expire moves it back once it fits again. The form changes
-// nothing but memory: the results are exactly those of one form.
+// The windows live in three slices, one per form (no pointer per incarnation to chase),
+// found through an open-addressing table from incarnation to slot; forgotten slots are
+// reused. A window starts in the delta form (4-byte points, each a difference from the
+// point before it: deltaWindow), which holds the partner's feed but for the few minutes
+// after a price jump; a quote that does not fit it moves its window to the compact form
+// (8-byte points: milliseconds since the detector's time base, price relative to the
+// window's first price), and one that does not fit that either (a time that is not a
+// whole millisecond, a price more than ±2,147 units from the base) to the wide form
+// (16-byte points). Expire moves windows back, one form a minute, once their points fit.
+// The form changes nothing but memory: the results are exactly those of one form.
 type Detector struct {
 	opts    Options
 	window  int64 // opts.Window in nanoseconds
 	keep    int64 // window + lateness in nanoseconds
+	delta   []deltaWindow
 	compact []window[int32]
 	wide    []window[int64]
 	// cdom is the domain of compact windows; its base is set by the first quote.
 	cdom    domain
 	baseSet bool
 	wideDom domain
-	index   slotTable // incarnation → slot: compact[s], or wide[s &^ wideBit] when s has wideBit
-	// compactInc and wideInc are the incarnation of each slot (meaningless when unused).
+	// index maps an incarnation to its slot: delta[s &^ deltaBit] when s has deltaBit,
+	// wide[s &^ wideBit] when s has wideBit, else compact[s].
+	index slotTable
+	// deltaInc, compactInc and wideInc are the incarnation of each slot (meaningless when
+	// unused).
+	deltaInc   []uint64
 	compactInc []uint64
 	wideInc    []uint64
+	freeD      []int32 // forgotten delta slots
 	freeC      []int32 // forgotten compact slots
 	freeW      []int32 // forgotten wide slots
+	// noDelta (tests) starts windows compact and never moves them to the delta form: the
+	// detector as it was before that form, which the tests of the others rely on.
+	noDelta bool
 	// byRef is a cache of the index by feed.Message.Ref: byRef[ref] is the slot + 1 the
 	// quotes of that ref last went to (0: none), used when that slot still holds the
 	// incarnation (holds), so a quote finds its window with two array reads instead of
@@ -56,8 +70,8 @@ type Detector struct {
 	// pieceHint is the capacity writeState gives its piece buffers: the largest piece of
 	// the last snapshot, and an eighth more.
 	pieceHint int
-	// widened, narrowed and rebased count form changes (tests).
-	widened, narrowed, rebased int
+	// widened, narrowed, rebased, deltaOut and deltaIn count form changes (tests).
+	widened, narrowed, rebased, deltaOut, deltaIn int
 }
 
 // New returns an empty Detector; unset fields of opts take their defaults.
@@ -101,10 +115,22 @@ func (d *Detector) ObserveRef(ref uint32, isin feed.ISIN, incarnation uint64, ts
 	}
 	s, ok := d.slot(ref, incarnation)
 	if !ok {
-		if !d.baseSet {
-			d.cdom.tbase, d.baseSet = d.cdom.key(ts)*msNanos, true
+		if d.noDelta {
+			s = d.newCompact(incarnation, ts)
+		} else {
+			s = d.newDelta(incarnation)
 		}
-		s = d.newCompact(incarnation)
+		d.listRef(ref, s)
+	}
+	if s&deltaBit != 0 {
+		w := &d.delta[s&^deltaBit]
+		if seq <= w.lastSeq {
+			return Event{}, false
+		}
+		if ev, edge, fits := d.observeDelta(w, isin, incarnation, ts, seq, p); fits {
+			return ev, edge
+		}
+		s = d.deltaToCompact(s, ts)
 		d.listRef(ref, s)
 	}
 	if s&wideBit == 0 {
@@ -183,10 +209,13 @@ func (d *Detector) slot(ref uint32, incarnation uint64) (int32, bool) {
 
 // holds reports whether slot s (as the index stores it) holds incarnation's window.
 func (d *Detector) holds(s int32, incarnation uint64) bool {
-	if s&wideBit == 0 {
-		return d.compactInc[s] == incarnation && d.compact[s].used
+	switch {
+	case s&deltaBit != 0:
+		return d.deltaInc[s&^deltaBit] == incarnation && d.delta[s&^deltaBit].used
+	case s&wideBit != 0:
+		return d.wideInc[s&^wideBit] == incarnation && d.wide[s&^wideBit].used
 	}
-	return d.wideInc[s&^wideBit] == incarnation && d.wide[s&^wideBit].used
+	return d.compactInc[s] == incarnation && d.compact[s].used
 }
 
 // listRef lists slot s under ref (when ref is one: 0 < ref < feed.MaxDenseRef, which
@@ -209,25 +238,31 @@ func (d *Detector) Forget(incarnation uint64) {
 		return
 	}
 	d.index.del(incarnation)
-	if s&wideBit == 0 {
-		d.compact[s].reset(len(d.freeC) >= maxFree)
-		d.freeC = append(d.freeC, s)
-	} else {
+	switch {
+	case s&deltaBit != 0:
+		d.delta[s&^deltaBit].reset(len(d.freeD) >= maxFree)
+		d.freeD = append(d.freeD, s&^deltaBit)
+	case s&wideBit != 0:
 		d.wide[s&^wideBit].reset(len(d.freeW) >= maxFree)
 		d.freeW = append(d.freeW, s&^wideBit)
+	default:
+		d.compact[s].reset(len(d.freeC) >= maxFree)
+		d.freeC = append(d.freeC, s)
 	}
 }
 
 // Hot reports whether the last quote observed for the incarnation was hot.
 func (d *Detector) Hot(incarnation uint64) bool {
 	s, ok := d.index.get(incarnation)
-	if !ok {
+	switch {
+	case !ok:
 		return false
+	case s&deltaBit != 0:
+		return d.delta[s&^deltaBit].hot
+	case s&wideBit != 0:
+		return d.wide[s&^wideBit].hot
 	}
-	if s&wideBit == 0 {
-		return d.compact[s].hot
-	}
-	return d.wide[s&^wideBit].hot
+	return d.compact[s].hot
 }
 
 // Len returns the number of incarnations tracked.
@@ -236,12 +271,22 @@ func (d *Detector) Len() int { return d.index.len() }
 // Expire drops history that no quote with ts ≥ watermark − lateness can need: in every
 // window, the entries before the newest one at or before watermark − window − lateness.
 // It also gives back storage of windows that shrank a lot, moves wide windows that fit the
-// compact form again back to it, and moves the compact windows' time base forward when the
+// compact form again back to it, and compact ones that fit the delta form to that, and
+// moves the compact windows' time base forward when the
 // watermark is far past it. It costs O(incarnations); call it now and then (e.g. once a
 // minute of event time) with the pipeline's watermark, to bound the memory of instruments
 // that stopped quoting. Results of later Observe calls within the lateness are unaffected.
 func (d *Detector) Expire(watermark int64) {
 	horizon := subSat(watermark, d.keep)
+	for i := range d.delta {
+		w := &d.delta[i]
+		if !w.used {
+			continue
+		}
+		w.prune(horizon)
+		w.drop()
+		w.shrink(d.keep)
+	}
 	ch := d.cdom.key(horizon)
 	for i := range d.compact {
 		w := &d.compact[i]
@@ -251,6 +296,9 @@ func (d *Detector) Expire(watermark int64) {
 		w.prune(ch)
 		w.drop()
 		w.shrink(d.keep / msNanos)
+		if !d.noDelta {
+			d.compactToDelta(int32(i))
+		}
 	}
 	for i := range d.wide {
 		w := &d.wide[i]
@@ -267,8 +315,78 @@ func (d *Detector) Expire(watermark int64) {
 	}
 }
 
-// newCompact returns the slot of an empty compact window for incarnation.
-func (d *Detector) newCompact(incarnation uint64) int32 {
+// newDelta returns the slot of an empty delta window for incarnation, as the index stores
+// it.
+func (d *Detector) newDelta(incarnation uint64) int32 {
+	s := d.allocDelta(incarnation)
+	w := &d.delta[s]
+	if w.buf == nil {
+		w.buf = make([]uint32, 8)
+	}
+	*w = deltaWindow{buf: w.buf, cur: -1, next: math.MaxInt64, used: true}
+	d.index.put(incarnation, s|deltaBit)
+	return s | deltaBit
+}
+
+// allocDelta returns a free delta slot (a forgotten one when possible) for incarnation.
+func (d *Detector) allocDelta(incarnation uint64) int32 {
+	if k := len(d.freeD); k > 0 {
+		s := d.freeD[k-1]
+		d.freeD = d.freeD[:k-1]
+		d.deltaInc[s] = incarnation
+		return s
+	}
+	d.delta = append(d.delta, deltaWindow{})
+	d.deltaInc = append(d.deltaInc, incarnation)
+	return int32(len(d.delta) - 1)
+}
+
+// deltaToCompact moves the delta window in slot s (as the index stores it) to a compact
+// slot, or a wide one if its points do not fit the compact form, and returns that slot as
+// the index stores it. ts, the time of the quote that did not fit, sets the compact
+// windows' time base if none is set yet.
+func (d *Detector) deltaToCompact(s int32, ts int64) int32 {
+	ds := s &^ deltaBit
+	inc, src := d.deltaInc[ds], &d.delta[ds]
+	if !d.baseSet {
+		d.cdom.tbase, d.baseSet = d.cdom.key(ts)*msNanos, true
+	}
+	ns := d.allocCompact(inc)
+	if !fromDelta(&d.compact[ns], src, d.cdom, src.front.price) {
+		d.freeC = append(d.freeC, ns)
+		ns = d.allocWide(inc)
+		if !fromDelta(&d.wide[ns], src, d.wideDom, 0) {
+			panic("hot: a delta window does not fit the wide form") // 64-bit values fit
+		}
+		ns |= wideBit
+	}
+	src.reset(len(d.freeD) >= maxFree)
+	d.freeD = append(d.freeD, ds)
+	d.index.put(inc, ns)
+	d.deltaOut++
+	return ns
+}
+
+// compactToDelta moves the compact window in slot s to a delta slot if its points fit.
+func (d *Detector) compactToDelta(s int32) {
+	inc := d.compactInc[s]
+	ds := d.allocDelta(inc)
+	if !toDelta(&d.delta[ds], &d.compact[s], d.cdom) {
+		d.freeD = append(d.freeD, ds)
+		return
+	}
+	d.compact[s].reset(len(d.freeC) >= maxFree)
+	d.freeC = append(d.freeC, s)
+	d.index.put(inc, ds|deltaBit)
+	d.deltaIn++
+}
+
+// newCompact returns the slot of an empty compact window for incarnation; ts, the time of
+// its first quote, sets the compact windows' time base if none is set yet.
+func (d *Detector) newCompact(incarnation uint64, ts int64) int32 {
+	if !d.baseSet {
+		d.cdom.tbase, d.baseSet = d.cdom.key(ts)*msNanos, true
+	}
 	s := d.allocCompact(incarnation)
 	w := &d.compact[s]
 	if w.buf == nil {
@@ -477,6 +595,9 @@ func (d *Detector) PrefetchGroup(refs []uint32, incs []uint64, slots []int32) in
 	for _, s := range slots[:len(incs)] {
 		switch {
 		case s == noSlot:
+		case s&deltaBit != 0:
+			w := &d.delta[s&^deltaBit]
+			sink += int64(w.n) + w.last.ts + int64(d.deltaInc[s&^deltaBit])
 		case s&wideBit == 0:
 			sink += int64(d.compact[s].n) + int64(d.compactInc[s])
 		default:
@@ -486,6 +607,8 @@ func (d *Detector) PrefetchGroup(refs []uint32, incs []uint64, slots []int32) in
 	for _, s := range slots[:len(incs)] {
 		switch {
 		case s == noSlot:
+		case s&deltaBit != 0:
+			sink += prefetchDeltas(&d.delta[s&^deltaBit])
 		case s&wideBit == 0:
 			sink += prefetchPoints(&d.compact[s])
 		default:
@@ -511,4 +634,18 @@ func prefetchPoints[T word](w *window[T]) int64 {
 	}
 	o := min(w.lh+2, w.n-1)
 	return int64(w.buf[w.idx(w.n-1)].key ^ w.buf[w.idx(c)].key ^ w.buf[w.idx(o)].key)
+}
+
+// prefetchDeltas reads the slot a quote in time order is stored in, the delta after w's
+// reference cursor and the second present one (what reference and prune read).
+func prefetchDeltas(w *deltaWindow) int64 {
+	if w.n == 0 {
+		return 0
+	}
+	c := max(w.cur+1, w.lh)
+	if c >= w.n {
+		c = w.n - 1
+	}
+	o := min(w.lh+2, w.n-1)
+	return int64(w.buf[w.idx(min(w.n, int32(len(w.buf))-1))] ^ w.buf[w.idx(c)] ^ w.buf[w.idx(o)])
 }

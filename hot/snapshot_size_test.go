@@ -12,9 +12,24 @@ import (
 // the spec load once the windows are full (5m30s of quotes a second). Times are whole
 // milliseconds (each instrument at its own phase) and prices have 4 decimals, as the
 // partner's feed; the prices walk by up to ±10 basis points a quote.
-func specWindows(n, points int) *Detector {
+func specWindows(n, points int) *Detector { return fillSpec(New(DefaultOptions()), n, points) }
+
+// specCompactWindows is specWindows in compact windows (Detector.noDelta).
+func specCompactWindows(n, points int) *Detector {
+	return fillSpec(newCompactOnly(DefaultOptions()), n, points)
+}
+
+// newCompactOnly returns a Detector whose windows are never in the delta form: the tests
+// of the compact form's own code take it.
+func newCompactOnly(opts Options) *Detector {
+	d := New(opts)
+	d.noDelta = true
+	return d
+}
+
+// fillSpec fills d with the quotes of specWindows and returns it.
+func fillSpec(d *Detector, n, points int) *Detector {
 	rng := rand.New(rand.NewPCG(330, uint64(n)))
-	d := New(DefaultOptions())
 	prices := make([]int64, n)
 	phases := make([]int64, n)
 	for i := range n {
@@ -69,12 +84,15 @@ func BenchmarkSnapshotSize(b *testing.B) {
 func storedPoints(d *Detector) int {
 	total := 0
 	for _, k := range d.index.keys(nil) {
-		s, _ := d.index.get(k)
-		if s&wideBit == 0 {
-			total += int(d.compact[s].n - d.compact[s].lh)
-		} else {
+		switch s, _ := d.index.get(k); {
+		case s&deltaBit != 0:
+			w := &d.delta[s&^deltaBit]
+			total += int(w.n - w.lh)
+		case s&wideBit != 0:
 			w := &d.wide[s&^wideBit]
 			total += int(w.n - w.lh)
+		default:
+			total += int(d.compact[s].n - d.compact[s].lh)
 		}
 	}
 	return total

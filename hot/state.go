@@ -131,11 +131,13 @@ func (d *Detector) writeState(out io.Writer, workers int) error {
 	piece := func(i int, b []byte) []byte {
 		e := encoding.Encbuf{B: b[:0]}
 		for _, k := range keys[i*statePiece : min((i+1)*statePiece, len(keys))] {
-			s, _ := d.index.get(k)
-			if s&wideBit == 0 {
-				writeWindow(&e, k, &d.compact[s], d.cdom)
-			} else {
+			switch s, _ := d.index.get(k); {
+			case s&deltaBit != 0:
+				writeDeltaWindow(&e, k, &d.delta[s&^deltaBit])
+			case s&wideBit != 0:
 				writeWindow(&e, k, &d.wide[s&^wideBit], d.wideDom)
+			default:
+				writeWindow(&e, k, &d.compact[s], d.cdom)
 			}
 		}
 		return e.B
@@ -213,11 +215,11 @@ func (d *Detector) writeState(out io.Writer, workers int) error {
 
 // writeWindowHead appends what every version writes first for the window of incarnation
 // inc: the incarnation, the last sequence and the flags.
-func writeWindowHead[T word](e *encoding.Encbuf, inc uint64, w *window[T]) {
+func writeWindowHead(e *encoding.Encbuf, inc, lastSeq uint64, hot bool) {
 	e.PutUvarint(inc)
-	e.PutUvarint(w.lastSeq)
+	e.PutUvarint(lastSeq)
 	var flags byte
-	if w.hot {
+	if hot {
 		flags |= flagHot
 	}
 	e.PutByte(flags)
@@ -225,7 +227,7 @@ func writeWindowHead[T word](e *encoding.Encbuf, inc uint64, w *window[T]) {
 
 // writeWindow appends the window of incarnation inc to e.
 func writeWindow[T word](e *encoding.Encbuf, inc uint64, w *window[T], dm domain) {
-	writeWindowHead(e, inc, w)
+	writeWindowHead(e, inc, w.lastSeq, w.hot)
 	if cw, ok := any(w).(*window[int32]); ok && dm.compact {
 		// The unit is the largest that divides every present price (the snapshot is a
 		// function of the window's points alone). The window's own unit divides every
@@ -590,6 +592,7 @@ func (d *Detector) restoreStateWorkers(b []byte, newest int64, baseKnown bool, w
 	// first pass) or near it (RestoreStateNear's caller), so that the recent points,
 	// which are most of them, fit.
 	nd := New(d.opts)
+	nd.noDelta = d.noDelta
 	if baseKnown {
 		nd.cdom.tbase, nd.baseSet = nd.cdom.key(newest)*msNanos, true
 	}
@@ -607,7 +610,7 @@ func (d *Detector) restoreStateWorkers(b []byte, newest int64, baseKnown bool, w
 	decoded := make([][]decodedWindow, len(pieces))
 	errs := make([]error, len(pieces))
 	decodeOne := func(i int) {
-		decoded[i], errs[i] = decodeWindows(pieces[i], version, nd.cdom, nd.baseSet, d.keep/msNanos)
+		decoded[i], errs[i] = decodeWindows(pieces[i], version, nd.cdom, nd.baseSet, !nd.noDelta, d.keep)
 	}
 	if workers = min(workers, len(pieces)); workers <= 1 {
 		for i := range pieces {
@@ -636,11 +639,16 @@ func (d *Detector) restoreStateWorkers(b []byte, newest int64, baseKnown bool, w
 			if _, dup := nd.index.get(w.inc); dup {
 				return fmt.Errorf("restore hot state: incarnation %d twice: %w", w.inc, ErrCorruptState)
 			}
-			if !w.wide {
+			switch w.form {
+			case formDelta:
+				s := nd.allocDelta(w.inc)
+				nd.delta[s] = w.d
+				nd.index.put(w.inc, s|deltaBit)
+			case formCompact:
 				s := nd.allocCompact(w.inc)
 				nd.compact[s] = w.c
 				nd.index.put(w.inc, s)
-			} else {
+			default:
 				s := nd.allocWide(w.inc)
 				nd.wide[s] = w.w
 				nd.index.put(w.inc, s|wideBit)
@@ -684,19 +692,30 @@ func readPieces(r *encoding.Decbuf, count int) ([]statePieceRef, error) {
 	return pieces, nil
 }
 
-// decodedWindow is a window of a snapshot, decoded: compact (c) or wide (w).
+// decodedWindow is a window of a snapshot, decoded: delta (d), compact (c) or wide (w).
 type decodedWindow struct {
 	inc  uint64
-	wide bool
+	form windowForm
+	d    deltaWindow
 	c    window[int32]
 	w    window[int64]
 }
 
+// windowForm is the form of a decodedWindow.
+type windowForm byte
+
+const (
+	formWide windowForm = iota
+	formCompact
+	formDelta
+)
+
 // decodeWindows decodes the windows of piece p of a snapshot of the given version into
-// windows of the compact domain cdom (its base set if baseSet) or wide ones. keepMs is the
-// span the compact windows keep (window + lateness, in milliseconds): a window still
-// filling gets the capacity it will grow to (window.neededCap).
-func decodeWindows(p statePieceRef, version byte, cdom domain, baseSet bool, keepMs int64) ([]decodedWindow, error) {
+// delta windows (when deltas is set and a window is in the fixed form), windows of the
+// compact domain cdom (its base set if baseSet) or wide ones. keep is the span windows
+// keep (window + lateness, in ns): a window still filling gets the capacity it will grow
+// to (window.neededCap).
+func decodeWindows(p statePieceRef, version byte, cdom domain, baseSet, deltas bool, keep int64) ([]decodedWindow, error) {
 	r := encoding.NewDecbuf(p.b)
 	out := make([]decodedWindow, 0, p.windows)
 	var es []entry
@@ -726,14 +745,22 @@ func decodeWindows(p statePieceRef, version byte, cdom domain, baseSet bool, kee
 		if n == 0 || n > uint64(r.Len())/2 || n > math.MaxInt32/2 {
 			return nil, fmt.Errorf("restore hot state: incarnation %d: bad entry count: %w", inc, ErrCorruptState)
 		}
+		if fixed && deltas {
+			// The partner's feed: the entries as they are, into a delta window.
+			if w, used, ok := decodeDelta(r.Get(), int(n), units&0x0f, seq, hot, keep); ok {
+				r.Bytes(used)
+				out = append(out, decodedWindow{inc: inc, form: formDelta, d: w})
+				continue
+			}
+		}
 		if tu == msNanos && baseSet {
-			// The partner's feed: straight into a compact window, if it fits.
+			// Straight into a compact window, if it fits.
 			if cap(scratch) < int(n) {
 				scratch = make([]point[int32], n)
 			}
-			if w, used, ok := decodeCompact(r.Get(), cdom, scratch[:n], units&0x0f, fixed, seq, hot, keepMs); ok {
+			if w, used, ok := decodeCompact(r.Get(), cdom, scratch[:n], units&0x0f, fixed, seq, hot, keep/msNanos); ok {
 				r.Bytes(used)
-				out = append(out, decodedWindow{inc: inc, c: w})
+				out = append(out, decodedWindow{inc: inc, form: formCompact, c: w})
 				continue
 			}
 		}
@@ -912,9 +939,9 @@ func restoredWindow(cdom domain, baseSet bool, inc, seq uint64, hot bool, es []e
 		}
 	}
 	if fits {
-		return decodedWindow{inc: inc, c: restored[int32](cdom, es[0].price, seq, hot, es)}
+		return decodedWindow{inc: inc, form: formCompact, c: restored[int32](cdom, es[0].price, seq, hot, es)}
 	}
-	return decodedWindow{inc: inc, wide: true, w: restored[int64](domain{}, 0, seq, hot, es)}
+	return decodedWindow{inc: inc, form: formWide, w: restored[int64](domain{}, 0, seq, hot, es)}
 }
 
 // restored returns a window holding es in domain dm with price base pbase; every entry

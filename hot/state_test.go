@@ -25,18 +25,33 @@ func appendStateV1(d *Detector, b []byte) []byte {
 	e.PutByte(stateVersion1)
 	e.PutUvarint(uint64(len(keys)))
 	for _, k := range keys {
-		s, _ := d.index.get(k)
-		if s&wideBit == 0 {
-			appendWindowV1(&e, k, &d.compact[s], d.cdom)
-		} else {
+		switch s, _ := d.index.get(k); {
+		case s&deltaBit != 0:
+			appendWindowV1(&e, k, wideCopy(deltaAt(d, s)), domain{})
+		case s&wideBit != 0:
 			appendWindowV1(&e, k, &d.wide[s&^wideBit], d.wideDom)
+		default:
+			appendWindowV1(&e, k, &d.compact[s], d.cdom)
 		}
 	}
 	return e.Get()
 }
 
+// deltaAt returns the delta window of slot s (as the index stores it).
+func deltaAt(d *Detector, s int32) *deltaWindow { return &d.delta[s&^deltaBit] }
+
+// wideCopy returns the points of delta window w as a wide window, which the writers of
+// the formats of before the delta form take.
+func wideCopy(w *deltaWindow) *window[int64] {
+	var c window[int64]
+	if !fromDelta(&c, w, domain{}, 0) {
+		panic("a delta window does not fit the wide form")
+	}
+	return &c
+}
+
 func appendWindowV1[T word](e *encoding.Encbuf, inc uint64, w *window[T], dm domain) {
-	writeWindowHead(e, inc, w)
+	writeWindowHead(e, inc, w.lastSeq, w.hot)
 	e.PutUvarint(uint64(w.n - w.lh))
 	var prev entry
 	for i := w.lh; i < w.n; i++ {
@@ -62,11 +77,13 @@ func appendStateV3(d *Detector, b []byte) []byte {
 	e.PutUvarint(uint64(len(keys)))
 	var piece encoding.Encbuf
 	for i, k := range keys {
-		s, _ := d.index.get(k)
-		if s&wideBit == 0 {
-			appendWindowV3(&piece, k, &d.compact[s], d.cdom)
-		} else {
+		switch s, _ := d.index.get(k); {
+		case s&deltaBit != 0:
+			appendWindowV3(&piece, k, wideCopy(deltaAt(d, s)), domain{})
+		case s&wideBit != 0:
 			appendWindowV3(&piece, k, &d.wide[s&^wideBit], d.wideDom)
+		default:
+			appendWindowV3(&piece, k, &d.compact[s], d.cdom)
 		}
 		if (i+1)%statePiece == 0 || i == len(keys)-1 {
 			e.PutUvarint(uint64(i%statePiece + 1))
@@ -78,7 +95,7 @@ func appendStateV3(d *Detector, b []byte) []byte {
 }
 
 func appendWindowV3[T word](e *encoding.Encbuf, inc uint64, w *window[T], dm domain) {
-	writeWindowHead(e, inc, w)
+	writeWindowHead(e, inc, w.lastSeq, w.hot)
 	te, pe := windowUnits(w, dm)
 	e.PutByte(te<<4 | pe)
 	e.PutUvarint(uint64(w.n - w.lh))
@@ -322,38 +339,56 @@ func TestDecodeCompact(t *testing.T) {
 
 // TestRestoredFillingWindowsGrowOnce: a window restored while still filling (its points
 // span less than the window + lateness, as in the first minutes of a feed) gets room for
-// the rest at once, so the quotes re-applied after a restart do not copy it again.
+// the rest at once, so the quotes re-applied after a restart do not copy it again; in the
+// delta form and in the compact one.
 func TestRestoredFillingWindowsGrowOnce(t *testing.T) {
 	const instruments, points, more = 300, 40, 200
 	snap := specWindows(instruments, points).AppendState(nil)
-	d := New(DefaultOptions())
-	if err := d.RestoreState(snap); err != nil {
-		t.Fatal(err)
-	}
-	bufs := make([]*point[int32], instruments)
-	for i := range instruments {
-		s, ok := d.index.get(uint64(i) + 1)
-		if !ok {
-			t.Fatalf("incarnation %d not restored", i+1)
+	for _, noDelta := range []bool{false, true} {
+		d := New(DefaultOptions())
+		d.noDelta = noDelta
+		if err := d.RestoreState(snap); err != nil {
+			t.Fatal(err)
 		}
-		w := &d.compact[s]
-		if w.n != points {
-			t.Fatalf("incarnation %d: %d points restored, want %d", i+1, w.n, points)
+		// window returns the number of points of incarnation i's window, its storage and
+		// its newest price.
+		window := func(i int) (int32, any, int64) {
+			s, ok := d.index.get(uint64(i) + 1)
+			switch {
+			case !ok:
+				t.Fatalf("incarnation %d not restored", i+1)
+			case s&deltaBit != 0 && !noDelta:
+				w := &d.delta[s&^deltaBit]
+				return w.n, &w.buf[0], w.last.price
+			case s&(deltaBit|wideBit) == 0 && noDelta:
+				w := &d.compact[s]
+				return w.n, &w.buf[0], w.entry(d.cdom, w.n-1).price
+			}
+			t.Fatalf("incarnation %d: slot %#x, not of the expected form (noDelta %v)", i+1, s, noDelta)
+			return 0, nil, 0
 		}
-		bufs[i] = &w.buf[0]
-	}
-	var isin feed.ISIN
-	seq := uint64(instruments * points)
-	for k := points; k < points+more; k++ {
+		bufs := make([]any, instruments)
+		prices := make([]feed.Price, instruments)
 		for i := range instruments {
-			seq++
-			d.Observe(isin, uint64(i)+1, t0+int64(k)*int64(time.Second), seq, 100*feed.PriceScale)
+			n, buf, price := window(i)
+			prices[i] = feed.Price(price)
+			if n != points {
+				t.Fatalf("incarnation %d: %d points restored, want %d", i+1, n, points)
+			}
+			bufs[i] = buf
 		}
-	}
-	for i := range instruments {
-		s, _ := d.index.get(uint64(i) + 1)
-		if w := &d.compact[s]; w.n != points+more || &w.buf[0] != bufs[i] {
-			t.Fatalf("incarnation %d: %d points (want %d), buffer replaced: %v", i+1, w.n, points+more, &w.buf[0] != bufs[i])
+		var isin feed.ISIN
+		seq := uint64(instruments * points)
+		for k := points; k < points+more; k++ {
+			for i := range instruments {
+				seq++
+				d.Observe(isin, uint64(i)+1, t0+int64(k)*int64(time.Second), seq, prices[i])
+			}
+		}
+		for i := range instruments {
+			if n, buf, _ := window(i); n != points+more || buf != bufs[i] {
+				t.Fatalf("noDelta %v, incarnation %d: %d points (want %d), buffer replaced: %v", noDelta, i+1, n, points+more, buf != bufs[i])
+			}
 		}
 	}
 }
@@ -361,7 +396,7 @@ func TestRestoredFillingWindowsGrowOnce(t *testing.T) {
 // TestWriteCompactPoints: the compact windows' fast path of WriteState writes what the
 // general path writes for the same entries (here: the window converted to the wide form).
 func TestWriteCompactPoints(t *testing.T) {
-	d := specWindows(300, 40)
+	d := specCompactWindows(300, 40)
 	// Some windows with pruned points and a wrapped ring.
 	for i := range 300 {
 		inc := uint64(i) + 1

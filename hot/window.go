@@ -177,19 +177,24 @@ func (w *window[T]) setNext() {
 // garbage (two thirds of a replay's allocations). A full window (its rate went up, or
 // varies around the estimate) or one without a span yet grows by grownCap.
 func (w *window[T]) neededCap(keep int64) int32 {
-	c := grownCap(w.n)
 	if w.n < 8 {
-		return c
+		return grownCap(w.n)
 	}
-	span := w.key(w.n-1) - w.key(w.lh)
-	if span <= 0 || span >= keep {
+	return neededCap(w.n, w.lh, w.key(w.n-1)-w.key(w.lh), keep)
+}
+
+// neededCap is the capacity of window.neededCap for a full window of n points, lh of them
+// pruned, whose present points span span (in the unit of keep).
+func neededCap(n, lh int32, span, keep int64) int32 {
+	c := grownCap(n)
+	if n < 8 || span <= 0 || span >= keep {
 		return c
 	}
 	// The present points span span with n−lh−1 gaps: at that rate, keep takes
 	// (n−lh−1) × keep / span gaps, one point more, and some margin for an irregular rate.
-	est := float64(w.n-w.lh-1)*float64(keep)/float64(span) + 1
-	est += est/32 + 4 + float64(w.lh)
-	est = min(est, 8*float64(w.n))
+	est := float64(n-lh-1)*float64(keep)/float64(span) + 1
+	est += est/32 + 4 + float64(lh)
+	est = min(est, 8*float64(n))
 	if est > float64(c) && est < math.MaxInt32 {
 		c = int32(est)
 	}
@@ -283,11 +288,21 @@ func (w *window[T]) reference(cutoff int64) (int32, bool) {
 // within seconds: at 100,000 instruments ~700 MB allocated at once, and a heavy live
 // ingest fell behind while the collector caught up.)
 func (w *window[T]) shrink(keep int64) {
-	if len(w.buf) > 32 && w.n < int32(len(w.buf))/4 {
-		if c := max(2*w.n+8, w.neededCap(keep)); c <= int32(len(w.buf))/2 {
-			w.resize(c)
+	if c, ok := shrunkCap(int32(len(w.buf)), w.n, w.neededCap(keep)); ok {
+		w.resize(c)
+	}
+}
+
+// shrunkCap returns the capacity a window of capacity c holding n points shrinks to, and
+// whether it shrinks: one a quarter full or less gives back half or more, keeping needed
+// (its neededCap).
+func shrunkCap(c, n, needed int32) (int32, bool) {
+	if c > 32 && n < c/4 {
+		if s := max(2*n+8, needed); s <= c/2 {
+			return s, true
 		}
 	}
+	return 0, false
 }
 
 // reset empties w for a new incarnation, keeping its storage unless drop is set.

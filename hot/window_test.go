@@ -26,7 +26,7 @@ func TestWindowGrowth(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := Options{Threshold: DefaultThreshold(), Window: 5 * time.Minute, Lateness: 30 * time.Second}
-			d := New(opts)
+			d := newCompactOnly(opts)
 			steps, capNow, maxN := 0, 0, int32(0)
 			total := int(2 * (opts.Window + opts.Lateness) / tc.interval)
 			rng := rand.New(rand.NewPCG(1, 2))
@@ -75,7 +75,7 @@ func TestWindowGrowth(t *testing.T) {
 func TestCompactPriceUnit(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for i := range 2000 {
-		d := New(Options{Threshold: DefaultThreshold(), Window: 5 * time.Minute})
+		d := newCompactOnly(Options{Threshold: DefaultThreshold(), Window: 5 * time.Minute})
 		unit := int64(pow10[rng.IntN(7)])
 		n := 1 + rng.IntN(50)
 		if i%8 == 0 {
@@ -152,7 +152,7 @@ func headerErrors[T word](ws []window[T]) []string {
 func TestWindowHeaders(t *testing.T) {
 	for _, seed := range []uint64{3, 7} {
 		s := genStream(seed, 5+int(seed)*7, 6000)
-		d := New(s.opts)
+		d := newCompactOnly(s.opts)
 		for i, o := range s.ops {
 			run(d, s.ops[i:i+1])
 			errs := append(headerErrors(d.compact), headerErrors(d.wide)...)
@@ -166,7 +166,7 @@ func TestWindowHeaders(t *testing.T) {
 	}
 	// An instrument quoting every 10 s for 13 days, with an Expire a minute: the time base
 	// moves while its window holds minutes of points.
-	d := New(DefaultOptions())
+	d := newCompactOnly(DefaultOptions())
 	const step = 10 * int64(time.Second)
 	for k := range int64(13 * 24 * 360) {
 		ts := t0 + k*step
@@ -187,7 +187,7 @@ func TestWindowHeaders(t *testing.T) {
 // storage back at the next Expire, and one still filling keeps it (TestWindowGrowth).
 func TestExpireShrinksQuietWindows(t *testing.T) {
 	opts := Options{Threshold: DefaultThreshold(), Window: 5 * time.Minute, Lateness: 30 * time.Second}
-	d := New(opts)
+	d := newCompactOnly(opts)
 	n := int(2 * (opts.Window + opts.Lateness) / time.Second)
 	for i := range n {
 		d.Observe(testISIN, 1, t0+int64(i)*int64(time.Second), uint64(i+1), 100_000_000)

@@ -65,129 +65,36 @@ func sortedIncs(active iter.Seq[*incarnation], dirty []*incarnation, n int) []in
 // stateMagic starts a snapshot; the last byte is the format version.
 const stateMagic = "QAGG\x01"
 
-// Upper bounds of encoded sizes, for reserving room before writing (see stateWriter).
-const (
-	// maxVarint is the longest varint, signed or not.
-	maxVarint = binary.MaxVarintLen64
-	// maxIncFixed bounds an incarnation's encoding without its description and open
-	// candles: ISIN, id, description length, flags, 8 price and last-close fields, count.
-	maxIncFixed = feed.ISINLen + maxVarint + maxVarint + 1 + 8*maxVarint + maxVarint
-	// maxCandle bounds one open candle's 10 fields.
-	maxCandle = 10 * maxVarint
-	// maxHeldQuote bounds one held quote's 3 fields.
-	maxHeldQuote = 3 * maxVarint
-)
-
-// stateWriter appends a snapshot to b. Room is reserved ahead (for a group of incarnations,
-// a held ISIN) for an upper bound of the encoding; the put methods then write into b's
-// spare capacity, without the capacity check and growth of encoding.Encbuf's append per
-// byte. Every put must be covered by a reserve. The bytes are those of Encbuf's methods
-// of the same names.
-type stateWriter struct {
-	b []byte
-}
-
-// reserve makes room for at least n more bytes. When b has to be reallocated, it gets room
-// for expect() more bytes if that is more (expect may be nil): the expected size of the rest
-// of the snapshot, so that a snapshot larger than the caller's buffer (the first one after a
-// start, or a state that grew since the last one) costs one copy instead of append's many
-// 1.25× steps.
-func (w *stateWriter) reserve(n int, expect func() int) {
-	if cap(w.b)-len(w.b) < n {
-		if expect != nil {
-			n = max(n, expect())
-		}
-		w.b = slices.Grow(w.b, n)
-	}
-}
-
-// putByte writes c.
-func (w *stateWriter) putByte(c byte) {
-	w.b = append(w.b, c)
-}
-
-// putBytes writes p as it is.
-func (w *stateWriter) putBytes(p []byte) {
-	w.b = append(w.b, p...)
-}
-
-// putUvarint writes x as an unsigned varint (binary.AppendUvarint's bytes).
-func (w *stateWriter) putUvarint(x uint64) {
-	n := len(w.b)
-	w.b = w.b[:n+binary.PutUvarint(w.b[n:n+maxVarint], x)]
-}
-
-// putVarint writes x as a zig-zag signed varint (binary.AppendVarint's bytes).
-func (w *stateWriter) putVarint(x int64) {
-	ux := uint64(x) << 1
-	if x < 0 {
-		ux = ^ux
-	}
-	w.putUvarint(ux)
-}
-
-// putUvarintString writes the length of s as a uvarint, then s.
-func (w *stateWriter) putUvarintString(s string) {
-	w.putUvarint(uint64(len(s)))
-	w.b = append(w.b, s...)
-}
-
-// incGroup is how many incarnations AppendState reserves room for at a time.
-const incGroup = 16
-
-// maxIncsLen returns an upper bound of the encoded size of incs. Reading the lengths of a
-// group of incarnations in one short loop also lets their cache misses overlap (the 50,000
-// incarnations, in ISIN order, are scattered over the heap) instead of stalling the
-// encoding one incarnation at a time.
-func maxIncsLen(incs []incKey) int {
-	n := len(incs) * maxIncFixed
-	for _, k := range incs {
-		n += len(k.inc.desc) + len(k.inc.open)*maxCandle
-	}
-	return n
-}
-
 // AppendState appends a compact binary snapshot of the whole state to b: LastSeq, watermark,
 // closed-through, the registry (active incarnations with latest price, first minute and last
 // close), the open candles of every incarnation (deleted ones included), the held quotes
 // and the counters. The encoding is deterministic: equal states give equal bytes. The grace
 // period is not part of it (it comes from New).
 func (a *Aggregator) AppendState(b []byte) []byte {
-	w := stateWriter{b: b}
-	counters := a.counters()
-	w.reserve(len(stateMagic)+1+3*maxVarint+(1+len(counters))*maxVarint+maxVarint, nil)
-	w.putBytes([]byte(stateMagic))
+	e := encoding.Encbuf{B: b}
+	e.PutString(stateMagic)
 	var flags byte
 	if a.hasWM {
 		flags |= 1
 	}
-	w.putByte(flags)
-	w.putUvarint(a.lastSeq)
-	w.putVarint(a.watermark)
-	w.putVarint(a.closedThrough)
-	w.putUvarint(uint64(len(counters)))
+	e.PutByte(flags)
+	e.PutUvarint(a.lastSeq)
+	e.PutVarint(a.watermark)
+	e.PutVarint(a.closedThrough)
+
+	counters := a.counters()
+	e.PutUvarint(uint64(len(counters)))
 	for _, c := range counters {
-		w.putUvarint(*c)
+		e.PutUvarint(*c)
 	}
+
 	incs := sortedIncs(a.active.Values(), a.dirty, a.active.Len())
-	w.putUvarint(uint64(len(incs)))
-	start, i := len(w.b), 0
-	// When b is short, expect the rest to take what the incarnations so far took on
-	// average, plus a sixteenth (once there are enough of them to go by).
-	expect := func() int {
-		if i < 64 {
-			return 0
-		}
-		return (len(w.b) - start) / i * (len(incs) - i) * 17 / 16
-	}
-	for ; i < len(incs); i++ {
-		if i%incGroup == 0 {
-			w.reserve(maxIncsLen(incs[i:min(i+incGroup, len(incs))]), expect)
-		}
-		inc := incs[i].inc
-		w.putBytes(inc.isin[:])
-		w.putUvarint(inc.id)
-		w.putUvarintString(inc.desc)
+	e.PutUvarint(uint64(len(incs)))
+	for _, ik := range incs {
+		inc := ik.inc
+		e.PutBytes(inc.isin[:])
+		e.PutUvarint(inc.id)
+		e.PutUvarintString(inc.desc)
 		flags = 0
 		if inc.active {
 			flags |= 1
@@ -198,49 +105,48 @@ func (a *Aggregator) AppendState(b []byte) []byte {
 		if inc.hasLastClose {
 			flags |= 4
 		}
-		w.putByte(flags)
-		w.putVarint(int64(inc.price))
-		w.putVarint(inc.priceTS)
-		w.putUvarint(inc.priceSeq)
-		w.putVarint(inc.firstMinute)
-		w.putVarint(int64(inc.lastClose))
-		w.putVarint(inc.lastCloseMinute)
-		w.putVarint(inc.lastCloseTS)
-		w.putUvarint(inc.lastCloseSeq)
-		w.putUvarint(uint64(len(inc.open)))
-		for j := range inc.open {
-			c := &inc.open[j]
-			w.putVarint(c.Minute)
-			w.putVarint(int64(c.Open))
-			w.putVarint(int64(c.High))
-			w.putVarint(int64(c.Low))
-			w.putVarint(int64(c.Close))
-			w.putVarint(c.OpenTS)
-			w.putVarint(c.CloseTS)
-			w.putUvarint(c.OpenSeq)
-			w.putUvarint(c.CloseSeq)
-			w.putUvarint(c.Quotes)
+		e.PutByte(flags)
+		e.PutVarint(int64(inc.price))
+		e.PutVarint(inc.priceTS)
+		e.PutUvarint(inc.priceSeq)
+		e.PutVarint(inc.firstMinute)
+		e.PutVarint(int64(inc.lastClose))
+		e.PutVarint(inc.lastCloseMinute)
+		e.PutVarint(inc.lastCloseTS)
+		e.PutUvarint(inc.lastCloseSeq)
+		e.PutUvarint(uint64(len(inc.open)))
+		for i := range inc.open {
+			c := &inc.open[i]
+			e.PutVarint(c.Minute)
+			e.PutVarint(int64(c.Open))
+			e.PutVarint(int64(c.High))
+			e.PutVarint(int64(c.Low))
+			e.PutVarint(int64(c.Close))
+			e.PutVarint(c.OpenTS)
+			e.PutVarint(c.CloseTS)
+			e.PutUvarint(c.OpenSeq)
+			e.PutUvarint(c.CloseSeq)
+			e.PutUvarint(c.Quotes)
 		}
 	}
+
 	isins := make([]feed.ISIN, 0, len(a.held.byISIN))
 	for isin := range a.held.byISIN {
 		isins = append(isins, isin)
 	}
 	slices.SortFunc(isins, func(x, y feed.ISIN) int { return compareISIN(&x, &y) })
-	w.reserve(maxVarint, nil)
-	w.putUvarint(uint64(len(isins)))
+	e.PutUvarint(uint64(len(isins)))
 	for _, isin := range isins {
 		qs := a.held.byISIN[isin]
-		w.reserve(feed.ISINLen+maxVarint+len(qs)*maxHeldQuote, nil)
-		w.putBytes(isin[:])
-		w.putUvarint(uint64(len(qs)))
+		e.PutBytes(isin[:])
+		e.PutUvarint(uint64(len(qs)))
 		for _, q := range qs {
-			w.putVarint(q.ts)
-			w.putUvarint(q.seq)
-			w.putVarint(int64(q.price))
+			e.PutVarint(q.ts)
+			e.PutUvarint(q.seq)
+			e.PutVarint(int64(q.price))
 		}
 	}
-	return w.b
+	return e.Get()
 }
 
 // counters lists the cumulative Stats fields in snapshot order. New counters go at the end.

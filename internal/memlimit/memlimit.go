@@ -7,15 +7,19 @@
 // the headroom of the allocation rate (Limit).
 //
 // What the budget has to hold (the spec workload, 50,000 instruments quoting every second):
-// the hot detector's windows, 8 bytes per quote of the last window + lateness (5m30s) ≈
-// 140 MiB with ring slack when full; the aggregator's incarnations and open candles
+// the hot detector's windows, 4 bytes per quote of the last window + lateness (5m30s) in
+// their delta form (8 for a few minutes after a price jump) ≈ 75 MiB with ring slack and
+// headers when full; the aggregator's incarnations and open candles
 // (~20 MiB); the pipeline's tail of closed candles for queries (~32 MiB: 30 minutes of
 // every instrument); Badger's memtable (~10 MiB with its slack: wal.Options.MemTableSize,
 // allocated whole) and its table builders; its block cache (16 MiB,
 // wal.Options.BlockCacheSize); and a replay's batches in flight (8 per stage of 32,768
-// messages, ~2 MiB each). DefaultBudget is below that once the windows and the tail are
-// full, and a replay's live heap is above it, so their limit follows the live heap. A
-// larger instrument count or quote rate raises the live heap, and the limit follows it.
+// messages, ~2 MiB each). Once the windows and the tail are full that is ~155 MiB, below
+// DefaultBudget: a live ingest's heap grows towards the budget between collections (its
+// steady resident set, ~250 MiB, is mostly that; at its ~1 MB a second, a collection
+// every minute or two). A replay's live heap is above the budget, so its limit follows the
+// live heap; a larger instrument count or quote rate raises the live heap, and the limit
+// follows it.
 // docs/performance.md has the measured resident sizes.
 //
 // A collection can also find a live heap swollen for a moment: while Badger flushes a

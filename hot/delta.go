@@ -243,17 +243,7 @@ func (w *deltaWindow) reference(cutoff int64) (entry, bool) {
 
 // resize moves the stored points into fresh storage of capacity c ≥ n.
 func (w *deltaWindow) resize(c int32) {
-	nb := make([]uint32, c)
-	if w.n > 0 {
-		end := w.head + w.n
-		if end <= int32(len(w.buf)) {
-			copy(nb, w.buf[w.head:end])
-		} else {
-			k := copy(nb, w.buf[w.head:])
-			copy(nb[k:], w.buf[:end-int32(len(w.buf))])
-		}
-	}
-	w.buf, w.head = nb, 0
+	w.buf, w.head = ringCopy(w.buf, w.head, w.n, c), 0
 }
 
 // neededCap is window.neededCap for a delta window (keep in ns).
@@ -312,58 +302,20 @@ func (d *Detector) observeDelta(w *deltaWindow, isin feed.ISIN, incarnation uint
 	if !edge {
 		return Event{}, false, true
 	}
-	return Event{
-		ID:             seq,
-		ISIN:           isin,
-		Incarnation:    incarnation,
-		TS:             ts,
-		Price:          p,
-		ReferencePrice: feed.Price(ref.price),
-		ReferenceTS:    ref.ts,
-		ChangePercent:  Change(p, feed.Price(ref.price)),
-	}, true, true
+	return hotEvent(isin, incarnation, ts, seq, p, ref), true, true
 }
 
 // fromDelta copies the present points of src into dst in domain to with price base pbase,
 // and the header, as convert does; ok is false (dst unchanged) when a point does not fit.
 func fromDelta[T word](dst *window[T], src *deltaWindow, to domain, pbase int64) bool {
-	n := src.n - src.lh
-	buf := dst.buf[:0:0]
-	if int32(cap(dst.buf)) >= max(n, 8) {
-		buf = dst.buf[:cap(dst.buf)]
-	} else {
-		buf = make([]point[T], max(n, 8))
-	}
 	e := src.front
-	for i := int32(0); i < n; i++ {
+	next := func(i int32) entry { // i = 0, 1, … in order
 		if i > 0 {
 			e = src.after(e, src.lh+i-1)
 		}
-		k := e.ts
-		if to.compact {
-			ck, ok := to.pointKey(e.ts)
-			if !ok {
-				return false
-			}
-			k = int64(ck)
-		}
-		p := e.price - pbase
-		if int64(T(k)) != k || int64(T(p)) != p {
-			return false
-		}
-		buf[i] = point[T]{key: T(k), price: T(p)}
+		return e
 	}
-	clear(buf[n:])
-	cur := src.cur - src.lh
-	if cur < -1 {
-		cur = -1
-	}
-	*dst = window[T]{buf: buf, n: n, cur: cur, lastSeq: src.lastSeq, pbase: pbase, used: src.used, hot: src.hot}
-	dst.setNext()
-	if to.compact {
-		_, dst.pe = windowUnits(dst, to) // only compact windows keep a unit
-	}
-	return true
+	return fill(dst, src.n-src.lh, next, to, pbase, src.cur-src.lh, src.lastSeq, src.used, src.hot)
 }
 
 // toDelta copies the present points of compact window src (domain dm) into dst, and the
@@ -454,21 +406,10 @@ func (w *deltaWindow) coarser() bool {
 // when an entry is malformed: the caller then decodes the window the general way, which
 // reports the error. The window gets the capacity it will grow to (neededCap, given keep).
 func decodeDelta(b []byte, n int, pe byte, seq uint64, hot bool, keep int64) (w deltaWindow, used int, ok bool) {
-	t, k1 := binary.Varint(b)
-	if k1 <= 0 {
+	first, off, ok := readFirstEntry(b, pe)
+	if !ok || n-1 > (len(b)-off)/4 {
 		return w, 0, false
 	}
-	p, k2 := binary.Varint(b[k1:])
-	if k2 <= 0 {
-		return w, 0, false
-	}
-	off := k1 + k2
-	ts, ok1 := mulChecked(t, msNanos)
-	price, ok2 := mulChecked(p, pow10[pe])
-	if !ok1 || !ok2 || price <= 0 || price > int64(feed.MaxPrice) || n-1 > (len(b)-off)/4 {
-		return w, 0, false
-	}
-	first := entry{ts: ts, price: price}
 	e := first
 	for i := 1; i < n; i++ {
 		dt, dp := fixedEntry(b[off+4*(i-1):])

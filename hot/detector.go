@@ -180,6 +180,12 @@ func observe[T word](d *Detector, w *window[T], dm domain, isin feed.ISIN, incar
 	if !edge {
 		return Event{}, false
 	}
+	return hotEvent(isin, incarnation, ts, seq, p, ref), true
+}
+
+// hotEvent is the Event of a hot quote (the sequence seq, at ts and price p) against its
+// reference ref.
+func hotEvent(isin feed.ISIN, incarnation uint64, ts int64, seq uint64, p feed.Price, ref entry) Event {
 	return Event{
 		ID:             seq,
 		ISIN:           isin,
@@ -189,7 +195,7 @@ func observe[T word](d *Detector, w *window[T], dm domain, isin feed.ISIN, incar
 		ReferencePrice: feed.Price(ref.price),
 		ReferenceTS:    ref.ts,
 		ChangePercent:  Change(p, feed.Price(ref.price)),
-	}, true
+	}
 }
 
 // slot returns the slot of incarnation: the one byRef lists for ref if it holds the
@@ -330,15 +336,22 @@ func (d *Detector) newDelta(incarnation uint64) int32 {
 
 // allocDelta returns a free delta slot (a forgotten one when possible) for incarnation.
 func (d *Detector) allocDelta(incarnation uint64) int32 {
-	if k := len(d.freeD); k > 0 {
-		s := d.freeD[k-1]
-		d.freeD = d.freeD[:k-1]
-		d.deltaInc[s] = incarnation
+	return allocSlot(&d.delta, &d.deltaInc, &d.freeD, incarnation)
+}
+
+// allocSlot returns a slot of ws for incarnation, recorded in incs: a forgotten one from
+// free when there is one, else a new one.
+func allocSlot[W any](ws *[]W, incs *[]uint64, free *[]int32, incarnation uint64) int32 {
+	if k := len(*free); k > 0 {
+		s := (*free)[k-1]
+		*free = (*free)[:k-1]
+		(*incs)[s] = incarnation
 		return s
 	}
-	d.delta = append(d.delta, deltaWindow{})
-	d.deltaInc = append(d.deltaInc, incarnation)
-	return int32(len(d.delta) - 1)
+	var w W
+	*ws = append(*ws, w)
+	*incs = append(*incs, incarnation)
+	return int32(len(*ws) - 1)
 }
 
 // deltaToCompact moves the delta window in slot s (as the index stores it) to a compact
@@ -399,28 +412,12 @@ func (d *Detector) newCompact(incarnation uint64, ts int64) int32 {
 
 // allocCompact returns a free compact slot (a forgotten one when possible) for incarnation.
 func (d *Detector) allocCompact(incarnation uint64) int32 {
-	if k := len(d.freeC); k > 0 {
-		s := d.freeC[k-1]
-		d.freeC = d.freeC[:k-1]
-		d.compactInc[s] = incarnation
-		return s
-	}
-	d.compact = append(d.compact, window[int32]{})
-	d.compactInc = append(d.compactInc, incarnation)
-	return int32(len(d.compact) - 1)
+	return allocSlot(&d.compact, &d.compactInc, &d.freeC, incarnation)
 }
 
 // allocWide returns a free wide slot for incarnation.
 func (d *Detector) allocWide(incarnation uint64) int32 {
-	if k := len(d.freeW); k > 0 {
-		s := d.freeW[k-1]
-		d.freeW = d.freeW[:k-1]
-		d.wideInc[s] = incarnation
-		return s
-	}
-	d.wide = append(d.wide, window[int64]{})
-	d.wideInc = append(d.wideInc, incarnation)
-	return int32(len(d.wide) - 1)
+	return allocSlot(&d.wide, &d.wideInc, &d.freeW, incarnation)
 }
 
 // widen moves the compact window in slot s to a wide slot and returns that slot as the

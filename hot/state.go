@@ -860,27 +860,15 @@ func fixedEntry(b []byte) (dt uint64, dp int64) {
 func decodeCompact(b []byte, dm domain, scratch []point[int32], pe byte, fixed bool, seq uint64, hot bool, keepMs int64) (w window[int32], used int, ok bool) {
 	n := len(scratch)
 	pu := pow10[pe]
-	t, k1 := binary.Varint(b)
-	if k1 <= 0 {
-		return w, 0, false
-	}
-	p, k2 := binary.Varint(b[k1:])
-	if k2 <= 0 {
-		return w, 0, false
-	}
-	off := k1 + k2
-	ts, ok := mulChecked(t, msNanos)
+	first, off, ok := readFirstEntry(b, pe)
 	if !ok {
 		return w, 0, false
 	}
-	key, ok := dm.pointKey(ts)
+	key, ok := dm.pointKey(first.ts)
 	if !ok {
 		return w, 0, false
 	}
-	price, ok := mulChecked(p, pu)
-	if !ok || price <= 0 || price > int64(feed.MaxPrice) {
-		return w, 0, false
-	}
+	price := first.price
 	pbase, k := price, int64(key)
 	buf := scratch
 	if fixed && n-1 > (len(b)-off)/4 {
@@ -925,6 +913,26 @@ func decodeCompact(b []byte, dm domain, scratch []point[int32], pe byte, fixed b
 	copy(w.buf, buf)
 	w.setNext()
 	return w, off, true
+}
+
+// readFirstEntry reads the first entry of a window in units of 1 ms and 10^pe at the
+// front of b (two varints), and returns it and the bytes used; ok is false when it is
+// malformed, its time overflows or its price is not in (0, feed.MaxPrice].
+func readFirstEntry(b []byte, pe byte) (e entry, used int, ok bool) {
+	t, k1 := binary.Varint(b)
+	if k1 <= 0 {
+		return e, 0, false
+	}
+	p, k2 := binary.Varint(b[k1:])
+	if k2 <= 0 {
+		return e, 0, false
+	}
+	ts, ok1 := mulChecked(t, msNanos)
+	price, ok2 := mulChecked(p, pow10[pe])
+	if !ok1 || !ok2 || price <= 0 || price > int64(feed.MaxPrice) {
+		return e, 0, false
+	}
+	return entry{ts: ts, price: price}, k1 + k2, true
 }
 
 // restoredWindow returns the window of incarnation inc holding es (oldest first), compact

@@ -141,17 +141,23 @@ func (w *window[T]) entry(dm domain, i int32) entry {
 
 // resize moves the stored points into fresh storage of capacity c ≥ n.
 func (w *window[T]) resize(c int32) {
-	nb := make([]point[T], c)
-	if w.n > 0 {
-		end := w.head + w.n
-		if end <= int32(len(w.buf)) {
-			copy(nb, w.buf[w.head:end])
+	w.buf, w.head = ringCopy(w.buf, w.head, w.n, c), 0
+}
+
+// ringCopy returns fresh storage of capacity c ≥ n holding, in order from index 0, the n
+// elements of the ring buf that start at index head.
+func ringCopy[P any](buf []P, head, n, c int32) []P {
+	nb := make([]P, c)
+	if n > 0 {
+		end := head + n
+		if end <= int32(len(buf)) {
+			copy(nb, buf[head:end])
 		} else {
-			k := copy(nb, w.buf[w.head:])
-			copy(nb[k:], w.buf[:end-int32(len(w.buf))])
+			k := copy(nb, buf[head:])
+			copy(nb[k:], buf[:end-int32(len(buf))])
 		}
 	}
-	w.buf, w.head = nb, 0
+	return nb
 }
 
 // grownCap is the capacity a full window of n points grows to when it has no better
@@ -319,7 +325,15 @@ func (w *window[T]) reset(drop bool) {
 // price base pbase, and the header; ok is false (dst unchanged) when a point does not fit
 // dst's domain or word. src's pruned points are dropped on the way.
 func convert[S, D word](dst *window[D], src *window[S], from, to domain, pbase int64) bool {
-	n := src.n - src.lh
+	entry := func(i int32) entry { return src.entry(from, src.lh+i) }
+	return fill(dst, src.n-src.lh, entry, to, pbase, src.cur-src.lh, src.lastSeq, src.used, src.hot)
+}
+
+// fill makes dst hold the n entries entry(0), entry(1), … (asked for in that order) in
+// domain to with price base pbase, its reference cursor at cur (−1 or less: before the
+// front) and the given header fields; ok is false (dst unchanged) when an entry does not
+// fit dst's domain or word.
+func fill[D word](dst *window[D], n int32, entry func(i int32) entry, to domain, pbase int64, cur int32, lastSeq uint64, used, hot bool) bool {
 	buf := dst.buf[:0:0]
 	if int32(cap(dst.buf)) >= max(n, 8) {
 		buf = dst.buf[:cap(dst.buf)]
@@ -327,29 +341,23 @@ func convert[S, D word](dst *window[D], src *window[S], from, to domain, pbase i
 		buf = make([]point[D], max(n, 8))
 	}
 	for i := int32(0); i < n; i++ {
-		e := src.entry(from, src.lh+i)
-		var k, p int64
+		e := entry(i)
+		k := e.ts
 		if to.compact {
 			ck, ok := to.pointKey(e.ts)
 			if !ok {
 				return false
 			}
 			k = int64(ck)
-		} else {
-			k = e.ts
 		}
-		p = e.price - pbase
+		p := e.price - pbase
 		if int64(D(k)) != k || int64(D(p)) != p {
 			return false
 		}
 		buf[i] = point[D]{key: D(k), price: D(p)}
 	}
 	clear(buf[n:])
-	cur := src.cur - src.lh
-	if cur < -1 {
-		cur = -1
-	}
-	*dst = window[D]{buf: buf, n: n, cur: cur, lastSeq: src.lastSeq, pbase: pbase, used: src.used, hot: src.hot}
+	*dst = window[D]{buf: buf, n: n, cur: max(cur, -1), lastSeq: lastSeq, pbase: pbase, used: used, hot: hot}
 	dst.setNext()
 	if to.compact {
 		_, dst.pe = windowUnits(dst, to) // only compact windows keep a unit

@@ -11,9 +11,9 @@ import (
 // deltaWindow is a window (see window for what it holds and how it prunes) whose points
 // are differences from the point before them, 4 bytes each:
 //
-//	buf[i]: ┌────────────────────────────┬────────────────────────────────┐
-//	        │ Δts / 1 ms   uint16, bits 0–15 │ Δprice / 10^pe   int16, bits 16–31 │
-//	        └────────────────────────────┴────────────────────────────────┘
+//	buf[i]: ┌───────────────────────────────┬───────────────────────────────────┐
+//	        │ Δts / 1 ms: uint16, bits 0–15 │ Δprice / 10^pe: int16, bits 16–31 │
+//	        └───────────────────────────────┴───────────────────────────────────┘
 //
 // the layout of a snapshot's fixed-form entry, so that a snapshot copies them. The
 // windows of 50,000 instruments at a quote a second hold 16 million points: 64 MB in this
@@ -24,10 +24,10 @@ import (
 // from one of them, a point or so per quote: reference and prune move forward, insert
 // backward as far as the quote is late. The header is two cache lines (Detector.delta,
 // once large, is page-aligned), both of which every quote reads: PrefetchGroup touches
-// both. A quote whose deltas do not fit (a time that is not
-// a whole millisecond, more than 65.5 s after its predecessor, a price more than 32,767
-// units of 10^pe from its neighbours: a jump of the partner's feed) moves the window to the
-// compact form (Detector.deltaToCompact); Expire moves it back once its points fit.
+// both. A quote whose deltas do not fit (a time that is not a whole millisecond, more than
+// 65.5 s after its predecessor, a price more than 32,767 units of 10^pe from its
+// neighbours: a jump of the partner's feed) moves the window to the compact form
+// (Detector.deltaToCompact); Expire moves it back once its points fit.
 type deltaWindow struct {
 	// The first cache line: what finding the window and its ring takes.
 	buf              []uint32 // ring storage; len(buf) is the capacity

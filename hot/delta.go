@@ -88,10 +88,7 @@ func (w *deltaWindow) admit(p int64) bool {
 	if w.n == 0 {
 		w.pe = maxPriceExp
 	}
-	pe := w.pe
-	for !multipleOfPow10Exact(p, pe) {
-		pe--
-	}
+	pe := unitOf(p, w.pe)
 	return pe == w.pe || w.refine(pe)
 }
 
@@ -189,6 +186,13 @@ func (w *deltaWindow) prune(horizon int64) {
 		w.lh++
 	}
 	w.setNext()
+}
+
+// expire is window.expire for a delta window (horizon and keep in ns).
+func (w *deltaWindow) expire(horizon, keep int64) {
+	w.prune(horizon)
+	w.drop()
+	w.shrink(keep)
 }
 
 // drop physically removes the pruned points.

@@ -143,9 +143,7 @@ func (d *Detector) ObserveRef(ref uint32, isin feed.ISIN, incarnation uint64, ts
 		}
 		k, fits := d.cdom.pointKey(ts)
 		if dp := int64(p) - w.pbase; fits && dp == int64(int32(dp)) {
-			for !multipleOfPow10Exact(int64(p), w.pe) {
-				w.pe--
-			}
+			w.pe = unitOf(int64(p), w.pe)
 			return observe(d, w, d.cdom, isin, incarnation, ts, int64(k), seq, p)
 		}
 		s = d.widen(s)
@@ -285,36 +283,24 @@ func (d *Detector) Len() int { return d.index.len() }
 func (d *Detector) Expire(watermark int64) {
 	horizon := subSat(watermark, d.keep)
 	for i := range d.delta {
-		w := &d.delta[i]
-		if !w.used {
-			continue
+		if w := &d.delta[i]; w.used {
+			w.expire(horizon, d.keep)
 		}
-		w.prune(horizon)
-		w.drop()
-		w.shrink(d.keep)
 	}
 	ch := d.cdom.key(horizon)
 	for i := range d.compact {
-		w := &d.compact[i]
-		if !w.used {
-			continue
-		}
-		w.prune(ch)
-		w.drop()
-		w.shrink(d.keep / msNanos)
-		if !d.noDelta {
-			d.compactToDelta(int32(i))
+		if w := &d.compact[i]; w.used {
+			w.expire(ch, d.keep/msNanos)
+			if !d.noDelta {
+				d.compactToDelta(int32(i))
+			}
 		}
 	}
 	for i := range d.wide {
-		w := &d.wide[i]
-		if !w.used {
-			continue
+		if w := &d.wide[i]; w.used {
+			w.expire(horizon, d.keep)
+			d.narrow(int32(i))
 		}
-		w.prune(horizon)
-		w.drop()
-		w.shrink(d.keep)
-		d.narrow(int32(i))
 	}
 	if d.baseSet && watermark-d.cdom.tbase > rebaseAfter && watermark > math.MinInt64+rebaseKeep {
 		d.rebase(d.cdom.time(d.cdom.key(watermark - rebaseKeep)))
@@ -361,9 +347,7 @@ func allocSlot[W any](ws *[]W, incs *[]uint64, free *[]int32, incarnation uint64
 func (d *Detector) deltaToCompact(s int32, ts int64) int32 {
 	ds := s &^ deltaBit
 	inc, src := d.deltaInc[ds], &d.delta[ds]
-	if !d.baseSet {
-		d.cdom.tbase, d.baseSet = d.cdom.key(ts)*msNanos, true
-	}
+	d.setBase(ts)
 	ns := d.allocCompact(inc)
 	if !fromDelta(&d.compact[ns], src, d.cdom, src.front.price) {
 		d.freeC = append(d.freeC, ns)
@@ -394,12 +378,18 @@ func (d *Detector) compactToDelta(s int32) {
 	d.deltaIn++
 }
 
-// newCompact returns the slot of an empty compact window for incarnation; ts, the time of
-// its first quote, sets the compact windows' time base if none is set yet.
-func (d *Detector) newCompact(incarnation uint64, ts int64) int32 {
+// setBase sets the compact windows' time base to the whole millisecond at or before ts,
+// unless it is set.
+func (d *Detector) setBase(ts int64) {
 	if !d.baseSet {
 		d.cdom.tbase, d.baseSet = d.cdom.key(ts)*msNanos, true
 	}
+}
+
+// newCompact returns the slot of an empty compact window for incarnation; ts, the time of
+// its first quote, sets the compact windows' time base if none is set yet.
+func (d *Detector) newCompact(incarnation uint64, ts int64) int32 {
+	d.setBase(ts)
 	s := d.allocCompact(incarnation)
 	w := &d.compact[s]
 	if w.buf == nil {

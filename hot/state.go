@@ -486,6 +486,14 @@ func multipleOfPow10Exact(x int64, e byte) bool {
 	return u&(uint64(1)<<e-1) == 0 && (u>>e)*inv5Pow[e] <= max5Pow[e]
 }
 
+// unitOf returns the largest k ≤ pe such that 10^k divides p.
+func unitOf(p int64, pe byte) byte {
+	for !multipleOfPow10Exact(p, pe) {
+		pe--
+	}
+	return pe
+}
+
 // windowUnits returns the exponents of the units of w's present entries: te is
 // tsExpMillis when every entry time is a whole millisecond, else 0; pe is the largest k ≤
 // maxPriceExp such that 10^k divides every entry price. The differences of the entries are
@@ -499,9 +507,7 @@ func windowUnits[T word](w *window[T], dm domain) (te, pe byte) {
 		if checkTS && en.ts%msNanos != 0 { // the exact remainder: 0 for negative multiples too
 			te, checkTS = 0, false
 		}
-		for pe > 0 && !multipleOfPow10Exact(en.price, pe) {
-			pe--
-		}
+		pe = unitOf(en.price, pe)
 		if !checkTS && pe == 0 {
 			break
 		}
@@ -594,7 +600,7 @@ func (d *Detector) restoreStateWorkers(b []byte, newest int64, baseKnown bool, w
 	nd := New(d.opts)
 	nd.noDelta = d.noDelta
 	if baseKnown {
-		nd.cdom.tbase, nd.baseSet = nd.cdom.key(newest)*msNanos, true
+		nd.setBase(newest)
 	}
 	var pieces []statePieceRef
 	if version >= stateVersion3 {

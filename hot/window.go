@@ -248,6 +248,14 @@ func (w *window[T]) prune(horizon int64) {
 	w.setNext()
 }
 
+// expire is what Detector.Expire does to a window: prune before horizon, remove the pruned
+// points and give back storage (shrink, given keep), all in the window's key unit.
+func (w *window[T]) expire(horizon, keep int64) {
+	w.prune(horizon)
+	w.drop()
+	w.shrink(keep)
+}
+
 // drop physically removes the pruned points.
 func (w *window[T]) drop() {
 	k := w.lh

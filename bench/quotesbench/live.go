@@ -294,7 +294,7 @@ func (b *bench) live(ctx context.Context, col int, w workload, level int, speed 
 	received := m1["quotes_quote_records_total"] - m0["quotes_quote_records_total"]
 	hist := subBuckets(m1.histogram(latencyMetric), m0.histogram(latencyMetric))
 
-	var httpCell, healthCell, restartCell string
+	var httpCell, healthCell, noopCell, restartCell string
 	var rss int64
 	if level == 0 {
 		all, err := quotedISINs(ctx, base)
@@ -318,7 +318,17 @@ func (b *bench) live(ctx context.Context, col int, w workload, level int, speed 
 			return base + "/healthz"
 		})
 		healthCell = latCell(hlat, herrs)
-		b.note(fmt.Sprintf("/healthz while ingest runs: the same %d clients for %s right after the last=30m load, against an endpoint that does no work: the latency the machine adds to any request.", clients, b.cfg.httpLoad))
+		b.note(fmt.Sprintf("/healthz while ingest runs: the same %d clients for %s right after the last=30m load, against ingest's endpoint that does no work: the latency the machine and ingest's own goroutines add to any request.", clients, b.cfg.httpLoad))
+		noop, noopBase, err := b.startNoop(ctx, dir)
+		if err != nil {
+			return err
+		}
+		nlat, nerrs := latencies(ctx, isins, clients, b.cfg.httpLoad, func(string) string {
+			return noopBase + "/"
+		})
+		noop.Kill()
+		noopCell = latCell(nlat, nerrs)
+		b.note(fmt.Sprintf("no-op server: the same %d clients for %s right after /healthz, against a plain net/http server in a process of its own that answers \"ok\" (bench/quotesbench/noop.go), beside the same ingest and generator: the machine's floor, with no quotes code in the process.", clients, b.cfg.httpLoad))
 
 		// kill -9 the ingest, restart it on the same data against the same generator.
 		before, _ := scrape(ctx, base)
@@ -374,6 +384,7 @@ func (b *bench) live(ctx context.Context, col int, w workload, level int, speed 
 	if level == 0 {
 		b.t.set("level 1 last=30m p50 / p99 while ingest runs", col, httpCell)
 		b.t.set("level 1 /healthz p50 / p99, same load (control: no work)", col, healthCell)
+		b.t.set("level 1 no-op server, own process, same load (control: the machine)", col, noopCell)
 		b.t.set("level 1 restart after kill -9 of ingest", col, restartCell)
 	}
 	b.note("live: offered = the generator's quotes sent ÷ its run time (from its exit log); ingested = growth of ingest's quotes_quote_records_total (WAL-durable and applied) over the window ÷ window; \"kept up\" = ingested ≥ 98 % of offered and the generator never dropped the client as too slow (its queue bound is 100,000 messages, so a backlog that keeps growing ends in a drop).")

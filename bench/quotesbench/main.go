@@ -84,7 +84,12 @@ func main() {
 	flag.DurationVar(&c.liveWindow, "live-window", 25*time.Second, "measurement window of each live ingest level")
 	flag.DurationVar(&c.httpLoad, "http-load", 10*time.Second, "duration of the HTTP query load while ingest runs")
 	flag.DurationVar(&c.steady, "steady", 15*time.Minute, "how long the spec workload's steady-state live ingest runs; its anonymous RSS is read over the last 7 minutes of it (0: skip)")
+	noop := flag.String("noop-server", "", "internal: serve the no-op control on this address (see noop.go) instead of measuring")
 	flag.Parse()
+	if *noop != "" {
+		fmt.Fprintln(os.Stderr, "quotesbench: no-op control:", serveNoop(*noop))
+		os.Exit(1)
+	}
 
 	c.workloads = []workload{
 		{Name: "spec", Instruments: 50_000, Interval: time.Second, Duration: 10 * time.Minute, Seed: 1,
